@@ -1,0 +1,97 @@
+//! One error type for the whole library. Every variant names what was wrong and where.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in moe-gpu, with enough context to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No wgpu adapter matched the request; the message says what to install or change.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+
+    /// The adapter refused to create a device.
+    #[error("could not create a GPU device on {adapter}: {message}")]
+    Device { adapter: String, message: String },
+
+    /// A WGSL shader or compute pipeline failed validation.
+    #[error("kernel `{kernel}` failed to build: {message}")]
+    Shader { kernel: String, message: String },
+
+    /// A GPU operation (submit, map, poll) failed at run time.
+    #[error("GPU error during {what}: {message}")]
+    Gpu { what: String, message: String },
+
+    /// Reading a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A safetensors file is malformed, truncated or not a safetensors file at all.
+    #[error("{}: not a valid safetensors file: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+
+    /// A tensor is missing or has the wrong shape or dtype.
+    #[error("tensor `{name}`: {message}")]
+    Tensor { name: String, message: String },
+
+    /// config.json is missing a field, has a wrong value, or asks for math we do not implement.
+    #[error("config.json field `{field}`: {message}")]
+    Config { field: String, message: String },
+
+    /// The checkpoint's `model_type` is not one we can run.
+    #[error("unsupported model_type `{0}`; supported: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, gpt_oss")]
+    UnknownArchitecture(String),
+
+    /// Caller-supplied data is invalid (NaN, out-of-range ids, wrong length, bad option).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A buffer would exceed a device limit and cannot be split.
+    #[error("{what} needs {needed} bytes, over the device limit {limit_name} = {limit} bytes")]
+    DeviceLimit {
+        what: String,
+        needed: u64,
+        limit_name: &'static str,
+        limit: u64,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn tensor(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Tensor {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn input(message: impl Into<String>) -> Self {
+        Error::InvalidInput(message.into())
+    }
+
+    pub(crate) fn gpu(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Gpu {
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! GPU buffers: creation under the device limits, upload, and readback through staging.
+
+use std::sync::mpsc;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+
+/// Usage of every storage buffer: bound to kernels, filled by uploads, copied out for readback.
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+
+/// Smallest buffer we create: bindings of size zero are invalid.
+const MIN_BYTES: u64 = 16;
+
+fn padded(bytes: u64) -> u64 {
+    bytes.max(MIN_BYTES).div_ceil(4) * 4
+}
+
+impl Context {
+    /// Fails with [`Error::DeviceLimit`] if `bytes` cannot be one storage binding.
+    pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
+        let limit = self.max_binding();
+        if bytes > limit {
+            return Err(Error::DeviceLimit {
+                what: what.to_string(),
+                needed: bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// An uninitialised (zeroed) storage buffer of `bytes` bytes.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.buffer(label, bytes, STORAGE)
+    }
+
+    /// A storage buffer that can also hold indirect dispatch arguments.
+    pub fn indirect_storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.buffer(label, bytes, STORAGE | wgpu::BufferUsages::INDIRECT)
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn storage_with<T: Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let buffer = self.storage(label, bytes.len() as u64)?;
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytes);
+        }
+        Ok(buffer)
+    }
+
+    /// A uniform buffer holding one parameter struct.
+    pub fn uniform<T: Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(value);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: padded(bytes.len() as u64),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytes);
+        buffer
+    }
+
+    fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        self.check_binding(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: padded(bytes),
+            usage,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Copies `count` elements of `T` from the start of `buffer` to the host (one submit).
+    pub fn read_back<T: Pod>(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<T>> {
+        let bytes = (count * std::mem::size_of::<T>()) as u64;
+        let staging = Staging::new(self, "read_back", bytes);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        staging.copy_from(&mut encoder, buffer, 0, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        staging.read(self, count)
+    }
+}
+
+/// A preallocated host-visible buffer that kernels' results are copied into.
+pub struct Staging {
+    buffer: wgpu::Buffer,
+}
+
+impl Staging {
+    pub fn new(ctx: &Context, label: &str, bytes: u64) -> Self {
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: padded(bytes),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self { buffer }
+    }
+
+    /// Records a copy of `bytes` bytes of `src` (from `src_offset`) to `dst_offset` here.
+    pub fn copy_from(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
+        if bytes > 0 {
+            encoder.copy_buffer_to_buffer(src, src_offset, &self.buffer, dst_offset, bytes);
+        }
+    }
+
+    /// Waits for the submitted work, then returns the first `bytes` bytes.
+    pub fn read_bytes(&self, ctx: &Context, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let slice = self.buffer.slice(0..bytes.div_ceil(4) * 4);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.wait()?;
+        rx.recv()
+            .map_err(|e| Error::gpu("readback", e))?
+            .map_err(|e| Error::gpu("readback", e))?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::gpu("readback", e))?;
+            view[..bytes as usize].to_vec()
+        };
+        self.buffer.unmap();
+        Ok(out)
+    }
+
+    /// Waits for the submitted work, then reads `count` elements of `T` from the start.
+    pub fn read<T: Pod>(&self, ctx: &Context, count: usize) -> Result<Vec<T>> {
+        let bytes = self.read_bytes(ctx, (count * std::mem::size_of::<T>()) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// `count` elements of `T` starting at byte `offset` of `bytes`.
+pub fn decode<T: Pod>(bytes: &[u8], offset: u64, count: usize) -> Vec<T> {
+    let start = offset as usize;
+    bytemuck::pod_collect_to_vec(&bytes[start..start + count * std::mem::size_of::<T>()])
+}

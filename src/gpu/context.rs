@@ -1,0 +1,190 @@
+//! The device seam: choose an adapter (or adopt the application's device) and hold the queue,
+//! limits, features and the pipeline cache that every kernel goes through.
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::PipelineCache;
+
+/// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND` and
+/// `MOE_GPU_ADAPTER`; the defaults pick the high-performance adapter of any backend.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// Restrict to one backend (`vulkan`, `gl`, `metal`, `dx12`).
+    pub backend: Option<wgpu::Backends>,
+    /// Choose the first adapter whose name contains this substring (case-insensitive).
+    pub adapter_name: Option<String>,
+    /// Prefer a low-power adapter over the high-performance one.
+    pub low_power: bool,
+}
+
+impl ContextOptions {
+    /// Options taken from `MOE_GPU_BACKEND=vulkan|gl|metal|dx12` and `MOE_GPU_ADAPTER=<substring>`.
+    pub fn from_env() -> Result<Self> {
+        let backend = match std::env::var("MOE_GPU_BACKEND") {
+            Ok(name) if !name.is_empty() => Some(parse_backend(&name)?),
+            _ => None,
+        };
+        let adapter_name = std::env::var("MOE_GPU_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty());
+        Ok(Self {
+            backend,
+            adapter_name,
+            low_power: false,
+        })
+    }
+}
+
+/// Parses a backend name as used by `MOE_GPU_BACKEND`.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        other => Err(Error::input(format!(
+            "MOE_GPU_BACKEND=`{other}` is not a backend; use vulkan, gl, metal or dx12"
+        ))),
+    }
+}
+
+/// A wgpu device and queue plus what moe-gpu needs to know about them.
+///
+/// Build one with [`Context::new`] (adapter chosen from the environment) or adopt the
+/// application's own device with [`Context::from_device`].
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub(crate) pipelines: PipelineCache,
+}
+
+/// Optional features we use when the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+
+impl Context {
+    /// Picks an adapter according to `MOE_GPU_BACKEND` / `MOE_GPU_ADAPTER` and creates a device.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&ContextOptions::from_env()?)
+    }
+
+    /// Picks an adapter according to `options` and creates a device with the adapter's own
+    /// limits and the optional features it supports (f16, subgroups, timestamps).
+    pub fn with_options(options: &ContextOptions) -> Result<Self> {
+        let backends = options.backend.unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(choose_adapter(&instance, backends, options))?;
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("moe-gpu"),
+            required_features: features,
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::from_device(device, queue))
+    }
+
+    /// Adopts an application's existing device and queue. Work is submitted to `queue`, and
+    /// only the features and limits the device was created with are used.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        let limits = device.limits();
+        let features = device.features();
+        Self {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pipelines: PipelineCache::default(),
+        }
+    }
+
+    /// Whether WGSL `f16` can be used.
+    pub fn has_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Largest buffer that can be bound to one storage binding.
+    pub fn max_binding(&self) -> u64 {
+        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+    }
+
+    /// One line describing the adapter: name, backend and device type.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// Blocks until every submitted command has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::gpu("poll", e))
+    }
+}
+
+async fn choose_adapter(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+    options: &ContextOptions,
+) -> Result<wgpu::Adapter> {
+    let adapters = instance.enumerate_adapters(backends).await;
+    if let Some(want) = &options.adapter_name {
+        let want = want.to_lowercase();
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&want))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "no adapter name contains `{want}` (MOE_GPU_ADAPTER); found: [{}]",
+                    names.join(", ")
+                ))
+            });
+    }
+    let power_preference = if options.low_power {
+        wgpu::PowerPreference::LowPower
+    } else {
+        wgpu::PowerPreference::HighPerformance
+    };
+    let requested = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await;
+    match requested {
+        Ok(adapter) => Ok(adapter),
+        Err(_) => adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter(install_hint(backends))),
+    }
+}
+
+fn install_hint(backends: wgpu::Backends) -> String {
+    format!(
+        "wgpu found no adapter for backends {backends:?}. Install a GPU driver: on a headless Linux \
+         machine `apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1` gives \
+         the lavapipe software adapter (Vulkan); for GL, `libegl1 libegl-mesa0 libgl1-mesa-dri`. \
+         On macOS Metal and on Windows DX12 are built in. MOE_GPU_BACKEND narrows the search."
+    )
+}

@@ -1,0 +1,219 @@
+//! Typed kernel keys and a lazy pipeline cache. Every pipeline is built once per
+//! (kernel, override constants), inside a validation error scope, so a WGSL or layout error
+//! comes back as [`Error::Shader`] naming the kernel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+
+/// How a kernel's binding is used; the index in the list is the `@binding` number in group 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// Every compute kernel of moe-gpu. The WGSL source lives in `shaders/<name>.wgsl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Matmul,
+    Select,
+    Count,
+    Scan,
+    Scatter,
+    Combine,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Matmul => "matmul",
+            Kernel::Select => "select",
+            Kernel::Count => "count",
+            Kernel::Scan => "scan",
+            Kernel::Scatter => "scatter",
+            Kernel::Combine => "combine",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::Select => include_str!("../../shaders/select.wgsl"),
+            Kernel::Count => include_str!("../../shaders/count.wgsl"),
+            Kernel::Scan => include_str!("../../shaders/scan.wgsl"),
+            Kernel::Scatter => include_str!("../../shaders/scatter.wgsl"),
+            Kernel::Combine => include_str!("../../shaders/combine.wgsl"),
+        }
+    }
+
+    /// The binding list of group 0, in `@binding` order.
+    fn bindings(self) -> &'static [Binding] {
+        use Binding::*;
+        match self {
+            // params, x, w, bias, slots, tiles, rows, out
+            Kernel::Matmul => &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite],
+            // params, logits, correction bias, ids, weights, shared gate
+            Kernel::Select => &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+            // params, ids, counts
+            Kernel::Count => &[Uniform, Read, ReadWrite],
+            // params, counts, offsets, cursor, tiles, indirect args
+            Kernel::Scan => &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+            // params, ids, cursor, rows, pos
+            Kernel::Scatter => &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
+            // params, weights, pos, expert out, shared out, shared gate, out
+            Kernel::Combine => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
+        }
+    }
+}
+
+/// A kernel plus the values of its override constants: the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub kernel: Kernel,
+    constants: Vec<(&'static str, u64)>,
+}
+
+impl PipelineKey {
+    pub fn new(kernel: Kernel) -> Self {
+        Self {
+            kernel,
+            constants: Vec::new(),
+        }
+    }
+
+    /// Sets a WGSL `override` constant (bools as 0/1, integers and floats as f64).
+    pub fn with(mut self, name: &'static str, value: f64) -> Self {
+        self.constants.retain(|(n, _)| *n != name);
+        self.constants.push((name, value.to_bits()));
+        self.constants.sort_by_key(|(n, _)| *n);
+        self
+    }
+
+    pub fn flag(self, name: &'static str, on: bool) -> Self {
+        self.with(name, if on { 1.0 } else { 0.0 })
+    }
+}
+
+/// A built pipeline and the layout its bind groups must follow.
+pub struct Pipeline {
+    pub kernel: Kernel,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+impl Pipeline {
+    /// Creates a bind group from buffers given in `@binding` order.
+    pub fn bind(&self, ctx: &Context, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.kernel.name()),
+            layout: &self.layout,
+            entries: &entries,
+        })
+    }
+}
+
+/// Pipelines by key, built on first use.
+#[derive(Default)]
+pub struct PipelineCache {
+    built: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+impl Context {
+    /// The pipeline for `key`, built on first use.
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<Pipeline>> {
+        if let Some(p) = self.pipelines.lock().get(key) {
+            return Ok(p.clone());
+        }
+        let built = Arc::new(build_pipeline(self, key)?);
+        self.pipelines.lock().insert(key.clone(), built.clone());
+        Ok(built)
+    }
+}
+
+impl PipelineCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PipelineKey, Arc<Pipeline>>> {
+        self.built.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn build_pipeline(ctx: &Context, key: &PipelineKey) -> Result<Pipeline> {
+    let kernel = key.kernel;
+    let device = &ctx.device;
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(kernel.name()),
+        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+    });
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+        .bindings()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match b {
+                Binding::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *b == Binding::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(kernel.name()),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(kernel.name()),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let constants: Vec<(&str, f64)> = key
+        .constants
+        .iter()
+        .map(|(n, bits)| (*n, f64::from_bits(*bits)))
+        .collect();
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(kernel.name()),
+        layout: Some(&pipeline_layout),
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    if let Some(err) = pollster::block_on(scope.pop()) {
+        return Err(Error::Shader {
+            kernel: format!("{} {:?}", kernel.name(), constants),
+            message: err.to_string(),
+        });
+    }
+    Ok(Pipeline {
+        kernel,
+        pipeline,
+        layout,
+    })
+}

@@ -1,0 +1,272 @@
+//! `shaders/matmul.wgsl`: y = act(x · Wᵀ + b), dense or grouped over experts.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::error::Result;
+use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::kernels::{Dispatch, groups};
+
+/// Mirrors `Params` in `shaders/matmul.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub w_row_vecs: u32,
+    pub w_slot_vecs: u32,
+    pub bias_slot: u32,
+    pub x_stride: u32,
+    pub out_stride: u32,
+    pub top_k: u32,
+    pub act_limit: f32,
+    pub act_alpha: f32,
+    pub _pad: u32,
+}
+
+/// The gated activation fused into a gate/up projection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Glu {
+    /// Plain projection, no gate.
+    None,
+    /// silu(gate) · up.
+    Silu,
+    /// gpt-oss: gate ≤ limit, up ∈ [-limit, limit], (up + 1) · gate · σ(alpha · gate).
+    ClampedSwiglu { limit: f32, alpha: f32 },
+}
+
+impl Glu {
+    fn code(self) -> f64 {
+        match self {
+            Glu::None => 0.0,
+            Glu::Silu => 1.0,
+            Glu::ClampedSwiglu { .. } => 2.0,
+        }
+    }
+
+    /// Weight rows per output column: two (gate and up) for a GLU.
+    pub fn rows_per_output(self) -> usize {
+        if self == Glu::None { 1 } else { 2 }
+    }
+}
+
+/// How weights are stored on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    F32,
+    /// Two halves per u32, unpacked with `unpack2x16float`; f32 accumulation.
+    F16,
+}
+
+impl WeightFormat {
+    /// Elements per u32 word.
+    fn per_word(self) -> usize {
+        match self {
+            WeightFormat::F32 => 1,
+            WeightFormat::F16 => 2,
+        }
+    }
+
+    /// u32 words of one weight row of `k` elements, padded to a multiple of 8 elements.
+    pub fn row_words(self, k: usize) -> usize {
+        k.div_ceil(8) * 8 / self.per_word()
+    }
+
+    /// Bytes of a `[rows, k]` matrix in this format.
+    pub fn matrix_bytes(self, rows: usize, k: usize) -> u64 {
+        (rows * self.row_words(k) * 4) as u64
+    }
+
+    /// Appends a `[rows, k]` row-major f32 matrix in this format, rows padded with zeros.
+    pub fn pack_into(self, out: &mut Vec<u32>, data: &[f32], rows: usize, k: usize) {
+        debug_assert_eq!(data.len(), rows * k);
+        let words = self.row_words(k);
+        for row in data.chunks_exact(k.max(1)).take(rows) {
+            let start = out.len();
+            match self {
+                WeightFormat::F32 => out.extend(row.iter().map(|v| v.to_bits())),
+                WeightFormat::F16 => out.extend(row.chunks(2).map(|pair| {
+                    let lo = f16::from_f32(pair[0]).to_bits() as u32;
+                    let hi = pair.get(1).map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
+                    lo | (hi << 16)
+                })),
+            }
+            out.resize(start + words, 0);
+        }
+    }
+
+    /// The values a packed matrix holds, as f32 (what the GPU computes with).
+    pub fn round_trip(self, v: f32) -> f32 {
+        match self {
+            WeightFormat::F32 => v,
+            WeightFormat::F16 => f16::from_f32(v).to_f32(),
+        }
+    }
+}
+
+/// Register tile of the matmul kernel: WG_M threads along rows (64 / WG_M along columns), each
+/// computing TM rows × TN columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tiling {
+    pub wg_m: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl Tiling {
+    /// Many rows per expert: 4 × 4 register blocks.
+    pub const PREFILL: Tiling = Tiling {
+        wg_m: 1,
+        tm: 4,
+        tn: 4,
+    };
+    /// One row per expert: a matvec that reads each weight once.
+    pub const DECODE: Tiling = Tiling {
+        wg_m: 1,
+        tm: 1,
+        tn: 4,
+    };
+
+    pub fn block_m(self) -> u32 {
+        self.wg_m * self.tm
+    }
+
+    pub fn block_n(self) -> u32 {
+        (64 / self.wg_m) * self.tn
+    }
+}
+
+/// Everything that fixes a matmul pipeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatmulSpec {
+    pub n: usize,
+    pub k: usize,
+    pub glu: Glu,
+    pub bias: bool,
+    pub format: WeightFormat,
+    /// Rows come from the expert tile list rather than 0..m.
+    pub grouped: bool,
+    /// x rows are gathered through the permutation (token = pair / top_k).
+    pub gather: bool,
+    pub tiling: Tiling,
+}
+
+impl MatmulSpec {
+    pub fn dense(n: usize, k: usize) -> Self {
+        Self {
+            n,
+            k,
+            glu: Glu::None,
+            bias: false,
+            format: WeightFormat::F32,
+            grouped: false,
+            gather: false,
+            tiling: Tiling::PREFILL,
+        }
+    }
+
+    fn key(&self) -> PipelineKey {
+        PipelineKey::new(Kernel::Matmul)
+            .flag("GROUPED", self.grouped)
+            .flag("GATHER", self.gather)
+            .with("GLU", self.glu.code())
+            .flag("BIAS", self.bias)
+            .flag("F16", self.format == WeightFormat::F16)
+            .with("WG_M", self.tiling.wg_m as f64)
+            .with("TM", self.tiling.tm as f64)
+            .with("TN", self.tiling.tn as f64)
+    }
+
+    /// Weight rows of one slot.
+    pub fn weight_rows(&self) -> usize {
+        self.n * self.glu.rows_per_output()
+    }
+
+    /// Bytes of one slot's weights.
+    pub fn slot_bytes(&self) -> u64 {
+        self.format.matrix_bytes(self.weight_rows(), self.k)
+    }
+
+    pub fn col_blocks(&self) -> u32 {
+        groups(self.n, self.tiling.block_n())
+    }
+}
+
+/// The buffers a matmul reads and writes. Unused ones (bias without BIAS, the tile list in
+/// dense mode) may be any small buffer.
+pub struct MatmulBuffers<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub w: &'a wgpu::Buffer,
+    pub bias: &'a wgpu::Buffer,
+    pub slots: &'a wgpu::Buffer,
+    pub tiles: &'a wgpu::Buffer,
+    pub rows: &'a wgpu::Buffer,
+    pub out: &'a wgpu::Buffer,
+}
+
+/// A matmul bound to its buffers.
+pub struct Matmul {
+    pub spec: MatmulSpec,
+    dispatch: Dispatch<MatmulParams>,
+}
+
+impl Matmul {
+    /// `x_stride` and `out_stride` are floats per row; `top_k` is the pair count per token for
+    /// gathered rows.
+    pub fn new(
+        ctx: &Context,
+        spec: MatmulSpec,
+        x_stride: usize,
+        out_stride: usize,
+        top_k: usize,
+        buffers: MatmulBuffers<'_>,
+    ) -> Result<Self> {
+        let row_vecs = spec.format.row_words(spec.k) / 4;
+        let (act_limit, act_alpha) = match spec.glu {
+            Glu::ClampedSwiglu { limit, alpha } => (limit, alpha),
+            _ => (0.0, 0.0),
+        };
+        let params = MatmulParams {
+            m: 0,
+            n: spec.n as u32,
+            k: spec.k as u32,
+            w_row_vecs: row_vecs as u32,
+            w_slot_vecs: (row_vecs * spec.weight_rows()) as u32,
+            bias_slot: spec.weight_rows() as u32,
+            x_stride: x_stride as u32,
+            out_stride: out_stride as u32,
+            top_k: top_k.max(1) as u32,
+            act_limit,
+            act_alpha,
+            _pad: 0,
+        };
+        let b = &buffers;
+        let dispatch = Dispatch::new(
+            ctx,
+            &spec.key(),
+            params,
+            &[b.x, b.w, b.bias, b.slots, b.tiles, b.rows, b.out],
+        )?;
+        Ok(Self { spec, dispatch })
+    }
+
+    /// Dense: rows 0..m.
+    pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, m: usize) {
+        self.dispatch.set_params(
+            ctx,
+            MatmulParams {
+                m: m as u32,
+                ..self.dispatch.params()
+            },
+        );
+        let t = self.spec.tiling;
+        self.dispatch
+            .dispatch(pass, groups(m, t.block_m()), self.spec.col_blocks());
+    }
+
+    /// Grouped: one workgroup row per tile, sizes read from `args` at `offset`.
+    pub fn encode_indirect(&self, pass: &mut wgpu::ComputePass<'_>, args: &wgpu::Buffer, offset: u64) {
+        self.dispatch.dispatch_indirect(pass, args, offset);
+    }
+}

@@ -1,0 +1,83 @@
+//! One module per WGSL kernel: its `#[repr(C)]` parameter struct (mirrored in the shader), the
+//! override constants it is specialised with, and how it is dispatched.
+
+pub mod combine;
+pub mod matmul;
+pub mod permute;
+pub mod select;
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use crate::error::Result;
+use crate::gpu::{Context, Pipeline, PipelineKey};
+
+/// Threads per workgroup of the one-dimensional kernels.
+pub const WORKGROUP: u32 = 64;
+
+/// Sentinel id of a dropped (token, slot) pair, as in the shaders.
+pub const INVALID: u32 = u32::MAX;
+
+/// A pipeline bound to its buffers and parameter block: built once, encoded every step.
+pub struct Dispatch<P: Pod + PartialEq> {
+    pipeline: Arc<Pipeline>,
+    bind: wgpu::BindGroup,
+    params_buffer: wgpu::Buffer,
+    params: Cell<P>,
+}
+
+impl<P: Pod + PartialEq> Dispatch<P> {
+    pub fn new(
+        ctx: &Context,
+        key: &PipelineKey,
+        params: P,
+        buffers: &[&wgpu::Buffer],
+    ) -> Result<Self> {
+        let pipeline = ctx.pipeline(key)?;
+        let params_buffer = ctx.uniform(pipeline.kernel.name(), &params);
+        let mut all: Vec<&wgpu::Buffer> = vec![&params_buffer];
+        all.extend_from_slice(buffers);
+        let bind = pipeline.bind(ctx, &all);
+        Ok(Self {
+            pipeline,
+            bind,
+            params_buffer,
+            params: Cell::new(params),
+        })
+    }
+
+    pub fn params(&self) -> P {
+        self.params.get()
+    }
+
+    /// Updates the parameter block; written to the GPU only when it changed.
+    pub fn set_params(&self, ctx: &Context, params: P) {
+        if params != self.params.get() {
+            ctx.queue
+                .write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&params));
+            self.params.set(params);
+        }
+    }
+
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, x: u32, y: u32) {
+        if x == 0 || y == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    pub fn dispatch_indirect(&self, pass: &mut wgpu::ComputePass<'_>, args: &wgpu::Buffer, offset: u64) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        pass.dispatch_workgroups_indirect(args, offset);
+    }
+}
+
+/// Workgroups needed to cover `n` items with `per` items each.
+pub fn groups(n: usize, per: u32) -> u32 {
+    n.div_ceil(per as usize) as u32
+}

@@ -1,0 +1,15 @@
+//! moe-gpu runs Mixture-of-Experts language models on any GPU through wgpu.
+//!
+//! The GPU does the routing, the token-to-expert permutation and the grouped expert matmuls;
+//! the host decides which experts live in VRAM.
+
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod moe;
+pub mod reference;
+pub mod synthetic;
+
+pub use error::{Error, Result};
+pub use gpu::{Context, ContextOptions};
+pub use moe::{ForwardOptions, MoeLayer, MoeLayerSpec, MoeOutput, MoeWeights, RoutingSpec};

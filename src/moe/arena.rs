@@ -1,0 +1,88 @@
+//! VRAM slots for routed experts: four buffers (gate/up, down and their biases) with one
+//! expert per slot, and the expert → slot table the grouped GEMMs read.
+
+use crate::error::Result;
+use crate::gpu::Context;
+use crate::kernels::INVALID;
+use crate::kernels::matmul::WeightFormat;
+use crate::moe::experts::ExpertWeights;
+
+pub struct ExpertArena {
+    pub slots: usize,
+    pub hidden: usize,
+    pub inter: usize,
+    pub format: WeightFormat,
+    /// [slots, 2·inter, hidden (padded)] gate rows then up rows.
+    pub gate_up: wgpu::Buffer,
+    /// [slots, hidden, inter (padded)]
+    pub down: wgpu::Buffer,
+    /// [slots, 2·inter]
+    pub gate_up_bias: wgpu::Buffer,
+    /// [slots, hidden]
+    pub down_bias: wgpu::Buffer,
+    /// [experts] slot of each expert, INVALID when not resident.
+    pub table: wgpu::Buffer,
+}
+
+impl ExpertArena {
+    pub fn new(
+        ctx: &Context,
+        hidden: usize,
+        inter: usize,
+        experts: usize,
+        slots: usize,
+        format: WeightFormat,
+        bias: bool,
+    ) -> Result<Self> {
+        let gate_up = ctx.storage(
+            "expert gate_up slots",
+            slots as u64 * format.matrix_bytes(2 * inter, hidden),
+        )?;
+        let down = ctx.storage(
+            "expert down slots",
+            slots as u64 * format.matrix_bytes(hidden, inter),
+        )?;
+        let bias_slots = if bias { slots } else { 1 };
+        let gate_up_bias = ctx.storage("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64)?;
+        let down_bias = ctx.storage("expert down bias", (bias_slots * hidden * 4) as u64)?;
+        let table = ctx.storage_with("expert slot table", &vec![INVALID; experts])?;
+        Ok(Self {
+            slots,
+            hidden,
+            inter,
+            format,
+            gate_up,
+            down,
+            gate_up_bias,
+            down_bias,
+            table,
+        })
+    }
+
+    /// Bytes one expert occupies in VRAM (and crosses the bus to get there).
+    pub fn expert_bytes(hidden: usize, inter: usize, format: WeightFormat, bias: bool) -> u64 {
+        let biases = if bias { (3 * inter + hidden) as u64 * 4 } else { 0 };
+        format.matrix_bytes(2 * inter, hidden) + format.matrix_bytes(hidden, inter) + biases
+    }
+
+    /// Writes one expert's weights into `slot` (queued; visible to the next submit).
+    pub fn upload(&self, ctx: &Context, slot: usize, w: &ExpertWeights) {
+        let (h, i, f) = (self.hidden, self.inter, self.format);
+        let gu = w.pack_gate_up(f, h, i);
+        let dn = w.pack_down(f, h, i);
+        let q = &ctx.queue;
+        q.write_buffer(&self.gate_up, slot as u64 * f.matrix_bytes(2 * i, h), bytemuck::cast_slice(&gu));
+        q.write_buffer(&self.down, slot as u64 * f.matrix_bytes(h, i), bytemuck::cast_slice(&dn));
+        if w.gate_bias.is_some() || w.up_bias.is_some() || w.down_bias.is_some() {
+            let gb = w.gate_up_bias(i);
+            let db = w.down_bias_or_zero(h);
+            q.write_buffer(&self.gate_up_bias, (slot * 2 * i * 4) as u64, bytemuck::cast_slice(&gb));
+            q.write_buffer(&self.down_bias, (slot * h * 4) as u64, bytemuck::cast_slice(&db));
+        }
+    }
+
+    /// Replaces the expert → slot table.
+    pub fn write_table(&self, ctx: &Context, table: &[u32]) {
+        ctx.queue.write_buffer(&self.table, 0, bytemuck::cast_slice(table));
+    }
+}

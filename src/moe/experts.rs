@@ -1,0 +1,124 @@
+//! Host-side expert weights and where they come from.
+
+use crate::error::{Error, Result};
+use crate::kernels::matmul::WeightFormat;
+
+/// One SwiGLU-style MLP in `nn.Linear` layout ([out, in], row-major, f32): a routed expert, a
+/// shared expert or a dense MLP layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpertWeights {
+    /// [inter, hidden]
+    pub gate: Vec<f32>,
+    /// [inter, hidden]
+    pub up: Vec<f32>,
+    /// [hidden, inter]
+    pub down: Vec<f32>,
+    /// [inter] each, gpt-oss only.
+    pub gate_bias: Option<Vec<f32>>,
+    pub up_bias: Option<Vec<f32>>,
+    /// [hidden], gpt-oss only.
+    pub down_bias: Option<Vec<f32>>,
+}
+
+impl ExpertWeights {
+    /// Checks every matrix against `[inter, hidden]` / `[hidden, inter]`.
+    pub fn check(&self, what: &str, hidden: usize, inter: usize, bias: bool) -> Result<()> {
+        let want = [
+            ("gate", self.gate.len(), inter * hidden),
+            ("up", self.up.len(), inter * hidden),
+            ("down", self.down.len(), hidden * inter),
+        ];
+        for (name, got, expected) in want {
+            if got != expected {
+                return Err(Error::tensor(
+                    format!("{what}.{name}"),
+                    format!("has {got} values, expected {expected} (hidden {hidden}, intermediate {inter})"),
+                ));
+            }
+        }
+        let biases = [
+            ("gate_bias", &self.gate_bias, inter),
+            ("up_bias", &self.up_bias, inter),
+            ("down_bias", &self.down_bias, hidden),
+        ];
+        for (name, b, len) in biases {
+            match (b, bias) {
+                (Some(v), true) if v.len() != len => {
+                    return Err(Error::tensor(
+                        format!("{what}.{name}"),
+                        format!("has {} values, expected {len}", v.len()),
+                    ));
+                }
+                (None, true) => {
+                    return Err(Error::tensor(format!("{what}.{name}"), "is missing"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs gate rows then up rows, in `format`.
+    pub fn pack_gate_up(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(2 * inter * format.row_words(hidden));
+        format.pack_into(&mut out, &self.gate, inter, hidden);
+        format.pack_into(&mut out, &self.up, inter, hidden);
+        out
+    }
+
+    pub fn pack_down(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(hidden * format.row_words(inter));
+        format.pack_into(&mut out, &self.down, hidden, inter);
+        out
+    }
+
+    /// [gate_bias ++ up_bias], zeros where absent.
+    pub fn gate_up_bias(&self, inter: usize) -> Vec<f32> {
+        let mut out = self.gate_bias.clone().unwrap_or_else(|| vec![0.0; inter]);
+        out.extend(self.up_bias.clone().unwrap_or_else(|| vec![0.0; inter]));
+        out
+    }
+
+    pub fn down_bias_or_zero(&self, hidden: usize) -> Vec<f32> {
+        self.down_bias.clone().unwrap_or_else(|| vec![0.0; hidden])
+    }
+}
+
+/// Where a layer's routed experts come from: memory, or a memory-mapped checkpoint that
+/// converts one expert at a time.
+pub trait ExpertSource: Send + Sync {
+    fn num_experts(&self) -> usize;
+    fn load(&self, expert: usize) -> Result<ExpertWeights>;
+}
+
+impl ExpertSource for Vec<ExpertWeights> {
+    fn num_experts(&self) -> usize {
+        self.len()
+    }
+
+    fn load(&self, expert: usize) -> Result<ExpertWeights> {
+        self.get(expert)
+            .cloned()
+            .ok_or_else(|| Error::input(format!("expert {expert} of {}", self.len())))
+    }
+}
+
+/// A shared expert, gated per token (Qwen2-MoE) or always on (DeepSeek).
+#[derive(Debug, Clone)]
+pub struct SharedExpert {
+    pub mlp: ExpertWeights,
+    /// [hidden] `shared_expert_gate` row: out += sigmoid(gate · x) · mlp(x).
+    pub gate: Option<Vec<f32>>,
+}
+
+/// Everything one MoE layer needs besides its shape.
+pub struct MoeWeights {
+    /// [experts, hidden]
+    pub router: Vec<f32>,
+    /// [experts]
+    pub router_bias: Option<Vec<f32>>,
+    /// [experts] DeepSeek-V3 `e_score_correction_bias`.
+    pub correction: Option<Vec<f32>>,
+    pub shared: Option<SharedExpert>,
+    pub experts: Box<dyn ExpertSource>,
+}

@@ -1,0 +1,549 @@
+//! One MoE layer on the GPU: router → select → count/scan/scatter → grouped gate/up → grouped
+//! down → combine (+ shared expert). Pipelines, bind groups and buffers are built once for a
+//! maximum token count; a forward step records every kernel into one pass and one submit.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Staging, decode};
+use crate::kernels::combine::{Combine, CombineBuffers};
+use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use crate::kernels::permute::{self, Permute, PermuteBuffers};
+use crate::kernels::select::{Select, SelectBuffers};
+use crate::moe::arena::ExpertArena;
+use crate::moe::experts::MoeWeights;
+use crate::moe::mlp::DenseMlp;
+use crate::moe::routing::{DynamicActivation, RoutingSpec};
+
+/// The shape and math of one MoE layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeLayerSpec {
+    pub hidden: usize,
+    /// Routed expert width (`moe_intermediate_size`).
+    pub inter: usize,
+    pub routing: RoutingSpec,
+    pub glu: Glu,
+    /// Experts carry biases (gpt-oss).
+    pub expert_bias: bool,
+    /// Width of the shared expert, if the layer has one.
+    pub shared_inter: Option<usize>,
+    /// Storage format of expert weights.
+    pub format: WeightFormat,
+}
+
+/// What a forward step returns.
+#[derive(Debug, Clone, Default)]
+pub struct MoeOutput {
+    /// [tokens, hidden]
+    pub output: Vec<f32>,
+    /// [tokens, experts], when routing capture was asked for.
+    pub router_logits: Option<Vec<f32>>,
+    /// [tokens, k]; dropped slots hold `u32::MAX`.
+    pub topk_ids: Option<Vec<u32>>,
+    /// [tokens, k]; dropped slots hold 0.
+    pub topk_weights: Option<Vec<f32>>,
+}
+
+/// Options of one forward call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Also read back router logits, expert ids and weights.
+    pub capture_routing: bool,
+    pub activation: DynamicActivation,
+}
+
+/// The tiling used for a step of `tokens` tokens: a matvec when experts see about one row.
+fn tiling_for(tokens: usize, k: usize, experts: usize) -> Tiling {
+    if tokens * k <= experts {
+        Tiling::DECODE
+    } else {
+        Tiling::PREFILL
+    }
+}
+
+pub struct MoeLayer {
+    pub spec: MoeLayerSpec,
+    pub max_tokens: usize,
+    /// [max_tokens, hidden] input.
+    pub x: wgpu::Buffer,
+    /// [max_tokens, hidden] output.
+    pub out: wgpu::Buffer,
+    /// [max_tokens, experts (+1 shared-gate logit)]
+    logits: wgpu::Buffer,
+    /// [max_tokens, k]
+    ids: wgpu::Buffer,
+    /// [max_tokens, k]
+    weights: wgpu::Buffer,
+    /// [6] indirect dispatch sizes of the grouped GEMMs.
+    args: wgpu::Buffer,
+    pub arena: ExpertArena,
+    router: Matmul,
+    select: Select,
+    permute: Permute,
+    /// Indexed by [`Self::variant`]: prefill, decode.
+    gate_up: [Matmul; 2],
+    down: [Matmul; 2],
+    shared: Option<DenseMlp>,
+    combine: Combine,
+}
+
+const VARIANTS: [Tiling; 2] = [Tiling::PREFILL, Tiling::DECODE];
+
+impl MoeLayer {
+    /// Builds the layer with its own input and output buffers and every expert resident.
+    pub fn new(ctx: &Context, spec: MoeLayerSpec, weights: &MoeWeights, max_tokens: usize) -> Result<Self> {
+        let bytes = (max_tokens.max(1) * spec.hidden * 4) as u64;
+        let x = ctx.storage("moe input", bytes)?;
+        let out = ctx.storage("moe output", bytes)?;
+        let layer = Self::with_io(ctx, spec, weights, max_tokens, x, out)?;
+        layer.upload_all(ctx, weights)?;
+        Ok(layer)
+    }
+
+    /// Builds the layer around caller-owned `x` and `out` buffers ([max_tokens, hidden] f32),
+    /// with an empty expert arena of `slots` slots (see [`Self::upload_all`]).
+    pub fn with_io(
+        ctx: &Context,
+        spec: MoeLayerSpec,
+        weights: &MoeWeights,
+        max_tokens: usize,
+        x: wgpu::Buffer,
+        out: wgpu::Buffer,
+    ) -> Result<Self> {
+        let slots = spec.routing.experts;
+        Self::with_slots(ctx, spec, weights, max_tokens, x, out, slots)
+    }
+
+    /// As [`Self::with_io`], with an arena of `slots` expert slots.
+    pub fn with_slots(
+        ctx: &Context,
+        spec: MoeLayerSpec,
+        weights: &MoeWeights,
+        max_tokens: usize,
+        x: wgpu::Buffer,
+        out: wgpu::Buffer,
+        slots: usize,
+    ) -> Result<Self> {
+        let r = &spec.routing;
+        r.validate()?;
+        let (h, i, e, k) = (spec.hidden, spec.inter, r.experts, r.top_k);
+        if max_tokens == 0 {
+            return Err(Error::input("max_tokens must be at least 1"));
+        }
+        check_weights(&spec, weights)?;
+        let pairs = max_tokens * k;
+        let logit_cols = e + usize::from(r.shared_gate);
+
+        // Router: one dense projection to [tokens, experts (+ shared gate)].
+        let mut router_w = weights.router.clone();
+        let mut router_b = weights.router_bias.clone().unwrap_or_else(|| vec![0.0; e]);
+        if let Some(gate) = weights.shared.as_ref().and_then(|s| s.gate.as_ref()) {
+            router_w.extend_from_slice(gate);
+            router_b.push(0.0);
+        }
+        let mut packed = Vec::new();
+        WeightFormat::F32.pack_into(&mut packed, &router_w, logit_cols, h);
+        let router_w = ctx.storage_with("router weight", &packed)?;
+        let router_b = ctx.storage_with("router bias", &router_b)?;
+        let logits = ctx.storage("router logits", (max_tokens * logit_cols * 4) as u64)?;
+        let slot0 = ctx.storage_with("slot 0", &[0u32])?;
+        let router = Matmul::new(
+            ctx,
+            MatmulSpec {
+                bias: r.router_bias,
+                ..MatmulSpec::dense(logit_cols, h)
+            },
+            h,
+            logit_cols,
+            1,
+            MatmulBuffers {
+                x: &x,
+                w: &router_w,
+                bias: &router_b,
+                slots: &slot0,
+                tiles: &slot0,
+                rows: &slot0,
+                out: &logits,
+            },
+        )?;
+
+        // Selection.
+        let ids = ctx.storage("expert ids", (pairs * 4) as u64)?;
+        let topk_w = ctx.storage("expert weights", (pairs * 4) as u64)?;
+        let shared_gate = ctx.storage("shared gate", (max_tokens * 4) as u64)?;
+        let correction = ctx.storage_with(
+            "correction bias",
+            weights.correction.as_deref().unwrap_or(&[0.0]),
+        )?;
+        let select = Select::new(
+            ctx,
+            r,
+            SelectBuffers {
+                logits: &logits,
+                correction: &correction,
+                ids: &ids,
+                weights: &topk_w,
+                shared_gate: &shared_gate,
+            },
+        )?;
+
+        // Permutation and tile list (sized for the smallest tile).
+        let min_block = VARIANTS.iter().map(|t| t.block_m()).min().unwrap_or(1);
+        let counts = ctx.storage("expert counts", (e * 4) as u64)?;
+        let offsets = ctx.storage("expert offsets", ((e + 1) * 4) as u64)?;
+        let cursor = ctx.storage("expert cursor", (e * 4) as u64)?;
+        let tiles = ctx.storage(
+            "gemm tiles",
+            (permute::max_tiles(pairs, min_block, e) * 16) as u64,
+        )?;
+        let args = ctx.indirect_storage("gemm dispatch args", (permute::ARGS_WORDS * 4) as u64)?;
+        let rows = ctx.storage("sorted rows", (pairs * 4) as u64)?;
+        let pos = ctx.storage("pair positions", (pairs * 4) as u64)?;
+        let permute = Permute::new(
+            ctx,
+            e,
+            PermuteBuffers {
+                ids: &ids,
+                counts: &counts,
+                offsets: &offsets,
+                cursor: &cursor,
+                tiles: &tiles,
+                args: &args,
+                rows: &rows,
+                pos: &pos,
+            },
+        )?;
+
+        // Grouped expert GEMMs over the arena.
+        let arena = ExpertArena::new(ctx, h, i, e, slots, spec.format, spec.expert_bias)?;
+        let hbuf = ctx.storage("expert hidden", (pairs * i * 4) as u64)?;
+        let y = ctx.storage("expert output", (pairs * h * 4) as u64)?;
+        let grouped = |n, kk, glu, gather, tiling| MatmulSpec {
+            n,
+            k: kk,
+            glu,
+            bias: spec.expert_bias,
+            format: spec.format,
+            grouped: true,
+            gather,
+            tiling,
+        };
+        let mut gate_up = Vec::new();
+        let mut down = Vec::new();
+        for tiling in VARIANTS {
+            gate_up.push(Matmul::new(
+                ctx,
+                grouped(i, h, spec.glu, true, tiling),
+                h,
+                i,
+                k,
+                MatmulBuffers {
+                    x: &x,
+                    w: &arena.gate_up,
+                    bias: &arena.gate_up_bias,
+                    slots: &arena.table,
+                    tiles: &tiles,
+                    rows: &rows,
+                    out: &hbuf,
+                },
+            )?);
+            down.push(Matmul::new(
+                ctx,
+                grouped(h, i, Glu::None, false, tiling),
+                i,
+                h,
+                k,
+                MatmulBuffers {
+                    x: &hbuf,
+                    w: &arena.down,
+                    bias: &arena.down_bias,
+                    slots: &arena.table,
+                    tiles: &tiles,
+                    rows: &rows,
+                    out: &y,
+                },
+            )?);
+        }
+
+        // Shared expert and combine.
+        let shared_out = ctx.storage(
+            "shared expert output",
+            (spec.shared_inter.map_or(1, |_| max_tokens) * h * 4) as u64,
+        )?;
+        let shared = match (&weights.shared, spec.shared_inter) {
+            (Some(s), Some(si)) => Some(DenseMlp::new(
+                ctx, &s.mlp, h, si, spec.glu, spec.format, max_tokens, &x, &shared_out,
+            )?),
+            _ => None,
+        };
+        let combine = Combine::new(
+            ctx,
+            h,
+            k,
+            shared.is_some(),
+            r.shared_gate,
+            CombineBuffers {
+                weights: &topk_w,
+                pos: &pos,
+                y: &y,
+                shared_out: &shared_out,
+                shared_gate: &shared_gate,
+                out: &out,
+            },
+        )?;
+
+        let [gp, gd] = vec_to_pair(gate_up);
+        let [dp, dd] = vec_to_pair(down);
+        Ok(Self {
+            spec,
+            max_tokens,
+            x,
+            out,
+            logits,
+            ids,
+            weights: topk_w,
+            args,
+            arena,
+            router,
+            select,
+            permute,
+            gate_up: [gp, gd],
+            down: [dp, dd],
+            shared,
+            combine,
+        })
+    }
+
+    /// Uploads every expert into the slot of the same number (the arena must hold them all).
+    pub fn upload_all(&self, ctx: &Context, weights: &MoeWeights) -> Result<()> {
+        let e = self.spec.routing.experts;
+        if self.arena.slots < e {
+            return Err(Error::input(format!(
+                "{} slots cannot hold all {e} experts",
+                self.arena.slots
+            )));
+        }
+        for expert in 0..e {
+            let w = weights.experts.load(expert)?;
+            w.check(
+                &format!("expert {expert}"),
+                self.spec.hidden,
+                self.spec.inter,
+                self.spec.expert_bias,
+            )?;
+            self.arena.upload(ctx, expert, &w);
+        }
+        let table: Vec<u32> = (0..e as u32).collect();
+        self.arena.write_table(ctx, &table);
+        Ok(())
+    }
+
+    pub fn experts(&self) -> usize {
+        self.spec.routing.experts
+    }
+
+    pub fn top_k(&self) -> usize {
+        self.spec.routing.top_k
+    }
+
+    /// Records router and selection for `tokens` tokens (ids and weights are then on the GPU).
+    pub fn encode_route(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        activation: &DynamicActivation,
+    ) -> Result<()> {
+        let k = activation.effective_k(self.top_k())?;
+        self.router.encode(ctx, pass, tokens);
+        self.select.encode(ctx, pass, tokens, k, activation);
+        Ok(())
+    }
+
+    /// Records the expert part (permutation, grouped GEMMs, shared expert, combine) after
+    /// [`Self::encode_route`]. The counts must have been cleared with [`Self::clear`].
+    pub fn encode_experts(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
+        let k = self.top_k();
+        let variant = usize::from(tiling_for(tokens, k, self.experts()) == Tiling::DECODE);
+        let (gu, dn) = (&self.gate_up[variant], &self.down[variant]);
+        self.permute.encode(
+            ctx,
+            pass,
+            tokens * k,
+            VARIANTS[variant].block_m(),
+            (gu.spec.col_blocks(), dn.spec.col_blocks()),
+        );
+        gu.encode_indirect(pass, &self.args, permute::ARGS_A);
+        dn.encode_indirect(pass, &self.args, permute::ARGS_B);
+        if let Some(shared) = &self.shared {
+            shared.encode(ctx, pass, tokens);
+        }
+        self.combine.encode(ctx, pass, tokens);
+    }
+
+    /// Zeroes the per-step counters; record before the pass that runs the layer.
+    pub fn clear(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.permute.clear(encoder);
+    }
+
+    /// Records the whole layer: `out[..tokens] = moe(x[..tokens])`.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        tokens: usize,
+        activation: &DynamicActivation,
+    ) -> Result<()> {
+        self.clear(encoder);
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        self.encode_route(ctx, &mut pass, tokens, activation)?;
+        self.encode_experts(ctx, &mut pass, tokens);
+        Ok(())
+    }
+
+    /// Runs the layer on `x` ([tokens, hidden], row-major) and returns [tokens, hidden].
+    pub fn forward(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.forward_with(ctx, x, &ForwardOptions::default())?.output)
+    }
+
+    /// Runs the layer, in chunks of at most `max_tokens` tokens, one submit per chunk.
+    pub fn forward_with(&self, ctx: &Context, x: &[f32], options: &ForwardOptions) -> Result<MoeOutput> {
+        let h = self.spec.hidden;
+        check_input(x, h)?;
+        options.activation.validate()?;
+        let tokens = x.len() / h;
+        let mut result = MoeOutput::default();
+        let capture = options.capture_routing;
+        if capture {
+            result.router_logits = Some(Vec::with_capacity(tokens * self.experts()));
+            result.topk_ids = Some(Vec::with_capacity(tokens * self.top_k()));
+            result.topk_weights = Some(Vec::with_capacity(tokens * self.top_k()));
+        }
+        for chunk in x.chunks(self.max_tokens * h) {
+            let part = self.forward_chunk(ctx, chunk, options)?;
+            result.output.extend(part.output);
+            if capture {
+                extend(&mut result.router_logits, part.router_logits);
+                extend(&mut result.topk_ids, part.topk_ids);
+                extend(&mut result.topk_weights, part.topk_weights);
+            }
+        }
+        Ok(result)
+    }
+
+    fn forward_chunk(&self, ctx: &Context, x: &[f32], options: &ForwardOptions) -> Result<MoeOutput> {
+        let (h, e, k) = (self.spec.hidden, self.experts(), self.top_k());
+        let tokens = x.len() / h;
+        let logit_cols = e + usize::from(self.spec.routing.shared_gate);
+        ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        self.encode(ctx, &mut encoder, tokens, &options.activation)?;
+
+        let out_bytes = (tokens * h * 4) as u64;
+        let logit_bytes = (tokens * logit_cols * 4) as u64;
+        let pair_bytes = (tokens * k * 4) as u64;
+        let capture = options.capture_routing;
+        let total = out_bytes + if capture { logit_bytes + 2 * pair_bytes } else { 0 };
+        let staging = Staging::new(ctx, "moe readback", total);
+        staging.copy_from(&mut encoder, &self.out, 0, 0, out_bytes);
+        if capture {
+            staging.copy_from(&mut encoder, &self.logits, 0, out_bytes, logit_bytes);
+            staging.copy_from(&mut encoder, &self.ids, 0, out_bytes + logit_bytes, pair_bytes);
+            staging.copy_from(&mut encoder, &self.weights, 0, out_bytes + logit_bytes + pair_bytes, pair_bytes);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let bytes = staging.read_bytes(ctx, total)?;
+        let mut result = MoeOutput {
+            output: decode(&bytes, 0, tokens * h),
+            ..Default::default()
+        };
+        if capture {
+            let logits: Vec<f32> = decode(&bytes, out_bytes, tokens * logit_cols);
+            result.router_logits = Some(
+                logits
+                    .chunks(logit_cols)
+                    .flat_map(|row| row[..e].iter().copied())
+                    .collect(),
+            );
+            result.topk_ids = Some(decode(&bytes, out_bytes + logit_bytes, tokens * k));
+            result.topk_weights = Some(decode(&bytes, out_bytes + logit_bytes + pair_bytes, tokens * k));
+        }
+        Ok(result)
+    }
+}
+
+fn extend<T>(into: &mut Option<Vec<T>>, part: Option<Vec<T>>) {
+    if let (Some(all), Some(p)) = (into.as_mut(), part) {
+        all.extend(p);
+    }
+}
+
+fn vec_to_pair(mut v: Vec<Matmul>) -> [Matmul; 2] {
+    let second = v.pop();
+    let first = v.pop();
+    match (first, second) {
+        (Some(a), Some(b)) => [a, b],
+        _ => unreachable!("one matmul per tiling variant"),
+    }
+}
+
+/// Rejects empty, ragged or non-finite input.
+pub fn check_input(x: &[f32], hidden: usize) -> Result<()> {
+    if x.is_empty() || x.len() % hidden != 0 {
+        return Err(Error::input(format!(
+            "input has {} values, not a positive multiple of hidden size {hidden}",
+            x.len()
+        )));
+    }
+    if let Some(at) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::input(format!(
+            "input value at token {}, column {} is {} (NaN or infinite)",
+            at / hidden,
+            at % hidden,
+            x[at]
+        )));
+    }
+    Ok(())
+}
+
+fn check_weights(spec: &MoeLayerSpec, w: &MoeWeights) -> Result<()> {
+    let (h, e) = (spec.hidden, spec.routing.experts);
+    let len_check = |name: &str, got: usize, want: usize| {
+        if got != want {
+            Err(Error::tensor(
+                name,
+                format!("has {got} values, expected {want}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    len_check("router.weight", w.router.len(), e * h)?;
+    if w.experts.num_experts() != e {
+        return Err(Error::tensor(
+            "experts",
+            format!("{} experts in the weights, {e} in the routing spec", w.experts.num_experts()),
+        ));
+    }
+    match (&w.router_bias, spec.routing.router_bias) {
+        (Some(b), true) => len_check("router.bias", b.len(), e)?,
+        (None, true) => return Err(Error::tensor("router.bias", "is missing")),
+        _ => {}
+    }
+    match (&w.correction, spec.routing.correction_bias) {
+        (Some(b), true) => len_check("e_score_correction_bias", b.len(), e)?,
+        (None, true) => return Err(Error::tensor("e_score_correction_bias", "is missing")),
+        _ => {}
+    }
+    if spec.routing.shared_gate {
+        match w.shared.as_ref().and_then(|s| s.gate.as_ref()) {
+            Some(g) => len_check("shared_expert_gate.weight", g.len(), h)?,
+            None => return Err(Error::tensor("shared_expert_gate.weight", "is missing")),
+        }
+    }
+    if spec.shared_inter.is_some() != w.shared.is_some() {
+        return Err(Error::tensor(
+            "shared_expert",
+            "the spec and the weights disagree on whether the layer has a shared expert",
+        ));
+    }
+    Ok(())
+}

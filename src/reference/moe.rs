@@ -1,0 +1,89 @@
+//! A whole MoE block on the CPU, expert by expert, and the permutation's CSR segments.
+
+use crate::error::Result;
+use crate::kernels::INVALID;
+use crate::moe::experts::MoeWeights;
+use crate::moe::layer::MoeLayerSpec;
+use crate::moe::routing::DynamicActivation;
+use crate::reference::{glu_mlp, linear, route};
+
+/// Everything the reference computes for one block call.
+#[derive(Debug, Clone)]
+pub struct RefMoeOutput {
+    /// [tokens, hidden]
+    pub output: Vec<f32>,
+    /// [tokens, experts]
+    pub router_logits: Vec<f32>,
+    /// [tokens, k]
+    pub topk_ids: Vec<u32>,
+    /// [tokens, k]
+    pub topk_weights: Vec<f32>,
+}
+
+/// Per-expert counts and exclusive offsets ([experts + 1]) of a set of ids.
+pub fn permutation(ids: &[u32], experts: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut counts = vec![0u32; experts];
+    for &id in ids {
+        if id != INVALID {
+            counts[id as usize] += 1;
+        }
+    }
+    let mut offsets = vec![0u32; experts + 1];
+    for e in 0..experts {
+        offsets[e + 1] = offsets[e] + counts[e];
+    }
+    (counts, offsets)
+}
+
+/// The MoE block of `spec` on `x` ([tokens, hidden]).
+pub fn moe_block(
+    x: &[f32],
+    spec: &MoeLayerSpec,
+    w: &MoeWeights,
+    activation: &DynamicActivation,
+) -> Result<RefMoeOutput> {
+    let r = &spec.routing;
+    let (h, i, e, k) = (spec.hidden, spec.inter, r.experts, r.top_k);
+    let tokens = x.len() / h;
+    let logits = linear(x, tokens, h, &w.router, e, w.router_bias.as_deref());
+    let (ids, weights) = route(&logits, tokens, r, w.correction.as_deref(), activation);
+    let mut out = vec![0.0f64; tokens * h];
+    for expert in 0..e {
+        let rows: Vec<(usize, f32)> = (0..tokens * k)
+            .filter(|&p| ids[p] == expert as u32)
+            .map(|p| (p / k, weights[p]))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let xs: Vec<f32> = rows.iter().flat_map(|(t, _)| x[t * h..(t + 1) * h].iter().copied()).collect();
+        let ew = w.experts.load(expert)?;
+        let y = glu_mlp(&xs, rows.len(), h, i, &ew, spec.glu);
+        for (n, (t, wt)) in rows.iter().enumerate() {
+            for c in 0..h {
+                out[t * h + c] += *wt as f64 * y[n * h + c] as f64;
+            }
+        }
+    }
+    if let (Some(shared), Some(si)) = (&w.shared, spec.shared_inter) {
+        let y = glu_mlp(x, tokens, h, si, &shared.mlp, spec.glu);
+        for t in 0..tokens {
+            let gate = match &shared.gate {
+                Some(g) => {
+                    let z: f64 = x[t * h..(t + 1) * h].iter().zip(g).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    1.0 / (1.0 + (-z).exp())
+                }
+                None => 1.0,
+            };
+            for c in 0..h {
+                out[t * h + c] += gate * y[t * h + c] as f64;
+            }
+        }
+    }
+    Ok(RefMoeOutput {
+        output: out.iter().map(|v| *v as f32).collect(),
+        router_logits: logits,
+        topk_ids: ids,
+        topk_weights: weights,
+    })
+}

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod moe;
 pub mod reference;
 pub mod synthetic;

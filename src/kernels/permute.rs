@@ -97,7 +97,7 @@ impl Permute {
 
     /// Zeroes the counts. Must be recorded outside a compute pass, before [`Permute::encode`].
     pub fn clear(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.clear_buffer(&self.counts, 0, Some((self.experts * 4).div_ceil(16) as u64 * 16));
+        encoder.clear_buffer(&self.counts, 0, None);
     }
 
     /// Records the three kernels for `pairs` (token, slot) pairs; tiles hold `block_m` rows and

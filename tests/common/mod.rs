@@ -1,6 +1,8 @@
 //! Shared test helpers: one GPU context per test binary, tolerances, comparisons.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::sync::OnceLock;
 
 use moe_gpu::Context;

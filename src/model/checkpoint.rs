@@ -1,0 +1,277 @@
+//! Memory-mapped safetensors checkpoints: one file or a sharded index. Tensors are looked up by
+//! name, checked for shape and dtype, and converted to f32 only when asked for.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// Where one tensor lives.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub file: usize,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Byte range inside the file's mapping.
+    pub start: usize,
+    pub end: usize,
+}
+
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+}
+
+/// A checkpoint's tensors, memory-mapped; nothing is read until a tensor is asked for.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    shards: Vec<Shard>,
+    tensors: HashMap<String, TensorEntry>,
+}
+
+impl Checkpoint {
+    /// Opens `dir/model.safetensors`, or the shards named by `dir/model.safetensors.index.json`,
+    /// or every `*.safetensors` file in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let files: Vec<PathBuf> = if index.is_file() {
+            shard_files(&index)?
+        } else if single.is_file() {
+            vec![single]
+        } else {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .filter_map(|d| d.ok().map(|d| d.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::io(
+                    &single,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no .safetensors file in the model directory"),
+                ));
+            }
+            found
+        };
+        let mut ckpt = Self {
+            dir: dir.to_path_buf(),
+            shards: Vec::new(),
+            tensors: HashMap::new(),
+        };
+        for f in files {
+            ckpt.add_file(&f)?;
+        }
+        Ok(ckpt)
+    }
+
+    /// Opens a single safetensors file.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let mut ckpt = Self {
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            shards: Vec::new(),
+            tensors: HashMap::new(),
+        };
+        ckpt.add_file(path)?;
+        Ok(ckpt)
+    }
+
+    fn add_file(&mut self, path: &Path) -> Result<()> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // Safety: the mapping is read-only; a checkpoint modified while mapped is the caller's
+        // problem, as with every mmap-based loader.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let (header, meta) = SafeTensors::read_metadata(&map).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = 8 + header;
+        let file_index = self.shards.len();
+        for (name, info) in meta.tensors() {
+            let (s, e) = info.data_offsets;
+            self.tensors.insert(
+                name,
+                TensorEntry {
+                    file: file_index,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start: base + s,
+                    end: base + e,
+                },
+            );
+        }
+        self.shards.push(Shard {
+            path: path.to_path_buf(),
+            map,
+        });
+        Ok(())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(|s| s.as_str())
+    }
+
+    pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
+        self.tensors.get(name).ok_or_else(|| {
+            let shards: Vec<String> = self.shards.iter().map(|s| s.path.display().to_string()).collect();
+            Error::tensor(name, format!("is missing from the checkpoint ({})", shards.join(", ")))
+        })
+    }
+
+    /// The file a tensor lives in.
+    pub fn file_of(&self, name: &str) -> Result<&Path> {
+        Ok(&self.shards[self.entry(name)?.file].path)
+    }
+
+    /// The raw bytes of a tensor.
+    pub fn bytes(&self, name: &str) -> Result<&[u8]> {
+        let e = self.entry(name)?;
+        Ok(&self.shards[e.file].map[e.start..e.end])
+    }
+
+    pub fn shape(&self, name: &str) -> Result<&[usize]> {
+        Ok(&self.entry(name)?.shape)
+    }
+
+    /// A floating-point tensor of exactly `shape`, converted to f32.
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let e = self.entry(name)?;
+        if e.shape != shape {
+            return Err(Error::tensor(
+                name,
+                format!("has shape {:?}, expected {:?}", e.shape, shape),
+            ));
+        }
+        self.f32_any(name)
+    }
+
+    /// A floating-point tensor of any shape, converted to f32.
+    pub fn f32_any(&self, name: &str) -> Result<Vec<f32>> {
+        let e = self.entry(name)?;
+        let raw = self.bytes(name)?;
+        to_f32(name, e.dtype, raw)
+    }
+
+    /// An integer tensor (I64, I32, U32, U8), widened to i64.
+    pub fn i64_any(&self, name: &str) -> Result<Vec<i64>> {
+        let e = self.entry(name)?;
+        let raw = self.bytes(name)?;
+        Ok(match e.dtype {
+            Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+            Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect(),
+            Dtype::U32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect(),
+            Dtype::U8 => raw.iter().map(|v| *v as i64).collect(),
+            other => {
+                return Err(Error::tensor(name, format!("has dtype {other:?}, expected an integer type")));
+            }
+        })
+    }
+}
+
+/// Converts F32, F16 or BF16 little-endian bytes to f32.
+pub fn to_f32(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
+    Ok(match dtype {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::tensor(
+                name,
+                format!("has dtype {other:?}; F32, F16 and BF16 are supported"),
+            ));
+        }
+    })
+}
+
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: index.to_path_buf(),
+        message: format!("index is not JSON: {e}"),
+    })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::Checkpoint {
+            path: index.to_path_buf(),
+            message: "index has no `weight_map` object".into(),
+        })?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+impl Checkpoint {
+    /// Checks that `name` exists with exactly `shape` and a floating-point dtype, without reading it.
+    pub fn expect(&self, name: &str, shape: &[usize]) -> Result<()> {
+        let e = self.entry(name)?;
+        if e.shape != shape {
+            return Err(Error::tensor(
+                name,
+                format!("has shape {:?}, expected {:?}", e.shape, shape),
+            ));
+        }
+        if !matches!(e.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(Error::tensor(
+                name,
+                format!("has dtype {:?}; F32, F16 and BF16 are supported", e.dtype),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Slice `index` along the first axis of a floating-point tensor, converted to f32.
+    pub fn f32_slice(&self, name: &str, index: usize) -> Result<Vec<f32>> {
+        let e = self.entry(name)?;
+        let (rows, per) = split_first(name, &e.shape)?;
+        if index >= rows {
+            return Err(Error::tensor(name, format!("has {rows} slices, asked for {index}")));
+        }
+        let width = e.dtype.bitsize() / 8;
+        let raw = self.bytes(name)?;
+        to_f32(name, e.dtype, &raw[index * per * width..(index + 1) * per * width])
+    }
+
+    /// Slice `index` along the first axis of a U8 tensor.
+    pub fn u8_slice(&self, name: &str, index: usize) -> Result<&[u8]> {
+        let e = self.entry(name)?;
+        if e.dtype != Dtype::U8 {
+            return Err(Error::tensor(name, format!("has dtype {:?}, expected U8", e.dtype)));
+        }
+        let (rows, per) = split_first(name, &e.shape)?;
+        if index >= rows {
+            return Err(Error::tensor(name, format!("has {rows} slices, asked for {index}")));
+        }
+        Ok(&self.bytes(name)?[index * per..(index + 1) * per])
+    }
+}
+
+fn split_first(name: &str, shape: &[usize]) -> Result<(usize, usize)> {
+    match shape.split_first() {
+        Some((rows, rest)) => Ok((*rows, rest.iter().product())),
+        None => Err(Error::tensor(name, "is a scalar, expected at least one axis")),
+    }
+}

@@ -1,0 +1,464 @@
+//! config.json of every supported architecture, parsed into one [`ModelConfig`]. A field that
+//! changes the math and is not implemented is an error naming it, never silently ignored.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::kernels::matmul::Glu;
+use crate::model::json::Json;
+use crate::moe::routing::{GroupScore, RoutingSpec, Scoring};
+
+/// The supported `model_type`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Mixtral,
+    Qwen2Moe,
+    Qwen3Moe,
+    Olmoe,
+    DeepseekV2,
+    DeepseekV3,
+    GptOss,
+}
+
+impl Arch {
+    pub fn parse(model_type: &str) -> Result<Self> {
+        Ok(match model_type {
+            "mixtral" => Arch::Mixtral,
+            "qwen2_moe" => Arch::Qwen2Moe,
+            "qwen3_moe" => Arch::Qwen3Moe,
+            "olmoe" => Arch::Olmoe,
+            "deepseek_v2" => Arch::DeepseekV2,
+            "deepseek_v3" => Arch::DeepseekV3,
+            "gpt_oss" => Arch::GptOss,
+            other => return Err(Error::UnknownArchitecture(other.to_string())),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Mixtral => "mixtral",
+            Arch::Qwen2Moe => "qwen2_moe",
+            Arch::Qwen3Moe => "qwen3_moe",
+            Arch::Olmoe => "olmoe",
+            Arch::DeepseekV2 => "deepseek_v2",
+            Arch::DeepseekV3 => "deepseek_v3",
+            Arch::GptOss => "gpt_oss",
+        }
+    }
+
+    /// Prefix of layer `i`'s MLP / MoE tensors in the checkpoint.
+    pub fn mlp_prefix(self, layer: usize) -> String {
+        match self {
+            Arch::Mixtral => format!("model.layers.{layer}.block_sparse_moe."),
+            _ => format!("model.layers.{layer}.mlp."),
+        }
+    }
+}
+
+/// What the MLP of a decoder layer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlpKind {
+    Moe,
+    Dense,
+}
+
+/// Per-head or whole-projection RMSNorm on q and k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    None,
+    /// Qwen3: RMSNorm over each head's `head_dim`.
+    PerHead,
+    /// OLMoE: RMSNorm over the whole q / k projection.
+    Full,
+}
+
+/// Rotary embedding settings, from `rope_parameters` or the older `rope_theta` / `rope_scaling`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeConfig {
+    pub theta: f64,
+    /// `default` or `yarn`.
+    pub rope_type: String,
+    pub factor: f64,
+    pub original_max_position_embeddings: Option<usize>,
+    pub beta_fast: f64,
+    pub beta_slow: f64,
+    pub mscale: Option<f64>,
+    pub mscale_all_dim: Option<f64>,
+    pub attention_factor: Option<f64>,
+    pub truncate: bool,
+    /// Rotate interleaved pairs (DeepSeek `rope_interleave`) rather than halves.
+    pub interleave: bool,
+}
+
+/// DeepSeek multi-head latent attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlaConfig {
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: usize,
+    pub qk_nope_head_dim: usize,
+    pub qk_rope_head_dim: usize,
+    pub v_head_dim: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionConfig {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub qk_norm: QkNorm,
+    /// gpt-oss per-head attention sinks.
+    pub sinks: bool,
+    pub mla: Option<MlaConfig>,
+    pub sliding_window: Option<usize>,
+    /// Per layer: uses the sliding window.
+    pub sliding_layers: Vec<bool>,
+}
+
+/// The MoE part shared by every MoE layer of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    pub routing: RoutingSpec,
+    /// Routed expert width.
+    pub inter: usize,
+    pub shared_inter: Option<usize>,
+    pub glu: Glu,
+    pub expert_bias: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub hidden: usize,
+    pub layers: usize,
+    pub vocab: usize,
+    pub rms_eps: f64,
+    pub max_positions: usize,
+    pub tie_embeddings: bool,
+    pub attention: AttentionConfig,
+    pub rope: RopeConfig,
+    pub moe: MoeConfig,
+    pub mlp_kinds: Vec<MlpKind>,
+    /// Width of dense MLP layers.
+    pub dense_inter: usize,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Reads `dir/config.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::config("config.json", format!("{}: not valid JSON: {e}", path.display())))?;
+        Self::from_json(&value)
+    }
+
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let c = Json(value);
+        let model_type = c
+            .opt_str("model_type")?
+            .ok_or_else(|| Error::config("model_type", "is missing"))?;
+        let arch = Arch::parse(model_type)?;
+        let hidden = c.usize("hidden_size")?;
+        let layers = c.usize("num_hidden_layers")?;
+        let vocab = c.usize("vocab_size")?;
+        if hidden == 0 || layers == 0 || vocab == 0 {
+            return Err(Error::config(
+                "hidden_size",
+                "hidden_size, num_hidden_layers and vocab_size must be positive",
+            ));
+        }
+        if arch != Arch::GptOss {
+            if let Some(act) = c.opt_str("hidden_act")? {
+                if act != "silu" {
+                    return Err(Error::config("hidden_act", format!("`{act}` is not supported (only silu)")));
+                }
+            }
+        }
+        if c.bool_or("mlp_bias", false)? {
+            return Err(Error::config("mlp_bias", "MLP biases are not supported"));
+        }
+        let moe = moe_config(&c, arch, hidden)?;
+        let mlp_kinds = mlp_kinds(&c, arch, layers)?;
+        let dense_inter = c.usize_or("intermediate_size", moe.inter)?;
+        let attention = attention_config(&c, arch, hidden, layers)?;
+        let rope = rope_config(&c, arch)?;
+        Ok(Self {
+            arch,
+            hidden,
+            layers,
+            vocab,
+            rms_eps: c.f64_or("rms_norm_eps", 1e-6)?,
+            max_positions: c.usize_or("max_position_embeddings", 4096)?,
+            tie_embeddings: c.bool_or("tie_word_embeddings", false)?,
+            attention,
+            rope,
+            moe,
+            mlp_kinds,
+            dense_inter,
+            bos_token_id: c.opt_usize("bos_token_id")?.map(|v| v as u32),
+            eos_token_ids: c.usize_list("eos_token_id")?.into_iter().map(|v| v as u32).collect(),
+        })
+    }
+
+    pub fn moe_layers(&self) -> Vec<usize> {
+        (0..self.layers).filter(|&i| self.mlp_kinds[i] == MlpKind::Moe).collect()
+    }
+
+    pub fn dense_layers(&self) -> Vec<usize> {
+        (0..self.layers).filter(|&i| self.mlp_kinds[i] == MlpKind::Dense).collect()
+    }
+}
+
+fn moe_config(c: &Json, arch: Arch, hidden: usize) -> Result<MoeConfig> {
+    let experts = c.first_usize(&["num_local_experts", "num_experts", "n_routed_experts"])?;
+    let top_k = c.usize("num_experts_per_tok")?;
+    let norm = c.bool_or("norm_topk_prob", false)?;
+    let mut routing = RoutingSpec::softmax(experts, top_k, norm);
+    let mut glu = Glu::Silu;
+    let mut expert_bias = false;
+    let mut shared_inter = None;
+    let inter = match arch {
+        Arch::Mixtral => {
+            routing.renormalize = true;
+            c.usize("intermediate_size")?
+        }
+        Arch::Olmoe => c.usize("intermediate_size")?,
+        Arch::Qwen3Moe => c.usize("moe_intermediate_size")?,
+        Arch::Qwen2Moe => {
+            let si = c.usize_or("shared_expert_intermediate_size", 0)?;
+            if si > 0 {
+                shared_inter = Some(si);
+                routing.shared_gate = true;
+            }
+            c.usize("moe_intermediate_size")?
+        }
+        Arch::DeepseekV2 | Arch::DeepseekV3 => {
+            let mi = c.usize("moe_intermediate_size")?;
+            let ns = c.usize_or("n_shared_experts", 0)?;
+            if ns > 0 {
+                shared_inter = Some(mi * ns);
+            }
+            routing.scale = c.f64_or("routed_scaling_factor", 1.0)? as f32;
+            deepseek_routing(c, arch, &mut routing)?;
+            mi
+        }
+        Arch::GptOss => {
+            routing.scoring = Scoring::TopKThenSoftmax;
+            routing.renormalize = false;
+            routing.router_bias = true;
+            expert_bias = true;
+            glu = Glu::ClampedSwiglu {
+                limit: c.f64_or("swiglu_limit", 7.0)? as f32,
+                alpha: c.f64_or("swiglu_alpha", 1.702)? as f32,
+            };
+            c.usize("intermediate_size")?
+        }
+    };
+    if inter == 0 {
+        return Err(Error::config("moe_intermediate_size", "must be positive"));
+    }
+    let _ = hidden;
+    routing.validate()?;
+    Ok(MoeConfig {
+        routing,
+        inter,
+        shared_inter,
+        glu,
+        expert_bias,
+    })
+}
+
+fn deepseek_routing(c: &Json, arch: Arch, r: &mut RoutingSpec) -> Result<()> {
+    let method = c.opt_str("topk_method")?;
+    let scoring = c.opt_str("scoring_func")?;
+    let group = |r: &mut RoutingSpec, score| -> Result<()> {
+        r.group = score;
+        r.n_group = c.usize("n_group")?;
+        r.topk_group = c.usize("topk_group")?;
+        Ok(())
+    };
+    match arch {
+        Arch::DeepseekV2 => {
+            if let Some(s) = scoring.filter(|s| *s != "softmax") {
+                return Err(Error::config("scoring_func", format!("`{s}` is not supported for deepseek_v2 (softmax)")));
+            }
+            // transformers never renormalises DeepSeek-V2 weights; real checkpoints agree.
+            r.renormalize = false;
+            match method.unwrap_or("greedy") {
+                "greedy" => {}
+                "group_limited_greedy" => group(r, GroupScore::Max)?,
+                other => {
+                    return Err(Error::config(
+                        "topk_method",
+                        format!("`{other}` is not supported for deepseek_v2 (greedy, group_limited_greedy)"),
+                    ));
+                }
+            }
+        }
+        _ => {
+            if let Some(s) = scoring.filter(|s| *s != "sigmoid") {
+                return Err(Error::config("scoring_func", format!("`{s}` is not supported for deepseek_v3 (sigmoid)")));
+            }
+            if let Some(m) = method.filter(|m| *m != "noaux_tc") {
+                return Err(Error::config("topk_method", format!("`{m}` is not supported for deepseek_v3 (noaux_tc)")));
+            }
+            r.scoring = Scoring::Sigmoid;
+            r.correction_bias = true;
+            r.renorm_eps = 1e-20;
+            group(r, GroupScore::TopTwoSum)?;
+        }
+    }
+    Ok(())
+}
+
+fn mlp_kinds(c: &Json, arch: Arch, layers: usize) -> Result<Vec<MlpKind>> {
+    let kind = |moe: bool| if moe { MlpKind::Moe } else { MlpKind::Dense };
+    Ok(match arch {
+        Arch::Qwen2Moe | Arch::Qwen3Moe => {
+            let step = c.usize_or("decoder_sparse_step", 1)?;
+            if step == 0 {
+                return Err(Error::config("decoder_sparse_step", "must be at least 1"));
+            }
+            let only = c.usize_list("mlp_only_layers")?;
+            (0..layers)
+                .map(|i| kind(!only.contains(&i) && (i + 1) % step == 0))
+                .collect()
+        }
+        Arch::DeepseekV2 | Arch::DeepseekV3 => {
+            let first = c.usize_or("first_k_dense_replace", 0)?;
+            let freq = c.usize_or("moe_layer_freq", 1)?;
+            if freq == 0 {
+                return Err(Error::config("moe_layer_freq", "must be at least 1"));
+            }
+            (0..layers).map(|i| kind(i >= first && i % freq == 0)).collect()
+        }
+        _ => vec![MlpKind::Moe; layers],
+    })
+}
+
+fn attention_config(c: &Json, arch: Arch, hidden: usize, layers: usize) -> Result<AttentionConfig> {
+    let heads = c.usize("num_attention_heads")?;
+    if heads == 0 {
+        return Err(Error::config("num_attention_heads", "must be positive"));
+    }
+    let kv_heads = c.usize_or("num_key_value_heads", heads)?;
+    if kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(Error::config(
+            "num_key_value_heads",
+            format!("{kv_heads} does not divide num_attention_heads = {heads}"),
+        ));
+    }
+    let head_dim = c.usize_or("head_dim", hidden / heads)?;
+    let qk_norm = match arch {
+        Arch::Qwen3Moe => QkNorm::PerHead,
+        Arch::Olmoe => QkNorm::Full,
+        _ => QkNorm::None,
+    };
+    if arch == Arch::Olmoe && c.get("clip_qkv").is_some() {
+        return Err(Error::config("clip_qkv", "clipping q/k/v is not supported"));
+    }
+    let mla = match arch {
+        Arch::DeepseekV2 | Arch::DeepseekV3 => Some(MlaConfig {
+            q_lora_rank: c.opt_usize("q_lora_rank")?,
+            kv_lora_rank: c.usize("kv_lora_rank")?,
+            qk_nope_head_dim: c.usize("qk_nope_head_dim")?,
+            qk_rope_head_dim: c.usize("qk_rope_head_dim")?,
+            v_head_dim: c.usize("v_head_dim")?,
+        }),
+        _ => None,
+    };
+    let window = c.opt_usize("sliding_window")?.filter(|w| *w > 0);
+    let sliding_layers: Vec<bool> = match arch {
+        Arch::GptOss => match c.get("layer_types").and_then(|v| v.as_array()) {
+            Some(types) => {
+                if types.len() != layers {
+                    return Err(Error::config(
+                        "layer_types",
+                        format!("has {} entries for {layers} layers", types.len()),
+                    ));
+                }
+                types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect()
+            }
+            None => (0..layers).map(|i| i % 2 == 0).collect(),
+        },
+        Arch::Mixtral => vec![window.is_some(); layers],
+        Arch::Qwen2Moe | Arch::Qwen3Moe => {
+            if c.bool_or("use_sliding_window", false)? {
+                return Err(Error::config("use_sliding_window", "sliding-window attention for Qwen is not supported"));
+            }
+            vec![false; layers]
+        }
+        _ => vec![false; layers],
+    };
+    let sliding_window = if sliding_layers.iter().any(|s| *s) { window } else { None };
+    if sliding_layers.iter().any(|s| *s) && sliding_window.is_none() {
+        return Err(Error::config("sliding_window", "sliding layers need a positive sliding_window"));
+    }
+    Ok(AttentionConfig {
+        heads,
+        kv_heads,
+        head_dim,
+        qk_norm,
+        sinks: arch == Arch::GptOss,
+        mla,
+        sliding_window,
+        sliding_layers,
+    })
+}
+
+fn rope_config(c: &Json, arch: Arch) -> Result<RopeConfig> {
+    // transformers 5 writes `rope_parameters`; older configs use `rope_theta` + `rope_scaling`.
+    let params = c.get("rope_parameters").or_else(|| c.get("rope_scaling"));
+    let p = params.map(Json);
+    let field = |name: &str| -> Result<Option<f64>> {
+        match &p {
+            Some(p) => p.opt_f64(name),
+            None => Ok(None),
+        }
+    };
+    let theta = match field("rope_theta")? {
+        Some(t) => t,
+        None => c.f64_or("rope_theta", 10000.0)?,
+    };
+    let rope_type = match &p {
+        Some(p) => p
+            .opt_str("rope_type")?
+            .or(p.opt_str("type")?)
+            .unwrap_or("default")
+            .to_string(),
+        None => "default".to_string(),
+    };
+    if rope_type != "default" && rope_type != "yarn" {
+        return Err(Error::config(
+            "rope_parameters.rope_type",
+            format!("`{rope_type}` is not supported (default, yarn)"),
+        ));
+    }
+    if let Some(f) = c.opt_f64("partial_rotary_factor")?.or(field("partial_rotary_factor")?) {
+        if f != 1.0 {
+            return Err(Error::config("partial_rotary_factor", format!("{f} is not supported (only 1.0)")));
+        }
+    }
+    let truncate = match &p {
+        Some(p) => p.bool_or("truncate", true)?,
+        None => true,
+    };
+    let interleave = matches!(arch, Arch::DeepseekV2 | Arch::DeepseekV3) && c.bool_or("rope_interleave", true)?;
+    Ok(RopeConfig {
+        theta,
+        factor: field("factor")?.unwrap_or(1.0),
+        original_max_position_embeddings: field("original_max_position_embeddings")?.map(|v| v as usize),
+        beta_fast: field("beta_fast")?.unwrap_or(32.0),
+        beta_slow: field("beta_slow")?.unwrap_or(1.0),
+        mscale: field("mscale")?,
+        mscale_all_dim: field("mscale_all_dim")?,
+        attention_factor: field("attention_factor")?,
+        truncate,
+        interleave,
+        rope_type,
+    })
+}

@@ -1,0 +1,263 @@
+//! MoE layers from a checkpoint: tensor names per architecture, shape checks, and an
+//! [`ExpertSource`] that converts one expert at a time from the memory-mapped files.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::kernels::matmul::WeightFormat;
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::{Arch, ModelConfig};
+use crate::moe::experts::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
+use crate::moe::layer::MoeLayerSpec;
+
+/// The MoE layer spec shared by every MoE layer of `cfg`.
+pub fn moe_layer_spec(cfg: &ModelConfig, format: WeightFormat) -> MoeLayerSpec {
+    let m = &cfg.moe;
+    MoeLayerSpec {
+        hidden: cfg.hidden,
+        inter: m.inter,
+        routing: m.routing.clone(),
+        glu: m.glu,
+        expert_bias: m.expert_bias,
+        shared_inter: m.shared_inter,
+        format,
+    }
+}
+
+/// Router, shared expert and a lazy expert source for MoE layer `layer`.
+pub fn load_moe_weights(ckpt: &Arc<Checkpoint>, cfg: &ModelConfig, layer: usize) -> Result<MoeWeights> {
+    if layer >= cfg.layers || cfg.mlp_kinds[layer] != crate::model::config::MlpKind::Moe {
+        return Err(Error::input(format!(
+            "layer {layer} is not an MoE layer; MoE layers: {:?}",
+            cfg.moe_layers()
+        )));
+    }
+    let (h, e) = (cfg.hidden, cfg.moe.routing.experts);
+    let p = cfg.arch.mlp_prefix(layer);
+    let router_name = if cfg.arch == Arch::GptOss { "router" } else { "gate" };
+    let router = ckpt.f32(&format!("{p}{router_name}.weight"), &[e, h])?;
+    let router_bias = if cfg.moe.routing.router_bias {
+        Some(ckpt.f32(&format!("{p}{router_name}.bias"), &[e])?)
+    } else {
+        None
+    };
+    let correction = if cfg.moe.routing.correction_bias {
+        Some(ckpt.f32(&format!("{p}gate.e_score_correction_bias"), &[e])?)
+    } else {
+        None
+    };
+    let shared = match cfg.moe.shared_inter {
+        None => None,
+        Some(si) => {
+            let name = if cfg.arch == Arch::Qwen2Moe { "shared_expert" } else { "shared_experts" };
+            let mlp = load_mlp(ckpt, &format!("{p}{name}."), h, si)?;
+            let gate = if cfg.moe.routing.shared_gate {
+                Some(ckpt.f32(&format!("{p}shared_expert_gate.weight"), &[1, h])?)
+            } else {
+                None
+            };
+            Some(SharedExpert { mlp, gate })
+        }
+    };
+    let experts = CheckpointExperts::new(ckpt.clone(), cfg, layer)?;
+    Ok(MoeWeights {
+        router,
+        router_bias,
+        correction,
+        shared,
+        experts: Box::new(experts),
+    })
+}
+
+/// A SwiGLU MLP stored as `{prefix}{gate,up,down}_proj.weight`.
+pub fn load_mlp(ckpt: &Checkpoint, prefix: &str, hidden: usize, inter: usize) -> Result<ExpertWeights> {
+    Ok(ExpertWeights {
+        gate: ckpt.f32(&format!("{prefix}gate_proj.weight"), &[inter, hidden])?,
+        up: ckpt.f32(&format!("{prefix}up_proj.weight"), &[inter, hidden])?,
+        down: ckpt.f32(&format!("{prefix}down_proj.weight"), &[hidden, inter])?,
+        gate_bias: None,
+        up_bias: None,
+        down_bias: None,
+    })
+}
+
+/// How a layer's experts are laid out in the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One `[out, in]` matrix per expert and projection, with these three names.
+    PerExpert(&'static str, &'static str, &'static str),
+    /// gpt-oss: fused `gate_up_proj` [E, H, 2I] (interleaved columns) and `down_proj` [E, I, H].
+    FusedInputMajor,
+    /// gpt-oss release: MXFP4 `*_blocks` [E, out, in/32, 16] and `*_scales` [E, out, in/32].
+    Mxfp4,
+}
+
+/// Experts of one layer, converted to f32 one at a time from the mapped checkpoint.
+pub struct CheckpointExperts {
+    ckpt: Arc<Checkpoint>,
+    prefix: String,
+    layout: Layout,
+    experts: usize,
+    hidden: usize,
+    inter: usize,
+}
+
+impl CheckpointExperts {
+    /// Finds the layer's layout and checks every expert tensor's name, shape and dtype.
+    pub fn new(ckpt: Arc<Checkpoint>, cfg: &ModelConfig, layer: usize) -> Result<Self> {
+        let prefix = format!("{}experts.", cfg.arch.mlp_prefix(layer));
+        let (e, h, i) = (cfg.moe.routing.experts, cfg.hidden, cfg.moe.inter);
+        let layout = match cfg.arch {
+            Arch::Mixtral => Layout::PerExpert("w1", "w3", "w2"),
+            Arch::GptOss if ckpt.contains(&format!("{prefix}gate_up_proj_blocks")) => Layout::Mxfp4,
+            Arch::GptOss => Layout::FusedInputMajor,
+            _ => Layout::PerExpert("gate_proj", "up_proj", "down_proj"),
+        };
+        match layout {
+            Layout::PerExpert(g, u, d) => {
+                for x in 0..e {
+                    ckpt.expect(&format!("{prefix}{x}.{g}.weight"), &[i, h])?;
+                    ckpt.expect(&format!("{prefix}{x}.{u}.weight"), &[i, h])?;
+                    ckpt.expect(&format!("{prefix}{x}.{d}.weight"), &[h, i])?;
+                }
+            }
+            Layout::FusedInputMajor => {
+                ckpt.expect(&format!("{prefix}gate_up_proj"), &[e, h, 2 * i])?;
+                ckpt.expect(&format!("{prefix}gate_up_proj_bias"), &[e, 2 * i])?;
+                ckpt.expect(&format!("{prefix}down_proj"), &[e, i, h])?;
+                ckpt.expect(&format!("{prefix}down_proj_bias"), &[e, h])?;
+            }
+            Layout::Mxfp4 => {
+                for (name, out, inp) in [("gate_up_proj", 2 * i, h), ("down_proj", h, i)] {
+                    if inp % 32 != 0 {
+                        return Err(Error::tensor(
+                            format!("{prefix}{name}_blocks"),
+                            format!("MXFP4 needs the input size {inp} to be a multiple of 32"),
+                        ));
+                    }
+                    expect_u8(&ckpt, &format!("{prefix}{name}_blocks"), &[e, out, inp / 32, 16])?;
+                    expect_u8(&ckpt, &format!("{prefix}{name}_scales"), &[e, out, inp / 32])?;
+                }
+                ckpt.expect(&format!("{prefix}gate_up_proj_bias"), &[e, 2 * i])?;
+                ckpt.expect(&format!("{prefix}down_proj_bias"), &[e, h])?;
+            }
+        }
+        Ok(Self {
+            ckpt,
+            prefix,
+            layout,
+            experts: e,
+            hidden: h,
+            inter: i,
+        })
+    }
+}
+
+fn expect_u8(ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<()> {
+    let e = ckpt.entry(name)?;
+    if e.shape != shape || e.dtype != safetensors::Dtype::U8 {
+        return Err(Error::tensor(
+            name,
+            format!("is {:?} {:?}, expected U8 {:?}", e.dtype, e.shape, shape),
+        ));
+    }
+    Ok(())
+}
+
+/// FP4 (e2m1) values of the 16 nibbles.
+const FP4: [f32; 16] = [
+    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+];
+
+/// Dequantises one expert's MXFP4 matrix to `[out, in]`: value = FP4[nibble] · 2^(scale − 127),
+/// the low nibble holding the even element.
+pub fn dequant_mxfp4(blocks: &[u8], scales: &[u8], out: usize, inp: usize) -> Vec<f32> {
+    let mut w = Vec::with_capacity(out * inp);
+    for r in 0..out {
+        for b in 0..inp / 32 {
+            let scale = 2f32.powi(scales[r * (inp / 32) + b] as i32 - 127);
+            let base = (r * (inp / 32) + b) * 16;
+            for byte in &blocks[base..base + 16] {
+                w.push(FP4[(byte & 0x0f) as usize] * scale);
+                w.push(FP4[(byte >> 4) as usize] * scale);
+            }
+        }
+    }
+    w
+}
+
+impl ExpertSource for CheckpointExperts {
+    fn num_experts(&self) -> usize {
+        self.experts
+    }
+
+    fn load(&self, x: usize) -> Result<ExpertWeights> {
+        if x >= self.experts {
+            return Err(Error::input(format!("expert {x} of {}", self.experts)));
+        }
+        let (p, h, i, c) = (&self.prefix, self.hidden, self.inter, &self.ckpt);
+        match self.layout {
+            Layout::PerExpert(g, u, d) => Ok(ExpertWeights {
+                gate: c.f32(&format!("{p}{x}.{g}.weight"), &[i, h])?,
+                up: c.f32(&format!("{p}{x}.{u}.weight"), &[i, h])?,
+                down: c.f32(&format!("{p}{x}.{d}.weight"), &[h, i])?,
+                gate_bias: None,
+                up_bias: None,
+                down_bias: None,
+            }),
+            Layout::FusedInputMajor => {
+                let gu = c.f32_slice(&format!("{p}gate_up_proj"), x)?;
+                let dn = c.f32_slice(&format!("{p}down_proj"), x)?;
+                // [H, 2I] input-major with gate/up interleaved → two [I, H] matrices.
+                let mut gate = vec![0.0; i * h];
+                let mut up = vec![0.0; i * h];
+                for hh in 0..h {
+                    for ii in 0..i {
+                        gate[ii * h + hh] = gu[hh * 2 * i + 2 * ii];
+                        up[ii * h + hh] = gu[hh * 2 * i + 2 * ii + 1];
+                    }
+                }
+                let mut down = vec![0.0; h * i];
+                for ii in 0..i {
+                    for hh in 0..h {
+                        down[hh * i + ii] = dn[ii * h + hh];
+                    }
+                }
+                self.with_biases(gate, up, down, x)
+            }
+            Layout::Mxfp4 => {
+                let gu = dequant_mxfp4(
+                    c.u8_slice(&format!("{p}gate_up_proj_blocks"), x)?,
+                    c.u8_slice(&format!("{p}gate_up_proj_scales"), x)?,
+                    2 * i,
+                    h,
+                );
+                let down = dequant_mxfp4(
+                    c.u8_slice(&format!("{p}down_proj_blocks"), x)?,
+                    c.u8_slice(&format!("{p}down_proj_scales"), x)?,
+                    h,
+                    i,
+                );
+                // [2I, H] output-major with gate/up rows interleaved.
+                let gate = gu.chunks(h).step_by(2).flatten().copied().collect();
+                let up = gu.chunks(h).skip(1).step_by(2).flatten().copied().collect();
+                self.with_biases(gate, up, down, x)
+            }
+        }
+    }
+}
+
+impl CheckpointExperts {
+    fn with_biases(&self, gate: Vec<f32>, up: Vec<f32>, down: Vec<f32>, x: usize) -> Result<ExpertWeights> {
+        let p = &self.prefix;
+        let b = self.ckpt.f32_slice(&format!("{p}gate_up_proj_bias"), x)?;
+        Ok(ExpertWeights {
+            gate,
+            up,
+            down,
+            gate_bias: Some(b.iter().step_by(2).copied().collect()),
+            up_bias: Some(b.iter().skip(1).step_by(2).copied().collect()),
+            down_bias: Some(self.ckpt.f32_slice(&format!("{p}down_proj_bias"), x)?),
+        })
+    }
+}

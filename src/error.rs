@@ -42,7 +42,9 @@ pub enum Error {
     Config { field: String, message: String },
 
     /// The checkpoint's `model_type` is not one we can run.
-    #[error("unsupported model_type `{0}`; supported: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, gpt_oss")]
+    #[error(
+        "unsupported model_type `{0}`; supported: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, gpt_oss"
+    )]
     UnknownArchitecture(String),
 
     /// Caller-supplied data is invalid (NaN, out-of-range ids, wrong length, bad option).

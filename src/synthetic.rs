@@ -77,7 +77,9 @@ pub fn random_moe_weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
         .collect();
     let shared = spec.shared_inter.map(|si| SharedExpert {
         mlp: random_mlp(&mut rng, h, si, bias),
-        gate: r.shared_gate.then(|| rng.normals(h, 1.0 / (h as f32).sqrt())),
+        gate: r
+            .shared_gate
+            .then(|| rng.normals(h, 1.0 / (h as f32).sqrt())),
     });
     MoeWeights {
         router,

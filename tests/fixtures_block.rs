@@ -11,7 +11,15 @@ use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 use moe_gpu::moe::{ForwardOptions, MoeLayer};
 
-fn check_block(fx: &Fixture, cfg: &ModelConfig, ckpt: &Arc<Checkpoint>, layer: usize, input: &str, base: &str, output: &str) {
+fn check_block(
+    fx: &Fixture,
+    cfg: &ModelConfig,
+    ckpt: &Arc<Checkpoint>,
+    layer: usize,
+    input: &str,
+    base: &str,
+    output: &str,
+) {
     let ctx = common::ctx();
     let spec = moe_layer_spec(cfg, WeightFormat::F32);
     let weights = load_moe_weights(ckpt, cfg, layer).unwrap();
@@ -19,11 +27,23 @@ fn check_block(fx: &Fixture, cfg: &ModelConfig, ckpt: &Arc<Checkpoint>, layer: u
     let tokens = x.len() / cfg.hidden;
     let moe = MoeLayer::new(ctx, spec, &weights, tokens).unwrap();
     let out = moe
-        .forward_with(ctx, &x, &ForwardOptions { capture_routing: true, ..Default::default() })
+        .forward_with(
+            ctx,
+            &x,
+            &ForwardOptions {
+                capture_routing: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let what = format!("{} layer {layer} ({base})", cfg.arch.name());
     let k = cfg.moe.routing.top_k;
-    common::assert_close(&format!("{what} router logits"), out.router_logits.as_ref().unwrap(), &fx.f32(&format!("{base}router_logits")), 1e-4);
+    common::assert_close(
+        &format!("{what} router logits"),
+        out.router_logits.as_ref().unwrap(),
+        &fx.f32(&format!("{base}router_logits")),
+        1e-4,
+    );
     common::assert_same_routing(
         &what,
         k,
@@ -33,7 +53,12 @@ fn check_block(fx: &Fixture, cfg: &ModelConfig, ckpt: &Arc<Checkpoint>, layer: u
         &fx.f32(&format!("{base}topk_weights")),
         1e-5,
     );
-    common::assert_close(&format!("{what} output"), &out.output, &fx.f32(output), 1e-4);
+    common::assert_close(
+        &format!("{what} output"),
+        &out.output,
+        &fx.f32(output),
+        1e-4,
+    );
 }
 
 fn check_arch(arch: &str) {
@@ -42,13 +67,28 @@ fn check_arch(arch: &str) {
         let cfg = ModelConfig::load(&fx.model_dir).unwrap();
         let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
         let block_layers = fx.layers_with("block.layers.", ".input");
-        assert_eq!(block_layers, cfg.moe_layers(), "{set}/{arch}: block fixtures cover the MoE layers");
+        assert_eq!(
+            block_layers,
+            cfg.moe_layers(),
+            "{set}/{arch}: block fixtures cover the MoE layers"
+        );
         for l in block_layers {
             let b = format!("block.layers.{l}.");
-            check_block(&fx, &cfg, &ckpt, l, &format!("{b}input"), &b, &format!("{b}output"));
+            check_block(
+                &fx,
+                &cfg,
+                &ckpt,
+                l,
+                &format!("{b}input"),
+                &b,
+                &format!("{b}output"),
+            );
         }
         let model_layers = fx.layers_with("layers.", ".moe.router_logits");
-        assert!(!model_layers.is_empty(), "{set}/{arch}: no layers.L.moe fixtures");
+        assert!(
+            !model_layers.is_empty(),
+            "{set}/{arch}: no layers.L.moe fixtures"
+        );
         for l in model_layers {
             check_block(
                 &fx,

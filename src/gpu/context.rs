@@ -119,7 +119,9 @@ impl Context {
 
     /// Largest buffer that can be bound to one storage binding.
     pub fn max_binding(&self) -> u64 {
-        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// One line describing the adapter: name, backend and device type.

@@ -144,7 +144,9 @@ impl Context {
 
 impl PipelineCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PipelineKey, Arc<Pipeline>>> {
-        self.built.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.built
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -88,7 +88,9 @@ impl WeightFormat {
                 WeightFormat::F32 => out.extend(row.iter().map(|v| v.to_bits())),
                 WeightFormat::F16 => out.extend(row.chunks(2).map(|pair| {
                     let lo = f16::from_f32(pair[0]).to_bits() as u32;
-                    let hi = pair.get(1).map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
+                    let hi = pair
+                        .get(1)
+                        .map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
                     lo | (hi << 16)
                 })),
             }
@@ -266,7 +268,12 @@ impl Matmul {
     }
 
     /// Grouped: one workgroup row per tile, sizes read from `args` at `offset`.
-    pub fn encode_indirect(&self, pass: &mut wgpu::ComputePass<'_>, args: &wgpu::Buffer, offset: u64) {
+    pub fn encode_indirect(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        args: &wgpu::Buffer,
+        offset: u64,
+    ) {
         self.dispatch.dispatch_indirect(pass, args, offset);
     }
 }

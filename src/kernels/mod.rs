@@ -70,7 +70,12 @@ impl<P: Pod + PartialEq> Dispatch<P> {
         pass.dispatch_workgroups(x, y, 1);
     }
 
-    pub fn dispatch_indirect(&self, pass: &mut wgpu::ComputePass<'_>, args: &wgpu::Buffer, offset: u64) {
+    pub fn dispatch_indirect(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        args: &wgpu::Buffer,
+        offset: u64,
+    ) {
         pass.set_pipeline(&self.pipeline.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         pass.dispatch_workgroups_indirect(args, offset);

@@ -68,7 +68,12 @@ impl Permute {
             _pad0: 0,
             _pad1: 0,
         };
-        let count = Dispatch::new(ctx, &PipelineKey::new(Kernel::Count), pair, &[b.ids, b.counts])?;
+        let count = Dispatch::new(
+            ctx,
+            &PipelineKey::new(Kernel::Count),
+            pair,
+            &[b.ids, b.counts],
+        )?;
         let scan = Dispatch::new(
             ctx,
             &PipelineKey::new(Kernel::Scan),

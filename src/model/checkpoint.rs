@@ -54,7 +54,10 @@ impl Checkpoint {
             if found.is_empty() {
                 return Err(Error::io(
                     &single,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no .safetensors file in the model directory"),
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no .safetensors file in the model directory",
+                    ),
                 ));
             }
             found
@@ -122,8 +125,15 @@ impl Checkpoint {
 
     pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
         self.tensors.get(name).ok_or_else(|| {
-            let shards: Vec<String> = self.shards.iter().map(|s| s.path.display().to_string()).collect();
-            Error::tensor(name, format!("is missing from the checkpoint ({})", shards.join(", ")))
+            let shards: Vec<String> = self
+                .shards
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect();
+            Error::tensor(
+                name,
+                format!("is missing from the checkpoint ({})", shards.join(", ")),
+            )
         })
     }
 
@@ -166,12 +176,24 @@ impl Checkpoint {
         let e = self.entry(name)?;
         let raw = self.bytes(name)?;
         Ok(match e.dtype {
-            Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
-            Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect(),
-            Dtype::U32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect(),
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+            Dtype::I32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as i64)
+                .collect(),
+            Dtype::U32 => raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()) as i64)
+                .collect(),
             Dtype::U8 => raw.iter().map(|v| *v as i64).collect(),
             other => {
-                return Err(Error::tensor(name, format!("has dtype {other:?}, expected an integer type")));
+                return Err(Error::tensor(
+                    name,
+                    format!("has dtype {other:?}, expected an integer type"),
+                ));
             }
         })
     }
@@ -248,22 +270,35 @@ impl Checkpoint {
         let e = self.entry(name)?;
         let (rows, per) = split_first(name, &e.shape)?;
         if index >= rows {
-            return Err(Error::tensor(name, format!("has {rows} slices, asked for {index}")));
+            return Err(Error::tensor(
+                name,
+                format!("has {rows} slices, asked for {index}"),
+            ));
         }
         let width = e.dtype.bitsize() / 8;
         let raw = self.bytes(name)?;
-        to_f32(name, e.dtype, &raw[index * per * width..(index + 1) * per * width])
+        to_f32(
+            name,
+            e.dtype,
+            &raw[index * per * width..(index + 1) * per * width],
+        )
     }
 
     /// Slice `index` along the first axis of a U8 tensor.
     pub fn u8_slice(&self, name: &str, index: usize) -> Result<&[u8]> {
         let e = self.entry(name)?;
         if e.dtype != Dtype::U8 {
-            return Err(Error::tensor(name, format!("has dtype {:?}, expected U8", e.dtype)));
+            return Err(Error::tensor(
+                name,
+                format!("has dtype {:?}, expected U8", e.dtype),
+            ));
         }
         let (rows, per) = split_first(name, &e.shape)?;
         if index >= rows {
-            return Err(Error::tensor(name, format!("has {rows} slices, asked for {index}")));
+            return Err(Error::tensor(
+                name,
+                format!("has {rows} slices, asked for {index}"),
+            ));
         }
         Ok(&self.bytes(name)?[index * per..(index + 1) * per])
     }
@@ -272,6 +307,9 @@ impl Checkpoint {
 fn split_first(name: &str, shape: &[usize]) -> Result<(usize, usize)> {
     match shape.split_first() {
         Some((rows, rest)) => Ok((*rows, rest.iter().product())),
-        None => Err(Error::tensor(name, "is a scalar, expected at least one axis")),
+        None => Err(Error::tensor(
+            name,
+            "is a scalar, expected at least one axis",
+        )),
     }
 }

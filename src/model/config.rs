@@ -151,8 +151,12 @@ impl ModelConfig {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::config("config.json", format!("{}: not valid JSON: {e}", path.display())))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::config(
+                "config.json",
+                format!("{}: not valid JSON: {e}", path.display()),
+            )
+        })?;
         Self::from_json(&value)
     }
 
@@ -171,12 +175,14 @@ impl ModelConfig {
                 "hidden_size, num_hidden_layers and vocab_size must be positive",
             ));
         }
-        if arch != Arch::GptOss {
-            if let Some(act) = c.opt_str("hidden_act")? {
-                if act != "silu" {
-                    return Err(Error::config("hidden_act", format!("`{act}` is not supported (only silu)")));
-                }
-            }
+        if let Some(act) = c
+            .opt_str("hidden_act")?
+            .filter(|a| arch != Arch::GptOss && *a != "silu")
+        {
+            return Err(Error::config(
+                "hidden_act",
+                format!("`{act}` is not supported (only silu)"),
+            ));
         }
         if c.bool_or("mlp_bias", false)? {
             return Err(Error::config("mlp_bias", "MLP biases are not supported"));
@@ -200,16 +206,24 @@ impl ModelConfig {
             mlp_kinds,
             dense_inter,
             bos_token_id: c.opt_usize("bos_token_id")?.map(|v| v as u32),
-            eos_token_ids: c.usize_list("eos_token_id")?.into_iter().map(|v| v as u32).collect(),
+            eos_token_ids: c
+                .usize_list("eos_token_id")?
+                .into_iter()
+                .map(|v| v as u32)
+                .collect(),
         })
     }
 
     pub fn moe_layers(&self) -> Vec<usize> {
-        (0..self.layers).filter(|&i| self.mlp_kinds[i] == MlpKind::Moe).collect()
+        (0..self.layers)
+            .filter(|&i| self.mlp_kinds[i] == MlpKind::Moe)
+            .collect()
     }
 
     pub fn dense_layers(&self) -> Vec<usize> {
-        (0..self.layers).filter(|&i| self.mlp_kinds[i] == MlpKind::Dense).collect()
+        (0..self.layers)
+            .filter(|&i| self.mlp_kinds[i] == MlpKind::Dense)
+            .collect()
     }
 }
 
@@ -284,7 +298,10 @@ fn deepseek_routing(c: &Json, arch: Arch, r: &mut RoutingSpec) -> Result<()> {
     match arch {
         Arch::DeepseekV2 => {
             if let Some(s) = scoring.filter(|s| *s != "softmax") {
-                return Err(Error::config("scoring_func", format!("`{s}` is not supported for deepseek_v2 (softmax)")));
+                return Err(Error::config(
+                    "scoring_func",
+                    format!("`{s}` is not supported for deepseek_v2 (softmax)"),
+                ));
             }
             // transformers never renormalises DeepSeek-V2 weights; real checkpoints agree.
             r.renormalize = false;
@@ -294,17 +311,25 @@ fn deepseek_routing(c: &Json, arch: Arch, r: &mut RoutingSpec) -> Result<()> {
                 other => {
                     return Err(Error::config(
                         "topk_method",
-                        format!("`{other}` is not supported for deepseek_v2 (greedy, group_limited_greedy)"),
+                        format!(
+                            "`{other}` is not supported for deepseek_v2 (greedy, group_limited_greedy)"
+                        ),
                     ));
                 }
             }
         }
         _ => {
             if let Some(s) = scoring.filter(|s| *s != "sigmoid") {
-                return Err(Error::config("scoring_func", format!("`{s}` is not supported for deepseek_v3 (sigmoid)")));
+                return Err(Error::config(
+                    "scoring_func",
+                    format!("`{s}` is not supported for deepseek_v3 (sigmoid)"),
+                ));
             }
             if let Some(m) = method.filter(|m| *m != "noaux_tc") {
-                return Err(Error::config("topk_method", format!("`{m}` is not supported for deepseek_v3 (noaux_tc)")));
+                return Err(Error::config(
+                    "topk_method",
+                    format!("`{m}` is not supported for deepseek_v3 (noaux_tc)"),
+                ));
             }
             r.scoring = Scoring::Sigmoid;
             r.correction_bias = true;
@@ -334,7 +359,9 @@ fn mlp_kinds(c: &Json, arch: Arch, layers: usize) -> Result<Vec<MlpKind>> {
             if freq == 0 {
                 return Err(Error::config("moe_layer_freq", "must be at least 1"));
             }
-            (0..layers).map(|i| kind(i >= first && i % freq == 0)).collect()
+            (0..layers)
+                .map(|i| kind(i >= first && i % freq == 0))
+                .collect()
         }
         _ => vec![MlpKind::Moe; layers],
     })
@@ -381,22 +408,35 @@ fn attention_config(c: &Json, arch: Arch, hidden: usize, layers: usize) -> Resul
                         format!("has {} entries for {layers} layers", types.len()),
                     ));
                 }
-                types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect()
+                types
+                    .iter()
+                    .map(|t| t.as_str() == Some("sliding_attention"))
+                    .collect()
             }
             None => (0..layers).map(|i| i % 2 == 0).collect(),
         },
         Arch::Mixtral => vec![window.is_some(); layers],
         Arch::Qwen2Moe | Arch::Qwen3Moe => {
             if c.bool_or("use_sliding_window", false)? {
-                return Err(Error::config("use_sliding_window", "sliding-window attention for Qwen is not supported"));
+                return Err(Error::config(
+                    "use_sliding_window",
+                    "sliding-window attention for Qwen is not supported",
+                ));
             }
             vec![false; layers]
         }
         _ => vec![false; layers],
     };
-    let sliding_window = if sliding_layers.iter().any(|s| *s) { window } else { None };
+    let sliding_window = if sliding_layers.iter().any(|s| *s) {
+        window
+    } else {
+        None
+    };
     if sliding_layers.iter().any(|s| *s) && sliding_window.is_none() {
-        return Err(Error::config("sliding_window", "sliding layers need a positive sliding_window"));
+        return Err(Error::config(
+            "sliding_window",
+            "sliding layers need a positive sliding_window",
+        ));
     }
     Ok(AttentionConfig {
         heads,
@@ -438,20 +478,26 @@ fn rope_config(c: &Json, arch: Arch) -> Result<RopeConfig> {
             format!("`{rope_type}` is not supported (default, yarn)"),
         ));
     }
-    if let Some(f) = c.opt_f64("partial_rotary_factor")?.or(field("partial_rotary_factor")?) {
-        if f != 1.0 {
-            return Err(Error::config("partial_rotary_factor", format!("{f} is not supported (only 1.0)")));
-        }
+    let partial = c
+        .opt_f64("partial_rotary_factor")?
+        .or(field("partial_rotary_factor")?);
+    if let Some(f) = partial.filter(|f| *f != 1.0) {
+        return Err(Error::config(
+            "partial_rotary_factor",
+            format!("{f} is not supported (only 1.0)"),
+        ));
     }
     let truncate = match &p {
         Some(p) => p.bool_or("truncate", true)?,
         None => true,
     };
-    let interleave = matches!(arch, Arch::DeepseekV2 | Arch::DeepseekV3) && c.bool_or("rope_interleave", true)?;
+    let interleave = matches!(arch, Arch::DeepseekV2 | Arch::DeepseekV3)
+        && c.bool_or("rope_interleave", true)?;
     Ok(RopeConfig {
         theta,
         factor: field("factor")?.unwrap_or(1.0),
-        original_max_position_embeddings: field("original_max_position_embeddings")?.map(|v| v as usize),
+        original_max_position_embeddings: field("original_max_position_embeddings")?
+            .map(|v| v as usize),
         beta_fast: field("beta_fast")?.unwrap_or(32.0),
         beta_slow: field("beta_slow")?.unwrap_or(1.0),
         mscale: field("mscale")?,

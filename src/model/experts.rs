@@ -25,7 +25,11 @@ pub fn moe_layer_spec(cfg: &ModelConfig, format: WeightFormat) -> MoeLayerSpec {
 }
 
 /// Router, shared expert and a lazy expert source for MoE layer `layer`.
-pub fn load_moe_weights(ckpt: &Arc<Checkpoint>, cfg: &ModelConfig, layer: usize) -> Result<MoeWeights> {
+pub fn load_moe_weights(
+    ckpt: &Arc<Checkpoint>,
+    cfg: &ModelConfig,
+    layer: usize,
+) -> Result<MoeWeights> {
     if layer >= cfg.layers || cfg.mlp_kinds[layer] != crate::model::config::MlpKind::Moe {
         return Err(Error::input(format!(
             "layer {layer} is not an MoE layer; MoE layers: {:?}",
@@ -34,7 +38,11 @@ pub fn load_moe_weights(ckpt: &Arc<Checkpoint>, cfg: &ModelConfig, layer: usize)
     }
     let (h, e) = (cfg.hidden, cfg.moe.routing.experts);
     let p = cfg.arch.mlp_prefix(layer);
-    let router_name = if cfg.arch == Arch::GptOss { "router" } else { "gate" };
+    let router_name = if cfg.arch == Arch::GptOss {
+        "router"
+    } else {
+        "gate"
+    };
     let router = ckpt.f32(&format!("{p}{router_name}.weight"), &[e, h])?;
     let router_bias = if cfg.moe.routing.router_bias {
         Some(ckpt.f32(&format!("{p}{router_name}.bias"), &[e])?)
@@ -49,7 +57,11 @@ pub fn load_moe_weights(ckpt: &Arc<Checkpoint>, cfg: &ModelConfig, layer: usize)
     let shared = match cfg.moe.shared_inter {
         None => None,
         Some(si) => {
-            let name = if cfg.arch == Arch::Qwen2Moe { "shared_expert" } else { "shared_experts" };
+            let name = if cfg.arch == Arch::Qwen2Moe {
+                "shared_expert"
+            } else {
+                "shared_experts"
+            };
             let mlp = load_mlp(ckpt, &format!("{p}{name}."), h, si)?;
             let gate = if cfg.moe.routing.shared_gate {
                 Some(ckpt.f32(&format!("{p}shared_expert_gate.weight"), &[1, h])?)
@@ -70,7 +82,12 @@ pub fn load_moe_weights(ckpt: &Arc<Checkpoint>, cfg: &ModelConfig, layer: usize)
 }
 
 /// A SwiGLU MLP stored as `{prefix}{gate,up,down}_proj.weight`.
-pub fn load_mlp(ckpt: &Checkpoint, prefix: &str, hidden: usize, inter: usize) -> Result<ExpertWeights> {
+pub fn load_mlp(
+    ckpt: &Checkpoint,
+    prefix: &str,
+    hidden: usize,
+    inter: usize,
+) -> Result<ExpertWeights> {
     Ok(ExpertWeights {
         gate: ckpt.f32(&format!("{prefix}gate_proj.weight"), &[inter, hidden])?,
         up: ckpt.f32(&format!("{prefix}up_proj.weight"), &[inter, hidden])?,
@@ -135,8 +152,16 @@ impl CheckpointExperts {
                             format!("MXFP4 needs the input size {inp} to be a multiple of 32"),
                         ));
                     }
-                    expect_u8(&ckpt, &format!("{prefix}{name}_blocks"), &[e, out, inp / 32, 16])?;
-                    expect_u8(&ckpt, &format!("{prefix}{name}_scales"), &[e, out, inp / 32])?;
+                    expect_u8(
+                        &ckpt,
+                        &format!("{prefix}{name}_blocks"),
+                        &[e, out, inp / 32, 16],
+                    )?;
+                    expect_u8(
+                        &ckpt,
+                        &format!("{prefix}{name}_scales"),
+                        &[e, out, inp / 32],
+                    )?;
                 }
                 ckpt.expect(&format!("{prefix}gate_up_proj_bias"), &[e, 2 * i])?;
                 ckpt.expect(&format!("{prefix}down_proj_bias"), &[e, h])?;
@@ -248,7 +273,13 @@ impl ExpertSource for CheckpointExperts {
 }
 
 impl CheckpointExperts {
-    fn with_biases(&self, gate: Vec<f32>, up: Vec<f32>, down: Vec<f32>, x: usize) -> Result<ExpertWeights> {
+    fn with_biases(
+        &self,
+        gate: Vec<f32>,
+        up: Vec<f32>,
+        down: Vec<f32>,
+        x: usize,
+    ) -> Result<ExpertWeights> {
         let p = &self.prefix;
         let b = self.ckpt.f32_slice(&format!("{p}gate_up_proj_bias"), x)?;
         Ok(ExpertWeights {

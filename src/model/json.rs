@@ -20,10 +20,9 @@ impl<'a> Json<'a> {
     pub fn opt_usize(&self, field: &str) -> Result<Option<usize>> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| Error::config(field, format!("must be a non-negative integer, found {v}"))),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                Error::config(field, format!("must be a non-negative integer, found {v}"))
+            }),
         }
     }
 
@@ -81,15 +80,14 @@ impl<'a> Json<'a> {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_u64()
-                        .map(|n| n as usize)
-                        .ok_or_else(|| Error::config(field, format!("must hold integers, found {v}")))
+                    v.as_u64().map(|n| n as usize).ok_or_else(|| {
+                        Error::config(field, format!("must hold integers, found {v}"))
+                    })
                 })
                 .collect(),
-            Some(v) => v
-                .as_u64()
-                .map(|n| vec![n as usize])
-                .ok_or_else(|| Error::config(field, format!("must be an integer or a list, found {v}"))),
+            Some(v) => v.as_u64().map(|n| vec![n as usize]).ok_or_else(|| {
+                Error::config(field, format!("must be an integer or a list, found {v}"))
+            }),
         }
     }
 }

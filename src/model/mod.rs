@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod experts;
+pub mod inspect;
 pub mod json;
 
 pub use checkpoint::Checkpoint;

@@ -43,7 +43,8 @@ impl ExpertArena {
             slots as u64 * format.matrix_bytes(hidden, inter),
         )?;
         let bias_slots = if bias { slots } else { 1 };
-        let gate_up_bias = ctx.storage("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64)?;
+        let gate_up_bias =
+            ctx.storage("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64)?;
         let down_bias = ctx.storage("expert down bias", (bias_slots * hidden * 4) as u64)?;
         let table = ctx.storage_with("expert slot table", &vec![INVALID; experts])?;
         Ok(Self {
@@ -61,7 +62,11 @@ impl ExpertArena {
 
     /// Bytes one expert occupies in VRAM (and crosses the bus to get there).
     pub fn expert_bytes(hidden: usize, inter: usize, format: WeightFormat, bias: bool) -> u64 {
-        let biases = if bias { (3 * inter + hidden) as u64 * 4 } else { 0 };
+        let biases = if bias {
+            (3 * inter + hidden) as u64 * 4
+        } else {
+            0
+        };
         format.matrix_bytes(2 * inter, hidden) + format.matrix_bytes(hidden, inter) + biases
     }
 
@@ -71,18 +76,35 @@ impl ExpertArena {
         let gu = w.pack_gate_up(f, h, i);
         let dn = w.pack_down(f, h, i);
         let q = &ctx.queue;
-        q.write_buffer(&self.gate_up, slot as u64 * f.matrix_bytes(2 * i, h), bytemuck::cast_slice(&gu));
-        q.write_buffer(&self.down, slot as u64 * f.matrix_bytes(h, i), bytemuck::cast_slice(&dn));
+        q.write_buffer(
+            &self.gate_up,
+            slot as u64 * f.matrix_bytes(2 * i, h),
+            bytemuck::cast_slice(&gu),
+        );
+        q.write_buffer(
+            &self.down,
+            slot as u64 * f.matrix_bytes(h, i),
+            bytemuck::cast_slice(&dn),
+        );
         if w.gate_bias.is_some() || w.up_bias.is_some() || w.down_bias.is_some() {
             let gb = w.gate_up_bias(i);
             let db = w.down_bias_or_zero(h);
-            q.write_buffer(&self.gate_up_bias, (slot * 2 * i * 4) as u64, bytemuck::cast_slice(&gb));
-            q.write_buffer(&self.down_bias, (slot * h * 4) as u64, bytemuck::cast_slice(&db));
+            q.write_buffer(
+                &self.gate_up_bias,
+                (slot * 2 * i * 4) as u64,
+                bytemuck::cast_slice(&gb),
+            );
+            q.write_buffer(
+                &self.down_bias,
+                (slot * h * 4) as u64,
+                bytemuck::cast_slice(&db),
+            );
         }
     }
 
     /// Replaces the expert → slot table.
     pub fn write_table(&self, ctx: &Context, table: &[u32]) {
-        ctx.queue.write_buffer(&self.table, 0, bytemuck::cast_slice(table));
+        ctx.queue
+            .write_buffer(&self.table, 0, bytemuck::cast_slice(table));
     }
 }

@@ -32,7 +32,9 @@ impl ExpertWeights {
             if got != expected {
                 return Err(Error::tensor(
                     format!("{what}.{name}"),
-                    format!("has {got} values, expected {expected} (hidden {hidden}, intermediate {inter})"),
+                    format!(
+                        "has {got} values, expected {expected} (hidden {hidden}, intermediate {inter})"
+                    ),
                 ));
             }
         }

@@ -89,7 +89,12 @@ const VARIANTS: [Tiling; 2] = [Tiling::PREFILL, Tiling::DECODE];
 
 impl MoeLayer {
     /// Builds the layer with its own input and output buffers and every expert resident.
-    pub fn new(ctx: &Context, spec: MoeLayerSpec, weights: &MoeWeights, max_tokens: usize) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        spec: MoeLayerSpec,
+        weights: &MoeWeights,
+        max_tokens: usize,
+    ) -> Result<Self> {
         let bytes = (max_tokens.max(1) * spec.hidden * 4) as u64;
         let x = ctx.storage("moe input", bytes)?;
         let out = ctx.storage("moe output", bytes)?;
@@ -270,7 +275,15 @@ impl MoeLayer {
         )?;
         let shared = match (&weights.shared, spec.shared_inter) {
             (Some(s), Some(si)) => Some(DenseMlp::new(
-                ctx, &s.mlp, h, si, spec.glu, spec.format, max_tokens, &x, &shared_out,
+                ctx,
+                &s.mlp,
+                h,
+                si,
+                spec.glu,
+                spec.format,
+                max_tokens,
+                &x,
+                &shared_out,
             )?),
             _ => None,
         };
@@ -334,6 +347,11 @@ impl MoeLayer {
         let table: Vec<u32> = (0..e as u32).collect();
         self.arena.write_table(ctx, &table);
         Ok(())
+    }
+
+    /// [max_tokens, k] expert ids of the last step (`u32::MAX` for dropped slots).
+    pub fn ids_buffer(&self) -> &wgpu::Buffer {
+        &self.ids
     }
 
     pub fn experts(&self) -> usize {
@@ -401,11 +419,18 @@ impl MoeLayer {
 
     /// Runs the layer on `x` ([tokens, hidden], row-major) and returns [tokens, hidden].
     pub fn forward(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
-        Ok(self.forward_with(ctx, x, &ForwardOptions::default())?.output)
+        Ok(self
+            .forward_with(ctx, x, &ForwardOptions::default())?
+            .output)
     }
 
     /// Runs the layer, in chunks of at most `max_tokens` tokens, one submit per chunk.
-    pub fn forward_with(&self, ctx: &Context, x: &[f32], options: &ForwardOptions) -> Result<MoeOutput> {
+    pub fn forward_with(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        options: &ForwardOptions,
+    ) -> Result<MoeOutput> {
         let h = self.spec.hidden;
         check_input(x, h)?;
         options.activation.validate()?;
@@ -429,7 +454,12 @@ impl MoeLayer {
         Ok(result)
     }
 
-    fn forward_chunk(&self, ctx: &Context, x: &[f32], options: &ForwardOptions) -> Result<MoeOutput> {
+    fn forward_chunk(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        options: &ForwardOptions,
+    ) -> Result<MoeOutput> {
         let (h, e, k) = (self.spec.hidden, self.experts(), self.top_k());
         let tokens = x.len() / h;
         let logit_cols = e + usize::from(self.spec.routing.shared_gate);
@@ -441,13 +471,30 @@ impl MoeLayer {
         let logit_bytes = (tokens * logit_cols * 4) as u64;
         let pair_bytes = (tokens * k * 4) as u64;
         let capture = options.capture_routing;
-        let total = out_bytes + if capture { logit_bytes + 2 * pair_bytes } else { 0 };
+        let total = out_bytes
+            + if capture {
+                logit_bytes + 2 * pair_bytes
+            } else {
+                0
+            };
         let staging = Staging::new(ctx, "moe readback", total);
         staging.copy_from(&mut encoder, &self.out, 0, 0, out_bytes);
         if capture {
             staging.copy_from(&mut encoder, &self.logits, 0, out_bytes, logit_bytes);
-            staging.copy_from(&mut encoder, &self.ids, 0, out_bytes + logit_bytes, pair_bytes);
-            staging.copy_from(&mut encoder, &self.weights, 0, out_bytes + logit_bytes + pair_bytes, pair_bytes);
+            staging.copy_from(
+                &mut encoder,
+                &self.ids,
+                0,
+                out_bytes + logit_bytes,
+                pair_bytes,
+            );
+            staging.copy_from(
+                &mut encoder,
+                &self.weights,
+                0,
+                out_bytes + logit_bytes + pair_bytes,
+                pair_bytes,
+            );
         }
         ctx.queue.submit([encoder.finish()]);
         let bytes = staging.read_bytes(ctx, total)?;
@@ -464,7 +511,11 @@ impl MoeLayer {
                     .collect(),
             );
             result.topk_ids = Some(decode(&bytes, out_bytes + logit_bytes, tokens * k));
-            result.topk_weights = Some(decode(&bytes, out_bytes + logit_bytes + pair_bytes, tokens * k));
+            result.topk_weights = Some(decode(
+                &bytes,
+                out_bytes + logit_bytes + pair_bytes,
+                tokens * k,
+            ));
         }
         Ok(result)
     }
@@ -487,7 +538,7 @@ fn vec_to_pair(mut v: Vec<Matmul>) -> [Matmul; 2] {
 
 /// Rejects empty, ragged or non-finite input.
 pub fn check_input(x: &[f32], hidden: usize) -> Result<()> {
-    if x.is_empty() || x.len() % hidden != 0 {
+    if x.is_empty() || !x.len().is_multiple_of(hidden) {
         return Err(Error::input(format!(
             "input has {} values, not a positive multiple of hidden size {hidden}",
             x.len()
@@ -520,7 +571,10 @@ fn check_weights(spec: &MoeLayerSpec, w: &MoeWeights) -> Result<()> {
     if w.experts.num_experts() != e {
         return Err(Error::tensor(
             "experts",
-            format!("{} experts in the weights, {e} in the routing spec", w.experts.num_experts()),
+            format!(
+                "{} experts in the weights, {e} in the routing spec",
+                w.experts.num_experts()
+            ),
         ));
     }
     match (&w.router_bias, spec.routing.router_bias) {

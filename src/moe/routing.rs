@@ -84,7 +84,7 @@ impl RoutingSpec {
             ));
         }
         if self.group != GroupScore::None {
-            if self.n_group == 0 || self.experts % self.n_group != 0 {
+            if self.n_group == 0 || !self.experts.is_multiple_of(self.n_group) {
                 return Err(Error::config(
                     "n_group",
                     format!(
@@ -96,7 +96,10 @@ impl RoutingSpec {
             if self.n_group > MAX_GROUPS {
                 return Err(Error::config(
                     "n_group",
-                    format!("{} groups; at most {MAX_GROUPS} are supported", self.n_group),
+                    format!(
+                        "{} groups; at most {MAX_GROUPS} are supported",
+                        self.n_group
+                    ),
                 ));
             }
             if self.topk_group == 0 || self.topk_group > self.n_group {
@@ -182,5 +185,46 @@ impl DynamicActivation {
             )));
         }
         Ok(())
+    }
+}
+
+impl RoutingSpec {
+    /// One line describing the routing, e.g. `softmax → top-2 of 8 → renormalise`.
+    pub fn describe(&self) -> String {
+        let mut s = match self.scoring {
+            Scoring::Softmax => "softmax".to_string(),
+            Scoring::Sigmoid => "sigmoid".to_string(),
+            Scoring::TopKThenSoftmax => "logits".to_string(),
+        };
+        if self.router_bias {
+            s = format!("{s} (router bias)");
+        }
+        if self.correction_bias {
+            s.push_str(" + correction bias");
+        }
+        match self.group {
+            GroupScore::None => {}
+            GroupScore::Max => s.push_str(&format!(
+                " → best {} of {} groups (group max)",
+                self.topk_group, self.n_group
+            )),
+            GroupScore::TopTwoSum => s.push_str(&format!(
+                " → best {} of {} groups (sum of top 2)",
+                self.topk_group, self.n_group
+            )),
+        }
+        s.push_str(&format!(" → top-{} of {}", self.top_k, self.experts));
+        if self.scoring == Scoring::TopKThenSoftmax {
+            s.push_str(" → softmax over the k");
+        } else if self.renormalize {
+            s.push_str(" → renormalise");
+        }
+        if self.scale != 1.0 {
+            s.push_str(&format!(" → ×{}", self.scale));
+        }
+        if self.shared_gate {
+            s.push_str("; shared expert × sigmoid gate");
+        }
+        s
     }
 }

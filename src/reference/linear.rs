@@ -4,7 +4,14 @@ use crate::kernels::matmul::Glu;
 use crate::moe::experts::ExpertWeights;
 
 /// `x` [rows, k] · `w` [n, k]ᵀ + `bias` [n], accumulated in f64.
-pub fn linear(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+pub fn linear(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; rows * n];
     for r in 0..rows {
         let xr = &x[r * k..(r + 1) * k];
@@ -39,7 +46,14 @@ pub fn activate(glu: Glu, g: f64, u: f64) -> f64 {
 }
 
 /// down(act(gate(x), up(x))) for `tokens` rows of `x` [tokens, hidden].
-pub fn glu_mlp(x: &[f32], tokens: usize, hidden: usize, inter: usize, w: &ExpertWeights, glu: Glu) -> Vec<f32> {
+pub fn glu_mlp(
+    x: &[f32],
+    tokens: usize,
+    hidden: usize,
+    inter: usize,
+    w: &ExpertWeights,
+    glu: Glu,
+) -> Vec<f32> {
     let g = linear(x, tokens, hidden, &w.gate, inter, w.gate_bias.as_deref());
     let u = linear(x, tokens, hidden, &w.up, inter, w.up_bias.as_deref());
     let h: Vec<f32> = g

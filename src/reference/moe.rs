@@ -56,7 +56,10 @@ pub fn moe_block(
         if rows.is_empty() {
             continue;
         }
-        let xs: Vec<f32> = rows.iter().flat_map(|(t, _)| x[t * h..(t + 1) * h].iter().copied()).collect();
+        let xs: Vec<f32> = rows
+            .iter()
+            .flat_map(|(t, _)| x[t * h..(t + 1) * h].iter().copied())
+            .collect();
         let ew = w.experts.load(expert)?;
         let y = glu_mlp(&xs, rows.len(), h, i, &ew, spec.glu);
         for (n, (t, wt)) in rows.iter().enumerate() {
@@ -70,7 +73,11 @@ pub fn moe_block(
         for t in 0..tokens {
             let gate = match &shared.gate {
                 Some(g) => {
-                    let z: f64 = x[t * h..(t + 1) * h].iter().zip(g).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let z: f64 = x[t * h..(t + 1) * h]
+                        .iter()
+                        .zip(g)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum();
                     1.0 / (1.0 + (-z).exp())
                 }
                 None => 1.0,

@@ -10,7 +10,13 @@ fn sigmoid(v: f64) -> f64 {
 /// Indices of `values` from best to worst (larger first, ties to the lower index, NaN last).
 fn ranked(values: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    let key = |i: usize| if values[i].is_nan() { f64::NEG_INFINITY } else { values[i] };
+    let key = |i: usize| {
+        if values[i].is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            values[i]
+        }
+    };
     order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
     order
 }
@@ -30,7 +36,10 @@ pub fn route(
     let mut ids = vec![INVALID; tokens * k_max];
     let mut weights = vec![0.0f32; tokens * k_max];
     for t in 0..tokens {
-        let l: Vec<f64> = logits[t * e..(t + 1) * e].iter().map(|v| *v as f64).collect();
+        let l: Vec<f64> = logits[t * e..(t + 1) * e]
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
         let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let softmax: Vec<f64> = {
             let ex: Vec<f64> = l.iter().map(|v| (v - max).exp()).collect();

@@ -32,7 +32,9 @@ impl Fixture {
     }
 
     pub fn f32(&self, name: &str) -> Vec<f32> {
-        self.expected.f32_any(name).unwrap_or_else(|e| panic!("{e}"))
+        self.expected
+            .f32_any(name)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn ids(&self, name: &str) -> Vec<u32> {

@@ -48,8 +48,12 @@ pub fn assert_same_routing(
 ) {
     let tokens = want_ids.len() / k;
     for t in 0..tokens {
-        let mut got: Vec<(u32, f32)> = (0..k).map(|j| (ids[t * k + j], weights[t * k + j])).collect();
-        let mut want: Vec<(u32, f32)> = (0..k).map(|j| (want_ids[t * k + j], want_weights[t * k + j])).collect();
+        let mut got: Vec<(u32, f32)> = (0..k)
+            .map(|j| (ids[t * k + j], weights[t * k + j]))
+            .collect();
+        let mut want: Vec<(u32, f32)> = (0..k)
+            .map(|j| (want_ids[t * k + j], want_weights[t * k + j]))
+            .collect();
         got.sort_by_key(|p| p.0);
         want.sort_by_key(|p| p.0);
         let got_ids: Vec<u32> = got.iter().map(|p| p.0).collect();

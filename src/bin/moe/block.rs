@@ -1,0 +1,102 @@
+//! `moe block`: one MoE block of a checkpoint, input and output as safetensors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use moe_gpu::Context;
+use moe_gpu::kernels::INVALID;
+use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
+use moe_gpu::moe::{ForwardOptions, MoeLayer};
+
+use crate::io::{OutTensor, write_safetensors};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hugging Face model directory (config.json + safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Decoder layer index (must be an MoE layer).
+    #[arg(long)]
+    layer: usize,
+    /// safetensors file holding `input`: f32 [tokens, hidden].
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write output, topk_ids, topk_weights and router_logits.
+    #[arg(long)]
+    output: PathBuf,
+    /// Expert weight format on the GPU.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    dtype: String,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let cfg = ModelConfig::load(&a.model)?;
+    let ckpt = Arc::new(Checkpoint::open(&a.model)?);
+    let format = if a.dtype == "f16" {
+        WeightFormat::F16
+    } else {
+        WeightFormat::F32
+    };
+    let input = Checkpoint::open_file(&a.input)?;
+    let shape = input.shape("input")?.to_vec();
+    if shape.len() != 2 || shape[1] != cfg.hidden || shape[0] == 0 {
+        bail!(
+            "{}: tensor `input` has shape {shape:?}, expected [tokens, {}]",
+            a.input.display(),
+            cfg.hidden
+        );
+    }
+    let x = input.f32_any("input")?;
+    let tokens = shape[0];
+    let ctx = Context::new()?;
+    let weights = load_moe_weights(&ckpt, &cfg, a.layer)?;
+    let layer = MoeLayer::new(
+        &ctx,
+        moe_layer_spec(&cfg, format),
+        &weights,
+        tokens.min(4096),
+    )
+    .context("building the MoE layer")?;
+    let out = layer.forward_with(
+        &ctx,
+        &x,
+        &ForwardOptions {
+            capture_routing: true,
+            ..Default::default()
+        },
+    )?;
+    let (h, e, k) = (cfg.hidden, cfg.moe.routing.experts, cfg.moe.routing.top_k);
+    let ids: Vec<i64> = out
+        .topk_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|&id| if id == INVALID { -1 } else { id as i64 })
+        .collect();
+    write_safetensors(
+        &a.output,
+        &[
+            OutTensor::f32("output", vec![tokens, h], &out.output),
+            OutTensor::i64("topk_ids", vec![tokens, k], &ids),
+            OutTensor::f32(
+                "topk_weights",
+                vec![tokens, k],
+                &out.topk_weights.unwrap_or_default(),
+            ),
+            OutTensor::f32(
+                "router_logits",
+                vec![tokens, e],
+                &out.router_logits.unwrap_or_default(),
+            ),
+        ],
+    )?;
+    eprintln!(
+        "layer {} of {}: {tokens} tokens → {} on {}",
+        a.layer,
+        cfg.arch.name(),
+        a.output.display(),
+        ctx.describe()
+    );
+    Ok(())
+}

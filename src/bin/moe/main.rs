@@ -1,0 +1,42 @@
+//! `moe`: the moe-gpu command line.
+
+mod block;
+mod demo;
+mod inspect;
+mod io;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "moe",
+    version,
+    about = "Mixture-of-Experts inference on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a built-in synthetic MoE model (no files needed): prefill, decode, expert histogram.
+    Demo(demo::Args),
+    /// Run one MoE block of a checkpoint on tokens from a safetensors file.
+    Block(block::Args),
+    /// Describe a checkpoint: architecture, layers, experts, routing, parameters, bytes.
+    Inspect(inspect::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Block(a) => block::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,165 @@
+//! A checkpoint at a glance: what `moe inspect` prints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::kernels::matmul::WeightFormat;
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::ModelConfig;
+use crate::moe::arena::ExpertArena;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub architecture: String,
+    pub hidden_size: usize,
+    pub vocab_size: usize,
+    pub layers: usize,
+    pub moe_layers: Vec<usize>,
+    pub dense_layers: Vec<usize>,
+    pub experts: usize,
+    pub top_k: usize,
+    pub expert_intermediate_size: usize,
+    pub shared_expert_intermediate_size: Option<usize>,
+    pub routing: String,
+    pub total_params: u64,
+    pub activated_params_per_token: u64,
+    pub routed_expert_params: u64,
+    pub params_per_expert: u64,
+    pub bytes_per_expert_checkpoint: u64,
+    pub bytes_per_expert_gpu_f32: u64,
+    pub bytes_per_expert_gpu_f16: u64,
+    /// Tensor count per dtype.
+    pub dtypes: BTreeMap<String, usize>,
+}
+
+/// Parameters held by a tensor: MXFP4 blocks hold two values per byte, scales none.
+fn params_of(name: &str, shape: &[usize]) -> u64 {
+    let n: u64 = shape.iter().map(|d| *d as u64).product();
+    if name.ends_with("_blocks") {
+        2 * n
+    } else if name.ends_with("_scales") {
+        0
+    } else {
+        n
+    }
+}
+
+impl ModelSummary {
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let cfg = ModelConfig::load(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        let mut total = 0u64;
+        let mut routed = 0u64;
+        let mut routed_bytes = 0u64;
+        let mut dtypes = BTreeMap::new();
+        for name in ckpt.names() {
+            let e = ckpt.entry(name)?;
+            let p = params_of(name, &e.shape);
+            total += p;
+            if name.contains(".experts.") {
+                routed += p;
+                routed_bytes += (e.end - e.start) as u64;
+            }
+            *dtypes.entry(format!("{:?}", e.dtype)).or_insert(0) += 1;
+        }
+        let m = &cfg.moe;
+        let moe_layers = cfg.moe_layers();
+        let experts_total = (m.routing.experts * moe_layers.len()).max(1) as u64;
+        let per_expert = routed / experts_total;
+        let activated = total - routed + per_expert * (m.routing.top_k * moe_layers.len()) as u64;
+        let bias = m.expert_bias;
+        Ok(Self {
+            architecture: cfg.arch.name().to_string(),
+            hidden_size: cfg.hidden,
+            vocab_size: cfg.vocab,
+            layers: cfg.layers,
+            dense_layers: cfg.dense_layers(),
+            moe_layers,
+            experts: m.routing.experts,
+            top_k: m.routing.top_k,
+            expert_intermediate_size: m.inter,
+            shared_expert_intermediate_size: m.shared_inter,
+            routing: m.routing.describe(),
+            total_params: total,
+            activated_params_per_token: activated,
+            routed_expert_params: routed,
+            params_per_expert: per_expert,
+            bytes_per_expert_checkpoint: routed_bytes / experts_total,
+            bytes_per_expert_gpu_f32: ExpertArena::expert_bytes(
+                cfg.hidden,
+                m.inter,
+                WeightFormat::F32,
+                bias,
+            ),
+            bytes_per_expert_gpu_f16: ExpertArena::expert_bytes(
+                cfg.hidden,
+                m.inter,
+                WeightFormat::F16,
+                bias,
+            ),
+            dtypes,
+        })
+    }
+
+    /// Human-readable report.
+    pub fn report(&self) -> String {
+        let mut s = String::new();
+        let mut line = |k: &str, v: String| s.push_str(&format!("{k:<28} {v}\n"));
+        line("architecture", self.architecture.clone());
+        line(
+            "hidden / vocab",
+            format!("{} / {}", self.hidden_size, self.vocab_size),
+        );
+        line(
+            "layers",
+            format!(
+                "{} (MoE {:?}, dense {:?})",
+                self.layers, self.moe_layers, self.dense_layers
+            ),
+        );
+        line(
+            "experts",
+            format!(
+                "{} per MoE layer, k = {}, width {}",
+                self.experts, self.top_k, self.expert_intermediate_size
+            ),
+        );
+        if let Some(si) = self.shared_expert_intermediate_size {
+            line("shared expert", format!("width {si}"));
+        }
+        line("routing", self.routing.clone());
+        line(
+            "parameters",
+            format!(
+                "{} total, {} activated per token",
+                self.total_params, self.activated_params_per_token
+            ),
+        );
+        line(
+            "routed expert parameters",
+            format!(
+                "{} ({} per expert)",
+                self.routed_expert_params, self.params_per_expert
+            ),
+        );
+        line(
+            "bytes per expert",
+            format!(
+                "{} in the checkpoint, {} on the GPU as f32, {} as f16",
+                self.bytes_per_expert_checkpoint,
+                self.bytes_per_expert_gpu_f32,
+                self.bytes_per_expert_gpu_f16
+            ),
+        );
+        let d: Vec<String> = self
+            .dtypes
+            .iter()
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect();
+        line("dtypes", d.join(", "));
+        s
+    }
+}

@@ -3,7 +3,8 @@
 //   cursor[e]  = offsets[e] (the scatter's write heads);
 //   tiles      = for each expert, one (expert, row0, row_end) per block_m rows: empty experts
 //                get none, so they cost nothing;
-//   args       = indirect dispatch sizes (tiles, col_blocks_a, 1) and (tiles, col_blocks_b, 1).
+//   args       = indirect dispatch sizes (tiles, col_blocks_a, 1) and (tiles, col_blocks_b, 1);
+//   counts     = zeroed once read, ready for the next step's count kernel (no host clear).
 
 struct Params {
     experts: u32,
@@ -15,7 +16,7 @@ struct Params {
 const THREADS: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> counts: array<u32>;          // [experts]
+@group(0) @binding(1) var<storage, read_write> counts: array<u32>;    // [experts]
 @group(0) @binding(2) var<storage, read_write> offsets: array<u32>;   // [experts + 1]
 @group(0) @binding(3) var<storage, read_write> cursor: array<u32>;    // [experts]
 @group(0) @binding(4) var<storage, read_write> tiles: array<vec4<u32>>; // [max tiles]
@@ -56,6 +57,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var tile = tile_sums[lid] - ntiles;
     for (var e = first; e < last; e++) {
         let c = counts[e];
+        counts[e] = 0u;
         offsets[e] = row;
         cursor[e] = row;
         for (var r0 = 0u; r0 < c; r0 += p.block_m) {

@@ -61,7 +61,9 @@ impl Kernel {
             // params, ids, counts
             Kernel::Count => &[Uniform, Read, ReadWrite],
             // params, counts, offsets, cursor, tiles, indirect args
-            Kernel::Scan => &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+            Kernel::Scan => &[
+                Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+            ],
             // params, ids, cursor, rows, pos
             Kernel::Scatter => &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
             // params, weights, pos, expert out, shared out, shared gate, out

@@ -51,10 +51,10 @@ pub struct PermuteBuffers<'a> {
     pub pos: &'a wgpu::Buffer,
 }
 
-/// count → scan → scatter for one layer.
+/// count → scan → scatter for one layer. The scan leaves the counts zeroed, so consecutive
+/// steps need no clear between them.
 pub struct Permute {
     experts: usize,
-    counts: wgpu::Buffer,
     count: Dispatch<PairParams>,
     scan: Dispatch<ScanParams>,
     scatter: Dispatch<PairParams>,
@@ -93,16 +93,10 @@ impl Permute {
         )?;
         Ok(Self {
             experts,
-            counts: b.counts.clone(),
             count,
             scan,
             scatter,
         })
-    }
-
-    /// Zeroes the counts. Must be recorded outside a compute pass, before [`Permute::encode`].
-    pub fn clear(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.clear_buffer(&self.counts, 0, None);
     }
 
     /// Records the three kernels for `pairs` (token, slot) pairs; tiles hold `block_m` rows and

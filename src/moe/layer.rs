@@ -376,8 +376,19 @@ impl MoeLayer {
         Ok(())
     }
 
+    /// Whether the host must act between [`Self::encode_route`] and [`Self::encode_experts`]:
+    /// submit what is recorded, then call [`Self::sync`]. False while every expert is resident.
+    pub fn needs_sync(&self) -> bool {
+        false
+    }
+
+    /// Host work between routing and the expert GEMMs (after the routing was submitted).
+    pub fn sync(&self, _ctx: &Context) -> Result<()> {
+        Ok(())
+    }
+
     /// Records the expert part (permutation, grouped GEMMs, shared expert, combine) after
-    /// [`Self::encode_route`]. The counts must have been cleared with [`Self::clear`].
+    /// [`Self::encode_route`].
     pub fn encode_experts(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
         let k = self.top_k();
         let variant = usize::from(tiling_for(tokens, k, self.experts()) == Tiling::DECODE);
@@ -397,24 +408,29 @@ impl MoeLayer {
         self.combine.encode(ctx, pass, tokens);
     }
 
-    /// Zeroes the per-step counters; record before the pass that runs the layer.
-    pub fn clear(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.permute.clear(encoder);
-    }
-
-    /// Records the whole layer: `out[..tokens] = moe(x[..tokens])`.
+    /// Records the whole layer, `out[..tokens] = moe(x[..tokens])`, submitting and syncing in
+    /// the middle when [`Self::needs_sync`] says so. Returns the encoder to continue with.
     pub fn encode(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        mut encoder: wgpu::CommandEncoder,
         tokens: usize,
         activation: &DynamicActivation,
-    ) -> Result<()> {
-        self.clear(encoder);
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        self.encode_route(ctx, &mut pass, tokens, activation)?;
-        self.encode_experts(ctx, &mut pass, tokens);
-        Ok(())
+    ) -> Result<wgpu::CommandEncoder> {
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.encode_route(ctx, &mut pass, tokens, activation)?;
+        }
+        if self.needs_sync() {
+            ctx.queue.submit([encoder.finish()]);
+            self.sync(ctx)?;
+            encoder = ctx.device.create_command_encoder(&Default::default());
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.encode_experts(ctx, &mut pass, tokens);
+        }
+        Ok(encoder)
     }
 
     /// Runs the layer on `x` ([tokens, hidden], row-major) and returns [tokens, hidden].
@@ -464,8 +480,8 @@ impl MoeLayer {
         let tokens = x.len() / h;
         let logit_cols = e + usize::from(self.spec.routing.shared_gate);
         ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        self.encode(ctx, &mut encoder, tokens, &options.activation)?;
+        let encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut encoder = self.encode(ctx, encoder, tokens, &options.activation)?;
 
         let out_bytes = (tokens * h * 4) as u64;
         let logit_bytes = (tokens * logit_cols * 4) as u64;

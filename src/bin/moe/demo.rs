@@ -79,7 +79,7 @@ pub fn run(a: Args) -> Result<()> {
         let t0 = Instant::now();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         for layer in &layers {
-            layer.encode(&ctx, &mut encoder, tokens, &DynamicActivation::default())?;
+            encoder = layer.encode(&ctx, encoder, tokens, &DynamicActivation::default())?;
         }
         let pair_bytes = (tokens * a.top_k * 4) as u64;
         let staging = Staging::new(&ctx, "ids", pair_bytes * a.layers as u64);

@@ -1,6 +1,7 @@
 //! Shared test helpers: one GPU context per test binary, tolerances, comparisons.
 #![allow(dead_code)]
 
+pub mod edit;
 pub mod fixtures;
 
 use std::sync::OnceLock;
@@ -66,4 +67,15 @@ pub fn assert_same_routing(
             );
         }
     }
+}
+
+/// Records one compute pass with `f`, submits it and waits.
+pub fn run_pass(ctx: &Context, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        f(&mut pass);
+    }
+    ctx.queue.submit([encoder.finish()]);
+    ctx.wait().unwrap();
 }

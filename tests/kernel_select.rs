@@ -76,7 +76,7 @@ fn families(e: usize, k: usize) -> Vec<RoutingSpec> {
     });
     // Group-limited families need a group count dividing E that leaves enough candidates.
     for g in [2usize, 3, 4] {
-        if e % g != 0 || e / g < 2 {
+        if !e.is_multiple_of(g) || e / g < 2 {
             continue;
         }
         let topk_group = (g / 2).max(1);

@@ -135,5 +135,5 @@ fn dropped_slots_are_left_out() {
         })
         .collect();
     check(&ids, 16, 4);
-    check(&vec![INVALID; 8], 16, 1);
+    check(&[INVALID; 8], 16, 1);
 }

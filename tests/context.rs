@@ -56,3 +56,16 @@ fn context_adopts_an_application_device() {
     let buf = ctx.storage_with("adopted", &[1.0f32, 2.0, 3.0]).unwrap();
     assert_eq!(ctx.read_back::<f32>(&buf, 3).unwrap(), vec![1.0, 2.0, 3.0]);
 }
+
+#[test]
+fn a_pipeline_that_fails_validation_is_an_error_naming_the_kernel() {
+    use moe_gpu::gpu::{Kernel, PipelineKey};
+    let ctx = common::ctx();
+    let key = PipelineKey::new(Kernel::Matmul).with("NO_SUCH_CONSTANT", 1.0);
+    let err = ctx
+        .pipeline(&key)
+        .err()
+        .expect("unknown override must fail")
+        .to_string();
+    assert!(err.contains("kernel `matmul"), "{err}");
+}

@@ -3,11 +3,13 @@
 //! The GPU does the routing, the token-to-expert permutation and the grouped expert matmuls;
 //! the host decides which experts live in VRAM.
 
+pub mod calibration;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod moe;
+pub mod prune;
 pub mod reference;
 pub mod synthetic;
 

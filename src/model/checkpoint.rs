@@ -25,6 +25,8 @@ pub struct TensorEntry {
 struct Shard {
     path: PathBuf,
     map: Mmap,
+    /// The file's `__metadata__` (e.g. `format: pt`), kept when rewriting it.
+    metadata: Option<HashMap<String, String>>,
 }
 
 /// A checkpoint's tensors, memory-mapped; nothing is read until a tensor is asked for.
@@ -111,8 +113,19 @@ impl Checkpoint {
         self.shards.push(Shard {
             path: path.to_path_buf(),
             map,
+            metadata: meta.metadata().clone(),
         });
         Ok(())
+    }
+
+    /// The files of the checkpoint, in load order.
+    pub fn shard_paths(&self) -> Vec<&Path> {
+        self.shards.iter().map(|s| s.path.as_path()).collect()
+    }
+
+    /// The `__metadata__` of shard `file`.
+    pub fn shard_metadata(&self, file: usize) -> Option<&HashMap<String, String>> {
+        self.shards.get(file).and_then(|s| s.metadata.as_ref())
     }
 
     pub fn contains(&self, name: &str) -> bool {

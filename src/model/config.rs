@@ -140,6 +140,9 @@ pub struct ModelConfig {
     pub rope: RopeConfig,
     pub moe: MoeConfig,
     pub mlp_kinds: Vec<MlpKind>,
+    /// Routed experts of each layer (0 for dense layers); differs between layers only in
+    /// checkpoints pruned per layer (`moe_gpu_experts_per_layer`).
+    pub layer_experts: Vec<usize>,
     /// Width of dense MLP layers.
     pub dense_inter: usize,
     pub bos_token_id: Option<u32>,
@@ -189,6 +192,7 @@ impl ModelConfig {
         }
         let moe = moe_config(&c, arch, hidden)?;
         let mlp_kinds = mlp_kinds(&c, arch, layers)?;
+        let layer_experts = layer_experts(&c, &moe, &mlp_kinds)?;
         let dense_inter = c.usize_or("intermediate_size", moe.inter)?;
         let attention = attention_config(&c, arch, hidden, layers)?;
         let rope = rope_config(&c, arch)?;
@@ -204,6 +208,7 @@ impl ModelConfig {
             rope,
             moe,
             mlp_kinds,
+            layer_experts,
             dense_inter,
             bos_token_id: c.opt_usize("bos_token_id")?.map(|v| v as u32),
             eos_token_ids: c
@@ -218,6 +223,19 @@ impl ModelConfig {
         (0..self.layers)
             .filter(|&i| self.mlp_kinds[i] == MlpKind::Moe)
             .collect()
+    }
+
+    /// Routed experts of `layer` (0 for a dense layer).
+    pub fn experts_in(&self, layer: usize) -> usize {
+        self.layer_experts.get(layer).copied().unwrap_or(0)
+    }
+
+    /// The routing of MoE layer `layer`.
+    pub fn routing_of(&self, layer: usize) -> RoutingSpec {
+        RoutingSpec {
+            experts: self.experts_in(layer),
+            ..self.moe.routing.clone()
+        }
     }
 
     pub fn dense_layers(&self) -> Vec<usize> {
@@ -338,6 +356,42 @@ fn deepseek_routing(c: &Json, arch: Arch, r: &mut RoutingSpec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Experts per layer: the config's count, or `moe_gpu_experts_per_layer` after per-layer pruning.
+fn layer_experts(c: &Json, moe: &MoeConfig, kinds: &[MlpKind]) -> Result<Vec<usize>> {
+    const KEY: &str = "moe_gpu_experts_per_layer";
+    let uniform: Vec<usize> = kinds
+        .iter()
+        .map(|k| {
+            if *k == MlpKind::Moe {
+                moe.routing.experts
+            } else {
+                0
+            }
+        })
+        .collect();
+    if c.get(KEY).is_none() {
+        return Ok(uniform);
+    }
+    let per = c.usize_list(KEY)?;
+    if per.len() != kinds.len() {
+        return Err(Error::config(
+            KEY,
+            format!("has {} entries for {} layers", per.len(), kinds.len()),
+        ));
+    }
+    for (layer, (&n, kind)) in per.iter().zip(kinds).enumerate() {
+        if *kind == MlpKind::Moe {
+            RoutingSpec {
+                experts: n,
+                ..moe.routing.clone()
+            }
+            .validate()
+            .map_err(|e| Error::config(KEY, format!("layer {layer}: {e}")))?;
+        }
+    }
+    Ok(per)
 }
 
 fn mlp_kinds(c: &Json, arch: Arch, layers: usize) -> Result<Vec<MlpKind>> {

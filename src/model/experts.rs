@@ -10,13 +10,20 @@ use crate::model::config::{Arch, ModelConfig};
 use crate::moe::experts::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
 use crate::moe::layer::MoeLayerSpec;
 
-/// The MoE layer spec shared by every MoE layer of `cfg`.
+/// The MoE layer spec shared by every MoE layer of `cfg` (see [`moe_layer_spec_for`] for
+/// checkpoints pruned to different expert counts per layer).
 pub fn moe_layer_spec(cfg: &ModelConfig, format: WeightFormat) -> MoeLayerSpec {
+    let layer = cfg.moe_layers().first().copied().unwrap_or(0);
+    moe_layer_spec_for(cfg, layer, format)
+}
+
+/// The spec of MoE layer `layer`.
+pub fn moe_layer_spec_for(cfg: &ModelConfig, layer: usize, format: WeightFormat) -> MoeLayerSpec {
     let m = &cfg.moe;
     MoeLayerSpec {
         hidden: cfg.hidden,
         inter: m.inter,
-        routing: m.routing.clone(),
+        routing: cfg.routing_of(layer),
         glu: m.glu,
         expert_bias: m.expert_bias,
         shared_inter: m.shared_inter,
@@ -36,7 +43,7 @@ pub fn load_moe_weights(
             cfg.moe_layers()
         )));
     }
-    let (h, e) = (cfg.hidden, cfg.moe.routing.experts);
+    let (h, e) = (cfg.hidden, cfg.experts_in(layer));
     let p = cfg.arch.mlp_prefix(layer);
     let router_name = if cfg.arch == Arch::GptOss {
         "router"
@@ -123,7 +130,7 @@ impl CheckpointExperts {
     /// Finds the layer's layout and checks every expert tensor's name, shape and dtype.
     pub fn new(ckpt: Arc<Checkpoint>, cfg: &ModelConfig, layer: usize) -> Result<Self> {
         let prefix = format!("{}experts.", cfg.arch.mlp_prefix(layer));
-        let (e, h, i) = (cfg.moe.routing.experts, cfg.hidden, cfg.moe.inter);
+        let (e, h, i) = (cfg.experts_in(layer), cfg.hidden, cfg.moe.inter);
         let layout = match cfg.arch {
             Arch::Mixtral => Layout::PerExpert("w1", "w3", "w2"),
             Arch::GptOss if ckpt.contains(&format!("{prefix}gate_up_proj_blocks")) => Layout::Mxfp4,

@@ -67,7 +67,11 @@ impl ModelSummary {
         }
         let m = &cfg.moe;
         let moe_layers = cfg.moe_layers();
-        let experts_total = (m.routing.experts * moe_layers.len()).max(1) as u64;
+        let experts_total = moe_layers
+            .iter()
+            .map(|&l| cfg.experts_in(l))
+            .sum::<usize>()
+            .max(1) as u64;
         let per_expert = routed / experts_total;
         let activated = total - routed + per_expert * (m.routing.top_k * moe_layers.len()) as u64;
         let bias = m.expert_bias;

@@ -8,4 +8,4 @@ pub mod json;
 
 pub use checkpoint::Checkpoint;
 pub use config::{Arch, MlpKind, ModelConfig};
-pub use experts::{load_mlp, load_moe_weights, moe_layer_spec};
+pub use experts::{load_mlp, load_moe_weights, moe_layer_spec, moe_layer_spec_for};

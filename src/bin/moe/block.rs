@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
+use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::moe::{ForwardOptions, MoeLayer};
 
 use crate::io::{OutTensor, write_safetensors};
@@ -54,7 +54,7 @@ pub fn run(a: Args) -> Result<()> {
     let weights = load_moe_weights(&ckpt, &cfg, a.layer)?;
     let layer = MoeLayer::new(
         &ctx,
-        moe_layer_spec(&cfg, format),
+        moe_layer_spec_for(&cfg, a.layer, format),
         &weights,
         tokens.min(4096),
     )
@@ -67,7 +67,7 @@ pub fn run(a: Args) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let (h, e, k) = (cfg.hidden, cfg.moe.routing.experts, cfg.moe.routing.top_k);
+    let (h, e, k) = (cfg.hidden, cfg.experts_in(a.layer), cfg.moe.routing.top_k);
     let ids: Vec<i64> = out
         .topk_ids
         .unwrap_or_default()

@@ -4,6 +4,7 @@ mod block;
 mod demo;
 mod inspect;
 mod io;
+mod prune;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ enum Command {
     Block(block::Args),
     /// Describe a checkpoint: architecture, layers, experts, routing, parameters, bytes.
     Inspect(inspect::Args),
+    /// Remove or merge whole experts by calibration statistics; writes an HF checkpoint.
+    Prune(prune::Args),
 }
 
 fn main() {
@@ -34,6 +37,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Block(a) => block::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Prune(a) => prune::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,77 @@
+//! `moe prune`: remove (or merge) whole experts by calibration statistics and write a
+//! standard Hugging Face checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use moe_gpu::calibration::CalibrationStats;
+use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
+use moe_gpu::prune::merge::merge_layer;
+use moe_gpu::prune::{Keep, PruneMethod, plan, write_pruned};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hugging Face model directory to prune.
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibration statistics written by `moe calibrate`.
+    #[arg(long)]
+    stats: PathBuf,
+    /// Experts to keep per MoE layer: a count, a fraction in (0, 1], or `all`.
+    #[arg(long)]
+    keep: String,
+    /// `adaptive` keeps more experts where importance is spread and fewer where it is
+    /// concentrated (same total); `uniform` keeps the same count everywhere.
+    #[arg(long, default_value = "uniform", value_parser = ["uniform", "adaptive"])]
+    per_layer: String,
+    /// How experts are ranked and what happens to the dropped ones.
+    #[arg(long, default_value = "frequency", value_parser = ["frequency", "reap", "merge"])]
+    method: String,
+    /// Output directory for the pruned checkpoint.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.out == a.model {
+        bail!("--out must differ from --model");
+    }
+    let cfg = ModelConfig::load(&a.model)?;
+    let stats = CalibrationStats::load(&a.stats)?;
+    let method = PruneMethod::parse(&a.method)?;
+    let keep = Keep::parse(&a.keep)?;
+    let mut p = plan(&cfg, &stats, keep, a.per_layer == "adaptive", method)?;
+    let mut merged = BTreeMap::new();
+    if method == PruneMethod::Merge {
+        let ckpt = Arc::new(Checkpoint::open(&a.model)?);
+        for lp in p.layers.iter_mut() {
+            let w = load_moe_weights(&ckpt, &cfg, lp.layer)?;
+            let layer_stats = stats
+                .layer(lp.layer)
+                .ok_or_else(|| anyhow::anyhow!("the stats file has no layer {}", lp.layer))?;
+            merged.insert(lp.layer, merge_layer(lp, layer_stats, w.experts.as_ref())?);
+        }
+    }
+    write_pruned(&a.model, &cfg, &p, &merged, &a.out)?;
+    for note in &p.notes {
+        eprintln!("note: {note}");
+    }
+    for lp in &p.layers {
+        println!(
+            "layer {}: keep {} of {} experts {:?}{}",
+            lp.layer,
+            lp.keep.len(),
+            cfg.experts_in(lp.layer),
+            lp.keep,
+            if lp.merges.is_empty() {
+                String::new()
+            } else {
+                format!(", merged (dropped → kept) {:?}", lp.merges)
+            }
+        );
+    }
+    println!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! The MoE layer: routing spec, expert weights and VRAM slots, and the GPU layer itself.
 
+pub mod activation;
 pub mod arena;
 pub mod experts;
 pub mod layer;

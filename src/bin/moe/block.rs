@@ -8,8 +8,11 @@ use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
+use moe_gpu::moe::activation::ActivationSummary;
+use moe_gpu::moe::arena::ExpertArena;
 use moe_gpu::moe::{ForwardOptions, MoeLayer};
 
+use crate::activation::activation_policy;
 use crate::io::{OutTensor, write_safetensors};
 
 #[derive(clap::Args)]
@@ -29,6 +32,19 @@ pub struct Args {
     /// Expert weight format on the GPU.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
+    /// Use this many experts per token instead of the checkpoint's k (≤ k).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Drop a selected expert whose weight is below β × the top weight: a number in [0, 1],
+    /// or `auto` for the per-layer median of w2/w1 from --calibration (the NAEE rule).
+    #[arg(long)]
+    skip_threshold: Option<String>,
+    /// Keep the smallest expert set whose routing probability reaches p (bounded by k).
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Calibration statistics from `moe calibrate` (needed by --skip-threshold auto).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -59,18 +75,30 @@ pub fn run(a: Args) -> Result<()> {
         tokens.min(4096),
     )
     .context("building the MoE layer")?;
+    let (policy, stats) = activation_policy(
+        a.top_k,
+        a.skip_threshold.as_deref(),
+        a.top_p,
+        a.calibration.as_deref(),
+    )?;
+    let activation = policy.for_layer(a.layer, stats.as_ref())?;
     let out = layer.forward_with(
         &ctx,
         &x,
         &ForwardOptions {
             capture_routing: true,
-            ..Default::default()
+            activation,
         },
     )?;
     let (h, e, k) = (cfg.hidden, cfg.experts_in(a.layer), cfg.moe.routing.top_k);
-    let ids: Vec<i64> = out
-        .topk_ids
-        .unwrap_or_default()
+    let raw_ids = out.topk_ids.unwrap_or_default();
+    let spec = layer.spec.clone();
+    let summary = ActivationSummary::from_ids(
+        &raw_ids,
+        k,
+        ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias),
+    );
+    let ids: Vec<i64> = raw_ids
         .iter()
         .map(|&id| if id == INVALID { -1 } else { id as i64 })
         .collect();
@@ -97,6 +125,13 @@ pub fn run(a: Args) -> Result<()> {
         cfg.arch.name(),
         a.output.display(),
         ctx.describe()
+    );
+    eprintln!(
+        "activated experts per token: {:.2} of k = {} ({:.0} expert weight bytes per token, {:.0} saved)",
+        summary.activated_experts_per_token,
+        k,
+        summary.weight_bytes_per_token,
+        summary.weight_bytes_saved_per_token
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `moe`: the moe-gpu command line.
 
+mod activation;
 mod block;
 mod demo;
 mod inspect;

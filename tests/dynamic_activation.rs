@@ -3,38 +3,22 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::fixtures::Fixture;
+use common::fixtures::{BlockRun, Fixture, run_block};
 use moe_gpu::calibration::{CalibrationStats, LayerStats};
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
+use moe_gpu::model::ModelConfig;
+use moe_gpu::moe::DynamicActivation;
 use moe_gpu::moe::activation::{ActivationPolicy, ActivationSummary, SkipThreshold};
-use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer};
 use moe_gpu::reference::moe_block;
 
 fn run(arch: &str, act: DynamicActivation) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
     let fx = Fixture::open("hf-tiny", arch);
-    let cfg = ModelConfig::load(&fx.model_dir).unwrap();
-    let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let l = cfg.moe_layers()[0];
-    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
-    let w = load_moe_weights(&ckpt, &cfg, l).unwrap();
-    let x = fx.f32(&format!("block.layers.{l}.input"));
-    let ctx = common::ctx();
-    let out = MoeLayer::new(ctx, spec.clone(), &w, 64)
-        .unwrap()
-        .forward_with(
-            ctx,
-            &x,
-            &ForwardOptions {
-                capture_routing: true,
-                activation: act,
-            },
-        )
-        .unwrap();
-    let want = moe_block(&x, &spec, &w, &act).unwrap();
+    let layer = fx.layers_with("block.layers.", ".input")[0];
+    let x = fx.f32(&format!("block.layers.{layer}.input"));
+    let BlockRun {
+        spec, weights, out, ..
+    } = run_block(&fx.model_dir, layer, &x, act, |_, _| {});
+    let want = moe_block(&x, &spec, &weights, &act).unwrap();
     let k = spec.routing.top_k;
     let (ids, wts) = (out.topk_ids.unwrap(), out.topk_weights.unwrap());
     common::assert_same_routing(

@@ -4,38 +4,20 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::fixtures::{Fixture, SETS};
-use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
-use moe_gpu::moe::{ForwardOptions, MoeLayer};
+use common::fixtures::{Fixture, SETS, run_block};
+use moe_gpu::model::ModelConfig;
 
 fn check_block(
     fx: &Fixture,
     cfg: &ModelConfig,
-    ckpt: &Arc<Checkpoint>,
     layer: usize,
     input: &str,
     base: &str,
     output: &str,
 ) {
-    let ctx = common::ctx();
-    let spec = moe_layer_spec(cfg, WeightFormat::F32);
-    let weights = load_moe_weights(ckpt, cfg, layer).unwrap();
     let x = fx.f32(input);
-    let tokens = x.len() / cfg.hidden;
-    let moe = MoeLayer::new(ctx, spec, &weights, tokens).unwrap();
-    let out = moe
-        .forward_with(
-            ctx,
-            &x,
-            &ForwardOptions {
-                capture_routing: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let run = run_block(&fx.model_dir, layer, &x, Default::default(), |_, _| {});
+    let out = &run.out;
     let what = format!("{} layer {layer} ({base})", cfg.arch.name());
     let k = cfg.moe.routing.top_k;
     common::assert_close(
@@ -65,7 +47,6 @@ fn check_arch(arch: &str) {
     for set in SETS {
         let fx = Fixture::open(set, arch);
         let cfg = ModelConfig::load(&fx.model_dir).unwrap();
-        let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
         let block_layers = fx.layers_with("block.layers.", ".input");
         assert_eq!(
             block_layers,
@@ -77,7 +58,6 @@ fn check_arch(arch: &str) {
             check_block(
                 &fx,
                 &cfg,
-                &ckpt,
                 l,
                 &format!("{b}input"),
                 &b,
@@ -93,7 +73,6 @@ fn check_arch(arch: &str) {
             check_block(
                 &fx,
                 &cfg,
-                &ckpt,
                 l,
                 &format!("layers.{l}.mlp.input"),
                 &format!("layers.{l}.moe."),

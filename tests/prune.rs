@@ -5,40 +5,27 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use common::edit::{read_config, read_tensors, temp_dir};
-use common::fixtures::{Fixture, dir};
+use common::fixtures::{BlockRun, Fixture, dir, run_block};
 use moe_gpu::calibration::{CalibrationStats, LayerStats};
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
-use moe_gpu::moe::{ForwardOptions, MoeLayer};
+use moe_gpu::model::ModelConfig;
 use moe_gpu::reference::glu_mlp;
 
 /// Calibration statistics of every MoE layer on the fixture's block inputs.
 fn stats_for(arch: &str) -> PathBuf {
     let fx = Fixture::open("hf-tiny", arch);
-    let cfg = ModelConfig::load(&fx.model_dir).unwrap();
-    let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let ctx = common::ctx();
     let mut layers = Vec::new();
-    for l in cfg.moe_layers() {
-        let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
-        let w = load_moe_weights(&ckpt, &cfg, l).unwrap();
+    for l in fx.layers_with("block.layers.", ".input") {
         let x = fx.f32(&format!("block.layers.{l}.input"));
+        let BlockRun {
+            cfg,
+            spec,
+            weights,
+            out,
+        } = run_block(&fx.model_dir, l, &x, Default::default(), |_, _| {});
         let h = cfg.hidden;
-        let out = MoeLayer::new(ctx, spec.clone(), &w, 64)
-            .unwrap()
-            .forward_with(
-                ctx,
-                &x,
-                &ForwardOptions {
-                    capture_routing: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
         let (ids, wts) = (out.topk_ids.unwrap(), out.topk_weights.unwrap());
         let k = spec.routing.top_k;
         let norms: Vec<f32> = ids
@@ -49,7 +36,7 @@ fn stats_for(arch: &str) -> PathBuf {
                     return 0.0;
                 }
                 let t = p / k;
-                let e = w.experts.load(id as usize).unwrap();
+                let e = weights.experts.load(id as usize).unwrap();
                 let y = glu_mlp(&x[t * h..(t + 1) * h], 1, h, spec.inter, &e, spec.glu);
                 y.iter().map(|v| v * v).sum::<f32>().sqrt()
             })
@@ -96,24 +83,11 @@ fn prune(model: &Path, stats: &Path, keep: &str, method: &str, extra: &[&str]) -
 /// Runs every MoE layer of `model` on the fixture block inputs: (ids, outputs) per layer.
 fn run_blocks(model: &Path, fx: &Fixture) -> Vec<(Vec<u32>, Vec<f32>)> {
     let cfg = ModelConfig::load(model).unwrap();
-    let ckpt = Arc::new(Checkpoint::open(model).unwrap());
-    let ctx = common::ctx();
     cfg.moe_layers()
         .into_iter()
         .map(|l| {
-            let w = load_moe_weights(&ckpt, &cfg, l).unwrap();
             let x = fx.f32(&format!("block.layers.{l}.input"));
-            let out = MoeLayer::new(ctx, moe_layer_spec_for(&cfg, l, WeightFormat::F32), &w, 64)
-                .unwrap()
-                .forward_with(
-                    ctx,
-                    &x,
-                    &ForwardOptions {
-                        capture_routing: true,
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
+            let out = run_block(model, l, &x, Default::default(), |_, _| {}).out;
             (out.topk_ids.unwrap(), out.output)
         })
         .collect()

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::edit::edited_model;
-use common::fixtures::{Fixture, dir};
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
-use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
-use moe_gpu::moe::{ForwardOptions, GroupScore, MoeLayer, MoeLayerSpec, MoeWeights, Scoring};
+use common::fixtures::{BlockRun, Fixture, dir, run_block};
+use moe_gpu::kernels::matmul::Glu;
+use moe_gpu::model::ModelConfig;
+use moe_gpu::moe::{GroupScore, MoeLayerSpec, MoeWeights, Scoring};
 
 /// How far the GPU block is from the fixture: tokens with a different expert set, the largest
 /// weight error (matched by id, sets permitting) and the largest output error.
@@ -21,26 +19,10 @@ struct Miss {
 
 fn run(arch: &str, edit: impl FnOnce(&mut MoeLayerSpec, &mut MoeWeights)) -> Miss {
     let fx = Fixture::open("hf-tiny", arch);
-    let cfg = ModelConfig::load(&fx.model_dir).unwrap();
-    let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let layer = cfg.moe_layers()[0];
-    let mut spec = moe_layer_spec(&cfg, WeightFormat::F32);
-    let mut w = load_moe_weights(&ckpt, &cfg, layer).unwrap();
-    edit(&mut spec, &mut w);
+    let layer = fx.layers_with("block.layers.", ".input")[0];
     let b = format!("block.layers.{layer}.");
     let x = fx.f32(&format!("{b}input"));
-    let ctx = common::ctx();
-    let moe = MoeLayer::new(ctx, spec.clone(), &w, x.len() / cfg.hidden).unwrap();
-    let out = moe
-        .forward_with(
-            ctx,
-            &x,
-            &ForwardOptions {
-                capture_routing: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let BlockRun { spec, out, .. } = run_block(&fx.model_dir, layer, &x, Default::default(), edit);
     let k = spec.routing.top_k;
     let (ids, wts) = (out.topk_ids.unwrap(), out.topk_weights.unwrap());
     let (want_ids, want_w) = (

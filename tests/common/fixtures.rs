@@ -61,3 +61,49 @@ impl Fixture {
         v
     }
 }
+
+/// One MoE block of a checkpoint, as loaded and as run on the GPU.
+pub struct BlockRun {
+    pub cfg: moe_gpu::model::ModelConfig,
+    pub spec: moe_gpu::moe::MoeLayerSpec,
+    pub weights: moe_gpu::moe::MoeWeights,
+    pub out: moe_gpu::moe::MoeOutput,
+}
+
+/// Loads MoE layer `layer` of `model_dir`, lets `edit` change its spec or weights, and runs it
+/// on `x` with routing captured.
+pub fn run_block(
+    model_dir: &std::path::Path,
+    layer: usize,
+    x: &[f32],
+    activation: moe_gpu::moe::DynamicActivation,
+    edit: impl FnOnce(&mut moe_gpu::moe::MoeLayerSpec, &mut moe_gpu::moe::MoeWeights),
+) -> BlockRun {
+    use moe_gpu::kernels::matmul::WeightFormat;
+    use moe_gpu::model::{ModelConfig, load_moe_weights, moe_layer_spec_for};
+    use moe_gpu::moe::{ForwardOptions, MoeLayer};
+    let cfg = ModelConfig::load(model_dir).unwrap();
+    let ckpt = std::sync::Arc::new(Checkpoint::open(model_dir).unwrap());
+    let mut spec = moe_layer_spec_for(&cfg, layer, WeightFormat::F32);
+    let mut weights = load_moe_weights(&ckpt, &cfg, layer).unwrap();
+    edit(&mut spec, &mut weights);
+    let ctx = super::ctx();
+    let tokens = x.len() / cfg.hidden;
+    let out = MoeLayer::new(ctx, spec.clone(), &weights, tokens)
+        .unwrap()
+        .forward_with(
+            ctx,
+            x,
+            &ForwardOptions {
+                capture_routing: true,
+                activation,
+            },
+        )
+        .unwrap();
+    BlockRun {
+        cfg,
+        spec,
+        weights,
+        out,
+    }
+}

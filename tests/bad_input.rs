@@ -152,16 +152,20 @@ fn non_moe_layer_and_layer_out_of_range_are_errors() {
     assert!(e.contains("layer 7"), "{e}");
 }
 
-fn tiny_layer() -> (MoeLayerSpec, MoeLayer) {
-    let spec = MoeLayerSpec {
-        hidden: 8,
-        inter: 4,
+fn small_spec(hidden: usize, inter: usize) -> MoeLayerSpec {
+    MoeLayerSpec {
+        hidden,
+        inter,
         routing: RoutingSpec::softmax(4, 2, true),
         glu: Glu::Silu,
         expert_bias: false,
         shared_inter: None,
         format: WeightFormat::F32,
-    };
+    }
+}
+
+fn tiny_layer() -> (MoeLayerSpec, MoeLayer) {
+    let spec = small_spec(8, 4);
     let w = random_moe_weights(&spec, 1);
     let layer = MoeLayer::new(common::ctx(), spec.clone(), &w, 4).unwrap();
     (spec, layer)
@@ -219,15 +223,7 @@ fn bad_dynamic_activation_is_an_error() {
 #[test]
 fn sizes_over_the_binding_limit_name_the_limit() {
     let ctx = common::ctx();
-    let spec = MoeLayerSpec {
-        hidden: 64,
-        inter: 32,
-        routing: RoutingSpec::softmax(4, 2, true),
-        glu: Glu::Silu,
-        expert_bias: false,
-        shared_inter: None,
-        format: WeightFormat::F32,
-    };
+    let spec = small_spec(64, 32);
     let w = random_moe_weights(&spec, 1);
     let too_many = (ctx.max_binding() / (64 * 4)) as usize + 1;
     let e = err_of(MoeLayer::new(ctx, spec.clone(), &w, too_many));

@@ -56,7 +56,14 @@ fn stats_for(arch: &str) -> PathBuf {
     path
 }
 
-fn prune(model: &Path, stats: &Path, keep: &str, method: &str, extra: &[&str]) -> PathBuf {
+/// Runs `moe prune`; returns the output directory and the process output.
+fn prune_cmd(
+    model: &Path,
+    stats: &Path,
+    keep: &str,
+    method: &str,
+    extra: &[&str],
+) -> (PathBuf, std::process::Output) {
     let out = temp_dir("pruned");
     let mut args = vec![
         "prune",
@@ -76,6 +83,11 @@ fn prune(model: &Path, stats: &Path, keep: &str, method: &str, extra: &[&str]) -
         .args(&args)
         .output()
         .unwrap();
+    (out, o)
+}
+
+fn prune(model: &Path, stats: &Path, keep: &str, method: &str, extra: &[&str]) -> PathBuf {
+    let (out, o) = prune_cmd(model, stats, keep, method, extra);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
 }
@@ -182,23 +194,7 @@ fn pruned_checkpoint_has_hf_names_and_never_routes_to_removed_experts() {
 fn grouped_routing_keeps_valid_counts_per_group() {
     let model = dir("hf-tiny", "deepseek_v3").join("model");
     let stats = stats_for("deepseek_v3");
-    let out = temp_dir("pruned-grouped");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args([
-            "prune",
-            "--model",
-            model.to_str().unwrap(),
-            "--stats",
-            stats.to_str().unwrap(),
-            "--keep",
-            "6",
-            "--method",
-            "reap",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let (out, o) = prune_cmd(&model, &stats, "6", "reap", &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // 16 experts in 4 groups, k = 4 over topk_group = 2: at least 2 per group, a multiple of 4.
     assert!(String::from_utf8_lossy(&o.stderr).contains("kept 8 experts per layer instead of 6"));
@@ -248,21 +244,7 @@ fn bad_keep_values_are_clear_errors() {
         ("9", "more than the 8 experts"),
         ("1.5", "--keep `1.5`"),
     ] {
-        let out = temp_dir("bad-keep");
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_moe"))
-            .args([
-                "prune",
-                "--model",
-                model.to_str().unwrap(),
-                "--stats",
-                stats.to_str().unwrap(),
-                "--keep",
-                keep,
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let (_, o) = prune_cmd(&model, &stats, keep, "frequency", &[]);
         assert!(!o.status.success());
         assert!(
             String::from_utf8_lossy(&o.stderr).contains(msg),

@@ -1,5 +1,7 @@
 //! Deterministic random weights: the built-in demo model and test inputs.
 
+use std::sync::Arc;
+
 use crate::kernels::matmul::Glu;
 use crate::moe::experts::{ExpertWeights, MoeWeights, SharedExpert};
 use crate::moe::layer::MoeLayerSpec;
@@ -86,6 +88,6 @@ pub fn random_moe_weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
         router_bias,
         correction,
         shared,
-        experts: Box::new(experts),
+        experts: Arc::new(experts),
     }
 }

@@ -99,9 +99,20 @@ impl Permute {
         })
     }
 
-    /// Records the three kernels for `pairs` (token, slot) pairs; tiles hold `block_m` rows and
+    /// Records the histogram of `pairs` (token, slot) pairs' expert ids into the counts. It
+    /// runs with the routing, so that the counts can be read back before the GEMMs.
+    pub fn encode_count(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, pairs: usize) {
+        let pair = PairParams {
+            pairs: pairs as u32,
+            ..self.count.params()
+        };
+        self.count.set_params(ctx, pair);
+        self.count.dispatch(pass, groups(pairs, WORKGROUP), 1);
+    }
+
+    /// Records scan and scatter after [`Self::encode_count`]: tiles hold `block_m` rows and
     /// the two GEMMs have `col_blocks` column blocks each.
-    pub fn encode(
+    pub fn encode_segments(
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
@@ -111,9 +122,8 @@ impl Permute {
     ) {
         let pair = PairParams {
             pairs: pairs as u32,
-            ..self.count.params()
+            ..self.scatter.params()
         };
-        self.count.set_params(ctx, pair);
         self.scatter.set_params(ctx, pair);
         self.scan.set_params(
             ctx,
@@ -124,9 +134,7 @@ impl Permute {
                 col_blocks_b: col_blocks.1,
             },
         );
-        let g = groups(pairs, WORKGROUP);
-        self.count.dispatch(pass, g, 1);
         self.scan.dispatch(pass, 1, 1);
-        self.scatter.dispatch(pass, g, 1);
+        self.scatter.dispatch(pass, groups(pairs, WORKGROUP), 1);
     }
 }

@@ -84,7 +84,7 @@ pub fn load_moe_weights(
         router_bias,
         correction,
         shared,
-        experts: Box::new(experts),
+        experts: Arc::new(experts),
     })
 }
 

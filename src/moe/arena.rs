@@ -63,7 +63,7 @@ impl ExpertArena {
     /// Bytes one expert occupies in VRAM (and crosses the bus to get there).
     pub fn expert_bytes(hidden: usize, inter: usize, format: WeightFormat, bias: bool) -> u64 {
         let biases = if bias {
-            (3 * inter + hidden) as u64 * 4
+            (2 * inter + hidden) as u64 * 4
         } else {
             0
         };
@@ -106,5 +106,32 @@ impl ExpertArena {
     pub fn write_table(&self, ctx: &Context, table: &[u32]) {
         ctx.queue
             .write_buffer(&self.table, 0, bytemuck::cast_slice(table));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{Rng, random_mlp};
+
+    #[test]
+    fn expert_bytes_count_what_an_upload_writes_including_biases() {
+        let (h, i) = (20, 12);
+        for (format, bias) in [
+            (WeightFormat::F32, false),
+            (WeightFormat::F32, true),
+            (WeightFormat::F16, true),
+        ] {
+            let w = random_mlp(&mut Rng::new(1), h, i, bias);
+            let mut words = w.pack_gate_up(format, h, i).len() + w.pack_down(format, h, i).len();
+            if bias {
+                words += w.gate_up_bias(i).len() + w.down_bias_or_zero(h).len();
+            }
+            assert_eq!(
+                ExpertArena::expert_bytes(h, i, format, bias),
+                words as u64 * 4,
+                "{format:?}, bias {bias}"
+            );
+        }
     }
 }

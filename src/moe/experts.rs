@@ -1,5 +1,7 @@
 //! Host-side expert weights and where they come from.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::kernels::matmul::WeightFormat;
 
@@ -122,5 +124,5 @@ pub struct MoeWeights {
     /// [experts] DeepSeek-V3 `e_score_correction_bias`.
     pub correction: Option<Vec<f32>>,
     pub shared: Option<SharedExpert>,
-    pub experts: Box<dyn ExpertSource>,
+    pub experts: Arc<dyn ExpertSource>,
 }

@@ -1,17 +1,25 @@
 //! One MoE layer on the GPU: router → select → count/scan/scatter → grouped gate/up → grouped
 //! down → combine (+ shared expert). Pipelines, bind groups and buffers are built once for a
-//! maximum token count; a forward step records every kernel into one pass and one submit.
+//! maximum token count. Where every expert is resident a forward step records every kernel
+//! into one submit; in cache mode (fewer slots than experts) the host reads back which experts
+//! the step needs and uploads them between routing and the GEMMs (see `src/moe/offload.rs`).
+
+use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging, decode};
+use crate::kernels::INVALID;
 use crate::kernels::combine::{Combine, CombineBuffers};
 use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use crate::kernels::permute::{self, Permute, PermuteBuffers};
-use crate::kernels::select::{Select, SelectBuffers};
 use crate::moe::arena::ExpertArena;
+use crate::moe::budget::ResidencyOptions;
 use crate::moe::experts::MoeWeights;
 use crate::moe::mlp::DenseMlp;
+use crate::moe::offload::Offload;
+use crate::moe::router::{Router, RouterOutputs, RouterWeights, logit_cols};
 use crate::moe::routing::{DynamicActivation, RoutingSpec};
+use crate::moe::stats::LayerStats;
 
 /// The shape and math of one MoE layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,23 +74,39 @@ pub struct MoeLayer {
     pub x: wgpu::Buffer,
     /// [max_tokens, hidden] output.
     pub out: wgpu::Buffer,
-    /// [max_tokens, experts (+1 shared-gate logit)]
-    logits: wgpu::Buffer,
-    /// [max_tokens, k]
-    ids: wgpu::Buffer,
-    /// [max_tokens, k]
-    weights: wgpu::Buffer,
+    /// Logits, ids, weights and shared gate of the last step.
+    route: RouterOutputs,
+    /// [experts] tokens per expert, from routing until the scan zeroes them.
+    pub(crate) counts: wgpu::Buffer,
     /// [6] indirect dispatch sizes of the grouped GEMMs.
     args: wgpu::Buffer,
     pub arena: ExpertArena,
-    router: Matmul,
-    select: Select,
+    pub(crate) router_weights: RouterWeights,
+    router: Router,
     permute: Permute,
     /// Indexed by [`Self::variant`]: prefill, decode.
     gate_up: [Matmul; 2],
     down: [Matmul; 2],
     shared: Option<DenseMlp>,
     combine: Combine,
+    /// Cache mode only: slot table management, uploads and prediction.
+    pub(crate) offload: Option<RefCell<Offload>>,
+    pub(crate) stats: RefCell<LayerStats>,
+}
+
+/// How to build a layer beyond its shape and weights.
+pub struct LayerBuild<'a> {
+    pub max_tokens: usize,
+    /// Caller-owned [max_tokens, hidden] f32 input and output; the layer allocates its own
+    /// when `None`.
+    pub io: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Expert slots, from [`ResidencyOptions::slots_per_layer`]. At least the expert count:
+    /// every expert is uploaded now and steps need no readback. Fewer: cache mode, where an
+    /// expert is uploaded only when a step first needs it.
+    pub slots: usize,
+    pub residency: &'a ResidencyOptions,
+    /// Decoder layer index, for statistics and traces.
+    pub layer: usize,
 }
 
 const VARIANTS: [Tiling; 2] = [Tiling::PREFILL, Tiling::DECODE];
@@ -95,16 +119,19 @@ impl MoeLayer {
         weights: &MoeWeights,
         max_tokens: usize,
     ) -> Result<Self> {
-        let bytes = (max_tokens.max(1) * spec.hidden * 4) as u64;
-        let x = ctx.storage("moe input", bytes)?;
-        let out = ctx.storage("moe output", bytes)?;
-        let layer = Self::with_io(ctx, spec, weights, max_tokens, x, out)?;
-        layer.upload_all(ctx, weights)?;
-        Ok(layer)
+        let slots = spec.routing.experts;
+        let build = LayerBuild {
+            max_tokens,
+            io: None,
+            slots,
+            residency: &ResidencyOptions::default(),
+            layer: 0,
+        };
+        Self::build(ctx, spec, weights, build)
     }
 
     /// Builds the layer around caller-owned `x` and `out` buffers ([max_tokens, hidden] f32),
-    /// with an empty expert arena of `slots` slots (see [`Self::upload_all`]).
+    /// with an empty arena of one slot per expert (see [`Self::upload_all`]).
     pub fn with_io(
         ctx: &Context,
         spec: MoeLayerSpec,
@@ -114,19 +141,39 @@ impl MoeLayer {
         out: wgpu::Buffer,
     ) -> Result<Self> {
         let slots = spec.routing.experts;
-        Self::with_slots(ctx, spec, weights, max_tokens, x, out, slots)
+        let build = LayerBuild {
+            max_tokens,
+            io: Some((x, out)),
+            slots,
+            residency: &ResidencyOptions::default(),
+            layer: 0,
+        };
+        Self::assemble(ctx, spec, weights, build)
     }
 
-    /// As [`Self::with_io`], with an arena of `slots` expert slots.
-    pub fn with_slots(
+    /// Builds the layer with the expert residency of `b`: every expert uploaded now when the
+    /// slots hold them all, otherwise an empty cache that uploads experts as steps need them.
+    pub fn build(
         ctx: &Context,
         spec: MoeLayerSpec,
         weights: &MoeWeights,
-        max_tokens: usize,
-        x: wgpu::Buffer,
-        out: wgpu::Buffer,
-        slots: usize,
+        b: LayerBuild<'_>,
     ) -> Result<Self> {
+        let slots = b.slots;
+        let layer = Self::assemble(ctx, spec, weights, b)?;
+        if slots >= layer.experts() {
+            layer.upload_all(ctx, weights)?;
+        }
+        Ok(layer)
+    }
+
+    fn assemble(
+        ctx: &Context,
+        spec: MoeLayerSpec,
+        weights: &MoeWeights,
+        b: LayerBuild<'_>,
+    ) -> Result<Self> {
+        let max_tokens = b.max_tokens;
         let r = &spec.routing;
         r.validate()?;
         let (h, i, e, k) = (spec.hidden, spec.inter, r.experts, r.top_k);
@@ -134,61 +181,39 @@ impl MoeLayer {
             return Err(Error::input("max_tokens must be at least 1"));
         }
         check_weights(&spec, weights)?;
-        let pairs = max_tokens * k;
-        let logit_cols = e + usize::from(r.shared_gate);
-
-        // Router: one dense projection to [tokens, experts (+ shared gate)].
-        let mut router_w = weights.router.clone();
-        let mut router_b = weights.router_bias.clone().unwrap_or_else(|| vec![0.0; e]);
-        if let Some(gate) = weights.shared.as_ref().and_then(|s| s.gate.as_ref()) {
-            router_w.extend_from_slice(gate);
-            router_b.push(0.0);
+        if b.slots < k {
+            return Err(Error::input(format!(
+                "{} expert slots are below k = {k}: each token needs its {k} experts resident at once",
+                b.slots
+            )));
         }
-        let mut packed = Vec::new();
-        WeightFormat::F32.pack_into(&mut packed, &router_w, logit_cols, h);
-        let router_w = ctx.storage_with("router weight", &packed)?;
-        let router_b = ctx.storage_with("router bias", &router_b)?;
-        let logits = ctx.storage("router logits", (max_tokens * logit_cols * 4) as u64)?;
-        let slot0 = ctx.storage_with("slot 0", &[0u32])?;
-        let router = Matmul::new(
-            ctx,
-            MatmulSpec {
-                bias: r.router_bias,
-                ..MatmulSpec::dense(logit_cols, h)
-            },
-            h,
-            logit_cols,
-            1,
-            MatmulBuffers {
-                x: &x,
-                w: &router_w,
-                bias: &router_b,
-                slots: &slot0,
-                tiles: &slot0,
-                rows: &slot0,
-                out: &logits,
-            },
-        )?;
+        let slots = b.slots.min(e);
+        let pairs = max_tokens * k;
+        let (x, out) = match b.io {
+            Some((x, out)) => {
+                let need = (max_tokens * h * 4) as u64;
+                if x.size() < need || out.size() < need {
+                    return Err(Error::input(format!(
+                        "input/output buffers of {} and {} bytes; [{max_tokens}, {h}] f32 needs {need}",
+                        x.size(),
+                        out.size()
+                    )));
+                }
+                (x, out)
+            }
+            None => {
+                let bytes = (max_tokens * h * 4) as u64;
+                (
+                    ctx.storage("moe input", bytes)?,
+                    ctx.storage("moe output", bytes)?,
+                )
+            }
+        };
 
-        // Selection.
-        let ids = ctx.storage("expert ids", (pairs * 4) as u64)?;
-        let topk_w = ctx.storage("expert weights", (pairs * 4) as u64)?;
-        let shared_gate = ctx.storage("shared gate", (max_tokens * 4) as u64)?;
-        let correction = ctx.storage_with(
-            "correction bias",
-            weights.correction.as_deref().unwrap_or(&[0.0]),
-        )?;
-        let select = Select::new(
-            ctx,
-            r,
-            SelectBuffers {
-                logits: &logits,
-                correction: &correction,
-                ids: &ids,
-                weights: &topk_w,
-                shared_gate: &shared_gate,
-            },
-        )?;
+        // Router and selection.
+        let route = RouterOutputs::new(ctx, &spec, max_tokens)?;
+        let router_weights = RouterWeights::new(ctx, &spec, weights)?;
+        let router = Router::new(ctx, &spec, &router_weights, &x, &route)?;
 
         // Permutation and tile list (sized for the smallest tile).
         let min_block = VARIANTS.iter().map(|t| t.block_m()).min().unwrap_or(1);
@@ -206,7 +231,7 @@ impl MoeLayer {
             ctx,
             e,
             PermuteBuffers {
-                ids: &ids,
+                ids: &route.ids,
                 counts: &counts,
                 offsets: &offsets,
                 cursor: &cursor,
@@ -294,34 +319,44 @@ impl MoeLayer {
             shared.is_some(),
             r.shared_gate,
             CombineBuffers {
-                weights: &topk_w,
+                weights: &route.weights,
                 pos: &pos,
                 y: &y,
                 shared_out: &shared_out,
-                shared_gate: &shared_gate,
+                shared_gate: &route.shared_gate,
                 out: &out,
             },
         )?;
 
         let [gp, gd] = vec_to_pair(gate_up);
         let [dp, dd] = vec_to_pair(down);
+        let expert_bytes = ExpertArena::expert_bytes(h, i, spec.format, spec.expert_bias);
+        let stats = LayerStats::new(b.layer, e, slots, expert_bytes, b.residency.record_trace);
+        let offload = if slots < e {
+            let source = weights.experts.clone();
+            let off = Offload::new(ctx, &spec, source, slots, b.residency.policy)?;
+            Some(RefCell::new(off))
+        } else {
+            None
+        };
         Ok(Self {
             spec,
             max_tokens,
             x,
             out,
-            logits,
-            ids,
-            weights: topk_w,
+            route,
+            counts,
             args,
             arena,
+            router_weights,
             router,
-            select,
             permute,
             gate_up: [gp, gd],
             down: [dp, dd],
             shared,
             combine,
+            offload,
+            stats: RefCell::new(stats),
         })
     }
 
@@ -343,15 +378,37 @@ impl MoeLayer {
                 self.spec.expert_bias,
             )?;
             self.arena.upload(ctx, expert, &w);
+            self.stats.borrow_mut().uploaded(expert, false);
         }
         let table: Vec<u32> = (0..e as u32).collect();
         self.arena.write_table(ctx, &table);
+        self.stats.borrow_mut().note_resident(e);
         Ok(())
     }
 
     /// [max_tokens, k] expert ids of the last step (`u32::MAX` for dropped slots).
     pub fn ids_buffer(&self) -> &wgpu::Buffer {
-        &self.ids
+        &self.route.ids
+    }
+
+    /// This layer's residency statistics so far.
+    pub fn stats(&self) -> LayerStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Feeds routing that the caller read back ([tokens, k] ids) into the statistics of a
+    /// layer with every expert resident, which reads nothing back itself. Ignored in cache
+    /// mode, where every step is recorded as it is served.
+    pub fn observe_routing(&self, tokens: usize, ids: &[u32]) {
+        if self.offload.is_none() {
+            let mut counts = vec![0u32; self.experts()];
+            for &id in ids.iter().filter(|&&id| id != INVALID) {
+                if let Some(c) = counts.get_mut(id as usize) {
+                    *c += 1;
+                }
+            }
+            self.stats.borrow_mut().record_step(tokens, &counts, None);
+        }
     }
 
     pub fn experts(&self) -> usize {
@@ -362,7 +419,7 @@ impl MoeLayer {
         self.spec.routing.top_k
     }
 
-    /// Records router and selection for `tokens` tokens (ids and weights are then on the GPU).
+    /// Records router, selection and the per-expert token counts for `tokens` tokens.
     pub fn encode_route(
         &self,
         ctx: &Context,
@@ -370,42 +427,63 @@ impl MoeLayer {
         tokens: usize,
         activation: &DynamicActivation,
     ) -> Result<()> {
-        let k = activation.effective_k(self.top_k())?;
-        self.router.encode(ctx, pass, tokens);
-        self.select.encode(ctx, pass, tokens, k, activation);
+        self.router.encode(ctx, pass, tokens, activation)?;
+        self.permute.encode_count(ctx, pass, tokens * self.top_k());
         Ok(())
     }
 
-    /// Whether the host must act between [`Self::encode_route`] and [`Self::encode_experts`]:
-    /// submit what is recorded, then call [`Self::sync`]. False while every expert is resident.
+    /// Whether the host must act between [`Self::encode_route`] and [`Self::encode_experts`]
+    /// by calling [`Self::sync`]: true in cache mode, false while every expert is resident.
     pub fn needs_sync(&self) -> bool {
-        false
-    }
-
-    /// Host work between routing and the expert GEMMs (after the routing was submitted).
-    pub fn sync(&self, _ctx: &Context) -> Result<()> {
-        Ok(())
+        self.offload.is_some()
     }
 
     /// Records the expert part (permutation, grouped GEMMs, shared expert, combine) after
-    /// [`Self::encode_route`].
+    /// [`Self::encode_route`] (and [`Self::sync`] where needed).
     pub fn encode_experts(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
-        let k = self.top_k();
-        let variant = usize::from(tiling_for(tokens, k, self.experts()) == Tiling::DECODE);
-        let (gu, dn) = (&self.gate_up[variant], &self.down[variant]);
-        self.permute.encode(
-            ctx,
-            pass,
-            tokens * k,
-            VARIANTS[variant].block_m(),
-            (gu.spec.col_blocks(), dn.spec.col_blocks()),
-        );
-        gu.encode_indirect(pass, &self.args, permute::ARGS_A);
-        dn.encode_indirect(pass, &self.args, permute::ARGS_B);
+        let permuted = self
+            .offload
+            .as_ref()
+            .is_some_and(|o| std::mem::take(&mut o.borrow_mut().permuted));
+        if !permuted {
+            self.encode_permute(ctx, pass, tokens);
+        }
+        self.encode_gemms(pass, tokens);
         if let Some(shared) = &self.shared {
             shared.encode(ctx, pass, tokens);
         }
         self.combine.encode(ctx, pass, tokens);
+    }
+
+    fn variant(&self, tokens: usize) -> usize {
+        usize::from(tiling_for(tokens, self.top_k(), self.experts()) == Tiling::DECODE)
+    }
+
+    /// Scan and scatter of the counted pairs into expert segments and GEMM tiles.
+    pub(crate) fn encode_permute(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+    ) {
+        let v = self.variant(tokens);
+        self.permute.encode_segments(
+            ctx,
+            pass,
+            tokens * self.top_k(),
+            VARIANTS[v].block_m(),
+            (
+                self.gate_up[v].spec.col_blocks(),
+                self.down[v].spec.col_blocks(),
+            ),
+        );
+    }
+
+    /// The grouped GEMMs over the experts the slot table maps.
+    pub(crate) fn encode_gemms(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
+        let v = self.variant(tokens);
+        self.gate_up[v].encode_indirect(pass, &self.args, permute::ARGS_A);
+        self.down[v].encode_indirect(pass, &self.args, permute::ARGS_B);
     }
 
     /// Records the whole layer, `out[..tokens] = moe(x[..tokens])`, submitting and syncing in
@@ -413,18 +491,39 @@ impl MoeLayer {
     pub fn encode(
         &self,
         ctx: &Context,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         tokens: usize,
         activation: &DynamicActivation,
     ) -> Result<wgpu::CommandEncoder> {
+        self.encode_with_next(ctx, encoder, tokens, activation, None)
+    }
+
+    /// As [`Self::encode`], also predicting the experts of `next` (the following MoE layer,
+    /// whose predictor reads this layer's hidden state; see [`Self::attach_predictor`]) so
+    /// that its sync can upload them while this layer computes.
+    pub fn encode_with_next(
+        &self,
+        ctx: &Context,
+        mut encoder: wgpu::CommandEncoder,
+        tokens: usize,
+        activation: &DynamicActivation,
+        next: Option<&MoeLayer>,
+    ) -> Result<wgpu::CommandEncoder> {
+        if tokens == 0 || tokens > self.max_tokens {
+            return Err(Error::input(format!(
+                "{tokens} tokens; the layer takes 1 to {} per step",
+                self.max_tokens
+            )));
+        }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.encode_route(ctx, &mut pass, tokens, activation)?;
+            if let Some(next) = next {
+                next.encode_prediction(ctx, &mut pass, tokens, activation)?;
+            }
         }
         if self.needs_sync() {
-            ctx.queue.submit([encoder.finish()]);
-            self.sync(ctx)?;
-            encoder = ctx.device.create_command_encoder(&Default::default());
+            encoder = self.sync(ctx, encoder, tokens, next)?;
         }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -478,7 +577,7 @@ impl MoeLayer {
     ) -> Result<MoeOutput> {
         let (h, e, k) = (self.spec.hidden, self.experts(), self.top_k());
         let tokens = x.len() / h;
-        let logit_cols = e + usize::from(self.spec.routing.shared_gate);
+        let logit_cols = logit_cols(&self.spec);
         ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
         let encoder = ctx.device.create_command_encoder(&Default::default());
         let mut encoder = self.encode(ctx, encoder, tokens, &options.activation)?;
@@ -496,17 +595,17 @@ impl MoeLayer {
         let staging = Staging::new(ctx, "moe readback", total);
         staging.copy_from(&mut encoder, &self.out, 0, 0, out_bytes);
         if capture {
-            staging.copy_from(&mut encoder, &self.logits, 0, out_bytes, logit_bytes);
+            staging.copy_from(&mut encoder, &self.route.logits, 0, out_bytes, logit_bytes);
             staging.copy_from(
                 &mut encoder,
-                &self.ids,
+                &self.route.ids,
                 0,
                 out_bytes + logit_bytes,
                 pair_bytes,
             );
             staging.copy_from(
                 &mut encoder,
-                &self.weights,
+                &self.route.weights,
                 0,
                 out_bytes + logit_bytes + pair_bytes,
                 pair_bytes,
@@ -526,7 +625,9 @@ impl MoeLayer {
                     .flat_map(|row| row[..e].iter().copied())
                     .collect(),
             );
-            result.topk_ids = Some(decode(&bytes, out_bytes + logit_bytes, tokens * k));
+            let ids: Vec<u32> = decode(&bytes, out_bytes + logit_bytes, tokens * k);
+            self.observe_routing(tokens, &ids);
+            result.topk_ids = Some(ids);
             result.topk_weights = Some(decode(
                 &bytes,
                 out_bytes + logit_bytes + pair_bytes,

@@ -1,0 +1,166 @@
+//! How much VRAM routed experts get: the options behind `--expert-budget`, `--expert-slots`,
+//! `--policy` and `--no-prefetch`, and their resolution into slots per MoE layer.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::moe::arena::ExpertArena;
+use crate::moe::layer::MoeLayerSpec;
+use crate::moe::residency::Policy;
+
+/// The VRAM given to routed experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpertBudget {
+    /// Every expert resident if the model's routed experts fit in [`auto_budget`], otherwise
+    /// as many slots per layer as that budget holds (at least k).
+    #[default]
+    Auto,
+    /// Bytes for the routed experts of the whole model, split evenly over its MoE layers.
+    Bytes(u64),
+    /// Slots per MoE layer (at least k).
+    SlotsPerLayer(usize),
+}
+
+/// Expert residency options of a layer or a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResidencyOptions {
+    pub budget: ExpertBudget,
+    pub policy: Policy,
+    /// Predict and upload the next MoE layer's experts while this one computes.
+    pub prefetch: bool,
+    /// Keep every step's activated expert set, for [`crate::moe::stats::ResidencyStats::trace`].
+    pub record_trace: bool,
+}
+
+impl Default for ResidencyOptions {
+    fn default() -> Self {
+        Self {
+            budget: ExpertBudget::Auto,
+            policy: Policy::Lru,
+            prefetch: true,
+            record_trace: false,
+        }
+    }
+}
+
+/// The default expert budget: half of the adapter's `max_buffer_size`. wgpu reports no VRAM
+/// size, and the largest buffer the adapter admits is the one portable hint of it (2 GiB on
+/// lavapipe; often the driver's largest allocation on discrete GPUs); half leaves the other
+/// half for activations, dense weights and the KV cache.
+pub fn auto_budget(ctx: &Context) -> u64 {
+    ctx.limits.max_buffer_size / 2
+}
+
+impl ResidencyOptions {
+    /// Slots per MoE layer for a model of `moe_layers` layers shaped like `spec`. A result of
+    /// at least the expert count means every expert is resident.
+    pub fn slots_per_layer(
+        &self,
+        ctx: &Context,
+        spec: &MoeLayerSpec,
+        moe_layers: usize,
+    ) -> Result<usize> {
+        let (e, k) = (spec.routing.experts, spec.routing.top_k);
+        let per_expert =
+            ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
+        let layers = moe_layers.max(1) as u64;
+        // Each arena matrix is one storage binding, so the binding limit caps the slots.
+        let largest = spec
+            .format
+            .matrix_bytes(2 * spec.inter, spec.hidden)
+            .max(spec.format.matrix_bytes(spec.hidden, spec.inter));
+        let binding_cap = (ctx.max_binding() / largest.max(1)) as usize;
+        let slots = match self.budget {
+            ExpertBudget::SlotsPerLayer(n) if n < k => {
+                return Err(Error::input(format!(
+                    "--expert-slots {n} is below k = {k}: each token needs its {k} experts resident at once"
+                )));
+            }
+            ExpertBudget::SlotsPerLayer(n) => n.min(e),
+            ExpertBudget::Bytes(bytes) => {
+                let n = (bytes / layers / per_expert) as usize;
+                if n < k {
+                    return Err(Error::input(format!(
+                        "expert budget of {bytes} bytes gives {n} slots per MoE layer \
+                         ({moe_layers} layers, {per_expert} bytes per expert); k = {k} slots \
+                         need at least {} bytes",
+                        k as u64 * per_expert * layers
+                    )));
+                }
+                n.min(e)
+            }
+            ExpertBudget::Auto => {
+                let budget = auto_budget(ctx);
+                if e as u64 * per_expert * layers <= budget {
+                    e
+                } else {
+                    ((budget / layers / per_expert) as usize).clamp(k, e)
+                }
+            }
+        };
+        if slots <= binding_cap {
+            return Ok(slots);
+        }
+        if self.budget == ExpertBudget::Auto && binding_cap >= k {
+            return Ok(binding_cap);
+        }
+        Err(Error::DeviceLimit {
+            what: format!("{slots} expert slots of {largest} bytes per matrix"),
+            needed: slots as u64 * largest,
+            limit_name: "max_storage_buffer_binding_size",
+            limit: ctx.max_binding(),
+        })
+    }
+}
+
+/// Parses a byte count: a number with an optional binary suffix, `K`/`M`/`G`/`T` with an
+/// optional `iB` or `B` (512M = 512 MiB, 2G = 2 GiB, 1.5GiB); a bare number is bytes.
+pub fn parse_bytes(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let bad = || {
+        Error::input(format!(
+            "`{text}` is not a byte count; use e.g. 512M, 2G, 1.5GiB or 1048576"
+        ))
+    };
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, suffix) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let unit = suffix.trim().to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let scale: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_parse_with_binary_suffixes() {
+        assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("64KB").unwrap(), 64 << 10);
+        assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_bytes(" 3 M ").unwrap(), 3 << 20);
+        for bad in ["", "M", "12X", "-1G", "1.2.3M", "1e3", "lots"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The router on the GPU: logits = x·W_gᵀ (+ bias), then the select kernel. Every MoE layer has
+//! one over its input; a prefetch predictor builds a second one over another hidden state,
+//! sharing the same weight buffers.
+
+use crate::error::Result;
+use crate::gpu::Context;
+use crate::kernels::matmul::{Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::select::{Select, SelectBuffers};
+use crate::moe::experts::MoeWeights;
+use crate::moe::layer::MoeLayerSpec;
+use crate::moe::routing::DynamicActivation;
+
+/// Router weights on the GPU.
+pub struct RouterWeights {
+    /// [experts (+1 shared-gate row), hidden]
+    w: wgpu::Buffer,
+    /// [experts (+1)]
+    b: wgpu::Buffer,
+    /// [experts] selection-only correction bias (one zero without one).
+    correction: wgpu::Buffer,
+    /// [1] slot 0: the dense matmul's unused slot, tile and row bindings.
+    slot0: wgpu::Buffer,
+}
+
+/// Router logit columns: the experts, plus the shared-expert gate logit where there is one.
+pub fn logit_cols(spec: &MoeLayerSpec) -> usize {
+    spec.routing.experts + usize::from(spec.routing.shared_gate)
+}
+
+impl RouterWeights {
+    pub fn new(ctx: &Context, spec: &MoeLayerSpec, weights: &MoeWeights) -> Result<Self> {
+        let e = spec.routing.experts;
+        let mut w = weights.router.clone();
+        let mut b = weights.router_bias.clone().unwrap_or_else(|| vec![0.0; e]);
+        if let Some(gate) = weights.shared.as_ref().and_then(|s| s.gate.as_ref()) {
+            w.extend_from_slice(gate);
+            b.push(0.0);
+        }
+        let mut packed = Vec::new();
+        WeightFormat::F32.pack_into(&mut packed, &w, logit_cols(spec), spec.hidden);
+        Ok(Self {
+            w: ctx.storage_with("router weight", &packed)?,
+            b: ctx.storage_with("router bias", &b)?,
+            correction: ctx.storage_with(
+                "correction bias",
+                weights.correction.as_deref().unwrap_or(&[0.0]),
+            )?,
+            slot0: ctx.storage_with("slot 0", &[0u32])?,
+        })
+    }
+}
+
+/// What routing writes, sized for `max_tokens` tokens.
+pub struct RouterOutputs {
+    /// [max_tokens, logit_cols]
+    pub logits: wgpu::Buffer,
+    /// [max_tokens, k] expert ids, `INVALID` for dropped picks.
+    pub ids: wgpu::Buffer,
+    /// [max_tokens, k]
+    pub weights: wgpu::Buffer,
+    /// [max_tokens] sigmoid of the shared-expert gate logit.
+    pub shared_gate: wgpu::Buffer,
+}
+
+impl RouterOutputs {
+    pub fn new(ctx: &Context, spec: &MoeLayerSpec, max_tokens: usize) -> Result<Self> {
+        let pairs = (max_tokens * spec.routing.top_k * 4) as u64;
+        Ok(Self {
+            logits: ctx.storage("router logits", (max_tokens * logit_cols(spec) * 4) as u64)?,
+            ids: ctx.storage("expert ids", pairs)?,
+            weights: ctx.storage("expert weights", pairs)?,
+            shared_gate: ctx.storage("shared gate", (max_tokens * 4) as u64)?,
+        })
+    }
+}
+
+/// Router matmul and selection bound to an input and outputs.
+pub struct Router {
+    top_k: usize,
+    matmul: Matmul,
+    select: Select,
+}
+
+impl Router {
+    /// Routes `x` ([max_tokens, hidden] f32) into `out`.
+    pub fn new(
+        ctx: &Context,
+        spec: &MoeLayerSpec,
+        weights: &RouterWeights,
+        x: &wgpu::Buffer,
+        out: &RouterOutputs,
+    ) -> Result<Self> {
+        let (h, cols) = (spec.hidden, logit_cols(spec));
+        let matmul = Matmul::new(
+            ctx,
+            MatmulSpec {
+                bias: spec.routing.router_bias,
+                ..MatmulSpec::dense(cols, h)
+            },
+            h,
+            cols,
+            1,
+            MatmulBuffers {
+                x,
+                w: &weights.w,
+                bias: &weights.b,
+                slots: &weights.slot0,
+                tiles: &weights.slot0,
+                rows: &weights.slot0,
+                out: &out.logits,
+            },
+        )?;
+        let select = Select::new(
+            ctx,
+            &spec.routing,
+            SelectBuffers {
+                logits: &out.logits,
+                correction: &weights.correction,
+                ids: &out.ids,
+                weights: &out.weights,
+                shared_gate: &out.shared_gate,
+            },
+        )?;
+        Ok(Self {
+            top_k: spec.routing.top_k,
+            matmul,
+            select,
+        })
+    }
+
+    /// Records logits and selection for `tokens` tokens.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        activation: &DynamicActivation,
+    ) -> Result<()> {
+        let k = activation.effective_k(self.top_k)?;
+        self.matmul.encode(ctx, pass, tokens);
+        self.select.encode(ctx, pass, tokens, k, activation);
+        Ok(())
+    }
+}

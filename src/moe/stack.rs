@@ -1,0 +1,129 @@
+//! A stack of MoE layers, each reading the previous one's output: the synthetic model of
+//! `moe demo` and the harness of the prefetch tests. It drives its layers the way a decoder
+//! should drive its MoE layers:
+//!
+//! - at build time, for each MoE layer L+1: `layer[L+1].attach_predictor(ctx, &hidden_L)`,
+//!   where `hidden_L` is a buffer holding layer L's hidden state when L routes (here L's input);
+//! - per step, for each MoE layer L in order, with `next` the following MoE layer (if any):
+//!   `encoder = layer[L].encode_with_next(ctx, encoder, tokens, &activation, next)?`, or the
+//!   same split into `encode_route` + `next.encode_prediction` in one pass, then
+//!   `sync(ctx, encoder, tokens, next)` if `needs_sync()`, then `encode_experts`.
+//!
+//! With every expert resident no layer syncs and the whole step is one submit.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Staging};
+use crate::moe::budget::ResidencyOptions;
+use crate::moe::experts::MoeWeights;
+use crate::moe::layer::{LayerBuild, MoeLayer, MoeLayerSpec, check_input};
+use crate::moe::routing::DynamicActivation;
+use crate::moe::stats::ResidencyStats;
+
+pub struct MoeStack {
+    pub layers: Vec<MoeLayer>,
+    /// [layers + 1] activations: layer l reads `acts[l]` and writes `acts[l + 1]`.
+    acts: Vec<wgpu::Buffer>,
+    readback: Staging,
+    hidden: usize,
+    max_tokens: usize,
+}
+
+impl MoeStack {
+    /// One layer per entry of `weights`, all shaped like `spec`, with slots per layer resolved
+    /// from `residency` over the whole stack.
+    pub fn new(
+        ctx: &Context,
+        spec: &MoeLayerSpec,
+        weights: &[MoeWeights],
+        max_tokens: usize,
+        residency: &ResidencyOptions,
+    ) -> Result<Self> {
+        if weights.is_empty() || max_tokens == 0 {
+            return Err(Error::input(
+                "an MoE stack needs at least one layer and max_tokens ≥ 1",
+            ));
+        }
+        let slots = residency.slots_per_layer(ctx, spec, weights.len())?;
+        let bytes = (max_tokens * spec.hidden * 4) as u64;
+        let acts: Vec<wgpu::Buffer> = (0..=weights.len())
+            .map(|i| ctx.storage(&format!("activations {i}"), bytes))
+            .collect::<Result<_>>()?;
+        let mut layers: Vec<MoeLayer> = Vec::with_capacity(weights.len());
+        for (l, w) in weights.iter().enumerate() {
+            let build = LayerBuild {
+                max_tokens,
+                io: Some((acts[l].clone(), acts[l + 1].clone())),
+                slots,
+                residency,
+                layer: l,
+            };
+            let mut layer = MoeLayer::build(ctx, spec.clone(), w, build)?;
+            if residency.prefetch && l > 0 {
+                layer.attach_predictor(ctx, &acts[l - 1])?;
+            }
+            layers.push(layer);
+        }
+        Ok(Self {
+            layers,
+            acts,
+            readback: Staging::new(ctx, "stack output", bytes),
+            hidden: spec.hidden,
+            max_tokens,
+        })
+    }
+
+    /// [max_tokens, hidden] input of the first layer.
+    pub fn input(&self) -> &wgpu::Buffer {
+        &self.acts[0]
+    }
+
+    /// [max_tokens, hidden] output of the last layer.
+    pub fn output(&self) -> &wgpu::Buffer {
+        &self.acts[self.layers.len()]
+    }
+
+    /// Records one step of every layer on the first `tokens` rows of [`Self::input`].
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        mut encoder: wgpu::CommandEncoder,
+        tokens: usize,
+        activation: &DynamicActivation,
+    ) -> Result<wgpu::CommandEncoder> {
+        for (l, layer) in self.layers.iter().enumerate() {
+            let next = self.layers.get(l + 1);
+            encoder = layer.encode_with_next(ctx, encoder, tokens, activation, next)?;
+        }
+        Ok(encoder)
+    }
+
+    /// Runs the stack on `x` ([tokens, hidden]), one step per `max_tokens` tokens.
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        activation: &DynamicActivation,
+    ) -> Result<Vec<f32>> {
+        check_input(x, self.hidden)?;
+        activation.validate()?;
+        let mut out = Vec::with_capacity(x.len());
+        for chunk in x.chunks(self.max_tokens * self.hidden) {
+            let tokens = chunk.len() / self.hidden;
+            ctx.queue
+                .write_buffer(self.input(), 0, bytemuck::cast_slice(chunk));
+            let encoder = ctx.device.create_command_encoder(&Default::default());
+            let mut encoder = self.encode(ctx, encoder, tokens, activation)?;
+            let bytes = (chunk.len() * 4) as u64;
+            self.readback
+                .copy_from(&mut encoder, self.output(), 0, 0, bytes);
+            ctx.queue.submit([encoder.finish()]);
+            out.extend(self.readback.read::<f32>(ctx, chunk.len())?);
+        }
+        Ok(out)
+    }
+
+    /// Residency statistics of every layer.
+    pub fn stats(&self) -> ResidencyStats {
+        ResidencyStats::from_layers(self.layers.iter().map(MoeLayer::stats).collect())
+    }
+}

@@ -1,0 +1,210 @@
+//! Residency statistics: per layer as steps run, and summed over a model for `--stats`.
+
+use serde::Serialize;
+
+use crate::moe::residency::StepPlan;
+use crate::moe::trace::{RoutingTrace, TraceStep};
+
+/// What one MoE layer's expert residency did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LayerStats {
+    /// Decoder layer index (as given to the layer's options).
+    pub layer: usize,
+    pub experts: usize,
+    pub slots: usize,
+    /// `resident` (every expert uploaded at build, no readback) or `cache`.
+    pub mode: &'static str,
+    /// Bytes one expert occupies in VRAM and on the bus.
+    pub expert_bytes: u64,
+    /// Steps observed (in `resident` mode only those whose routing was read back).
+    pub steps: u64,
+    /// Readbacks of the routing (one per step in `cache` mode, none in `resident` mode).
+    pub readbacks: u64,
+    /// Submits of GEMM rounds beyond the first, for steps that needed more experts than slots.
+    pub extra_rounds: u64,
+    /// Needed experts that were resident when their step began.
+    pub hits: u64,
+    /// Needed experts that had to be uploaded during their step.
+    pub misses: u64,
+    /// Every expert byte copied to VRAM: at build (`resident`), on misses and on prefetches.
+    pub bytes_uploaded: u64,
+    pub prefetch_uploads: u64,
+    /// Hits on experts that were resident only thanks to a prefetch.
+    pub prefetch_hits: u64,
+    /// Σ over predicted steps of |predicted|, |predicted ∩ activated| and |activated|.
+    pub predicted: u64,
+    pub predicted_and_activated: u64,
+    pub activated_when_predicted: u64,
+    pub resident_max: usize,
+    /// Tokens routed to each expert, over all observed steps.
+    pub histogram: Vec<u64>,
+    #[serde(skip)]
+    activated: Vec<bool>,
+    #[serde(skip)]
+    uploaded: Vec<bool>,
+    #[serde(skip)]
+    trace: Option<Vec<TraceStep>>,
+}
+
+impl LayerStats {
+    pub fn new(
+        layer: usize,
+        experts: usize,
+        slots: usize,
+        expert_bytes: u64,
+        record_trace: bool,
+    ) -> Self {
+        Self {
+            layer,
+            experts,
+            slots,
+            mode: if slots >= experts {
+                "resident"
+            } else {
+                "cache"
+            },
+            expert_bytes,
+            histogram: vec![0; experts],
+            activated: vec![false; experts],
+            uploaded: vec![false; experts],
+            trace: record_trace.then(Vec::new),
+            ..Default::default()
+        }
+    }
+
+    pub fn experts_ever_activated(&self) -> usize {
+        self.activated.iter().filter(|&&b| b).count()
+    }
+
+    pub fn experts_ever_uploaded(&self) -> usize {
+        self.uploaded.iter().filter(|&&b| b).count()
+    }
+
+    /// Records an upload of `expert` (`prefetch`: ahead of its use).
+    pub fn uploaded(&mut self, expert: usize, prefetch: bool) {
+        self.uploaded[expert] = true;
+        self.bytes_uploaded += self.expert_bytes;
+        self.prefetch_uploads += u64::from(prefetch);
+    }
+
+    /// Records one step: `counts[e]` tokens went to expert e; `plan` is how it was served
+    /// (`None` in resident mode, where every activated expert is a hit).
+    pub fn record_step(&mut self, tokens: usize, counts: &[u32], plan: Option<&StepPlan>) {
+        let active: Vec<usize> = (0..self.experts).filter(|&e| counts[e] > 0).collect();
+        self.steps += 1;
+        for &e in &active {
+            self.histogram[e] += u64::from(counts[e]);
+            self.activated[e] = true;
+        }
+        match plan {
+            Some(p) => {
+                self.readbacks += 1;
+                self.hits += p.hits as u64;
+                self.misses += p.misses() as u64;
+                self.prefetch_hits += p.prefetch_hits as u64;
+                self.extra_rounds += p.rounds.len().saturating_sub(1) as u64;
+            }
+            None => self.hits += active.len() as u64,
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.push(TraceStep {
+                tokens,
+                experts: vec![active],
+            });
+        }
+    }
+
+    /// Records how a prediction of this step compared with what it activated.
+    pub fn record_prediction(&mut self, predicted: &[usize], counts: &[u32]) {
+        self.predicted += predicted.len() as u64;
+        self.predicted_and_activated += predicted.iter().filter(|&&e| counts[e] > 0).count() as u64;
+        self.activated_when_predicted += counts.iter().filter(|&&c| c > 0).count() as u64;
+    }
+
+    pub fn note_resident(&mut self, resident: usize) {
+        self.resident_max = self.resident_max.max(resident);
+    }
+}
+
+/// Residency statistics summed over the MoE layers of a model, as `--stats` writes them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResidencyStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// hits / (hits + misses).
+    pub hit_rate: f64,
+    pub bytes_uploaded: u64,
+    /// Bytes of every routed expert of every MoE layer.
+    pub expert_bytes_total: u64,
+    pub experts_total: usize,
+    /// Distinct (layer, expert) pairs ever activated / ever uploaded.
+    pub experts_ever_activated: usize,
+    pub experts_ever_uploaded: usize,
+    /// Most experts resident at once, all layers together.
+    pub experts_resident_max: usize,
+    pub readbacks: u64,
+    pub extra_rounds: u64,
+    pub prefetch_uploads: u64,
+    pub prefetch_hits: u64,
+    /// |predicted ∩ activated| / |predicted|, over steps with a prediction.
+    pub prefetch_precision: Option<f64>,
+    /// |predicted ∩ activated| / |activated|, over steps with a prediction.
+    pub prefetch_recall: Option<f64>,
+    pub per_layer: Vec<LayerStats>,
+}
+
+impl ResidencyStats {
+    pub fn from_layers(layers: Vec<LayerStats>) -> Self {
+        let sum = |f: fn(&LayerStats) -> u64| layers.iter().map(f).sum::<u64>();
+        let (hits, misses) = (sum(|l| l.hits), sum(|l| l.misses));
+        let both = sum(|l| l.predicted_and_activated);
+        let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
+        Self {
+            hits,
+            misses,
+            hit_rate: ratio(hits, hits + misses).unwrap_or(0.0),
+            bytes_uploaded: sum(|l| l.bytes_uploaded),
+            expert_bytes_total: sum(|l| l.expert_bytes * l.experts as u64),
+            experts_total: layers.iter().map(|l| l.experts).sum(),
+            experts_ever_activated: layers.iter().map(|l| l.experts_ever_activated()).sum(),
+            experts_ever_uploaded: layers.iter().map(|l| l.experts_ever_uploaded()).sum(),
+            // A layer's slots are only ever refilled, never emptied, so each layer's maximum
+            // is its current count and the sum is the model's maximum at once.
+            experts_resident_max: layers.iter().map(|l| l.resident_max).sum(),
+            readbacks: sum(|l| l.readbacks),
+            extra_rounds: sum(|l| l.extra_rounds),
+            prefetch_uploads: sum(|l| l.prefetch_uploads),
+            prefetch_hits: sum(|l| l.prefetch_hits),
+            prefetch_precision: ratio(both, sum(|l| l.predicted)),
+            prefetch_recall: ratio(both, sum(|l| l.activated_when_predicted)),
+            per_layer: layers,
+        }
+    }
+
+    /// The steps recorded by layers built with `record_trace`, as one trace; `None` when no
+    /// layer recorded or the layers saw different step counts.
+    pub fn trace(&self, top_k: usize) -> Option<RoutingTrace> {
+        let recorded: Vec<&Vec<TraceStep>> = self
+            .per_layer
+            .iter()
+            .map(|l| l.trace.as_ref())
+            .collect::<Option<_>>()?;
+        let steps = recorded.first()?.len();
+        if recorded.iter().any(|r| r.len() != steps) {
+            return None;
+        }
+        let experts = self.per_layer.first()?.experts;
+        let mut trace = RoutingTrace::new(
+            experts,
+            top_k,
+            self.per_layer.iter().map(|l| l.layer).collect(),
+        );
+        for s in 0..steps {
+            trace.steps.push(TraceStep {
+                tokens: recorded[0][s].tokens,
+                experts: recorded.iter().map(|r| r[s].experts[0].clone()).collect(),
+            });
+        }
+        Some(trace)
+    }
+}

@@ -1,0 +1,389 @@
+//! The VRAM expert cache on the GPU: the smallest budget (k slots) gives the same output bit
+//! for bit as full residency on every fixture; uploads happen only for activated experts and
+//! are counted exactly; eviction never removes an expert the step uses; bad budgets are errors.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::fixtures::{Fixture, SETS};
+use moe_gpu::kernels::INVALID;
+use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
+use moe_gpu::moe::residency::ExpertCache;
+use moe_gpu::moe::{
+    ExpertBudget, ExpertWeights, LayerBuild, LayerStats, MoeLayer, MoeLayerSpec, MoeWeights,
+    Policy, ResidencyOptions, RoutingSpec,
+};
+use moe_gpu::synthetic::{Rng, random_moe_weights};
+
+const ARCHS: [&str; 9] = [
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
+    "deepseek_v2",
+    "deepseek_v2_group",
+    "deepseek_v2_dense1",
+    "deepseek_v3",
+    "gpt_oss",
+];
+
+fn options(policy: Policy) -> ResidencyOptions {
+    ResidencyOptions {
+        policy,
+        prefetch: false,
+        record_trace: true,
+        ..Default::default()
+    }
+}
+
+/// Builds a layer with `slots` slots and `chunk` tokens per step, runs `x`, returns the output
+/// and the statistics.
+fn run(
+    spec: &MoeLayerSpec,
+    weights: &MoeWeights,
+    x: &[f32],
+    chunk: usize,
+    slots: usize,
+    policy: Policy,
+) -> (Vec<f32>, LayerStats) {
+    let ctx = common::ctx();
+    let build = LayerBuild {
+        max_tokens: chunk,
+        io: None,
+        slots,
+        residency: &options(policy),
+        layer: 0,
+    };
+    let layer = MoeLayer::build(ctx, spec.clone(), weights, build).unwrap();
+    let out = layer.forward(ctx, x).unwrap();
+    (out, layer.stats())
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// The bytes an expert's upload writes: its packed matrices and biases.
+fn upload_bytes(w: &ExpertWeights, spec: &MoeLayerSpec) -> u64 {
+    let (f, h, i) = (spec.format, spec.hidden, spec.inter);
+    let words = w.pack_gate_up(f, h, i).len() + w.pack_down(f, h, i).len();
+    let biases = if w.gate_bias.is_some() {
+        w.gate_up_bias(i).len() + w.down_bias_or_zero(h).len()
+    } else {
+        0
+    };
+    (words + biases) as u64 * 4
+}
+
+/// The distinct experts of each `chunk`-token step of [tokens, k] ids.
+fn step_sets(ids: &[u32], k: usize, chunk: usize, experts: usize) -> Vec<Vec<usize>> {
+    ids.chunks(chunk * k)
+        .map(|step| {
+            let mut used = vec![false; experts];
+            step.iter()
+                .filter(|&&id| id != INVALID)
+                .for_each(|&id| used[id as usize] = true);
+            (0..experts).filter(|&e| used[e]).collect()
+        })
+        .collect()
+}
+
+/// A plain LRU over single-round steps, independent of the library's cache: misses.
+fn naive_lru_misses(sets: &[Vec<usize>], slots: usize) -> u64 {
+    let mut resident: Vec<usize> = Vec::new(); // least recently used first
+    let mut misses = 0;
+    for set in sets {
+        for &e in set {
+            if let Some(p) = resident.iter().position(|&r| r == e) {
+                resident.remove(p);
+            } else {
+                misses += 1;
+                if resident.len() == slots {
+                    let victim = resident
+                        .iter()
+                        .position(|r| !set.contains(r))
+                        .expect("a victim outside the step");
+                    resident.remove(victim);
+                }
+            }
+            resident.push(e);
+        }
+    }
+    misses
+}
+
+fn check_fixture(set: &str, arch: &str) {
+    let fx = Fixture::open(set, arch);
+    let cfg = ModelConfig::load(&fx.model_dir).unwrap();
+    let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
+    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let (e, k) = (cfg.moe.routing.experts, cfg.moe.routing.top_k);
+    for l in cfg.moe_layers() {
+        let what = format!("{set}/{arch} layer {l}");
+        let weights = load_moe_weights(&ckpt, &cfg, l).unwrap();
+        let x = fx.f32(&format!("block.layers.{l}.input"));
+        let hf_ids = fx.ids(&format!("block.layers.{l}.topk_ids"));
+        let bytes = upload_bytes(&weights.experts.load(0).unwrap(), &spec);
+        for (chunk, policy) in [
+            (1, Policy::Lru),
+            (4, Policy::Lru),
+            (4, Policy::Lfu { half_life: 8.0 }),
+            (33, Policy::Lru),
+        ] {
+            let what = format!("{what}, {chunk}-token steps, {policy:?}");
+            let (full, _) = run(&spec, &weights, &x, chunk, e, policy);
+            let (small, stats) = run(&spec, &weights, &x, chunk, k, policy);
+            assert_eq!(bits(&small), bits(&full), "{what}: output differs");
+
+            assert_eq!(stats.mode, "cache");
+            assert_eq!(
+                stats.experts_ever_uploaded(),
+                stats.experts_ever_activated(),
+                "{what}: uploads without prefetch"
+            );
+            assert_eq!(stats.bytes_uploaded, stats.misses * bytes, "{what}: bytes");
+            assert_eq!(stats.resident_max, k);
+            let sets = step_sets(&hf_ids, k, chunk, e);
+            let accesses: usize = sets.iter().map(Vec::len).sum();
+            assert_eq!((stats.hits + stats.misses) as usize, accesses, "{what}");
+            let mut cache = ExpertCache::new(e, k, policy).unwrap();
+            let replayed: usize = sets
+                .iter()
+                .map(|s| cache.plan_step(s).unwrap().misses())
+                .sum();
+            assert_eq!(stats.misses as usize, replayed, "{what}: misses vs replay");
+            if chunk == 1 && policy == Policy::Lru {
+                assert_eq!(
+                    stats.misses,
+                    naive_lru_misses(&sets, k),
+                    "{what}: naive LRU"
+                );
+                assert_eq!(stats.extra_rounds, 0);
+            }
+            if chunk == 33 {
+                assert!(stats.extra_rounds > 0, "{what}: 33 tokens need rounds");
+            }
+            let mut hist = vec![0u64; e];
+            hf_ids
+                .iter()
+                .filter(|&&id| id != INVALID)
+                .for_each(|&id| hist[id as usize] += 1);
+            assert_eq!(stats.histogram, hist, "{what}: histogram");
+        }
+    }
+}
+
+#[test]
+fn smallest_budget_matches_full_residency_bit_for_bit_on_every_fixture() {
+    for set in SETS {
+        for arch in ARCHS {
+            check_fixture(set, arch);
+        }
+    }
+}
+
+fn synthetic_spec(experts: usize, k: usize) -> MoeLayerSpec {
+    MoeLayerSpec {
+        hidden: 40,
+        inter: 24,
+        routing: RoutingSpec::softmax(experts, k, true),
+        glu: Glu::Silu,
+        expert_bias: false,
+        shared_inter: None,
+        format: WeightFormat::F32,
+    }
+}
+
+#[test]
+fn cache_mode_uploads_nothing_before_first_use() {
+    let ctx = common::ctx();
+    let spec = synthetic_spec(12, 3);
+    let w = random_moe_weights(&spec, 5);
+    let build = LayerBuild {
+        max_tokens: 4,
+        io: None,
+        slots: 3,
+        residency: &options(Policy::Lru),
+        layer: 0,
+    };
+    let layer = MoeLayer::build(ctx, spec, &w, build).unwrap();
+    assert!(layer.needs_sync());
+    let s = layer.stats();
+    assert_eq!((s.bytes_uploaded, s.experts_ever_uploaded()), (0, 0));
+    let table: Vec<u32> = ctx.read_back(&layer.arena.table, 12).unwrap();
+    assert!(table.iter().all(|&t| t == INVALID), "{table:?}");
+}
+
+#[test]
+fn full_residency_reads_nothing_back() {
+    let ctx = common::ctx();
+    let spec = synthetic_spec(12, 3);
+    let w = random_moe_weights(&spec, 6);
+    let slots = ResidencyOptions::default()
+        .slots_per_layer(ctx, &spec, 4)
+        .unwrap();
+    assert_eq!(slots, 12, "a tiny model is all resident by default");
+    let layer = MoeLayer::new(ctx, spec, &w, 8).unwrap();
+    assert!(!layer.needs_sync());
+    layer
+        .forward(ctx, &Rng::new(1).normals(16 * 40, 1.0))
+        .unwrap();
+    let s = layer.stats();
+    assert_eq!((s.mode, s.readbacks, s.misses), ("resident", 0, 0));
+    assert_eq!(s.experts_ever_uploaded(), 12);
+}
+
+#[test]
+fn budget_smaller_than_k_experts_is_a_clear_error() {
+    let ctx = common::ctx();
+    let spec = synthetic_spec(12, 3);
+    let per_expert =
+        moe_gpu::moe::arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
+    let with = |budget| ResidencyOptions {
+        budget,
+        ..Default::default()
+    };
+    let err = with(ExpertBudget::Bytes(2 * (3 * per_expert) - 1))
+        .slots_per_layer(ctx, &spec, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("k = 3") && err.contains("2 layers"), "{err}");
+    let ok = with(ExpertBudget::Bytes(2 * 3 * per_expert)).slots_per_layer(ctx, &spec, 2);
+    assert_eq!(ok.unwrap(), 3);
+    let err = with(ExpertBudget::SlotsPerLayer(2))
+        .slots_per_layer(ctx, &spec, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("below k = 3"), "{err}");
+    assert_eq!(
+        with(ExpertBudget::SlotsPerLayer(50))
+            .slots_per_layer(ctx, &spec, 1)
+            .unwrap(),
+        12
+    );
+    let w = random_moe_weights(&spec, 1);
+    let build = LayerBuild {
+        max_tokens: 4,
+        io: None,
+        slots: 2,
+        residency: &ResidencyOptions::default(),
+        layer: 0,
+    };
+    let err = MoeLayer::build(ctx, spec, &w, build)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("below k = 3"), "{err}");
+}
+
+/// Per-token expert sets of `x` under `spec`/`w`, as the GPU routes them.
+fn token_sets(spec: &MoeLayerSpec, w: &MoeWeights, x: &[f32]) -> Vec<Vec<usize>> {
+    let ctx = common::ctx();
+    let tokens = x.len() / spec.hidden;
+    let layer = MoeLayer::new(ctx, spec.clone(), w, tokens).unwrap();
+    let out = layer
+        .forward_with(
+            ctx,
+            x,
+            &moe_gpu::ForwardOptions {
+                capture_routing: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    step_sets(
+        &out.topk_ids.unwrap(),
+        spec.routing.top_k,
+        1,
+        spec.routing.experts,
+    )
+}
+
+#[test]
+fn a_step_needing_exactly_slots_experts_evicts_none_of_them() {
+    let ctx = common::ctx();
+    let (e, k, slots) = (12, 3, 5);
+    let spec = synthetic_spec(e, k);
+    let w = random_moe_weights(&spec, 9);
+    let h = spec.hidden;
+    let x = Rng::new(4).normals(64 * h, 1.0);
+    let sets = token_sets(&spec, &w, &x);
+    let union = |a: &[usize], b: &[usize]| {
+        let mut u: Vec<usize> = a.iter().chain(b).copied().collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    // Two tokens that need exactly `slots` experts together, and a warm-up token that shares
+    // one expert with them, so the step must evict stale experts around the ones it keeps.
+    let (a, b) = (0..64)
+        .flat_map(|a| (a + 1..64).map(move |b| (a, b)))
+        .find(|&(a, b)| union(&sets[a], &sets[b]).len() == slots)
+        .expect("two tokens with 5 experts between them");
+    let target = union(&sets[a], &sets[b]);
+    let warm = (0..64)
+        .find(|&t| sets[t].iter().filter(|e| target.contains(e)).count() == 1)
+        .expect("a warm-up token sharing one expert");
+    let rows = |ts: &[usize]| -> Vec<f32> {
+        ts.iter()
+            .flat_map(|&t| x[t * h..(t + 1) * h].to_vec())
+            .collect()
+    };
+    let opts = options(Policy::Lru);
+    let build = |slots| LayerBuild {
+        max_tokens: 2,
+        io: None,
+        slots,
+        residency: &opts,
+        layer: 0,
+    };
+    let cached = MoeLayer::build(ctx, spec.clone(), &w, build(slots)).unwrap();
+    let full = MoeLayer::build(ctx, spec.clone(), &w, build(e)).unwrap();
+    for warmup in [rows(&[warm]), rows(&[(warm + 1) % 64, warm])] {
+        cached.forward(ctx, &warmup).unwrap();
+    }
+    let before = cached.stats();
+    let step = rows(&[a, b]);
+    let got = cached.forward(ctx, &step).unwrap();
+    let want = full.forward(ctx, &step).unwrap();
+    assert_eq!(
+        bits(&got),
+        bits(&want),
+        "tokens {a}, {b} needing {target:?}"
+    );
+    let after = cached.stats();
+    assert_eq!(after.extra_rounds, 0, "one round holds the whole step");
+    assert_eq!(
+        after.hits - before.hits + after.misses - before.misses,
+        slots as u64
+    );
+    assert!(
+        after.hits > before.hits,
+        "the shared expert stayed resident"
+    );
+}
+
+#[test]
+fn recorded_trace_is_the_routing_of_each_step() {
+    let fx = Fixture::open("hf-tiny-alt", "qwen3_moe");
+    let cfg = ModelConfig::load(&fx.model_dir).unwrap();
+    let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
+    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let (e, k) = (cfg.moe.routing.experts, cfg.moe.routing.top_k);
+    let l = cfg.moe_layers()[0];
+    let weights = load_moe_weights(&ckpt, &cfg, l).unwrap();
+    let x = fx.f32(&format!("block.layers.{l}.input"));
+    let (_, stats) = run(&spec, &weights, &x, 5, k + 1, Policy::Lru);
+    let trace = moe_gpu::moe::ResidencyStats::from_layers(vec![stats])
+        .trace(k)
+        .unwrap();
+    let want = step_sets(&fx.ids(&format!("block.layers.{l}.topk_ids")), k, 5, e);
+    let got: Vec<Vec<usize>> = trace.steps.iter().map(|s| s.experts[0].clone()).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        trace.steps.iter().map(|s| s.tokens).sum::<usize>(),
+        x.len() / cfg.hidden
+    );
+}

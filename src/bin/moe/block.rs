@@ -10,10 +10,11 @@ use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::moe::activation::ActivationSummary;
 use moe_gpu::moe::arena::ExpertArena;
-use moe_gpu::moe::{ForwardOptions, MoeLayer};
+use moe_gpu::moe::{ForwardOptions, LayerBuild, MoeLayer, ResidencyStats};
 
 use crate::activation::activation_policy;
 use crate::io::{OutTensor, write_safetensors};
+use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,6 +46,13 @@ pub struct Args {
     /// Calibration statistics from `moe calibrate` (needed by --skip-threshold auto).
     #[arg(long)]
     calibration: Option<PathBuf>,
+    /// Tokens per step: the input runs in steps of this many tokens (default: all, at most
+    /// 4096). Small steps on a small expert budget make the cache evict between steps.
+    #[arg(long, value_name = "N")]
+    chunk_tokens: Option<usize>,
+    /// For one block the expert budget is that one layer's.
+    #[command(flatten)]
+    residency: ResidencyArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -66,22 +74,31 @@ pub fn run(a: Args) -> Result<()> {
     }
     let x = input.f32_any("input")?;
     let tokens = shape[0];
+    let chunk = match a.chunk_tokens {
+        Some(0) => bail!("--chunk-tokens must be at least 1"),
+        Some(n) => n.min(tokens),
+        None => tokens.min(4096),
+    };
     let ctx = Context::new()?;
     let weights = load_moe_weights(&ckpt, &cfg, a.layer)?;
-    let layer = MoeLayer::new(
-        &ctx,
-        moe_layer_spec_for(&cfg, a.layer, format),
-        &weights,
-        tokens.min(4096),
-    )
-    .context("building the MoE layer")?;
-    let (policy, stats) = activation_policy(
+    let spec = moe_layer_spec_for(&cfg, a.layer, format);
+    let options = a.residency.options()?;
+    let slots = options.slots_per_layer(&ctx, &spec, 1)?;
+    let build = LayerBuild {
+        max_tokens: chunk,
+        io: None,
+        slots,
+        residency: &options,
+        layer: a.layer,
+    };
+    let layer = MoeLayer::build(&ctx, spec, &weights, build).context("building the MoE layer")?;
+    let (policy, calibration) = activation_policy(
         a.top_k,
         a.skip_threshold.as_deref(),
         a.top_p,
         a.calibration.as_deref(),
     )?;
-    let activation = policy.for_layer(a.layer, stats.as_ref())?;
+    let activation = policy.for_layer(a.layer, calibration.as_ref())?;
     let out = layer.forward_with(
         &ctx,
         &x,
@@ -120,7 +137,7 @@ pub fn run(a: Args) -> Result<()> {
         ],
     )?;
     eprintln!(
-        "layer {} of {}: {tokens} tokens → {} on {}",
+        "layer {} of {}: {tokens} tokens in steps of {chunk} → {} on {}",
         a.layer,
         cfg.arch.name(),
         a.output.display(),
@@ -133,5 +150,6 @@ pub fn run(a: Args) -> Result<()> {
         summary.weight_bytes_per_token,
         summary.weight_bytes_saved_per_token
     );
-    Ok(())
+    let residency = ResidencyStats::from_layers(vec![layer.stats()]);
+    a.residency.finish(&residency, k)
 }

@@ -6,10 +6,11 @@ use std::time::Instant;
 use anyhow::Result;
 use moe_gpu::Context;
 use moe_gpu::gpu::{Staging, decode};
-use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{Glu, WeightFormat};
-use moe_gpu::moe::{DynamicActivation, MoeLayer, MoeLayerSpec, RoutingSpec};
+use moe_gpu::moe::{DynamicActivation, MoeLayerSpec, MoeStack, MoeWeights, RoutingSpec};
 use moe_gpu::synthetic::{Rng, random_moe_weights};
+
+use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,6 +33,8 @@ pub struct Args {
     decode_steps: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    #[command(flatten)]
+    residency: ResidencyArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -51,36 +54,21 @@ pub fn run(a: Args) -> Result<()> {
         a.layers, a.hidden, a.experts, a.inter, a.top_k
     );
     let max_tokens = a.prompt_tokens.max(1);
-    let bytes = (max_tokens * a.hidden * 4) as u64;
-    let buffers: Vec<wgpu::Buffer> = (0..=a.layers)
-        .map(|i| ctx.storage(&format!("activations {i}"), bytes))
-        .collect::<Result<_, _>>()?;
-    let mut layers = Vec::new();
-    for l in 0..a.layers {
-        let w = random_moe_weights(&spec, a.seed + l as u64);
-        let layer = MoeLayer::with_io(
-            &ctx,
-            spec.clone(),
-            &w,
-            max_tokens,
-            buffers[l].clone(),
-            buffers[l + 1].clone(),
-        )?;
-        layer.upload_all(&ctx, &w)?;
-        layers.push(layer);
-    }
+    let weights: Vec<MoeWeights> = (0..a.layers)
+        .map(|l| random_moe_weights(&spec, a.seed + l as u64))
+        .collect();
+    let stack = MoeStack::new(&ctx, &spec, &weights, max_tokens, &a.residency.options()?)?;
+    let layers = &stack.layers;
     let mut rng = Rng::new(a.seed);
-    let mut histogram = vec![vec![0u64; a.experts]; a.layers];
-    // Runs every layer on `tokens` random tokens in one submit; returns seconds and per-layer ids.
-    let mut step = |tokens: usize| -> Result<(f64, Vec<Vec<u32>>)> {
+    // Runs every layer on `tokens` random tokens (one submit where every expert is resident)
+    // and feeds the routing it reads back into resident layers' statistics.
+    let mut step = |tokens: usize| -> Result<f64> {
         let x = rng.normals(tokens * a.hidden, 1.0);
         ctx.queue
-            .write_buffer(&buffers[0], 0, bytemuck::cast_slice(&x));
+            .write_buffer(stack.input(), 0, bytemuck::cast_slice(&x));
         let t0 = Instant::now();
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        for layer in &layers {
-            encoder = layer.encode(&ctx, encoder, tokens, &DynamicActivation::default())?;
-        }
+        let encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut encoder = stack.encode(&ctx, encoder, tokens, &DynamicActivation::default())?;
         let pair_bytes = (tokens * a.top_k * 4) as u64;
         let staging = Staging::new(&ctx, "ids", pair_bytes * a.layers as u64);
         for (l, layer) in layers.iter().enumerate() {
@@ -95,23 +83,27 @@ pub fn run(a: Args) -> Result<()> {
         ctx.queue.submit([encoder.finish()]);
         let raw = staging.read_bytes(&ctx, pair_bytes * a.layers as u64)?;
         let secs = t0.elapsed().as_secs_f64();
-        let ids = (0..a.layers)
-            .map(|l| decode(&raw, l as u64 * pair_bytes, tokens * a.top_k))
-            .collect();
-        Ok((secs, ids))
-    };
-    let mut count = |ids: Vec<Vec<u32>>| {
-        for (hist, layer_ids) in histogram.iter_mut().zip(ids) {
-            for id in layer_ids.into_iter().filter(|id| *id != INVALID) {
-                hist[id as usize] += 1;
-            }
+        for (l, layer) in layers.iter().enumerate() {
+            let ids: Vec<u32> = decode(&raw, l as u64 * pair_bytes, tokens * a.top_k);
+            layer.observe_routing(tokens, &ids);
         }
+        Ok(secs)
     };
-    // The first step pays for the driver compiling every pipeline; it is not timed.
-    let (warmup, _) = step(a.prompt_tokens)?;
-    println!("warm-up (pipeline compilation): {:.1} ms", warmup * 1e3);
-    let (prefill, ids) = step(a.prompt_tokens)?;
-    count(ids);
+    // The first run pays for the driver compiling every pipeline; a throwaway one-layer
+    // stack takes it, so that neither the timings nor the cache statistics include it.
+    let warm = MoeStack::new(&ctx, &spec, &weights[..1], max_tokens, &Default::default())?;
+    let t0 = Instant::now();
+    warm.forward(
+        &ctx,
+        &vec![0.5; a.prompt_tokens * a.hidden],
+        &DynamicActivation::default(),
+    )?;
+    drop(warm);
+    println!(
+        "warm-up (pipeline compilation): {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let prefill = step(a.prompt_tokens)?;
     println!(
         "prefill: {} tokens in {:.1} ms ({:.0} tokens/s)",
         a.prompt_tokens,
@@ -120,26 +112,31 @@ pub fn run(a: Args) -> Result<()> {
     );
     let mut decode_total = 0.0;
     for _ in 0..a.decode_steps {
-        let (secs, ids) = step(1)?;
-        decode_total += secs;
-        count(ids);
+        decode_total += step(1)?;
     }
+    let stats = stack.stats();
     if a.decode_steps > 0 {
+        let submits = if stats.readbacks == 0 {
+            "one submit per step".to_string()
+        } else {
+            "one readback per layer and step".to_string()
+        };
         println!(
-            "decode: {} steps, {:.2} ms per step (one submit per step)",
+            "decode: {} steps, {:.2} ms per step ({submits})",
             a.decode_steps,
             decode_total * 1e3 / a.decode_steps as f64
         );
     }
     println!("expert histogram (tokens routed to each expert, all steps):");
-    for (l, hist) in histogram.iter().enumerate() {
-        let used = hist.iter().filter(|c| **c > 0).count();
-        let cells: Vec<String> = hist.iter().map(|c| c.to_string()).collect();
+    for l in &stats.per_layer {
+        let used = l.histogram.iter().filter(|c| **c > 0).count();
+        let cells: Vec<String> = l.histogram.iter().map(|c| c.to_string()).collect();
         println!(
-            "  layer {l}: {used}/{} experts used: [{}]",
+            "  layer {}: {used}/{} experts used: [{}]",
+            l.layer,
             a.experts,
             cells.join(" ")
         );
     }
-    Ok(())
+    a.residency.finish(&stats, a.top_k)
 }

@@ -2,10 +2,12 @@
 
 mod activation;
 mod block;
+mod cache_sim;
 mod demo;
 mod inspect;
 mod io;
 mod prune;
+mod residency_args;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +32,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Remove or merge whole experts by calibration statistics; writes an HF checkpoint.
     Prune(prune::Args),
+    /// Replay a routing trace through each expert-cache policy and Belady's optimum.
+    CacheSim(cache_sim::Args),
 }
 
 fn main() {
@@ -39,6 +43,7 @@ fn main() {
         Command::Block(a) => block::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::CacheSim(a) => cache_sim::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

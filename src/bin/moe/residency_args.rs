@@ -1,0 +1,93 @@
+//! The expert-residency options shared by the commands that run MoE layers (`block`, `demo`,
+//! and `generate` once the decoder lands): budget, policy, prefetch, statistics and trace.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use moe_gpu::moe::residency::DEFAULT_LFU_HALF_LIFE;
+use moe_gpu::moe::{ExpertBudget, Policy, ResidencyOptions, ResidencyStats, parse_bytes};
+
+#[derive(clap::Args, Debug)]
+pub struct ResidencyArgs {
+    /// VRAM for routed experts, split evenly over the MoE layers (e.g. 512M, 2G, 1.5GiB).
+    /// Default: every expert resident if all fit in half of the adapter's max_buffer_size,
+    /// otherwise that budget. Fewer slots than experts turns on the expert cache.
+    #[arg(long, value_name = "BYTES", conflicts_with = "expert_slots")]
+    pub expert_budget: Option<String>,
+    /// Expert slots per MoE layer instead of a byte budget (at least k).
+    #[arg(long, value_name = "N")]
+    pub expert_slots: Option<usize>,
+    /// Which expert the cache evicts: least recently used, or least frequently used with
+    /// counts halving every --lfu-half-life steps.
+    #[arg(long, default_value = "lru", value_parser = ["lru", "lfu"])]
+    pub policy: String,
+    #[arg(long, value_name = "STEPS", default_value_t = DEFAULT_LFU_HALF_LIFE)]
+    pub lfu_half_life: f64,
+    /// Do not predict the next MoE layer's experts and upload them ahead of time.
+    #[arg(long)]
+    pub no_prefetch: bool,
+    /// Write residency statistics as JSON: hits, misses, bytes uploaded, experts activated,
+    /// uploaded and resident, prefetch precision and recall, per-layer expert histograms.
+    #[arg(long, value_name = "FILE.json")]
+    pub stats: Option<PathBuf>,
+    /// Write the routing trace (experts each step activated, per layer) for `moe cache-sim`.
+    #[arg(long, value_name = "TRACE.json")]
+    pub trace_out: Option<PathBuf>,
+}
+
+impl ResidencyArgs {
+    pub fn options(&self) -> Result<ResidencyOptions> {
+        let budget = match (&self.expert_budget, self.expert_slots) {
+            (Some(text), _) => ExpertBudget::Bytes(parse_bytes(text)?),
+            (None, Some(n)) => ExpertBudget::SlotsPerLayer(n),
+            (None, None) => ExpertBudget::Auto,
+        };
+        Ok(ResidencyOptions {
+            budget,
+            policy: Policy::parse(&self.policy, self.lfu_half_life)?,
+            prefetch: !self.no_prefetch,
+            record_trace: self.trace_out.is_some(),
+        })
+    }
+
+    /// Prints a one-line summary and writes the files asked for.
+    pub fn finish(&self, stats: &ResidencyStats, top_k: usize) -> Result<()> {
+        eprintln!("{}", summary(stats));
+        if let Some(path) = &self.stats {
+            let text = serde_json::to_string_pretty(stats)?;
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &self.trace_out {
+            let trace = stats
+                .trace(top_k)
+                .context("the layers recorded no common routing trace")?;
+            trace.save(path)?;
+        }
+        Ok(())
+    }
+}
+
+/// e.g. `experts: cache, 4 slots/layer: 120 hits, 40 misses (75.0%), 2.1 MiB uploaded`.
+pub fn summary(s: &ResidencyStats) -> String {
+    let slots = s.per_layer.first().map_or(0, |l| l.slots);
+    let mode = if s.per_layer.iter().all(|l| l.mode == "resident") {
+        "all resident".to_string()
+    } else {
+        format!("cache of {slots} slots per layer")
+    };
+    let mut line = format!(
+        "experts: {mode}: {} hits, {} misses ({:.1}% hit rate), {:.2} MiB uploaded of {:.2} MiB",
+        s.hits,
+        s.misses,
+        100.0 * s.hit_rate,
+        s.bytes_uploaded as f64 / (1 << 20) as f64,
+        s.expert_bytes_total as f64 / (1 << 20) as f64,
+    );
+    if let (Some(p), Some(r)) = (s.prefetch_precision, s.prefetch_recall) {
+        line.push_str(&format!(
+            "; prefetch: {} uploads, {} used, precision {:.2}, recall {:.2}",
+            s.prefetch_uploads, s.prefetch_hits, p, r
+        ));
+    }
+    line
+}

@@ -99,6 +99,19 @@ impl Permute {
         })
     }
 
+    /// Records count, scan and scatter together, for `pairs` (token, slot) pairs.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        pairs: usize,
+        block_m: u32,
+        col_blocks: (u32, u32),
+    ) {
+        self.encode_count(ctx, pass, pairs);
+        self.encode_segments(ctx, pass, pairs, block_m, col_blocks);
+    }
+
     /// Records the histogram of `pairs` (token, slot) pairs' expert ids into the counts. It
     /// runs with the routing, so that the counts can be read back before the GEMMs.
     pub fn encode_count(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, pairs: usize) {

@@ -124,6 +124,9 @@ fn block_with_a_budget_matches_full_residency_and_its_trace_replays() {
     assert_eq!(lru["policy"], "lru");
     assert_eq!(lru["misses"], st["misses"], "replay agrees with the run");
     assert!(sim[0]["optimal"]["hits"].as_u64() >= lru["hits"].as_u64());
+    for f in [&input, &full_out, &small_out, &stats, &trace] {
+        std::fs::remove_file(f).ok();
+    }
 }
 
 #[test]
@@ -154,4 +157,5 @@ fn budgets_below_k_experts_fail_clearly() {
     let o = moe(&["cache-sim", "--zipf", "1", "--top-k", "4", "--slots", "2"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("below k = 4"), "{}", stderr(&o));
+    std::fs::remove_file(&input).ok();
 }

@@ -21,12 +21,12 @@ pub enum Error {
     #[error("GPU error during {what}: {message}")]
     Gpu { what: String, message: String },
 
-    /// Reading a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed. The cause is part of the message (not a `source`),
+    /// so error chains print it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A safetensors file is malformed, truncated or not a safetensors file at all.
@@ -65,10 +65,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 

@@ -25,6 +25,9 @@ pub enum Kernel {
     Scan,
     Scatter,
     Combine,
+    RmsNorm,
+    Rope,
+    Attention,
 }
 
 impl Kernel {
@@ -36,6 +39,9 @@ impl Kernel {
             Kernel::Scan => "scan",
             Kernel::Scatter => "scatter",
             Kernel::Combine => "combine",
+            Kernel::RmsNorm => "rmsnorm",
+            Kernel::Rope => "rope",
+            Kernel::Attention => "attention",
         }
     }
 
@@ -47,6 +53,9 @@ impl Kernel {
             Kernel::Scan => include_str!("../../shaders/scan.wgsl"),
             Kernel::Scatter => include_str!("../../shaders/scatter.wgsl"),
             Kernel::Combine => include_str!("../../shaders/combine.wgsl"),
+            Kernel::RmsNorm => include_str!("../../shaders/rmsnorm.wgsl"),
+            Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
+            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
         }
     }
 
@@ -68,6 +77,12 @@ impl Kernel {
             Kernel::Scatter => &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
             // params, weights, pos, expert out, shared out, shared gate, out
             Kernel::Combine => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
+            // params, delta, x (residual), weight, out
+            Kernel::RmsNorm => &[Uniform, Read, ReadWrite, Read, ReadWrite],
+            // params, src, cos/sin table, dst
+            Kernel::Rope => &[Uniform, Read, Read, ReadWrite],
+            // params, q, k cache, v cache, sinks, out
+            Kernel::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite],
         }
     }
 }

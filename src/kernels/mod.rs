@@ -1,9 +1,12 @@
 //! One module per WGSL kernel: its `#[repr(C)]` parameter struct (mirrored in the shader), the
 //! override constants it is specialised with, and how it is dispatched.
 
+pub mod attention;
 pub mod combine;
 pub mod matmul;
+pub mod norm;
 pub mod permute;
+pub mod rope;
 pub mod select;
 
 use std::cell::Cell;

@@ -1,0 +1,126 @@
+//! `shaders/rope.wgsl`: rotary position embedding fused with a strided copy (into the attention
+//! input or the KV cache).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::kernels::{Dispatch, WORKGROUP, groups};
+
+/// Mirrors `Params` in `shaders/rope.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct RopeParams {
+    pub tokens: u32,
+    pub heads: u32,
+    pub dim: u32,
+    pub rot_start: u32,
+    pub rot_dim: u32,
+    pub src_stride: u32,
+    pub src_head_stride: u32,
+    pub src_offset: u32,
+    pub dst_stride: u32,
+    pub dst_head_stride: u32,
+    pub dst_offset: u32,
+    pub dst_row0: u32,
+    pub pos0: u32,
+    pub _pad: [u32; 3],
+}
+
+/// The layout of one rotate-and-copy, in floats. Token t, head h, column c is read from
+/// `src[t·src_stride + src_offset + h·src_head_stride + c]` and written to
+/// `dst[(row0 + t)·dst_stride + dst_offset + h·dst_head_stride + c]`, where row0 is 0 or, for a
+/// KV cache, the position of token 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RopeLayout {
+    pub heads: usize,
+    pub dim: usize,
+    pub rot_start: usize,
+    /// Rotated columns; 0 copies only.
+    pub rot_dim: usize,
+    pub src_stride: usize,
+    /// 0 broadcasts one source head to every destination head.
+    pub src_head_stride: usize,
+    pub src_offset: usize,
+    pub dst_stride: usize,
+    pub dst_head_stride: usize,
+    pub dst_offset: usize,
+    /// Write token t to row pos0 + t (a KV cache) rather than row t.
+    pub dst_at_position: bool,
+    /// Rotate pairs (2i, 2i + 1) rather than (i, i + rot_dim / 2).
+    pub interleave: bool,
+}
+
+pub struct RopeBuffers<'a> {
+    /// [tokens, src_stride]
+    pub src: &'a wgpu::Buffer,
+    /// [positions, rot_dim / 2] (cos, sin) pairs.
+    pub table: &'a wgpu::Buffer,
+    /// [rows, dst_stride]
+    pub dst: &'a wgpu::Buffer,
+}
+
+pub struct Rope {
+    layout: RopeLayout,
+    dispatch: Dispatch<RopeParams>,
+}
+
+impl Rope {
+    pub fn new(ctx: &Context, layout: RopeLayout, b: RopeBuffers<'_>) -> Result<Self> {
+        let l = &layout;
+        if l.dim == 0
+            || l.heads == 0
+            || !l.rot_dim.is_multiple_of(2)
+            || l.rot_start + l.rot_dim > l.dim
+        {
+            return Err(Error::input(format!(
+                "rope: rotated columns {}..{} must be an even range inside a head of {} columns",
+                l.rot_start,
+                l.rot_start + l.rot_dim,
+                l.dim
+            )));
+        }
+        let params = RopeParams {
+            tokens: 0,
+            heads: l.heads as u32,
+            dim: l.dim as u32,
+            rot_start: l.rot_start as u32,
+            rot_dim: l.rot_dim as u32,
+            src_stride: l.src_stride as u32,
+            src_head_stride: l.src_head_stride as u32,
+            src_offset: l.src_offset as u32,
+            dst_stride: l.dst_stride as u32,
+            dst_head_stride: l.dst_head_stride as u32,
+            dst_offset: l.dst_offset as u32,
+            dst_row0: 0,
+            pos0: 0,
+            _pad: [0; 3],
+        };
+        let key = PipelineKey::new(Kernel::Rope).flag("INTERLEAVE", l.interleave);
+        let dispatch = Dispatch::new(ctx, &key, params, &[b.src, b.table, b.dst])?;
+        Ok(Self { layout, dispatch })
+    }
+
+    /// Rotates and copies `tokens` tokens at positions pos0.. .
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        pos0: usize,
+    ) {
+        let row0 = if self.layout.dst_at_position { pos0 } else { 0 };
+        self.dispatch.set_params(
+            ctx,
+            RopeParams {
+                tokens: tokens as u32,
+                pos0: pos0 as u32,
+                dst_row0: row0 as u32,
+                ..self.dispatch.params()
+            },
+        );
+        let cols = self.layout.heads * self.layout.dim;
+        self.dispatch
+            .dispatch(pass, groups(cols, WORKGROUP), tokens as u32);
+    }
+}

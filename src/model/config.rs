@@ -74,21 +74,27 @@ pub enum QkNorm {
     Full,
 }
 
-/// Rotary embedding settings, from `rope_parameters` or the older `rope_theta` / `rope_scaling`.
+/// Rotary embedding settings, from `rope_parameters` or the older `rope_theta` / `rope_scaling`,
+/// with transformers' defaults filled in (see `model::rope` for the tables they give).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RopeConfig {
     pub theta: f64,
     /// `default` or `yarn`.
     pub rope_type: String,
+    /// Rotated columns per head: `head_dim`, or `qk_rope_head_dim` for MLA.
+    pub dim: usize,
+    /// YaRN scaling factor; when absent, max_position_embeddings / original_max_position_embeddings.
     pub factor: f64,
-    pub original_max_position_embeddings: Option<usize>,
+    /// YaRN pre-training context: the top-level field, else the rope parameter, else
+    /// max_position_embeddings (as transformers' `standardize_rope_params`).
+    pub original_max_position_embeddings: usize,
     pub beta_fast: f64,
     pub beta_slow: f64,
     pub mscale: Option<f64>,
     pub mscale_all_dim: Option<f64>,
     pub attention_factor: Option<f64>,
     pub truncate: bool,
-    /// Rotate interleaved pairs (DeepSeek `rope_interleave`) rather than halves.
+    /// Rotate interleaved pairs (DeepSeek) rather than halves.
     pub interleave: bool,
 }
 
@@ -195,14 +201,18 @@ impl ModelConfig {
         let layer_experts = layer_experts(&c, &moe, &mlp_kinds)?;
         let dense_inter = c.usize_or("intermediate_size", moe.inter)?;
         let attention = attention_config(&c, arch, hidden, layers)?;
-        let rope = rope_config(&c, arch)?;
+        let max_positions = c.usize_or("max_position_embeddings", 4096)?;
+        let rope_dim = attention
+            .mla
+            .map_or(attention.head_dim, |m| m.qk_rope_head_dim);
+        let rope = rope_config(&c, arch, rope_dim, max_positions)?;
         Ok(Self {
             arch,
             hidden,
             layers,
             vocab,
             rms_eps: c.f64_or("rms_norm_eps", 1e-6)?,
-            max_positions: c.usize_or("max_position_embeddings", 4096)?,
+            max_positions,
             tie_embeddings: c.bool_or("tie_word_embeddings", false)?,
             attention,
             rope,
@@ -504,7 +514,7 @@ fn attention_config(c: &Json, arch: Arch, hidden: usize, layers: usize) -> Resul
     })
 }
 
-fn rope_config(c: &Json, arch: Arch) -> Result<RopeConfig> {
+fn rope_config(c: &Json, arch: Arch, dim: usize, max_positions: usize) -> Result<RopeConfig> {
     // transformers 5 writes `rope_parameters`; older configs use `rope_theta` + `rope_scaling`.
     let params = c.get("rope_parameters").or_else(|| c.get("rope_scaling"));
     let p = params.map(Json);
@@ -518,6 +528,12 @@ fn rope_config(c: &Json, arch: Arch) -> Result<RopeConfig> {
         Some(t) => t,
         None => c.f64_or("rope_theta", 10000.0)?,
     };
+    if theta.is_nan() || theta <= 1.0 {
+        return Err(Error::config(
+            "rope_theta",
+            format!("{theta} must be greater than 1"),
+        ));
+    }
     let rope_type = match &p {
         Some(p) => p
             .opt_str("rope_type")?
@@ -541,19 +557,51 @@ fn rope_config(c: &Json, arch: Arch) -> Result<RopeConfig> {
             format!("{f} is not supported (only 1.0)"),
         ));
     }
+    if dim == 0 || !dim.is_multiple_of(2) {
+        return Err(Error::config(
+            "head_dim",
+            format!("the rotary dimension {dim} must be even and positive"),
+        ));
+    }
     let truncate = match &p {
         Some(p) => p.bool_or("truncate", true)?,
         None => true,
     };
-    let interleave = matches!(arch, Arch::DeepseekV2 | Arch::DeepseekV3)
-        && c.bool_or("rope_interleave", true)?;
+    // DeepSeek-V2 always rotates interleaved pairs (complex multiplication); V3 does unless
+    // `rope_interleave` is false, and then rotates halves like everyone else.
+    let interleave = match arch {
+        Arch::DeepseekV2 => true,
+        Arch::DeepseekV3 => c.bool_or("rope_interleave", true)?,
+        _ => false,
+    };
+    let original = match c.opt_usize("original_max_position_embeddings")? {
+        Some(v) => v,
+        None => field("original_max_position_embeddings")?.map_or(max_positions, |v| v as usize),
+    };
+    let factor = match field("factor")? {
+        Some(f) => f,
+        None if rope_type == "yarn" => max_positions as f64 / original.max(1) as f64,
+        None => 1.0,
+    };
+    if rope_type == "yarn" && (original == 0 || factor.is_nan() || factor <= 0.0) {
+        return Err(Error::config(
+            "rope_parameters.factor",
+            format!(
+                "YaRN needs a positive factor ({factor}) and original_max_position_embeddings ({original})"
+            ),
+        ));
+    }
+    // transformers reads `beta_fast or 32`: a zero means the default too.
+    let beta = |name: &str, default: f64| -> Result<f64> {
+        Ok(field(name)?.filter(|b| *b != 0.0).unwrap_or(default))
+    };
     Ok(RopeConfig {
         theta,
-        factor: field("factor")?.unwrap_or(1.0),
-        original_max_position_embeddings: field("original_max_position_embeddings")?
-            .map(|v| v as usize),
-        beta_fast: field("beta_fast")?.unwrap_or(32.0),
-        beta_slow: field("beta_slow")?.unwrap_or(1.0),
+        dim,
+        factor,
+        original_max_position_embeddings: original,
+        beta_fast: beta("beta_fast", 32.0)?,
+        beta_slow: beta("beta_slow", 1.0)?,
         mscale: field("mscale")?,
         mscale_all_dim: field("mscale_all_dim")?,
         attention_factor: field("attention_factor")?,

@@ -51,6 +51,10 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// tokenizer.json is missing or invalid, or text could not be encoded or decoded.
+    #[error("tokenizer {}: {message}", path.display())]
+    Tokenizer { path: PathBuf, message: String },
+
     /// A buffer would exceed a device limit and cannot be split.
     #[error("{what} needs {needed} bytes, over the device limit {limit_name} = {limit} bytes")]
     DeviceLimit {

@@ -1,0 +1,285 @@
+//! One decoder layer's self-attention on the GPU: projections (with biases where the checkpoint
+//! has them), Qwen3 per-head or OLMoE whole-projection q/k norms, RoPE into the KV cache, causal
+//! attention (GQA, sliding window, gpt-oss sinks) and o_proj. DeepSeek MLA lives in `mla.rs`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::kernels::attention::{Attention, AttentionBuffers, AttentionSpec};
+use crate::kernels::matmul::WeightFormat;
+use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
+use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::{ModelConfig, QkNorm};
+use crate::model::linear::{Linear, LinearIo};
+use crate::model::mla::MlaAttention;
+use crate::model::rope::softmax_scale;
+use crate::model::scratch::Scratch;
+
+/// What a layer's attention needs to be built.
+pub struct AttentionInit<'a> {
+    pub ctx: &'a Context,
+    pub ckpt: &'a Checkpoint,
+    pub cfg: &'a ModelConfig,
+    pub layer: usize,
+    pub format: WeightFormat,
+    pub scratch: &'a Scratch,
+    /// KV cache rows.
+    pub positions: usize,
+}
+
+impl AttentionInit<'_> {
+    pub fn prefix(&self) -> String {
+        format!("model.layers.{}.self_attn.", self.layer)
+    }
+
+    /// A projection `{prefix}{name}` of shape [n, k] from `x` into `out`.
+    pub fn linear(
+        &self,
+        name: &str,
+        n: usize,
+        k: usize,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<Linear> {
+        Linear::load(
+            self.ctx,
+            self.ckpt,
+            &format!("{}{name}", self.prefix()),
+            n,
+            k,
+            self.format,
+            LinearIo {
+                x,
+                x_stride: k,
+                out,
+                out_stride: n,
+            },
+        )
+    }
+
+    /// An RMSNorm with weight `{prefix}{name}` of `shape.width`.
+    pub fn norm(
+        &self,
+        name: &str,
+        shape: NormShape,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<RmsNorm> {
+        let w = self
+            .ckpt
+            .f32(&format!("{}{name}", self.prefix()), &[shape.width])?;
+        let weight = self.ctx.storage_with(name, &w)?;
+        RmsNorm::new(
+            self.ctx,
+            shape,
+            self.cfg.rms_eps as f32,
+            false,
+            NormBuffers {
+                delta: &self.scratch.zeros,
+                x,
+                weight: &weight,
+                out,
+            },
+        )
+    }
+
+    /// The attention kernel's spec for this layer.
+    pub fn spec(&self, kv_heads: usize, qk_dim: usize, v_dim: usize) -> Result<AttentionSpec> {
+        let a = &self.cfg.attention;
+        let sliding = a.sliding_layers.get(self.layer).copied().unwrap_or(false);
+        Ok(AttentionSpec {
+            heads: a.heads,
+            kv_heads,
+            qk_dim,
+            v_dim,
+            window: if sliding { a.sliding_window } else { None },
+            sinks: a.sinks,
+            scale: softmax_scale(self.cfg)?,
+        })
+    }
+
+    /// A [positions, cols] f32 cache buffer.
+    pub fn cache(&self, what: &str, cols: usize) -> Result<wgpu::Buffer> {
+        self.ctx.storage(
+            &format!("layer {} {what} cache", self.layer),
+            (self.positions * cols * 4) as u64,
+        )
+    }
+}
+
+/// Multi-head attention with GQA: Mixtral, Qwen2/3-MoE, OLMoE, gpt-oss.
+pub struct StandardAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    qk_norms: Option<[RmsNorm; 2]>,
+    q_rope: Rope,
+    k_rope: Rope,
+    v_store: Rope,
+    attention: Attention,
+    o_proj: Linear,
+}
+
+impl StandardAttention {
+    pub fn new(init: &AttentionInit<'_>) -> Result<Self> {
+        let (cfg, s) = (init.cfg, init.scratch);
+        let a = &cfg.attention;
+        let (heads, kvh, hd, hidden) = (a.heads, a.kv_heads, a.head_dim, cfg.hidden);
+        if cfg.rope.dim != hd {
+            return Err(Error::config(
+                "head_dim",
+                format!("rotary dim {} differs from head_dim {hd}", cfg.rope.dim),
+            ));
+        }
+        let q_proj = init.linear("q_proj", heads * hd, hidden, &s.x, &s.q_raw)?;
+        let k_proj = init.linear("k_proj", kvh * hd, hidden, &s.x, &s.k_raw)?;
+        let v_proj = init.linear("v_proj", kvh * hd, hidden, &s.x, &s.v_raw)?;
+        let qk_norms = match a.qk_norm {
+            QkNorm::None => None,
+            QkNorm::PerHead => Some([
+                init.norm("q_norm.weight", per_head(hd, heads), &s.q_raw, &s.q_norm)?,
+                init.norm("k_norm.weight", per_head(hd, kvh), &s.k_raw, &s.k_norm)?,
+            ]),
+            QkNorm::Full => Some([
+                init.norm(
+                    "q_norm.weight",
+                    NormShape::rows(heads * hd),
+                    &s.q_raw,
+                    &s.q_norm,
+                )?,
+                init.norm(
+                    "k_norm.weight",
+                    NormShape::rows(kvh * hd),
+                    &s.k_raw,
+                    &s.k_norm,
+                )?,
+            ]),
+        };
+        let (q_src, k_src) = if qk_norms.is_some() {
+            (&s.q_norm, &s.k_norm)
+        } else {
+            (&s.q_raw, &s.k_raw)
+        };
+        let k_cache = init.cache("k", kvh * hd)?;
+        let v_cache = init.cache("v", kvh * hd)?;
+        let heads_layout = |n: usize, rotate: bool, cache: bool| RopeLayout {
+            heads: n,
+            dim: hd,
+            rot_start: 0,
+            rot_dim: if rotate { hd } else { 0 },
+            src_stride: n * hd,
+            src_head_stride: hd,
+            src_offset: 0,
+            dst_stride: n * hd,
+            dst_head_stride: hd,
+            dst_offset: 0,
+            dst_at_position: cache,
+            interleave: cfg.rope.interleave,
+        };
+        let rope = |layout, src, dst| {
+            Rope::new(
+                init.ctx,
+                layout,
+                RopeBuffers {
+                    src,
+                    table: &s.rope_table,
+                    dst,
+                },
+            )
+        };
+        let q_rope = rope(heads_layout(heads, true, false), q_src, &s.q)?;
+        let k_rope = rope(heads_layout(kvh, true, true), k_src, &k_cache)?;
+        let v_store = rope(heads_layout(kvh, false, true), &s.v_raw, &v_cache)?;
+        let sinks = if a.sinks {
+            let w = init
+                .ckpt
+                .f32(&format!("{}sinks", init.prefix()), &[heads])?;
+            init.ctx.storage_with("attention sinks", &w)?
+        } else {
+            s.zeros.clone()
+        };
+        let attention = Attention::new(
+            init.ctx,
+            init.spec(kvh, hd, hd)?,
+            AttentionBuffers {
+                q: &s.q,
+                k: &k_cache,
+                v: &v_cache,
+                sinks: &sinks,
+                out: &s.attn,
+            },
+        )?;
+        let o_proj = init.linear("o_proj", hidden, heads * hd, &s.attn, &s.attn_out)?;
+        Ok(Self {
+            q_proj,
+            k_proj,
+            v_proj,
+            qk_norms,
+            q_rope,
+            k_rope,
+            v_store,
+            attention,
+            o_proj,
+        })
+    }
+
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        pos0: usize,
+    ) {
+        self.q_proj.encode(ctx, pass, tokens);
+        self.k_proj.encode(ctx, pass, tokens);
+        self.v_proj.encode(ctx, pass, tokens);
+        if let Some([q, k]) = &self.qk_norms {
+            q.encode(ctx, pass, tokens);
+            k.encode(ctx, pass, tokens);
+        }
+        self.q_rope.encode(ctx, pass, tokens, pos0);
+        self.k_rope.encode(ctx, pass, tokens, pos0);
+        self.v_store.encode(ctx, pass, tokens, pos0);
+        self.attention.encode(ctx, pass, tokens, pos0);
+        self.o_proj.encode(ctx, pass, tokens);
+    }
+}
+
+/// A norm over each of `heads` heads of `head_dim` columns.
+fn per_head(head_dim: usize, heads: usize) -> NormShape {
+    NormShape {
+        rows_per_token: heads,
+        ..NormShape::rows(head_dim)
+    }
+}
+
+/// A layer's attention, standard or latent.
+pub enum AttentionBlock {
+    Standard(Box<StandardAttention>),
+    Mla(Box<MlaAttention>),
+}
+
+impl AttentionBlock {
+    /// Reads `scratch.x` [tokens, hidden] and writes `scratch.attn_out` [tokens, hidden].
+    pub fn new(init: &AttentionInit<'_>) -> Result<Self> {
+        Ok(match init.cfg.attention.mla {
+            Some(_) => AttentionBlock::Mla(Box::new(MlaAttention::new(init)?)),
+            None => AttentionBlock::Standard(Box::new(StandardAttention::new(init)?)),
+        })
+    }
+
+    /// Records the attention of `tokens` new tokens at positions pos0.. (their k and v are
+    /// appended to the cache first).
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        pos0: usize,
+    ) {
+        match self {
+            AttentionBlock::Standard(a) => a.encode(ctx, pass, tokens, pos0),
+            AttentionBlock::Mla(a) => a.encode(ctx, pass, tokens, pos0),
+        }
+    }
+}

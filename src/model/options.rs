@@ -1,0 +1,74 @@
+//! How a [`Model`](crate::model::Model) is built: context length, step size, weight formats.
+
+use crate::error::{Error, Result};
+use crate::kernels::matmul::WeightFormat;
+use crate::model::config::ModelConfig;
+
+/// Build options of a [`Model`](crate::model::Model). `Default` gives f32 weights, a context of
+/// min(max_position_embeddings, 4096) and prefill steps of up to 256 tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOptions {
+    /// KV-cache length (prompt + generated tokens); None = min(max_position_embeddings, 4096).
+    pub max_context: Option<usize>,
+    /// Most tokens one forward step processes; longer prompts are prefilled in steps of this
+    /// size. Activation buffers (and each MoE layer's routing buffers) scale with it.
+    pub max_batch: usize,
+    /// Most rows of logits one call can return ([`Logits::All`](crate::model::Logits)).
+    pub max_logit_rows: usize,
+    /// Storage of routed and shared expert weights.
+    pub expert_format: WeightFormat,
+    /// Storage of attention, dense-MLP and LM-head weights.
+    pub dense_format: WeightFormat,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            max_context: None,
+            max_batch: 256,
+            max_logit_rows: 1,
+            expert_format: WeightFormat::F32,
+            dense_format: WeightFormat::F32,
+        }
+    }
+}
+
+/// Options with every default filled in and checked against the config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resolved {
+    pub context: usize,
+    pub batch: usize,
+    pub logit_rows: usize,
+}
+
+/// Dispatch grids put tokens on the y axis, which allows 65535 workgroups.
+const MAX_BATCH: usize = 65535;
+
+impl ModelOptions {
+    pub fn resolve(&self, cfg: &ModelConfig) -> Result<Resolved> {
+        let context = self.max_context.unwrap_or(cfg.max_positions.min(4096));
+        if context == 0 || context > cfg.max_positions {
+            return Err(Error::input(format!(
+                "max_context {context} must be between 1 and max_position_embeddings = {}",
+                cfg.max_positions
+            )));
+        }
+        if self.max_batch == 0 || self.max_batch > MAX_BATCH {
+            return Err(Error::input(format!(
+                "max_batch {} must be between 1 and {MAX_BATCH}",
+                self.max_batch
+            )));
+        }
+        if self.max_logit_rows == 0 || self.max_logit_rows > self.max_batch {
+            return Err(Error::input(format!(
+                "max_logit_rows {} must be between 1 and max_batch = {}",
+                self.max_logit_rows, self.max_batch
+            )));
+        }
+        Ok(Resolved {
+            context,
+            batch: self.max_batch.min(context),
+            logit_rows: self.max_logit_rows.min(context),
+        })
+    }
+}

@@ -119,7 +119,8 @@ pub struct LmHead {
 }
 
 impl LmHead {
-    /// `w` is [vocab, hidden]; `x` holds up to `rows` normalised hidden states.
+    /// `w` is [vocab, hidden]; `x` holds up to `rows` normalised hidden states. Chunks are as
+    /// large as the device's storage binding limit allows.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &Context,
@@ -131,16 +132,39 @@ impl LmHead {
         x: &wgpu::Buffer,
         rows: usize,
     ) -> Result<Self> {
+        let limit = ctx.max_binding();
+        Self::with_binding_limit(ctx, name, w, vocab, hidden, format, x, rows, limit)
+    }
+
+    /// As [`Self::new`], with chunks (weights and logits) of at most `limit` bytes each.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_binding_limit(
+        ctx: &Context,
+        name: &str,
+        w: &[f32],
+        vocab: usize,
+        hidden: usize,
+        format: WeightFormat,
+        x: &wgpu::Buffer,
+        rows: usize,
+        limit: u64,
+    ) -> Result<Self> {
+        if w.len() != vocab * hidden {
+            return Err(Error::tensor(
+                name,
+                format!("has {} values, expected [{vocab}, {hidden}]", w.len()),
+            ));
+        }
         let row_bytes = format.matrix_bytes(1, hidden);
-        let per_chunk = (ctx.max_binding() / row_bytes) as usize;
-        let out_limit = (ctx.max_binding() / (rows.max(1) as u64 * 4)) as usize;
+        let per_chunk = (limit / row_bytes) as usize;
+        let out_limit = (limit / (rows.max(1) as u64 * 4)) as usize;
         let per_chunk = per_chunk.min(out_limit);
         if per_chunk == 0 {
             return Err(Error::DeviceLimit {
                 what: format!("one row of {name} ({hidden} values)"),
                 needed: row_bytes,
                 limit_name: "max_storage_buffer_binding_size",
-                limit: ctx.max_binding(),
+                limit,
             });
         }
         let mut chunks = Vec::new();

@@ -4,6 +4,7 @@ mod activation;
 mod block;
 mod cache_sim;
 mod demo;
+mod generate;
 mod inspect;
 mod io;
 mod prune;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a built-in synthetic MoE model (no files needed): prefill, decode, expert histogram.
     Demo(demo::Args),
+    /// Generate text (or token ids) from a Hugging Face MoE checkpoint, streamed to stdout.
+    Generate(generate::Args),
     /// Run one MoE block of a checkpoint on tokens from a safetensors file.
     Block(block::Args),
     /// Describe a checkpoint: architecture, layers, experts, routing, parameters, bytes.
@@ -40,6 +43,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
+        Command::Generate(a) => generate::run(a),
         Command::Block(a) => block::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Prune(a) => prune::run(a),

@@ -1,0 +1,167 @@
+//! `moe generate`: text (or token ids) from a Hugging Face MoE checkpoint, streamed to stdout.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::model::{FinishReason, TextStream};
+use moe_gpu::{Context, GenerateOptions, Model, ModelOptions, Sampling, Tokenizer, stop_tokens};
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hugging Face model directory: config.json, safetensors, and tokenizer.json for --prompt.
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt text, encoded as plain text with the model's tokenizer.json (chat templates are
+    /// not applied).
+    #[arg(
+        long,
+        required_unless_present = "prompt_ids",
+        conflicts_with = "prompt_ids"
+    )]
+    prompt: Option<String>,
+    /// Prompt token ids, comma-separated (e.g. 1,412,2119).
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Option<Vec<u32>>,
+    /// New tokens to generate at most.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Always take the most likely token (the default unless sampling options are given).
+    #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k", "seed"])]
+    greedy: bool,
+    /// Sample from softmax(logits / T); implied as 1.0 by --top-p, --top-k or --seed.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sample only from the smallest set of tokens whose probability reaches P.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Sample only from the K most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Seed of the sampler: the same seed gives the same tokens.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Do not stop at eos_token_id: generate exactly --max-new-tokens tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print one JSON object (ids, text, stats) as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    /// KV-cache length (default: min(max_position_embeddings, 4096)).
+    #[arg(long)]
+    max_context: Option<usize>,
+    /// Expert weight format on the GPU.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    dtype: String,
+}
+
+impl Args {
+    fn sampling(&self) -> Sampling {
+        let sampled = self.temperature.is_some()
+            || self.top_p.is_some()
+            || self.top_k.is_some()
+            || self.seed.is_some();
+        if self.greedy || !sampled {
+            return Sampling::Greedy;
+        }
+        Sampling::Random {
+            temperature: self.temperature.unwrap_or(1.0),
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed.unwrap_or(0),
+        }
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let sampling = a.sampling();
+    sampling.validate()?;
+    // Text needs the tokenizer; ids are printed as text when one is there to decode them.
+    let tokenizer = match (&a.prompt, a.model.join("tokenizer.json").is_file()) {
+        (Some(_), _) => Some(Tokenizer::load(&a.model)?),
+        (None, true) => Tokenizer::load(&a.model)
+            .inspect_err(|e| eprintln!("warning: {e}; printing token ids instead of text"))
+            .ok(),
+        (None, false) => None,
+    };
+    let prompt = match (&a.prompt, &a.prompt_ids, &tokenizer) {
+        (Some(text), _, Some(t)) => t.encode(text)?,
+        (None, Some(ids), _) => ids.clone(),
+        _ => bail!("give --prompt TEXT or --prompt-ids IDS"),
+    };
+    if prompt.is_empty() {
+        bail!("the prompt is empty (no tokens)");
+    }
+    let ctx = Context::new()?;
+    let format = if a.dtype == "f16" {
+        WeightFormat::F16
+    } else {
+        WeightFormat::F32
+    };
+    let options = ModelOptions {
+        max_context: a.max_context,
+        expert_format: format,
+        ..Default::default()
+    };
+    let mut model = Model::load_with(&ctx, &a.model, &options)?;
+    let stop = stop_tokens(&a.model, &model.config)?;
+    eprintln!(
+        "{} on {}: {} prompt tokens",
+        model.config.arch.name(),
+        ctx.describe(),
+        prompt.len()
+    );
+    let generate = GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        sampling,
+        stop_tokens: stop,
+        ignore_eos: a.ignore_eos,
+    };
+    let mut generator = model.generate(&ctx, &prompt, generate)?;
+    let mut stream = tokenizer.as_ref().map(TextStream::new);
+    let mut out = std::io::stdout().lock();
+    while let Some(token) = generator.next_token()? {
+        match stream.as_mut() {
+            Some(s) => write!(out, "{}", s.push(token)?)?,
+            None => write!(out, "{token} ")?,
+        }
+        out.flush()?;
+    }
+    writeln!(out)?;
+    let stats = generator.stats();
+    let reason = match generator.finish_reason() {
+        Some(FinishReason::Stop) => "stop",
+        Some(FinishReason::Context) => "context",
+        _ => "length",
+    };
+    eprintln!(
+        "{} tokens ({reason}); prefill {:.1} tokens/s, decode {:.2} tokens/s, first token after {:.1} ms",
+        stats.generated_tokens,
+        stats.prefill_tokens_per_s(),
+        stats.decode_tokens_per_s(),
+        stats.time_to_first_token.as_secs_f64() * 1e3
+    );
+    if a.json {
+        let mut v = json!({
+            "model": a.model.display().to_string(),
+            "adapter": ctx.describe(),
+            "prompt_ids": generator.prompt(),
+            "generated_ids": generator.generated(),
+            "finish_reason": reason,
+            "stats": {
+                "prompt_tokens": stats.prompt_tokens,
+                "generated_tokens": stats.generated_tokens,
+                "prefill_tokens_per_s": stats.prefill_tokens_per_s(),
+                "decode_tokens_per_s": stats.decode_tokens_per_s(),
+                "time_to_first_token_ms": stats.time_to_first_token.as_secs_f64() * 1e3,
+            },
+        });
+        if let Some(s) = &stream {
+            v["text"] = json!(s.text()?);
+        }
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The generation API beyond the fixture match: chunked prefill, stop tokens from config.json
+//! and generation_config.json, seeded sampling, the sampling filters, f16 experts, an LM head
+//! split over vocabulary chunks, and clear errors for bad input.
+
+mod common;
+
+use common::edit::edited_model;
+use common::fixtures::Fixture;
+use moe_gpu::gpu::Staging;
+use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::model::generate::FinishReason;
+use moe_gpu::model::linear::LmHead;
+use moe_gpu::model::sampling::{Sampler, filter};
+use moe_gpu::reference::linear;
+use moe_gpu::synthetic::Rng;
+use moe_gpu::{GenerateOptions, Logits, Model, ModelOptions, Sampling, stop_tokens};
+use serde_json::json;
+
+fn max_abs_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f32::max)
+}
+
+fn load(fx: &Fixture, options: ModelOptions) -> Model {
+    Model::load_with(common::ctx(), &fx.model_dir, &options).unwrap()
+}
+
+fn err_of<T>(r: moe_gpu::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn prefill_in_several_steps_matches_one_pass() {
+    let ctx = common::ctx();
+    for arch in ["qwen3_moe", "deepseek_v3", "gpt_oss"] {
+        let fx = Fixture::open("hf-tiny-alt", arch);
+        let mut model = load(
+            &fx,
+            ModelOptions {
+                max_batch: 3,
+                ..Default::default()
+            },
+        );
+        let vocab = model.config.vocab;
+        let logits = model
+            .forward(ctx, &fx.ids("input_ids"), Logits::Last)
+            .unwrap();
+        let err = max_abs_err(&logits, &fx.f32("generate.step_logits")[..vocab]);
+        assert!(err <= 1e-3, "{arch}: chunked prefill error {err:e}");
+    }
+}
+
+#[test]
+fn generation_stops_at_eos_from_config_or_generation_config() {
+    let ctx = common::ctx();
+    // Its first five new tokens are distinct and none is 0.
+    let fx = Fixture::open("hf-tiny", "gpt_oss");
+    let prompt = fx.ids("input_ids");
+    let sequence = fx.ids("generate.sequences");
+    let third = sequence[prompt.len() + 2];
+    let fifth = sequence[prompt.len() + 4];
+    // Config says eos = [unused, fifth]; generation_config.json adds the third new token.
+    let d = edited_model(
+        &fx.model_dir,
+        "eos",
+        |_| {},
+        |c| c["eos_token_id"] = json!([0, fifth]),
+    );
+    std::fs::write(
+        d.join("generation_config.json"),
+        json!({ "eos_token_id": third }).to_string(),
+    )
+    .unwrap();
+    let mut model = Model::load(ctx, &d).unwrap();
+    let stop = stop_tokens(&d, &model.config).unwrap();
+    assert!(stop.contains(&third) && stop.contains(&fifth) && stop.contains(&0));
+    let options = GenerateOptions {
+        max_new_tokens: 8,
+        stop_tokens: stop.clone(),
+        ..GenerateOptions::for_model(&model)
+    };
+    let mut g = model.generate(ctx, &prompt, options.clone()).unwrap();
+    let got: Vec<u32> = g.by_ref().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, &sequence[prompt.len()..prompt.len() + 2]);
+    assert_eq!(g.finish_reason(), Some(FinishReason::Stop));
+    let ignoring = GenerateOptions {
+        ignore_eos: true,
+        ..options
+    };
+    let mut g = model.generate(ctx, &prompt, ignoring).unwrap();
+    let got: Vec<u32> = g.by_ref().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, &sequence[prompt.len()..]);
+    assert_eq!(g.finish_reason(), Some(FinishReason::Length));
+}
+
+#[test]
+fn generation_ends_when_the_context_is_full() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny", "olmoe");
+    let prompt = fx.ids("input_ids");
+    let mut model = load(
+        &fx,
+        ModelOptions {
+            max_context: Some(prompt.len() + 3),
+            ..Default::default()
+        },
+    );
+    let options = GenerateOptions {
+        max_new_tokens: 10,
+        ignore_eos: true,
+        ..GenerateOptions::for_model(&model)
+    };
+    let mut g = model.generate(ctx, &prompt, options).unwrap();
+    let got: Vec<u32> = g.by_ref().collect::<Result<_, _>>().unwrap();
+    // The cache holds prompt + 3 tokens; the 4th token is sampled from the last of them.
+    assert_eq!(got.len(), 4);
+    assert_eq!(g.finish_reason(), Some(FinishReason::Context));
+}
+
+#[test]
+fn a_seed_makes_sampling_reproducible() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny", "qwen2_moe");
+    let prompt = fx.ids("input_ids");
+    let mut model = load(&fx, ModelOptions::default());
+    let mut run = |seed| -> Vec<u32> {
+        let options = GenerateOptions {
+            max_new_tokens: 12,
+            sampling: Sampling::Random {
+                temperature: 1.5,
+                top_k: Some(50),
+                top_p: Some(0.95),
+                seed,
+            },
+            ignore_eos: true,
+            ..GenerateOptions::for_model(&model)
+        };
+        model
+            .generate(ctx, &prompt, options)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let a = run(11);
+    assert_eq!(a, run(11));
+    assert_ne!(a, run(12), "two seeds drew the same 12 tokens");
+}
+
+#[test]
+fn sampling_filters_keep_the_right_tokens() {
+    let logits = [1.0, 3.0, 2.0, 3.0, -1.0];
+    // top-k keeps the k largest, ties in id order.
+    let kept: Vec<u32> = filter(&logits, 1.0, Some(2), None)
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(kept, [1, 3]);
+    // top-p: p(3) = p(3) ≈ 0.38, p(2) ≈ 0.14: 0.5 needs the first two.
+    let kept = filter(&logits, 1.0, None, Some(0.5));
+    assert_eq!(kept.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 3]);
+    assert!((kept.iter().map(|p| p.1).sum::<f64>() - 1.0).abs() < 1e-12);
+    // top-p always keeps one token; a tiny temperature concentrates the mass.
+    assert_eq!(filter(&logits, 1.0, None, Some(1e-6)).len(), 1);
+    let sharp = filter(&logits, 0.01, None, None);
+    assert!(sharp[0].1 + sharp[1].1 > 0.999);
+    // top-k = 1 is greedy whatever the seed.
+    for seed in 0..5 {
+        let mut s = Sampler::new(Sampling::Random {
+            temperature: 1.0,
+            top_k: Some(1),
+            top_p: None,
+            seed,
+        })
+        .unwrap();
+        assert_eq!(s.sample(&logits).unwrap(), 1);
+    }
+    let mut greedy = Sampler::new(Sampling::Greedy).unwrap();
+    assert!(
+        err_of(greedy.sample(&[0.0, f32::NAN]).map(|_| ())).contains("NaN"),
+        "NaN logits are an error"
+    );
+    for bad in [
+        Sampling::Random {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+        },
+        Sampling::Random {
+            temperature: 1.0,
+            top_k: Some(0),
+            top_p: None,
+            seed: 0,
+        },
+        Sampling::Random {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(1.5),
+            seed: 0,
+        },
+    ] {
+        assert!(Sampler::new(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn f16_experts_stay_close_to_f32() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny-alt", "mixtral");
+    let mut model = load(
+        &fx,
+        ModelOptions {
+            expert_format: WeightFormat::F16,
+            dense_format: WeightFormat::F16,
+            ..Default::default()
+        },
+    );
+    let vocab = model.config.vocab;
+    let logits = model
+        .forward(ctx, &fx.ids("input_ids"), Logits::Last)
+        .unwrap();
+    let err = max_abs_err(&logits, &fx.f32("generate.step_logits")[..vocab]);
+    assert!(err <= 2e-2, "f16 weights: logit error {err:e}");
+}
+
+#[test]
+fn lm_head_split_over_vocab_chunks_matches_reference() {
+    let ctx = common::ctx();
+    let mut rng = Rng::new(9);
+    let (vocab, hidden, rows) = (437, 40, 3);
+    let w = rng.normals(vocab * hidden, 0.2);
+    let x = rng.normals(rows * hidden, 1.0);
+    let xb = ctx.storage_with("x", &x).unwrap();
+    // 100 rows of 40 f32 per chunk: five chunks, the last one short.
+    let limit = 100 * 40 * 4;
+    let head = LmHead::with_binding_limit(
+        ctx,
+        "head",
+        &w,
+        vocab,
+        hidden,
+        WeightFormat::F32,
+        &xb,
+        rows,
+        limit,
+    )
+    .unwrap();
+    assert_eq!(head.chunks.len(), 5);
+    let staging = Staging::new(ctx, "logits", (rows * vocab * 4) as u64);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        head.encode(ctx, &mut pass, rows);
+    }
+    head.copy_out(&mut encoder, &staging, rows);
+    ctx.queue.submit([encoder.finish()]);
+    let got: Vec<f32> = staging.read(ctx, rows * vocab).unwrap();
+    let want = linear(&x, rows, hidden, &w, vocab, None);
+    common::assert_close("chunked LM head", &got, &want, 1e-5);
+    let err = err_of(LmHead::with_binding_limit(
+        ctx,
+        "head",
+        &w,
+        vocab,
+        hidden,
+        WeightFormat::F32,
+        &xb,
+        rows,
+        100,
+    ));
+    assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny", "deepseek_v2");
+    let mut model = load(&fx, ModelOptions::default());
+    let vocab = model.config.vocab as u32;
+    let options = GenerateOptions::for_model(&model);
+
+    let err = err_of(model.generate(ctx, &[1, vocab], options.clone()));
+    assert!(
+        err.contains(&format!("{vocab}")) && err.contains("vocabulary"),
+        "{err}"
+    );
+    let err = err_of(model.generate(ctx, &[], options.clone()));
+    assert!(err.contains("empty"), "{err}");
+    let err = err_of(model.forward(ctx, &[], Logits::Last));
+    assert!(err.contains("empty"), "{err}");
+
+    let max_positions = model.config.max_positions;
+    let context = model.limits.context;
+    let long = vec![3u32; context + 1];
+    let err = err_of(model.generate(ctx, &long, options.clone()));
+    assert!(
+        err.contains("context") && err.contains(&context.to_string()),
+        "{err}"
+    );
+    let err = err_of(model.forward(ctx, &[3, 4], Logits::All));
+    assert!(err.contains("max_logit_rows"), "{err}");
+
+    // A context beyond max_position_embeddings cannot be configured.
+    let err = err_of(Model::load_with(
+        ctx,
+        &fx.model_dir,
+        &ModelOptions {
+            max_context: Some(max_positions + 1),
+            ..Default::default()
+        },
+    ));
+    assert!(err.contains("max_position_embeddings"), "{err}");
+    let err = err_of(Model::load_with(
+        ctx,
+        &fx.model_dir,
+        &ModelOptions {
+            max_batch: 0,
+            ..Default::default()
+        },
+    ));
+    assert!(err.contains("max_batch"), "{err}");
+
+    // A missing or misshapen attention tensor is named.
+    let d = edited_model(
+        &fx.model_dir,
+        "no-kv-b",
+        |t| {
+            t.remove("model.layers.1.self_attn.kv_b_proj.weight");
+        },
+        |_| {},
+    );
+    let err = err_of(Model::load(ctx, &d));
+    assert!(
+        err.contains("model.layers.1.self_attn.kv_b_proj.weight"),
+        "{err}"
+    );
+}

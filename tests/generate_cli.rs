@@ -275,3 +275,52 @@ fn cli_bad_input_fails_with_a_message() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
 }
+
+#[test]
+fn demo_runs_a_synthetic_decoder_and_prints_histograms() {
+    let out = moe(&[
+        "demo",
+        "--layers",
+        "2",
+        "--hidden",
+        "48",
+        "--heads",
+        "3",
+        "--experts",
+        "6",
+        "--top-k",
+        "2",
+        "--inter",
+        "20",
+        "--vocab",
+        "97",
+        "--prompt-tokens",
+        "5",
+        "--decode-steps",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "adapter:",
+        "prefill: 5 tokens",
+        "decode: 3 steps",
+        "layer 1:",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+    // (5 + 3) tokens × top-2 routed in each layer.
+    let routed: u64 = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("layer 0:"))
+        .flat_map(|l| {
+            l.split('[')
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches(']')
+                .split(' ')
+        })
+        .map(|c| c.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(routed, 16);
+}

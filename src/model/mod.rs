@@ -17,6 +17,7 @@ pub mod rope;
 pub mod sampling;
 pub mod scratch;
 pub mod stop;
+pub mod synthetic;
 pub mod tokenizer;
 pub mod trace;
 

@@ -1,7 +1,8 @@
 //! moe-gpu runs Mixture-of-Experts language models on any GPU through wgpu.
 //!
 //! The GPU does the routing, the token-to-expert permutation and the grouped expert matmuls;
-//! the host decides which experts live in VRAM.
+//! the host decides which experts live in VRAM. [`Model`] loads a whole Hugging Face MoE
+//! checkpoint onto the GPU and generates from it token by token ([`Model::generate`]).
 
 pub mod calibration;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod synthetic;
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions};
 pub use model::{
-    GenerateOptions, Generator, Logits, Model, ModelOptions, Sampling, Tokenizer, stop_tokens,
+    GenerateOptions, Generator, Logits, Model, ModelOptions, Sampling, TextStream, Tokenizer,
+    stop_tokens,
 };
 pub use moe::{ForwardOptions, MoeLayer, MoeLayerSpec, MoeOutput, MoeWeights, RoutingSpec};

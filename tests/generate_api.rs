@@ -341,3 +341,48 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn tied_embeddings_use_the_embedding_matrix_as_lm_head() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny-alt", "olmoe");
+    let prompt = fx.ids("input_ids");
+    // Untied, with lm_head.weight replaced by the embedding matrix ...
+    let untied = edited_model(
+        &fx.model_dir,
+        "lm-head-is-embed",
+        |t| {
+            let embed = t["model.embed_tokens.weight"].clone();
+            t.insert("lm_head.weight".into(), embed);
+        },
+        |_| {},
+    );
+    // ... must equal the tied model without an lm_head tensor.
+    let tied = edited_model(
+        &fx.model_dir,
+        "tied",
+        |t| {
+            t.remove("lm_head.weight");
+        },
+        |c| c["tie_word_embeddings"] = json!(true),
+    );
+    let run = |d: &std::path::Path| {
+        Model::load(ctx, d)
+            .unwrap()
+            .forward(ctx, &prompt, Logits::Last)
+            .unwrap()
+    };
+    let (a, b) = (run(&untied), run(&tied));
+    assert_eq!(a, b);
+    let own = Model::load(ctx, &fx.model_dir)
+        .unwrap()
+        .forward(ctx, &prompt, Logits::Last)
+        .unwrap();
+    assert_ne!(a, own, "the edit changed nothing");
+}
+
+#[test]
+fn a_model_can_move_to_a_worker_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Model>();
+}

@@ -76,7 +76,7 @@ pub struct AttentionBuffers<'a> {
     pub k: &'a wgpu::Buffer,
     /// [positions, kv_heads, v_dim]
     pub v: &'a wgpu::Buffer,
-    /// [heads] (any buffer without sinks)
+    /// `[heads]` (any buffer without sinks)
     pub sinks: &'a wgpu::Buffer,
     /// [tokens, heads, v_dim]
     pub out: &'a wgpu::Buffer,

@@ -50,7 +50,7 @@ pub struct NormBuffers<'a> {
     pub delta: &'a wgpu::Buffer,
     /// [rows, in_stride] input; with `add` the residual stream, updated in place.
     pub x: &'a wgpu::Buffer,
-    /// [width] gain.
+    /// `[width]` gain.
     pub weight: &'a wgpu::Buffer,
     /// [rows, out_stride]
     pub out: &'a wgpu::Buffer,

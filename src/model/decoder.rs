@@ -27,7 +27,7 @@ use crate::moe::routing::DynamicActivation;
 /// Which rows of logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
-    /// The last token's [vocab] logits (what generation needs).
+    /// The last token's `[vocab]` logits (what generation needs).
     Last,
     /// [tokens, vocab] logits of every token of the call (at most `max_logit_rows` tokens).
     All,
@@ -272,7 +272,7 @@ impl Model {
         Ok(x)
     }
 
-    /// Appends `ids` to the KV cache and returns their logits: [vocab] for [`Logits::Last`],
+    /// Appends `ids` to the KV cache and returns their logits: `[vocab]` for [`Logits::Last`],
     /// [tokens, vocab] for [`Logits::All`]. Prompts longer than `max_batch` are processed in
     /// several steps (one submit each).
     pub fn forward(&mut self, ctx: &Context, ids: &[u32], which: Logits) -> Result<Vec<f32>> {

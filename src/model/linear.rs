@@ -24,7 +24,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Uploads `w` ([n, k] row-major) and `bias` ([n]) and binds them to `io`.
+    /// Uploads `w` ([n, k] row-major) and `bias` (`[n]`) and binds them to `io`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &Context,

@@ -16,7 +16,7 @@ pub struct AttentionInput<'a> {
     pub scale: f32,
     /// Query position p sees keys p - window + 1 ..= p.
     pub window: Option<usize>,
-    /// [heads] extra softmax logits that take weight but carry no value (gpt-oss).
+    /// `[heads]` extra softmax logits that take weight but carry no value (gpt-oss).
     pub sinks: Option<&'a [f32]>,
 }
 

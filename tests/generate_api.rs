@@ -11,6 +11,7 @@ use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::generate::FinishReason;
 use moe_gpu::model::linear::LmHead;
 use moe_gpu::model::sampling::{Sampler, filter};
+use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
 use moe_gpu::reference::linear;
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{GenerateOptions, Logits, Model, ModelOptions, Sampling, stop_tokens};
@@ -385,4 +386,46 @@ fn tied_embeddings_use_the_embedding_matrix_as_lm_head() {
 fn a_model_can_move_to_a_worker_thread() {
     fn assert_send<T: Send>() {}
     assert_send::<Model>();
+}
+
+#[test]
+fn an_expert_cache_of_k_slots_generates_like_full_residency() {
+    let ctx = common::ctx();
+    for (set, arch) in [("hf-tiny", "mixtral"), ("hf-tiny-alt", "deepseek_v3")] {
+        let fx = Fixture::open(set, arch);
+        let k = fx.ids("layers.1.moe.topk_ids").len() / fx.ids("input_ids").len();
+        let mut model = load(
+            &fx,
+            ModelOptions {
+                residency: ResidencyOptions {
+                    budget: ExpertBudget::SlotsPerLayer(k),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let vocab = model.config.vocab;
+        let prompt = fx.ids("input_ids");
+        let sequence = fx.ids("generate.sequences");
+        let steps = fx.f32("generate.step_logits");
+        let first = model.forward(ctx, &prompt, Logits::Last).unwrap();
+        let err = max_abs_err(&first, &steps[..vocab]);
+        assert!(err <= 1e-3, "{set}/{arch}: cached prefill error {err:e}");
+        let options = GenerateOptions {
+            max_new_tokens: sequence.len() - prompt.len(),
+            ignore_eos: true,
+            ..GenerateOptions::for_model(&model)
+        };
+        let got: Vec<u32> = model
+            .generate(ctx, &prompt, options)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, &sequence[prompt.len()..], "{set}/{arch}");
+        let stats = model.residency_stats();
+        assert!(
+            stats.misses > 0 && stats.readbacks > 0,
+            "{set}/{arch}: no cache traffic"
+        );
+    }
 }

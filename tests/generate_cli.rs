@@ -324,3 +324,50 @@ fn demo_runs_a_synthetic_decoder_and_prints_histograms() {
         .sum();
     assert_eq!(routed, 16);
 }
+
+#[test]
+fn cli_generates_the_same_tokens_with_an_expert_cache_and_writes_statistics() {
+    let fx = Fixture::open("hf-tiny", "qwen2_moe");
+    let prompt = fx.ids("input_ids");
+    let sequence = fx.ids("generate.sequences");
+    let new = sequence.len() - prompt.len();
+    let ids: Vec<String> = prompt.iter().map(|i| i.to_string()).collect();
+    let ids = ids.join(",");
+    let d = temp_dir("generate-stats");
+    for (extra, cached) in [(vec![], false), (vec!["--expert-slots", "4"], true)] {
+        let stats = d.join(format!("stats-{cached}.json"));
+        let new_tokens = new.to_string();
+        let mut args = vec![
+            "--prompt-ids",
+            &ids,
+            "--max-new-tokens",
+            &new_tokens,
+            "--ignore-eos",
+            "--json",
+            "--stats",
+            stats.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = generate(&fx.model_dir, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let got: Vec<u32> =
+            serde_json::from_value(last_json(&out)["generated_ids"].clone()).unwrap();
+        assert_eq!(got, &sequence[prompt.len()..], "cached {cached}");
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        // Every forward step's tokens are routed to k experts in every layer: the prompt and
+        // all generated tokens but the last (which is sampled, never fed back).
+        let k = fx.ids("layers.0.moe.topk_ids").len() / prompt.len();
+        let routed: u64 = s["per_layer"][0]["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            routed as usize,
+            (prompt.len() + new - 1) * k,
+            "cached {cached}: {s}"
+        );
+        assert_eq!(s["misses"].as_u64().unwrap() > 0, cached, "{s}");
+    }
+}

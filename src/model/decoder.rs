@@ -8,21 +8,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Staging};
+use crate::gpu::{Context, Staging, decode};
 use crate::kernels::matmul::Glu;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention::{AttentionBlock, AttentionInit};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
-use crate::model::experts::{load_mlp, load_moe_weights, moe_layer_spec};
+use crate::model::experts::{load_mlp, load_moe_weights, moe_layer_spec_for};
 use crate::model::linear::LmHead;
 use crate::model::options::{ModelOptions, Resolved};
 use crate::model::record::Recorder;
 use crate::model::scratch::Scratch;
 use crate::model::trace::Trace;
-use crate::moe::layer::MoeLayer;
+use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::DenseMlp;
 use crate::moe::routing::DynamicActivation;
+use crate::moe::stats::ResidencyStats;
 
 /// Which rows of logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub struct Model {
     final_out: wgpu::Buffer,
     lm_head: LmHead,
     logits: Staging,
+    /// [MoE layers, max_batch, k] expert ids, with `ModelOptions::routing_stats`.
+    routing: Option<Staging>,
     /// Tokens in the KV cache.
     position: usize,
 }
@@ -116,6 +119,9 @@ impl Model {
             )
         };
         let mut layers = Vec::with_capacity(cfg.layers);
+        let moe_count = cfg.moe_layers().len();
+        let residency = &options.residency;
+        let mut first_moe = true;
         for l in 0..cfg.layers {
             let p = format!("model.layers.{l}.");
             let input_norm = if l == 0 {
@@ -159,16 +165,23 @@ impl Model {
                     )?))
                 }
                 MlpKind::Moe => {
+                    let spec = moe_layer_spec_for(cfg, l, options.expert_format);
+                    let slots = residency.slots_per_layer(ctx, &spec, moe_count)?;
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
-                    let layer = MoeLayer::with_io(
-                        ctx,
-                        moe_layer_spec(cfg, options.expert_format),
-                        &weights,
-                        limits.batch,
-                        s.x.clone(),
-                        s.mlp_out.clone(),
-                    )?;
-                    layer.upload_all(ctx, &weights)?;
+                    let build = LayerBuild {
+                        max_tokens: limits.batch,
+                        io: Some((s.x.clone(), s.mlp_out.clone())),
+                        slots,
+                        residency,
+                        layer: l,
+                    };
+                    let mut layer = MoeLayer::build(ctx, spec, &weights, build)?;
+                    // The previous MoE layer routes on its post-attention norm output, which
+                    // is in `x` then: this layer's router predicts its experts from it.
+                    if residency.prefetch && !first_moe {
+                        layer.attach_predictor(ctx, &s.x)?;
+                    }
+                    first_moe = false;
                     Mlp::Moe(Box::new(layer))
                 }
             };
@@ -198,6 +211,16 @@ impl Model {
             limits.logit_rows,
         )?;
         let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64);
+        let routing = options.routing_stats.then(|| {
+            let pairs: usize = layers
+                .iter()
+                .filter_map(|l| match &l.mlp {
+                    Mlp::Moe(m) => Some(limits.batch * m.top_k()),
+                    Mlp::Dense(_) => None,
+                })
+                .sum();
+            Staging::new(ctx, "expert ids", (pairs * 4) as u64)
+        });
         Ok(Self {
             config,
             limits,
@@ -209,6 +232,7 @@ impl Model {
             final_out,
             lm_head,
             logits,
+            routing,
             position: 0,
         })
     }
@@ -221,6 +245,13 @@ impl Model {
     /// Empties the KV cache (the next forward starts at position 0).
     pub fn reset(&mut self) {
         self.position = 0;
+    }
+
+    /// Expert residency statistics of every MoE layer so far: hits, misses, bytes uploaded and
+    /// per-layer histograms (resident layers count only what [`MoeLayer::observe_routing`] is
+    /// given, since they read nothing back).
+    pub fn residency_stats(&self) -> ResidencyStats {
+        ResidencyStats::from_layers(self.moe_layers().map(|(_, m)| m.stats()).collect())
     }
 
     /// The MoE layers, by decoder layer index.
@@ -343,6 +374,8 @@ impl Model {
             tr.capture(&mut rec, "embed.output", &s.h);
         }
         let activation = DynamicActivation::default();
+        let moe: Vec<&MoeLayer> = self.moe_layers().map(|(_, m)| m).collect();
+        let mut moe_index = 0;
         for (l, layer) in self.layers.iter().enumerate() {
             layer.input_norm.encode(ctx, rec.pass(), t);
             if l > 0
@@ -357,13 +390,18 @@ impl Model {
             }
             match &layer.mlp {
                 Mlp::Dense(mlp) => mlp.encode(ctx, rec.pass(), t),
-                Mlp::Moe(moe) => {
-                    moe.encode_route(ctx, rec.pass(), t, &activation)?;
-                    if moe.needs_sync() {
-                        rec.submit();
-                        moe.sync(ctx)?;
+                Mlp::Moe(layer) => {
+                    moe_index += 1;
+                    let next = moe.get(moe_index).copied();
+                    layer.encode_route(ctx, rec.pass(), t, &activation)?;
+                    if let Some(next) = next {
+                        next.encode_prediction(ctx, rec.pass(), t, &activation)?;
                     }
-                    moe.encode_experts(ctx, rec.pass(), t);
+                    if layer.needs_sync() {
+                        let encoder = layer.sync(ctx, rec.take_encoder(), t, next)?;
+                        rec.resume(encoder);
+                    }
+                    layer.encode_experts(ctx, rec.pass(), t);
                 }
             }
             if let Some(tr) = trace.as_deref_mut() {
@@ -382,7 +420,25 @@ impl Model {
             self.lm_head
                 .copy_out(rec.encoder(), &self.logits, logit_rows);
         }
+        let ids_bytes = |layer: &MoeLayer| (t * layer.top_k() * 4) as u64;
+        if let Some(staging) = &self.routing {
+            let mut offset = 0;
+            for layer in &moe {
+                rec.copy(layer.ids_buffer(), 0, staging, offset, ids_bytes(layer));
+                offset += ids_bytes(layer);
+            }
+        }
         rec.submit();
+        if let Some(staging) = &self.routing {
+            let total: u64 = moe.iter().map(|l| ids_bytes(l)).sum();
+            let raw = staging.read_bytes(ctx, total)?;
+            let mut offset = 0;
+            for layer in &moe {
+                let ids: Vec<u32> = decode(&raw, offset, t * layer.top_k());
+                layer.observe_routing(t, &ids);
+                offset += ids_bytes(layer);
+            }
+        }
         self.position += t;
         Ok(())
     }

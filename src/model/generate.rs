@@ -179,6 +179,11 @@ impl Generator<'_> {
         Ok(Some(token))
     }
 
+    /// The model being generated from (e.g. to read its MoE layers between tokens).
+    pub fn model(&self) -> &Model {
+        self.model
+    }
+
     pub fn prompt(&self) -> &[u32] {
         &self.prompt
     }

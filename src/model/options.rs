@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::matmul::WeightFormat;
 use crate::model::config::ModelConfig;
+use crate::moe::budget::ResidencyOptions;
 
 /// Build options of a [`Model`](crate::model::Model). `Default` gives f32 weights, a context of
 /// min(max_position_embeddings, 4096) and prefill steps of up to 256 tokens.
@@ -19,6 +20,13 @@ pub struct ModelOptions {
     pub expert_format: WeightFormat,
     /// Storage of attention, dense-MLP and LM-head weights.
     pub dense_format: WeightFormat,
+    /// How many routed experts live in VRAM (all by default when they fit), the cache policy
+    /// and next-layer prefetch.
+    pub residency: ResidencyOptions,
+    /// Read every step's expert ids back into the statistics of layers with all experts
+    /// resident (which otherwise read nothing back): one small copy per MoE layer and step.
+    /// Expert-cache layers always record their own.
+    pub routing_stats: bool,
 }
 
 impl Default for ModelOptions {
@@ -29,6 +37,8 @@ impl Default for ModelOptions {
             max_logit_rows: 1,
             expert_format: WeightFormat::F32,
             dense_format: WeightFormat::F32,
+            residency: ResidencyOptions::default(),
+            routing_stats: false,
         }
     }
 }

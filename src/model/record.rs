@@ -38,6 +38,21 @@ impl<'a> Recorder<'a> {
             .get_or_insert_with(|| ctx.device.create_command_encoder(&Default::default()))
     }
 
+    /// Takes the encoder (with any open pass ended) to hand to code that submits it, such as
+    /// an expert cache's sync; give the encoder to continue with back with [`Self::resume`].
+    pub fn take_encoder(&mut self) -> wgpu::CommandEncoder {
+        self.pass = None;
+        let ctx = self.ctx;
+        self.encoder
+            .take()
+            .unwrap_or_else(|| ctx.device.create_command_encoder(&Default::default()))
+    }
+
+    pub fn resume(&mut self, encoder: wgpu::CommandEncoder) {
+        self.pass = None;
+        self.encoder = Some(encoder);
+    }
+
     /// Records a copy of `bytes` bytes of `src` (from `src_offset`) into `staging` at `dst_offset`.
     pub fn copy(
         &mut self,

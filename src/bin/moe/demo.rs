@@ -2,16 +2,17 @@
 //! norms) with deterministic random weights, scaled down to run in seconds on a software
 //! adapter. It is written as a real checkpoint to a temporary directory and loaded through
 //! `Model`, then runs a prefill and greedy decode steps, timing each and counting which experts
-//! every layer used.
+//! every layer used (a small readback per step, inside the timings). The expert residency options turn on the expert cache.
 
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use moe_gpu::kernels::INVALID;
 use moe_gpu::model::sampling::argmax;
 use moe_gpu::model::synthetic::{SyntheticShape, write_olmoe};
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{Context, Logits, Model, ModelOptions};
+
+use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +39,8 @@ pub struct Args {
     decode_steps: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    #[command(flatten)]
+    residency: ResidencyArgs,
 }
 
 /// Removes the demo checkpoint when the demo ends, however it ends.
@@ -71,37 +74,44 @@ pub fn run(a: Args) -> Result<()> {
          vocab {} (OLMoE-1B-7B scaled down, random weights, seed {})",
         a.layers, a.hidden, a.heads, a.experts, a.inter, a.top_k, a.vocab, a.seed
     );
-    let t0 = Instant::now();
-    let mut model = Model::load_with(
-        &ctx,
-        &dir.0,
-        &ModelOptions {
-            max_batch: a.prompt_tokens.max(1),
-            ..Default::default()
-        },
-    )?;
-    println!("load: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
-
+    let options = ModelOptions {
+        max_batch: a.prompt_tokens.max(1),
+        residency: a.residency.options()?,
+        routing_stats: true,
+        ..Default::default()
+    };
     let mut rng = Rng::new(a.seed);
     let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
         .map(|_| rng.below(a.vocab) as u32)
         .collect();
-    // The first forward pays for the driver compiling every pipeline; it is not timed.
+
+    // The first forward pays for the driver compiling every pipeline. A throwaway copy of the
+    // model with every expert resident takes it, so that neither the timings nor the
+    // expert-cache statistics include it.
     let t0 = Instant::now();
-    model.forward(&ctx, &prompt, Logits::Last)?;
+    Model::load_with(&ctx, &dir.0, &ModelOptions::default())?.forward(
+        &ctx,
+        &prompt,
+        Logits::Last,
+    )?;
     println!(
         "warm-up (pipeline compilation): {:.1} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
+    let t0 = Instant::now();
+    let mut model = Model::load_with(&ctx, &dir.0, &options)?;
+    println!("load: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
 
-    let mut histogram = vec![vec![0u64; a.experts]; a.layers];
-    model.reset();
     let t0 = Instant::now();
     let logits = model.forward(&ctx, &prompt, Logits::Last)?;
     let prefill = t0.elapsed().as_secs_f64();
-    count_experts(&ctx, &model, prompt.len(), &mut histogram)?;
+    let submits = if model.residency_stats().readbacks == 0 {
+        "one submit"
+    } else {
+        "expert cache: a readback per MoE layer"
+    };
     println!(
-        "prefill: {} tokens in {:.1} ms ({:.0} tokens/s, one submit)",
+        "prefill: {} tokens in {:.1} ms ({:.0} tokens/s, {submits})",
         prompt.len(),
         prefill * 1e3,
         prompt.len() as f64 / prefill
@@ -114,14 +124,13 @@ pub fn run(a: Args) -> Result<()> {
         let logits = model.forward(&ctx, &[token], Logits::Last)?;
         token = argmax(&logits);
         times.push(t0.elapsed().as_secs_f64() * 1e3);
-        count_experts(&ctx, &model, 1, &mut histogram)?;
         generated.push(token);
     }
     if !times.is_empty() {
         let cells: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         println!(
-            "decode: {} steps, {mean:.2} ms per step ({:.1} tokens/s, one submit each); per step ms: [{}]",
+            "decode: {} steps, {mean:.2} ms per step ({:.1} tokens/s, {submits} each); per step ms: [{}]",
             times.len(),
             1e3 / mean,
             cells.join(" ")
@@ -129,32 +138,17 @@ pub fn run(a: Args) -> Result<()> {
     }
     let ids: Vec<String> = generated.iter().map(|t| t.to_string()).collect();
     println!("greedy tokens: {}", ids.join(" "));
+    let stats = model.residency_stats();
     println!("expert histogram (tokens routed to each expert, prefill and decode):");
-    for (l, hist) in histogram.iter().enumerate() {
-        let used = hist.iter().filter(|c| **c > 0).count();
-        let cells: Vec<String> = hist.iter().map(|c| c.to_string()).collect();
+    for l in &stats.per_layer {
+        let used = l.histogram.iter().filter(|c| **c > 0).count();
+        let cells: Vec<String> = l.histogram.iter().map(|c| c.to_string()).collect();
         println!(
-            "  layer {l}: {used}/{} experts used: [{}]",
+            "  layer {}: {used}/{} experts used: [{}]",
+            l.layer,
             a.experts,
             cells.join(" ")
         );
     }
-    Ok(())
-}
-
-/// Adds the expert ids of the last step's `tokens` tokens to each layer's histogram (a small
-/// readback outside the timed step).
-fn count_experts(
-    ctx: &Context,
-    model: &Model,
-    tokens: usize,
-    histogram: &mut [Vec<u64>],
-) -> Result<()> {
-    for (l, layer) in model.moe_layers() {
-        let ids: Vec<u32> = ctx.read_back(layer.ids_buffer(), tokens * layer.top_k())?;
-        for id in ids.into_iter().filter(|id| *id != INVALID) {
-            histogram[l][id as usize] += 1;
-        }
-    }
-    Ok(())
+    a.residency.finish(&stats, a.top_k)
 }

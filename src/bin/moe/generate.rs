@@ -9,6 +9,8 @@ use moe_gpu::model::{FinishReason, TextStream};
 use moe_gpu::{Context, GenerateOptions, Model, ModelOptions, Sampling, Tokenizer, stop_tokens};
 use serde_json::json;
 
+use crate::residency_args::ResidencyArgs;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Hugging Face model directory: config.json, safetensors, and tokenizer.json for --prompt.
@@ -55,6 +57,8 @@ pub struct Args {
     /// Expert weight format on the GPU.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
+    #[command(flatten)]
+    residency: ResidencyArgs,
 }
 
 impl Args {
@@ -103,6 +107,9 @@ pub fn run(a: Args) -> Result<()> {
     let options = ModelOptions {
         max_context: a.max_context,
         expert_format: format,
+        residency: a.residency.options()?,
+        // Resident layers read nothing back; the statistics and trace files need their routing.
+        routing_stats: a.residency.stats.is_some() || a.residency.trace_out.is_some(),
         ..Default::default()
     };
     let mut model = Model::load_with(&ctx, &a.model, &options)?;
@@ -163,5 +170,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         writeln!(out, "{v}")?;
     }
-    Ok(())
+    drop(generator);
+    a.residency
+        .finish(&model.residency_stats(), model.config.moe.routing.top_k)
 }

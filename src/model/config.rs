@@ -8,6 +8,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::kernels::matmul::Glu;
 use crate::model::json::Json;
+pub use crate::model::rope::RopeConfig;
+use crate::model::rope::rope_config;
 use crate::moe::routing::{GroupScore, RoutingSpec, Scoring};
 
 /// The supported `model_type`s.
@@ -72,30 +74,6 @@ pub enum QkNorm {
     PerHead,
     /// OLMoE: RMSNorm over the whole q / k projection.
     Full,
-}
-
-/// Rotary embedding settings, from `rope_parameters` or the older `rope_theta` / `rope_scaling`,
-/// with transformers' defaults filled in (see `model::rope` for the tables they give).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RopeConfig {
-    pub theta: f64,
-    /// `default` or `yarn`.
-    pub rope_type: String,
-    /// Rotated columns per head: `head_dim`, or `qk_rope_head_dim` for MLA.
-    pub dim: usize,
-    /// YaRN scaling factor; when absent, max_position_embeddings / original_max_position_embeddings.
-    pub factor: f64,
-    /// YaRN pre-training context: the top-level field, else the rope parameter, else
-    /// max_position_embeddings (as transformers' `standardize_rope_params`).
-    pub original_max_position_embeddings: usize,
-    pub beta_fast: f64,
-    pub beta_slow: f64,
-    pub mscale: Option<f64>,
-    pub mscale_all_dim: Option<f64>,
-    pub attention_factor: Option<f64>,
-    pub truncate: bool,
-    /// Rotate interleaved pairs (DeepSeek) rather than halves.
-    pub interleave: bool,
 }
 
 /// DeepSeek multi-head latent attention.
@@ -511,102 +489,5 @@ fn attention_config(c: &Json, arch: Arch, hidden: usize, layers: usize) -> Resul
         mla,
         sliding_window,
         sliding_layers,
-    })
-}
-
-fn rope_config(c: &Json, arch: Arch, dim: usize, max_positions: usize) -> Result<RopeConfig> {
-    // transformers 5 writes `rope_parameters`; older configs use `rope_theta` + `rope_scaling`.
-    let params = c.get("rope_parameters").or_else(|| c.get("rope_scaling"));
-    let p = params.map(Json);
-    let field = |name: &str| -> Result<Option<f64>> {
-        match &p {
-            Some(p) => p.opt_f64(name),
-            None => Ok(None),
-        }
-    };
-    let theta = match field("rope_theta")? {
-        Some(t) => t,
-        None => c.f64_or("rope_theta", 10000.0)?,
-    };
-    if theta.is_nan() || theta <= 1.0 {
-        return Err(Error::config(
-            "rope_theta",
-            format!("{theta} must be greater than 1"),
-        ));
-    }
-    let rope_type = match &p {
-        Some(p) => p
-            .opt_str("rope_type")?
-            .or(p.opt_str("type")?)
-            .unwrap_or("default")
-            .to_string(),
-        None => "default".to_string(),
-    };
-    if rope_type != "default" && rope_type != "yarn" {
-        return Err(Error::config(
-            "rope_parameters.rope_type",
-            format!("`{rope_type}` is not supported (default, yarn)"),
-        ));
-    }
-    let partial = c
-        .opt_f64("partial_rotary_factor")?
-        .or(field("partial_rotary_factor")?);
-    if let Some(f) = partial.filter(|f| *f != 1.0) {
-        return Err(Error::config(
-            "partial_rotary_factor",
-            format!("{f} is not supported (only 1.0)"),
-        ));
-    }
-    if dim == 0 || !dim.is_multiple_of(2) {
-        return Err(Error::config(
-            "head_dim",
-            format!("the rotary dimension {dim} must be even and positive"),
-        ));
-    }
-    let truncate = match &p {
-        Some(p) => p.bool_or("truncate", true)?,
-        None => true,
-    };
-    // DeepSeek-V2 always rotates interleaved pairs (complex multiplication); V3 does unless
-    // `rope_interleave` is false, and then rotates halves like everyone else.
-    let interleave = match arch {
-        Arch::DeepseekV2 => true,
-        Arch::DeepseekV3 => c.bool_or("rope_interleave", true)?,
-        _ => false,
-    };
-    let original = match c.opt_usize("original_max_position_embeddings")? {
-        Some(v) => v,
-        None => field("original_max_position_embeddings")?.map_or(max_positions, |v| v as usize),
-    };
-    let factor = match field("factor")? {
-        Some(f) => f,
-        None if rope_type == "yarn" => max_positions as f64 / original.max(1) as f64,
-        None => 1.0,
-    };
-    if rope_type == "yarn" && (original == 0 || factor.is_nan() || factor <= 0.0) {
-        return Err(Error::config(
-            "rope_parameters.factor",
-            format!(
-                "YaRN needs a positive factor ({factor}) and original_max_position_embeddings ({original})"
-            ),
-        ));
-    }
-    // transformers reads `beta_fast or 32`: a zero means the default too.
-    let beta = |name: &str, default: f64| -> Result<f64> {
-        Ok(field(name)?.filter(|b| *b != 0.0).unwrap_or(default))
-    };
-    Ok(RopeConfig {
-        theta,
-        dim,
-        factor,
-        original_max_position_embeddings: original,
-        beta_fast: beta("beta_fast", 32.0)?,
-        beta_slow: beta("beta_slow", 1.0)?,
-        mscale: field("mscale")?,
-        mscale_all_dim: field("mscale_all_dim")?,
-        attention_factor: field("attention_factor")?,
-        truncate,
-        interleave,
-        rope_type,
     })
 }

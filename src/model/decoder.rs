@@ -9,19 +9,23 @@ use std::sync::Arc;
 
 mod forward;
 
+use crate::calibration::CalibrationStats;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
 use crate::kernels::matmul::Glu;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention::{AttentionBlock, AttentionInit};
+use crate::model::capture::RoutingCapture;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
 use crate::model::experts::{load_mlp, load_moe_weights, moe_layer_spec_for};
 use crate::model::linear::LmHead;
 use crate::model::options::{ModelOptions, Resolved};
 use crate::model::scratch::Scratch;
+use crate::moe::activation::ActivationPolicy;
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::DenseMlp;
+use crate::moe::routing::DynamicActivation;
 use crate::moe::stats::ResidencyStats;
 
 /// Which rows of logits a forward call returns.
@@ -80,6 +84,10 @@ pub struct Model {
     logits: Staging,
     /// [MoE layers, max_batch, k] expert ids, with `ModelOptions::routing_stats`.
     routing: Option<Staging>,
+    /// Dynamic activation of each decoder layer (unused for dense layers).
+    activation: Vec<DynamicActivation>,
+    /// Set while [`Model::capture_routing`] runs: per-layer routing and expert outputs.
+    pub(crate) capture: Option<RoutingCapture>,
     /// Tokens in the KV cache.
     position: usize,
 }
@@ -220,6 +228,7 @@ impl Model {
                 .sum();
             Staging::new(ctx, "expert ids", (pairs * 4) as u64)
         });
+        let cfg_layers = config.layers;
         Ok(Self {
             config,
             limits,
@@ -232,8 +241,26 @@ impl Model {
             lm_head,
             logits,
             routing,
+            activation: vec![DynamicActivation::default(); cfg_layers],
+            capture: None,
             position: 0,
         })
+    }
+
+    /// Sets the dynamic activation of every MoE layer (runtime top-k, skip threshold,
+    /// expert top-p), resolved per layer by `policy` (with calibration statistics for `auto`).
+    pub fn set_activation(
+        &mut self,
+        policy: &ActivationPolicy,
+        stats: Option<&CalibrationStats>,
+    ) -> Result<()> {
+        let moe: Vec<(usize, usize)> = self.moe_layers().map(|(i, m)| (i, m.top_k())).collect();
+        for (layer, k) in moe {
+            let a = policy.for_layer(layer, stats)?;
+            a.effective_k(k)?;
+            self.activation[layer] = a;
+        }
+        Ok(())
     }
 
     /// Tokens currently in the KV cache.

@@ -2,9 +2,12 @@
 //! architecture, and the whole decoder on the GPU ([`Model`]).
 
 pub mod attention;
+pub mod calibrate;
+pub mod capture;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
+pub mod eval;
 pub mod experts;
 pub mod generate;
 pub mod inspect;

@@ -80,6 +80,10 @@ pub struct MoeLayer {
     pub(crate) counts: wgpu::Buffer,
     /// [6] indirect dispatch sizes of the grouped GEMMs.
     args: wgpu::Buffer,
+    /// [max_tokens · k] expert-sorted row of each (token, slot) pair, `INVALID` if dropped.
+    pos: wgpu::Buffer,
+    /// [max_tokens · k, hidden] expert outputs in expert-sorted rows.
+    expert_out: wgpu::Buffer,
     pub arena: ExpertArena,
     pub(crate) router_weights: RouterWeights,
     router: Router,
@@ -347,6 +351,8 @@ impl MoeLayer {
             route,
             counts,
             args,
+            pos,
+            expert_out: y,
             arena,
             router_weights,
             router,
@@ -389,6 +395,17 @@ impl MoeLayer {
     /// [max_tokens, k] expert ids of the last step (`u32::MAX` for dropped slots).
     pub fn ids_buffer(&self) -> &wgpu::Buffer {
         &self.route.ids
+    }
+
+    /// [max_tokens, k] routing weights of the last step (0 for dropped slots).
+    pub fn weights_buffer(&self) -> &wgpu::Buffer {
+        &self.route.weights
+    }
+
+    /// The last step's expert outputs: [max_tokens · k, hidden] in expert-sorted rows, and the
+    /// [max_tokens · k] row of each (token, slot) pair (`INVALID` for dropped slots).
+    pub fn expert_output_buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        (&self.expert_out, &self.pos)
     }
 
     /// This layer's residency statistics so far.

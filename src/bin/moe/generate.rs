@@ -9,6 +9,7 @@ use moe_gpu::model::{FinishReason, TextStream};
 use moe_gpu::{Context, GenerateOptions, Model, ModelOptions, Sampling, Tokenizer, stop_tokens};
 use serde_json::json;
 
+use crate::activation::{ExpertActivationArgs, activation_report};
 use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
@@ -59,6 +60,8 @@ pub struct Args {
     dtype: String,
     #[command(flatten)]
     residency: ResidencyArgs,
+    #[command(flatten)]
+    activation: ExpertActivationArgs,
 }
 
 impl Args {
@@ -109,10 +112,14 @@ pub fn run(a: Args) -> Result<()> {
         expert_format: format,
         residency: a.residency.options()?,
         // Resident layers read nothing back; the statistics and trace files need their routing.
-        routing_stats: a.residency.stats.is_some() || a.residency.trace_out.is_some(),
+        // and so does the activation report of the dynamic activation options.
+        routing_stats: a.residency.stats.is_some()
+            || a.residency.trace_out.is_some()
+            || a.activation.is_set(),
         ..Default::default()
     };
     let mut model = Model::load_with(&ctx, &a.model, &options)?;
+    a.activation.apply(&mut model)?;
     let stop = stop_tokens(&a.model, &model.config)?;
     eprintln!(
         "{} on {}: {} prompt tokens",
@@ -150,6 +157,19 @@ pub fn run(a: Args) -> Result<()> {
         stats.decode_tokens_per_s(),
         stats.time_to_first_token.as_secs_f64() * 1e3
     );
+    let activation = a
+        .activation
+        .is_set()
+        .then(|| activation_report(generator.model(), generator.model().position()));
+    if let Some(s) = &activation {
+        eprintln!(
+            "activated experts per token: {:.2} of {} over all MoE layers ({:.0} expert weight bytes per token, {:.0} saved)",
+            s.activated_experts_per_token,
+            s.top_k,
+            s.weight_bytes_per_token,
+            s.weight_bytes_saved_per_token
+        );
+    }
     if a.json {
         let mut v = json!({
             "model": a.model.display().to_string(),
@@ -167,6 +187,9 @@ pub fn run(a: Args) -> Result<()> {
         });
         if let Some(s) = &stream {
             v["text"] = json!(s.text()?);
+        }
+        if let Some(s) = &activation {
+            v["activation"] = json!(s);
         }
         writeln!(out, "{v}")?;
     }

@@ -3,7 +3,10 @@
 mod activation;
 mod block;
 mod cache_sim;
+mod calibrate;
+mod data;
 mod demo;
+mod eval;
 mod generate;
 mod inspect;
 mod io;
@@ -33,8 +36,12 @@ enum Command {
     Block(block::Args),
     /// Describe a checkpoint: architecture, layers, experts, routing, parameters, bytes.
     Inspect(inspect::Args),
+    /// Per-layer, per-expert routing statistics on calibration data (for pruning and `auto`).
+    Calibrate(calibrate::Args),
     /// Remove or merge whole experts by calibration statistics; writes an HF checkpoint.
     Prune(prune::Args),
+    /// Compare a student model with its teacher: KL, top-1 agreement, expert bytes, speed.
+    Eval(eval::Args),
     /// Replay a routing trace through each expert-cache policy and Belady's optimum.
     CacheSim(cache_sim::Args),
 }
@@ -46,7 +53,9 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Block(a) => block::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::CacheSim(a) => cache_sim::run(a),
     };
     if let Err(e) = result {

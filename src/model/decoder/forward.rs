@@ -8,7 +8,6 @@ use crate::model::decoder::{Logits, Mlp, Model};
 use crate::model::record::Recorder;
 use crate::model::trace::Trace;
 use crate::moe::layer::MoeLayer;
-use crate::moe::routing::DynamicActivation;
 
 impl Model {
     /// Checks that `ids` can be appended to the cache.
@@ -119,8 +118,7 @@ impl Model {
         if let Some(tr) = trace.as_deref_mut() {
             tr.capture(&mut rec, "embed.output", &s.h);
         }
-        let activation = DynamicActivation::default();
-        let moe: Vec<&MoeLayer> = self.moe_layers().map(|(_, m)| m).collect();
+        let moe: Vec<(usize, &MoeLayer)> = self.moe_layers().collect();
         let mut moe_index = 0;
         for (l, layer) in self.layers.iter().enumerate() {
             layer.input_norm.encode(ctx, rec.pass(), t);
@@ -139,10 +137,11 @@ impl Model {
                 Mlp::Moe(layer) => {
                     moe_index += 1;
                     let next = moe.get(moe_index).copied();
-                    layer.encode_route(ctx, rec.pass(), t, &activation)?;
-                    if let Some(next) = next {
-                        next.encode_prediction(ctx, rec.pass(), t, &activation)?;
+                    layer.encode_route(ctx, rec.pass(), t, &self.activation[l])?;
+                    if let Some((next_l, next)) = next {
+                        next.encode_prediction(ctx, rec.pass(), t, &self.activation[next_l])?;
                     }
+                    let next = next.map(|(_, m)| m);
                     if layer.needs_sync() {
                         let encoder = layer.sync(ctx, rec.take_encoder(), t, next)?;
                         rec.resume(encoder);
@@ -167,23 +166,29 @@ impl Model {
                 .copy_out(rec.encoder(), &self.logits, logit_rows);
         }
         let ids_bytes = |layer: &MoeLayer| (t * layer.top_k() * 4) as u64;
+        if let Some(capture) = &self.capture {
+            capture.record(&mut rec, moe.iter().map(|(_, m)| *m));
+        }
         if let Some(staging) = &self.routing {
             let mut offset = 0;
-            for layer in &moe {
+            for (_, layer) in &moe {
                 rec.copy(layer.ids_buffer(), 0, staging, offset, ids_bytes(layer));
                 offset += ids_bytes(layer);
             }
         }
         rec.submit();
         if let Some(staging) = &self.routing {
-            let total: u64 = moe.iter().map(|l| ids_bytes(l)).sum();
+            let total: u64 = moe.iter().map(|(_, l)| ids_bytes(l)).sum();
             let raw = staging.read_bytes(ctx, total)?;
             let mut offset = 0;
-            for layer in &moe {
+            for (_, layer) in &moe {
                 let ids: Vec<u32> = decode(&raw, offset, t * layer.top_k());
                 layer.observe_routing(t, &ids);
                 offset += ids_bytes(layer);
             }
+        }
+        if let Some(capture) = self.capture.as_mut() {
+            capture.finish(ctx)?;
         }
         self.position += t;
         Ok(())

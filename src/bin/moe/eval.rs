@@ -1,0 +1,86 @@
+//! `moe eval`: a (pruned or dynamically activated) student against its teacher.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use moe_gpu::model::eval::evaluate;
+use moe_gpu::{Context, Model, ModelOptions};
+
+use crate::activation::ExpertActivationArgs;
+use crate::data::load_tokens;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The student model directory (e.g. written by `moe prune`).
+    #[arg(long)]
+    model: PathBuf,
+    /// The teacher model directory (e.g. the unpruned original).
+    #[arg(long)]
+    teacher: PathBuf,
+    /// Evaluation data: text (needs tokenizer.json) or token ids. Default: built-in set.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    /// Sequences of the built-in pseudo-random ids (models without a tokenizer).
+    #[arg(long, default_value_t = 8)]
+    sequences: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Dynamic activation of the student.
+    #[command(flatten)]
+    activation: ExpertActivationArgs,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let ctx = Context::new()?;
+    let options = ModelOptions {
+        max_batch: a.seq_len.max(1),
+        max_logit_rows: a.seq_len.max(1),
+        max_context: Some(a.seq_len.max(1)),
+        routing_stats: true,
+        ..Default::default()
+    };
+    let mut teacher = Model::load_with(&ctx, &a.teacher, &options)?;
+    let mut student = Model::load_with(&ctx, &a.model, &options)?;
+    a.activation.apply(&mut student)?;
+    let data = load_tokens(
+        &a.teacher,
+        a.data.as_deref(),
+        teacher.config.vocab,
+        a.seq_len,
+        a.sequences,
+    )?;
+    let r = evaluate(&ctx, &mut teacher, &mut student, &data)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "tokens                     {} in {} sequences",
+            r.tokens, r.sequences
+        );
+        println!(
+            "KL(teacher ‖ student)      {:.5} nats per token",
+            r.kl_per_token
+        );
+        println!(
+            "top-1 agreement            {:.2}%",
+            r.top1_agreement * 100.0
+        );
+        println!(
+            "expert bytes per token     {:.0} (teacher {:.0})",
+            r.student_expert_bytes_per_token, r.teacher_expert_bytes_per_token
+        );
+        println!(
+            "expert bytes in the model  {} (teacher {})",
+            r.student_expert_bytes_total, r.teacher_expert_bytes_total
+        );
+        println!(
+            "tokens/s                   {:.1} (teacher {:.1})",
+            r.student_tokens_per_s, r.teacher_tokens_per_s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Student against teacher on the same tokens: KL(teacher ‖ student) per token, top-1
+//! agreement, activated expert weight bytes per token and speed.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::model::decoder::{Logits, Model};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EvalReport {
+    pub sequences: usize,
+    pub tokens: usize,
+    /// Mean over tokens of KL(teacher ‖ student) of the next-token distributions, in nats.
+    pub kl_per_token: f64,
+    /// Fraction of tokens whose argmax agrees.
+    pub top1_agreement: f64,
+    /// Routed expert weight bytes the student reads per token, summed over MoE layers.
+    pub student_expert_bytes_per_token: f64,
+    pub teacher_expert_bytes_per_token: f64,
+    /// Routed expert weight bytes of the whole model (what pruning shrinks).
+    pub student_expert_bytes_total: u64,
+    pub teacher_expert_bytes_total: u64,
+    pub student_tokens_per_s: f64,
+    pub teacher_tokens_per_s: f64,
+}
+
+fn log_softmax(z: &[f32]) -> Vec<f64> {
+    let max = z.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
+    let lse = z.iter().map(|v| (*v as f64 - max).exp()).sum::<f64>().ln() + max;
+    z.iter().map(|v| *v as f64 - lse).collect()
+}
+
+/// KL(p ‖ q) of two logit rows.
+pub fn kl(teacher: &[f32], student: &[f32]) -> f64 {
+    let lp = log_softmax(teacher);
+    let lq = log_softmax(student);
+    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum()
+}
+
+fn argmax(z: &[f32]) -> usize {
+    z.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+            if *v > best.1 { (i, *v) } else { best }
+        })
+        .0
+}
+
+/// What one model did on the evaluation sequences.
+struct Run {
+    logits: Vec<Vec<f32>>,
+    seconds: f64,
+    expert_bytes: f64,
+}
+
+/// Runs every sequence through `model` from an empty cache.
+fn run(ctx: &Context, model: &mut Model, sequences: &[Vec<u32>]) -> Result<Run> {
+    let mut logits = Vec::new();
+    let bytes_before = expert_bytes_read(model);
+    let t0 = Instant::now();
+    for seq in sequences {
+        model.reset();
+        logits.push(model.forward(ctx, seq, Logits::All)?);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    model.reset();
+    Ok(Run {
+        logits,
+        seconds,
+        expert_bytes: expert_bytes_read(model) - bytes_before,
+    })
+}
+
+/// Routed expert weight bytes `model` has read so far, from its routing statistics (the
+/// model must be built with `ModelOptions::routing_stats`).
+fn expert_bytes_read(model: &Model) -> f64 {
+    model
+        .moe_layers()
+        .map(|(_, m)| {
+            let s = m.stats();
+            s.histogram.iter().sum::<u64>() as f64 * s.expert_bytes as f64
+        })
+        .sum()
+}
+
+/// Routed expert weight bytes of every MoE layer together.
+fn expert_bytes_total(model: &Model) -> u64 {
+    model
+        .moe_layers()
+        .map(|(_, m)| m.experts() as u64 * m.stats().expert_bytes)
+        .sum()
+}
+
+/// Compares `student` with `teacher` on `sequences`. Both must share the vocabulary and allow
+/// `max_logit_rows` ≥ the longest sequence.
+pub fn evaluate(
+    ctx: &Context,
+    teacher: &mut Model,
+    student: &mut Model,
+    sequences: &[Vec<u32>],
+) -> Result<EvalReport> {
+    if teacher.config.vocab != student.config.vocab {
+        return Err(Error::input(format!(
+            "teacher vocabulary {} differs from the student's {}",
+            teacher.config.vocab, student.config.vocab
+        )));
+    }
+    let tokens: usize = sequences.iter().map(|s| s.len()).sum();
+    if tokens == 0 {
+        return Err(Error::input("no evaluation tokens"));
+    }
+    let t = run(ctx, teacher, sequences)?;
+    let s = run(ctx, student, sequences)?;
+    let vocab = teacher.config.vocab;
+    let (mut kl_sum, mut agree) = (0.0, 0usize);
+    for (tl, sl) in t.logits.iter().zip(&s.logits) {
+        for (a, b) in tl.chunks(vocab).zip(sl.chunks(vocab)) {
+            kl_sum += kl(a, b);
+            agree += usize::from(argmax(a) == argmax(b));
+        }
+    }
+    Ok(EvalReport {
+        sequences: sequences.len(),
+        tokens,
+        kl_per_token: kl_sum / tokens as f64,
+        top1_agreement: agree as f64 / tokens as f64,
+        student_expert_bytes_per_token: s.expert_bytes / tokens as f64,
+        teacher_expert_bytes_per_token: t.expert_bytes / tokens as f64,
+        student_expert_bytes_total: expert_bytes_total(student),
+        teacher_expert_bytes_total: expert_bytes_total(teacher),
+        student_tokens_per_s: tokens as f64 / s.seconds.max(1e-9),
+        teacher_tokens_per_s: tokens as f64 / t.seconds.max(1e-9),
+    })
+}

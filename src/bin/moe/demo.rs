@@ -39,6 +39,10 @@ pub struct Args {
     decode_steps: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Also write the synthetic checkpoint to this directory and keep it (for calibrate,
+    /// prune and eval); it is given a context of 4096 positions.
+    #[arg(long)]
+    save_model: Option<std::path::PathBuf>,
     #[command(flatten)]
     residency: ResidencyArgs,
 }
@@ -69,6 +73,15 @@ pub fn run(a: Args) -> Result<()> {
     let dir = TempDir(std::env::temp_dir().join(format!("moe-gpu-demo-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
     write_olmoe(&dir.0, &shape, a.seed)?;
+    if let Some(keep) = &a.save_model {
+        std::fs::create_dir_all(keep).with_context(|| format!("creating {}", keep.display()))?;
+        let long = SyntheticShape {
+            max_positions: shape.max_positions.max(4096),
+            ..shape
+        };
+        write_olmoe(keep, &long, a.seed)?;
+        println!("saved the synthetic checkpoint to {}", keep.display());
+    }
     println!(
         "model: OLMoE-style, {} layers, hidden {}, {} heads, {} experts of width {}, top-{}, \
          vocab {} (OLMoE-1B-7B scaled down, random weights, seed {})",

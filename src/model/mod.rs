@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod json;
 pub mod linear;
 pub mod mla;
+pub mod moe_config;
 pub mod options;
 mod record;
 pub mod rope;

@@ -12,11 +12,12 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST)
     .union(wgpu::BufferUsages::COPY_SRC);
 
-/// Smallest buffer we create: bindings of size zero are invalid.
-const MIN_BYTES: u64 = 16;
+/// Buffer sizes are rounded up to this: bindings of size zero are invalid, and kernels may read
+/// f32 buffers as `array<vec4<f32>>`, whose last element must lie inside the binding.
+pub const BUFFER_ALIGN: u64 = 16;
 
 fn padded(bytes: u64) -> u64 {
-    bytes.max(MIN_BYTES).div_ceil(4) * 4
+    bytes.max(1).div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN
 }
 
 impl Context {
@@ -83,7 +84,7 @@ impl Context {
         let staging = Staging::new(self, "read_back", bytes);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         staging.copy_from(&mut encoder, buffer, 0, 0, bytes);
-        self.queue.submit([encoder.finish()]);
+        self.submit([encoder.finish()]);
         staging.read(self, count)
     }
 }

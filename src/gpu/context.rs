@@ -1,6 +1,8 @@
 //! The device seam: choose an adapter (or adopt the application's device) and hold the queue,
 //! limits, features and the pipeline cache that every kernel goes through.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
 
@@ -58,6 +60,8 @@ pub struct Context {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub(crate) pipelines: PipelineCache,
+    /// Command-buffer submissions made through [`Context::submit`].
+    submits: AtomicU64,
 }
 
 /// Optional features we use when the adapter has them.
@@ -109,6 +113,7 @@ impl Context {
             limits,
             features,
             pipelines: PipelineCache::default(),
+            submits: AtomicU64::new(0),
         }
     }
 
@@ -130,6 +135,21 @@ impl Context {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// Submits command buffers to the queue and counts the submission. Every submit of the
+    /// library goes through here, so [`Context::submit_count`] measures submits per step.
+    pub fn submit(
+        &self,
+        buffers: impl IntoIterator<Item = wgpu::CommandBuffer>,
+    ) -> wgpu::SubmissionIndex {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit(buffers)
+    }
+
+    /// Submissions made through [`Context::submit`] so far.
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
     }
 
     /// Blocks until every submitted command has finished.

@@ -3,7 +3,9 @@
 mod buffer;
 mod context;
 mod pipeline;
+mod timer;
 
-pub use buffer::{Staging, decode};
+pub use buffer::{BUFFER_ALIGN, Staging, decode};
 pub use context::{Context, ContextOptions, parse_backend};
 pub use pipeline::{Binding, Kernel, Pipeline, PipelineKey};
+pub use timer::{GpuTimer, TimeSource, median};

@@ -2,6 +2,7 @@
 //! (kernel, override constants), inside a validation error scope, so a WGSL or layout error
 //! comes back as [`Error::Shader`] naming the kernel.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +20,12 @@ pub enum Binding {
 /// Every compute kernel of moe-gpu. The WGSL source lives in `shaders/<name>.wgsl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Register-blocked matmul (`matmul.wgsl` after `matmul_common.wgsl`).
     Matmul,
+    /// Shared-memory tiled matmul (`matmul_tiled.wgsl` after `matmul_common.wgsl`).
+    MatmulTiled,
+    /// Plain buffer copy, the bandwidth yardstick of the benchmarks.
+    Copy,
     Select,
     Count,
     Scan,
@@ -34,6 +40,8 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Matmul => "matmul",
+            Kernel::MatmulTiled => "matmul_tiled",
+            Kernel::Copy => "copy",
             Kernel::Select => "select",
             Kernel::Count => "count",
             Kernel::Scan => "scan",
@@ -45,9 +53,13 @@ impl Kernel {
         }
     }
 
-    fn source(self) -> &'static str {
-        match self {
+    /// The WGSL source: the kernel's file, after the shared file of its family if it has one.
+    fn source(self) -> Cow<'static, str> {
+        const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+        let file = match self {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
+            Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
             Kernel::Select => include_str!("../../shaders/select.wgsl"),
             Kernel::Count => include_str!("../../shaders/count.wgsl"),
             Kernel::Scan => include_str!("../../shaders/scan.wgsl"),
@@ -56,6 +68,10 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../shaders/rmsnorm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+        };
+        match self {
+            Kernel::Matmul | Kernel::MatmulTiled => Cow::Owned(format!("{MATMUL_COMMON}\n{file}")),
+            _ => Cow::Borrowed(file),
         }
     }
 
@@ -64,7 +80,11 @@ impl Kernel {
         use Binding::*;
         match self {
             // params, x, w, bias, slots, tiles, rows, out
-            Kernel::Matmul => &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite],
+            Kernel::Matmul | Kernel::MatmulTiled => {
+                &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite]
+            }
+            // params, src, dst
+            Kernel::Copy => &[Uniform, Read, ReadWrite],
             // params, logits, correction bias, ids, weights, shared gate
             Kernel::Select => &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite],
             // params, ids, counts
@@ -173,7 +193,7 @@ fn build_pipeline(ctx: &Context, key: &PipelineKey) -> Result<Pipeline> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name()),
-        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+        source: wgpu::ShaderSource::Wgsl(kernel.source()),
     });
     let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
         .bindings()

@@ -3,9 +3,11 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use crate::error::Result;
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::error::{Error, Result};
+use crate::gpu::{BUFFER_ALIGN, Context, Kernel, PipelineKey};
 use crate::kernels::{Dispatch, groups};
+
+pub use crate::kernels::tiling::{MatmulVariant, Tiling};
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
@@ -107,38 +109,6 @@ impl WeightFormat {
     }
 }
 
-/// Register tile of the matmul kernel: WG_M threads along rows (64 / WG_M along columns), each
-/// computing TM rows × TN columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tiling {
-    pub wg_m: u32,
-    pub tm: u32,
-    pub tn: u32,
-}
-
-impl Tiling {
-    /// Many rows per expert: 4 × 4 register blocks.
-    pub const PREFILL: Tiling = Tiling {
-        wg_m: 1,
-        tm: 4,
-        tn: 4,
-    };
-    /// One row per expert: a matvec that reads each weight once.
-    pub const DECODE: Tiling = Tiling {
-        wg_m: 1,
-        tm: 1,
-        tn: 4,
-    };
-
-    pub fn block_m(self) -> u32 {
-        self.wg_m * self.tm
-    }
-
-    pub fn block_n(self) -> u32 {
-        (64 / self.wg_m) * self.tn
-    }
-}
-
 /// Everything that fixes a matmul pipeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MatmulSpec {
@@ -168,16 +138,23 @@ impl MatmulSpec {
         }
     }
 
-    fn key(&self) -> PipelineKey {
-        PipelineKey::new(Kernel::Matmul)
+    fn key(&self, x_vec4: bool) -> PipelineKey {
+        let t = self.tiling;
+        let kernel = match t.variant {
+            MatmulVariant::Registers => Kernel::Matmul,
+            MatmulVariant::SharedTiles => Kernel::MatmulTiled,
+        };
+        PipelineKey::new(kernel)
             .flag("GROUPED", self.grouped)
             .flag("GATHER", self.gather)
             .with("GLU", self.glu.code())
             .flag("BIAS", self.bias)
             .flag("F16", self.format == WeightFormat::F16)
-            .with("WG_M", self.tiling.wg_m as f64)
-            .with("TM", self.tiling.tm as f64)
-            .with("TN", self.tiling.tn as f64)
+            .flag("X_VEC4", x_vec4)
+            .with("WG_M", t.wg_m as f64)
+            .with("WG_N", t.wg_n as f64)
+            .with("TM", t.tm as f64)
+            .with("TN", t.tn as f64)
     }
 
     /// Weight rows of one slot.
@@ -224,6 +201,14 @@ impl Matmul {
         top_k: usize,
         buffers: MatmulBuffers<'_>,
     ) -> Result<Self> {
+        spec.tiling.validate(ctx)?;
+        if !buffers.x.size().is_multiple_of(BUFFER_ALIGN) {
+            return Err(Error::input(format!(
+                "a matmul input buffer has {} bytes, not a multiple of {BUFFER_ALIGN} \
+                 (create it with Context::storage)",
+                buffers.x.size()
+            )));
+        }
         let row_vecs = spec.format.row_words(spec.k) / 4;
         let (act_limit, act_alpha) = match spec.glu {
             Glu::ClampedSwiglu { limit, alpha } => (limit, alpha),
@@ -246,7 +231,7 @@ impl Matmul {
         let b = &buffers;
         let dispatch = Dispatch::new(
             ctx,
-            &spec.key(),
+            &spec.key(x_stride.is_multiple_of(4)),
             params,
             &[b.x, b.w, b.bias, b.slots, b.tiles, b.rows, b.out],
         )?;
@@ -265,6 +250,12 @@ impl Matmul {
         let t = self.spec.tiling;
         self.dispatch
             .dispatch(pass, groups(m, t.block_m()), self.spec.col_blocks());
+    }
+
+    /// Grouped with a tile list of `tiles` entries already in the tiles buffer (written by the
+    /// host rather than by the permutation, as the autotuner and benchmarks do).
+    pub fn encode_tiles(&self, pass: &mut wgpu::ComputePass<'_>, tiles: u32) {
+        self.dispatch.dispatch(pass, tiles, self.spec.col_blocks());
     }
 
     /// Grouped: one workgroup row per tile, sizes read from `args` at `offset`.

@@ -8,6 +8,7 @@ pub mod norm;
 pub mod permute;
 pub mod rope;
 pub mod select;
+pub mod tiling;
 
 use std::cell::Cell;
 use std::sync::Arc;

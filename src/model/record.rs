@@ -69,7 +69,7 @@ impl<'a> Recorder<'a> {
     pub fn submit(&mut self) {
         self.pass = None;
         if let Some(encoder) = self.encoder.take() {
-            self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.submit([encoder.finish()]);
         }
     }
 }

@@ -96,6 +96,9 @@ pub struct MoeLayer {
     /// Cache mode only: slot table management, uploads and prediction.
     pub(crate) offload: Option<RefCell<Offload>>,
     pub(crate) stats: RefCell<LayerStats>,
+    /// Host-visible copy of output (+ captured routing) for [`Self::forward_with`], sized for
+    /// max_tokens so a step allocates nothing.
+    readback: Staging,
 }
 
 /// How to build a layer beyond its shape and weights.
@@ -332,6 +335,9 @@ impl MoeLayer {
             },
         )?;
 
+        let readback_bytes = (max_tokens * (h + logit_cols + 2 * k) * 4) as u64;
+        let readback = Staging::new(ctx, "moe readback", readback_bytes);
+
         let [gp, gd] = vec_to_pair(gate_up);
         let [dp, dd] = vec_to_pair(down);
         let expert_bytes = ExpertArena::expert_bytes(h, i, spec.format, spec.expert_bias);
@@ -363,6 +369,7 @@ impl MoeLayer {
             combine,
             offload,
             stats: RefCell::new(stats),
+            readback,
         })
     }
 
@@ -609,7 +616,7 @@ impl MoeLayer {
             } else {
                 0
             };
-        let staging = Staging::new(ctx, "moe readback", total);
+        let staging = &self.readback;
         staging.copy_from(&mut encoder, &self.out, 0, 0, out_bytes);
         if capture {
             staging.copy_from(&mut encoder, &self.route.logits, 0, out_bytes, logit_bytes);
@@ -628,7 +635,7 @@ impl MoeLayer {
                 pair_bytes,
             );
         }
-        ctx.queue.submit([encoder.finish()]);
+        ctx.submit([encoder.finish()]);
         let bytes = staging.read_bytes(ctx, total)?;
         let mut result = MoeOutput {
             output: decode(&bytes, 0, tokens * h),

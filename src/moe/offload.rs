@@ -229,7 +229,7 @@ impl MoeLayer {
         if let Some(p) = next_off.as_ref().and_then(|o| o.predictor.as_ref()) {
             p.copy_out(&mut encoder, tokens);
         }
-        ctx.queue.submit([encoder.finish()]);
+        ctx.submit([encoder.finish()]);
         let predicted = off.prefetch(ctx, &self.arena, &mut stats)?;
         let counts = off.read_counts(ctx)?;
         if let Some(n) = next_off.as_mut() {
@@ -252,7 +252,7 @@ impl MoeLayer {
                     }
                     self.encode_gemms(&mut pass, tokens);
                 }
-                ctx.queue.submit([enc.finish()]);
+                ctx.submit([enc.finish()]);
                 off.permuted = true;
             }
         }

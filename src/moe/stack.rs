@@ -116,7 +116,7 @@ impl MoeStack {
             let bytes = (chunk.len() * 4) as u64;
             self.readback
                 .copy_from(&mut encoder, self.output(), 0, 0, bytes);
-            ctx.queue.submit([encoder.finish()]);
+            ctx.submit([encoder.finish()]);
             out.extend(self.readback.read::<f32>(ctx, chunk.len())?);
         }
         Ok(out)

@@ -1,0 +1,131 @@
+// Shared part of the two matmul kernels (matmul.wgsl: register-blocked, matmul_tiled.wgsl:
+// shared-memory tiles); the host prefixes it to each. Both compute y = act(x · Wᵀ + b):
+//   dense   (GROUPED = false): rows r = 0..m of x, one weight matrix (slot 0);
+//   grouped (GROUPED = true):  a tile list of expert-sorted row blocks, one expert per tile, the
+//            expert's weights found through the slot table. Experts with no rows have no tiles.
+// With GATHER the x row of sorted row r is token rows[r] / top_k, so x is never permuted.
+// With GLU the slot holds 2n weight rows, gate rows 0..n then up rows n..2n, and the output is
+// act(gate, up); otherwise it holds n rows and the output is x · Wᵀ (+ bias).
+// Weights are [rows, k] row-major, each row padded with zeros to w_row_vecs vec4<u32> words:
+// 4 f32 (bitcast) or 8 f16 (unpack2x16float) values per word. Accumulation is f32 in k order,
+// so an output element's value does not depend on where its row sits in a tile (batch
+// invariance).
+
+struct Params {
+    m: u32,            // dense: rows of x and out
+    n: u32,            // output columns
+    k: u32,            // reduction length (x columns)
+    w_row_vecs: u32,   // vec4<u32> words per padded weight row
+    w_slot_vecs: u32,  // vec4<u32> words per expert slot
+    bias_slot: u32,    // floats per slot in bias (n, or 2n with GLU)
+    x_stride: u32,     // floats per row of x
+    out_stride: u32,   // floats per row of out
+    top_k: u32,        // GATHER: (token, slot) pairs per token
+    act_limit: f32,    // GLU 2: swiglu clamp limit
+    act_alpha: f32,    // GLU 2: sigmoid scale
+    _pad: u32,
+}
+
+override GROUPED: bool = false;
+override GATHER: bool = false;
+override GLU: u32 = 0u;        // 0 none, 1 silu(g)·u, 2 gpt-oss clamped swiglu
+override BIAS: bool = false;
+override F16: bool = false;    // weights stored as packed f16 pairs
+override X_VEC4: bool = false; // x_stride % 4 == 0: x rows are read as aligned vec4s
+override WG_M: u32 = 1u;       // threads along rows
+override WG_N: u32 = 64u;      // threads along columns
+override TM: u32 = 4u;         // rows per thread (≤ 8)
+override TN: u32 = 4u;         // columns per thread (≤ 8)
+
+const INVALID: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;    // [m or tokens, x_stride] f32
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // [slots, rows, w_row_vecs]
+@group(0) @binding(3) var<storage, read> bias: array<f32>;       // [slots, bias_slot]
+@group(0) @binding(4) var<storage, read> slots: array<u32>;      // [experts] expert -> slot
+@group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // [tiles] (expert, row0, row_end, _)
+@group(0) @binding(6) var<storage, read> rows: array<u32>;       // [pairs] sorted row -> pair id
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;  // [rows, out_stride]
+
+// The rows and weights one workgroup works on.
+struct Tile {
+    row0: u32,     // first row of the workgroup's block
+    row_end: u32,  // one past the last valid row
+    slot: u32,     // weight slot, INVALID when the expert is not resident
+}
+
+fn tile_of(wg_x: u32) -> Tile {
+    let block_m = WG_M * TM;
+    if (GROUPED) {
+        let t = tiles[wg_x];
+        return Tile(t.y, min(t.z, t.y + block_m), slots[t.x]);
+    }
+    return Tile(wg_x * block_m, p.m, 0u);
+}
+
+// Offset (in floats) of the x row that sorted row r reads.
+fn x_row(r: u32) -> u32 {
+    var xr = r;
+    if (GATHER) {
+        xr = rows[r] / p.top_k;
+    }
+    return xr * p.x_stride;
+}
+
+fn x_at(i: u32) -> f32 {
+    return x[i / 4u][i % 4u];
+}
+
+// Four x values from column c (a multiple of 4) of the row at `base`, zero past k.
+fn x_chunk(base: u32, c: u32) -> vec4<f32> {
+    if (X_VEC4) {
+        let v = x[(base + c) / 4u];
+        if (c + 4u <= p.k) {
+            return v;
+        }
+        return select(vec4<f32>(0.0), v, c + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k));
+    }
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (c + i < p.k) {
+            v[i] = x_at(base + c + i);
+        }
+    }
+    return v;
+}
+
+// Values `half` (0 or 1) of a weight word: the word itself for f32, its first or last four
+// halves for f16.
+fn weight_chunk(word: vec4<u32>, half: u32) -> vec4<f32> {
+    if (F16) {
+        return vec4<f32>(unpack2x16float(word[2u * half]), unpack2x16float(word[2u * half + 1u]));
+    }
+    return bitcast<vec4<f32>>(word);
+}
+
+fn activate(g: f32, u: f32) -> f32 {
+    if (GLU == 2u) {
+        let gc = min(g, p.act_limit);
+        let uc = clamp(u, -p.act_limit, p.act_limit);
+        return (uc + 1.0) * gc / (1.0 + exp(-p.act_alpha * gc));
+    }
+    return g / (1.0 + exp(-g)) * u;
+}
+
+// Writes output (r, c) from the gate (or only) accumulator g and the up accumulator u.
+fn store(r: u32, c: u32, slot: u32, g: f32, u: f32) {
+    let bias_base = slot * p.bias_slot;
+    var v = g;
+    if (BIAS) {
+        v += bias[bias_base + c];
+    }
+    if (GLU != 0u) {
+        var up = u;
+        if (BIAS) {
+            up += bias[bias_base + p.n + c];
+        }
+        v = activate(v, up);
+    }
+    out[r * p.out_stride + c] = v;
+}

@@ -1,0 +1,150 @@
+//! How the matmul kernels split work: the kernel variant and its tile shape, both override
+//! constants, and the candidates the autotuner chooses from.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+
+/// Which matmul kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatmulVariant {
+    /// `matmul.wgsl`: accumulators in registers, x and W read straight from storage.
+    Registers,
+    /// `matmul_tiled.wgsl`: x and W slices staged in workgroup memory.
+    SharedTiles,
+}
+
+/// A matmul variant and its tile: WG_M × WG_N threads, each computing TM rows × TN columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Tiling {
+    pub variant: MatmulVariant,
+    pub wg_m: u32,
+    pub wg_n: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+/// The two shapes of work a grouped GEMM sees, tuned separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TileKind {
+    /// Many rows per expert.
+    Prefill,
+    /// About one row per expert: a matvec.
+    Decode,
+}
+
+/// Largest TM and TN: the kernels keep TM·TN accumulators (twice with a GLU) in registers.
+pub const MAX_THREAD_TILE: u32 = 8;
+
+impl Tiling {
+    /// Many rows per expert: 4 × 4 register blocks, 64 threads along columns.
+    pub const PREFILL: Tiling = Tiling::registers(1, 64, 4, 4);
+    /// One row per expert: a matvec that reads each weight once.
+    pub const DECODE: Tiling = Tiling::registers(1, 64, 1, 4);
+
+    pub const fn registers(wg_m: u32, wg_n: u32, tm: u32, tn: u32) -> Self {
+        Self {
+            variant: MatmulVariant::Registers,
+            wg_m,
+            wg_n,
+            tm,
+            tn,
+        }
+    }
+
+    pub const fn shared(wg_m: u32, wg_n: u32, tm: u32, tn: u32) -> Self {
+        Self {
+            variant: MatmulVariant::SharedTiles,
+            wg_m,
+            wg_n,
+            tm,
+            tn,
+        }
+    }
+
+    /// The fixed tiling of `kind`, used when tuning is off.
+    pub fn default_for(kind: TileKind) -> Self {
+        match kind {
+            TileKind::Prefill => Self::PREFILL,
+            TileKind::Decode => Self::DECODE,
+        }
+    }
+
+    /// The tilings the autotuner times for `kind`: register blocks (best on CPU adapters) and
+    /// shared-memory tiles (best on real GPUs). Every one passes the reference sweep
+    /// (tests/matmul_variants.rs).
+    pub fn candidates(kind: TileKind) -> Vec<Tiling> {
+        match kind {
+            TileKind::Prefill => vec![
+                Self::PREFILL,
+                Self::registers(1, 64, 2, 8),
+                Self::registers(2, 32, 4, 4),
+                Self::registers(1, 64, 8, 4),
+                Self::shared(8, 8, 4, 4),
+                Self::shared(16, 16, 4, 4),
+            ],
+            TileKind::Decode => vec![
+                Self::DECODE,
+                Self::registers(1, 64, 1, 2),
+                Self::registers(1, 64, 1, 8),
+                Self::registers(1, 128, 1, 4),
+            ],
+        }
+    }
+
+    pub fn threads(self) -> u32 {
+        self.wg_m * self.wg_n
+    }
+
+    /// Rows one workgroup covers (the grouped GEMMs' tile height).
+    pub fn block_m(self) -> u32 {
+        self.wg_m * self.tm
+    }
+
+    /// Columns one workgroup covers.
+    pub fn block_n(self) -> u32 {
+        self.wg_n * self.tn
+    }
+
+    /// Workgroup memory the tiled kernel declares (its x and gate/up weight slices).
+    pub fn workgroup_bytes(self) -> u32 {
+        match self.variant {
+            MatmulVariant::Registers => 0,
+            MatmulVariant::SharedTiles => TILED_BK * (self.block_m() + 2 * self.block_n()) * 4,
+        }
+    }
+
+    /// Checks the tile against the kernels' register arrays and the device's limits.
+    pub fn validate(self, ctx: &Context) -> Result<()> {
+        let l = &ctx.limits;
+        let bad = |why: String| Err(Error::input(format!("matmul tiling {self:?}: {why}")));
+        if !(1..=MAX_THREAD_TILE).contains(&self.tm) || !(1..=MAX_THREAD_TILE).contains(&self.tn) {
+            return bad(format!("TM and TN must be 1..={MAX_THREAD_TILE}"));
+        }
+        if self.wg_m == 0 || self.wg_n == 0 {
+            return bad("a workgroup needs at least one thread".into());
+        }
+        if self.threads() > l.max_compute_invocations_per_workgroup
+            || self.wg_m * self.wg_n > l.max_compute_workgroup_size_x
+        {
+            return bad(format!(
+                "{} threads per workgroup, over the device limit {}",
+                self.threads(),
+                l.max_compute_invocations_per_workgroup
+                    .min(l.max_compute_workgroup_size_x)
+            ));
+        }
+        if self.workgroup_bytes() > l.max_compute_workgroup_storage_size {
+            return bad(format!(
+                "{} bytes of workgroup memory, over the device limit {}",
+                self.workgroup_bytes(),
+                l.max_compute_workgroup_storage_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// k-slice width of the tiled kernel (`BK` in `shaders/matmul_tiled.wgsl`).
+pub const TILED_BK: u32 = 16;

@@ -1,0 +1,345 @@
+//! Every matmul variant and tiling the autotuner may choose (and the fixed defaults) against
+//! `reference::linear`: dense and grouped, with the edge cases of the runtime (1 row, fewer
+//! rows than a tile, experts with no rows, every row on one expert, a non-resident expert, odd
+//! k and n, strides that do and do not allow vec4 loads of x). Weights in f16 are compared with
+//! a reference that uses the same f16-rounded weights, so the tolerance (1e-5 of
+//! max(1, |ref|)) measures the kernel, not the storage format.
+
+mod common;
+
+use moe_gpu::Context;
+use moe_gpu::kernels::INVALID;
+use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use moe_gpu::kernels::tiling::TileKind;
+use moe_gpu::reference::{linear, linear::activate};
+use moe_gpu::synthetic::Rng;
+
+const TOL: f32 = 1e-5;
+
+/// Every tiling a layer can run with.
+fn all_tilings() -> Vec<Tiling> {
+    let mut t = vec![Tiling::PREFILL, Tiling::DECODE];
+    for kind in [TileKind::Prefill, TileKind::Decode] {
+        for c in Tiling::candidates(kind) {
+            if !t.contains(&c) {
+                t.push(c);
+            }
+        }
+    }
+    t
+}
+
+struct Case {
+    n: usize,
+    k: usize,
+    glu: Glu,
+    bias: bool,
+    format: WeightFormat,
+    /// x row stride; a multiple of 4 turns on vec4 loads of x.
+    x_stride: usize,
+}
+
+/// Per-slot weights as f32 [slots][rows, k] (already rounded to `format`) and biases.
+struct Weights {
+    w: Vec<Vec<f32>>,
+    b: Vec<Vec<f32>>,
+}
+
+fn weights(rng: &mut Rng, c: &Case, slots: usize) -> Weights {
+    let rows = c.n * c.glu.rows_per_output();
+    let w = (0..slots)
+        .map(|_| {
+            rng.normals(rows * c.k, 1.0 / (c.k as f32).sqrt())
+                .into_iter()
+                .map(|v| c.format.round_trip(v))
+                .collect()
+        })
+        .collect();
+    let b = (0..slots)
+        .map(|_| {
+            if c.bias {
+                rng.normals(rows, 0.5)
+            } else {
+                vec![0.0; rows]
+            }
+        })
+        .collect();
+    Weights { w, b }
+}
+
+/// What the kernel should write for x row `xr` with slot weights `s`.
+fn expected_row(c: &Case, wt: &Weights, s: usize, xr: &[f32]) -> Vec<f32> {
+    let rows = c.n * c.glu.rows_per_output();
+    let y = linear(xr, 1, c.k, &wt.w[s], rows, Some(&wt.b[s]));
+    if c.glu == Glu::None {
+        return y;
+    }
+    (0..c.n)
+        .map(|j| activate(c.glu, y[j] as f64, y[c.n + j] as f64) as f32)
+        .collect()
+}
+
+fn upload_weights(ctx: &Context, c: &Case, wt: &Weights) -> (wgpu::Buffer, wgpu::Buffer) {
+    let rows = c.n * c.glu.rows_per_output();
+    let mut packed = Vec::new();
+    for w in &wt.w {
+        c.format.pack_into(&mut packed, w, rows, c.k);
+    }
+    let bias: Vec<f32> = wt.b.concat();
+    (
+        ctx.storage_with("w", &packed).unwrap(),
+        ctx.storage_with("bias", &bias).unwrap(),
+    )
+}
+
+fn spec(c: &Case, tiling: Tiling, grouped: bool, gather: bool) -> MatmulSpec {
+    MatmulSpec {
+        n: c.n,
+        k: c.k,
+        glu: c.glu,
+        bias: c.bias,
+        format: c.format,
+        grouped,
+        gather,
+        tiling,
+    }
+}
+
+fn run_dense(ctx: &Context, tiling: Tiling, c: &Case, m: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let wt = weights(&mut rng, c, 1);
+    let x = rng.normals(m * c.x_stride, 1.0);
+    let (w, b) = upload_weights(ctx, c, &wt);
+    let xb = ctx.storage_with("x", &x).unwrap();
+    let out = ctx.storage("out", (m * c.n * 4) as u64).unwrap();
+    let zero = ctx.storage_with("slot 0", &[0u32]).unwrap();
+    let mm = Matmul::new(
+        ctx,
+        spec(c, tiling, false, false),
+        c.x_stride,
+        c.n,
+        1,
+        MatmulBuffers {
+            x: &xb,
+            w: &w,
+            bias: &b,
+            slots: &zero,
+            tiles: &zero,
+            rows: &zero,
+            out: &out,
+        },
+    )
+    .unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        mm.encode(ctx, &mut pass, m);
+    }
+    ctx.submit([enc.finish()]);
+    let got: Vec<f32> = ctx.read_back(&out, m * c.n).unwrap();
+    let want: Vec<f32> = (0..m)
+        .flat_map(|r| expected_row(c, &wt, 0, &x[r * c.x_stride..r * c.x_stride + c.k]))
+        .collect();
+    common::assert_close(
+        &format!("{tiling:?} dense m={m} n={} k={} {:?}", c.n, c.k, c.glu),
+        &got,
+        &want,
+        TOL,
+    );
+}
+
+/// Grouped over `experts` experts, `tokens` tokens with `top_k` picks each given by `ids`.
+/// Expert `missing` (if any) is not resident: its rows must stay untouched (NaN sentinel).
+#[allow(clippy::too_many_arguments)]
+fn run_grouped(
+    ctx: &Context,
+    tiling: Tiling,
+    c: &Case,
+    experts: usize,
+    top_k: usize,
+    ids: &[u32],
+    missing: Option<usize>,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let pairs = ids.len();
+    let tokens = pairs / top_k;
+    // Slot of expert e is experts-1-e, so the table's indirection is exercised.
+    let wt = weights(&mut rng, c, experts);
+    let table: Vec<u32> = (0..experts)
+        .map(|e| {
+            if Some(e) == missing {
+                INVALID
+            } else {
+                (experts - 1 - e) as u32
+            }
+        })
+        .collect();
+    let x = rng.normals(tokens * c.x_stride, 1.0);
+    // Expert-sorted rows and the tile list, as the permutation kernels would produce them.
+    let mut rows: Vec<u32> = Vec::new();
+    let mut tiles: Vec<[u32; 4]> = Vec::new();
+    let bm = tiling.block_m() as usize;
+    for e in 0..experts {
+        let start = rows.len();
+        rows.extend((0..pairs as u32).filter(|&p| ids[p as usize] == e as u32));
+        for r0 in (start..rows.len()).step_by(bm) {
+            tiles.push([e as u32, r0 as u32, rows.len() as u32, 0]);
+        }
+    }
+    let (w, b) = upload_weights(ctx, c, &wt);
+    let xb = ctx.storage_with("x", &x).unwrap();
+    let sentinel = vec![f32::NAN; pairs * c.n];
+    let out = ctx.storage_with("out", &sentinel).unwrap();
+    let slots = ctx.storage_with("slots", &table).unwrap();
+    let tiles_b = ctx.storage_with("tiles", &tiles.concat()).unwrap();
+    let rows_b = ctx.storage_with("rows", &rows).unwrap();
+    let mm = Matmul::new(
+        ctx,
+        spec(c, tiling, true, true),
+        c.x_stride,
+        c.n,
+        top_k,
+        MatmulBuffers {
+            x: &xb,
+            w: &w,
+            bias: &b,
+            slots: &slots,
+            tiles: &tiles_b,
+            rows: &rows_b,
+            out: &out,
+        },
+    )
+    .unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        mm.encode_tiles(&mut pass, tiles.len() as u32);
+    }
+    ctx.submit([enc.finish()]);
+    let got: Vec<f32> = ctx.read_back(&out, pairs * c.n).unwrap();
+    let what = format!(
+        "{tiling:?} grouped tokens={tokens} k={top_k} experts={experts} n={} k={} {:?} {:?}",
+        c.n, c.k, c.glu, c.format
+    );
+    for (r, &pair) in rows.iter().enumerate() {
+        let e = ids[pair as usize] as usize;
+        let row = &got[r * c.n..(r + 1) * c.n];
+        if Some(e) == missing {
+            assert!(
+                row.iter().all(|v| v.is_nan()),
+                "{what}: row of a missing expert written"
+            );
+            continue;
+        }
+        let t = pair as usize / top_k;
+        let xr = &x[t * c.x_stride..t * c.x_stride + c.k];
+        let want = expected_row(c, &wt, experts - 1 - e, xr);
+        common::assert_close(&format!("{what} row {r}"), row, &want, TOL);
+    }
+}
+
+fn dense_cases() -> Vec<Case> {
+    use WeightFormat::{F16, F32};
+    let clamped = Glu::ClampedSwiglu {
+        limit: 7.0,
+        alpha: 1.702,
+    };
+    vec![
+        // odd k and n, x stride that forbids vec4 loads
+        Case {
+            n: 29,
+            k: 37,
+            glu: Glu::None,
+            bias: false,
+            format: F32,
+            x_stride: 37,
+        },
+        // vec4-aligned stride wider than k (k not a multiple of 4)
+        Case {
+            n: 70,
+            k: 45,
+            glu: Glu::Silu,
+            bias: false,
+            format: F16,
+            x_stride: 48,
+        },
+        Case {
+            n: 13,
+            k: 64,
+            glu: clamped,
+            bias: true,
+            format: F32,
+            x_stride: 64,
+        },
+        // k of one element
+        Case {
+            n: 5,
+            k: 1,
+            glu: Glu::None,
+            bias: true,
+            format: F16,
+            x_stride: 1,
+        },
+    ]
+}
+
+#[test]
+fn every_tiling_matches_the_reference_on_dense_matmuls() {
+    let ctx = common::ctx();
+    for tiling in all_tilings() {
+        for (i, c) in dense_cases().iter().enumerate() {
+            for m in [1, 3, 33, 130] {
+                run_dense(ctx, tiling, c, m, 100 + i as u64 * 7 + m as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_tiling_matches_the_reference_on_grouped_matmuls() {
+    let ctx = common::ctx();
+    let glu_f32 = Case {
+        n: 29,
+        k: 37,
+        glu: Glu::Silu,
+        bias: false,
+        format: WeightFormat::F32,
+        x_stride: 37,
+    };
+    let plain_f16 = Case {
+        n: 70,
+        k: 45,
+        glu: Glu::None,
+        bias: true,
+        format: WeightFormat::F16,
+        x_stride: 48,
+    };
+    let mut rng = Rng::new(5);
+    let experts = 6;
+    // 33 tokens with k = 2 distinct picks, but experts 1 and 4 never picked (empty experts).
+    let spread: Vec<u32> = (0..33)
+        .flat_map(|_| {
+            let a = [0u32, 2, 3, 5][rng.below(4)];
+            let b = [0u32, 2, 3, 5]
+                .iter()
+                .copied()
+                .find(|&e| e != a)
+                .unwrap_or(0);
+            [a, b]
+        })
+        .collect();
+    for tiling in all_tilings() {
+        for c in [&glu_f32, &plain_f16] {
+            // one token
+            run_grouped(ctx, tiling, c, experts, 2, &[3, 1], None, 1);
+            // fewer tokens than a tile, one pick each
+            run_grouped(ctx, tiling, c, experts, 1, &[4, 4, 0], None, 2);
+            // every token on one expert
+            run_grouped(ctx, tiling, c, experts, 1, &[2; 70], None, 3);
+            // a spread with empty experts, and one expert not resident
+            run_grouped(ctx, tiling, c, experts, 2, &spread, None, 4);
+            run_grouped(ctx, tiling, c, experts, 2, &spread, Some(3), 5);
+        }
+    }
+}

@@ -35,23 +35,37 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc[i] = 0.0;
         acc_up[i] = 0.0;
     }
+    // One weight word per column per step: 4 f32 or 8 f16 values, so each word is loaded once.
     let per_word = select(4u, 8u, F16);
-    for (var c = 0u; c < p.k; c += 4u) {
+    for (var c = 0u; c < p.k; c += per_word) {
         let word = c / per_word;
-        let half = (c % per_word) / 4u;
         var xv: array<vec4<f32>, 8>;
+        var xv_hi: array<vec4<f32>, 8>;
         for (var i = 0u; i < TM; i++) {
             xv[i] = x_chunk(xbase[i], c);
+            if (F16) {
+                xv_hi[i] = x_chunk(xbase[i], c + 4u);
+            }
         }
         for (var j = 0u; j < TN; j++) {
-            let wv = weight_chunk(w[wbase[j] + word], half);
+            let wword = w[wbase[j] + word];
+            let wv = weight_chunk(wword, 0u);
+            let wv_hi = weight_chunk(wword, 1u);
             for (var i = 0u; i < TM; i++) {
                 acc[i * TN + j] += dot(xv[i], wv);
+                if (F16) {
+                    acc[i * TN + j] += dot(xv_hi[i], wv_hi);
+                }
             }
             if (GLU != 0u) {
-                let uv = weight_chunk(w[ubase[j] + word], half);
+                let uword = w[ubase[j] + word];
+                let uv = weight_chunk(uword, 0u);
+                let uv_hi = weight_chunk(uword, 1u);
                 for (var i = 0u; i < TM; i++) {
                     acc_up[i * TN + j] += dot(xv[i], uv);
+                    if (F16) {
+                        acc_up[i * TN + j] += dot(xv_hi[i], uv_hi);
+                    }
                 }
             }
         }

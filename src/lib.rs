@@ -4,6 +4,7 @@
 //! the host decides which experts live in VRAM. [`Model`] loads a whole Hugging Face MoE
 //! checkpoint onto the GPU and generates from it token by token ([`Model::generate`]).
 
+pub mod bench;
 pub mod calibration;
 pub mod error;
 pub mod gpu;

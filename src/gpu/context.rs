@@ -1,13 +1,17 @@
 //! The device seam: choose an adapter (or adopt the application's device) and hold the queue,
 //! limits, features and the pipeline cache that every kernel goes through.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
+use crate::kernels::tiling::Tiling;
 
-/// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND` and
-/// `MOE_GPU_ADAPTER`; the defaults pick the high-performance adapter of any backend.
+/// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
+/// `MOE_GPU_ADAPTER` and `MOE_GPU_TUNE`; the defaults pick the high-performance adapter of any
+/// backend, with autotuning off.
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
     /// Restrict to one backend (`vulkan`, `gl`, `metal`, `dx12`).
@@ -16,6 +20,9 @@ pub struct ContextOptions {
     pub adapter_name: Option<String>,
     /// Prefer a low-power adapter over the high-performance one.
     pub low_power: bool,
+    /// Time the matmul tilings at first use of a shape and keep the fastest (see
+    /// [`crate::kernels::tune`]); off means the fixed defaults.
+    pub autotune: bool,
 }
 
 impl ContextOptions {
@@ -32,8 +39,19 @@ impl ContextOptions {
             backend,
             adapter_name,
             low_power: false,
+            autotune: autotune_from_env(),
         })
     }
+}
+
+/// `MOE_GPU_TUNE`: tuning is on unless it says `0`, `off`, `false` or `no`.
+fn autotune_from_env() -> bool {
+    std::env::var("MOE_GPU_TUNE").map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "off" | "false" | "no"
+        )
+    })
 }
 
 /// Parses a backend name as used by `MOE_GPU_BACKEND`.
@@ -62,6 +80,9 @@ pub struct Context {
     pub(crate) pipelines: PipelineCache,
     /// Command-buffer submissions made through [`Context::submit`].
     submits: AtomicU64,
+    autotune: AtomicBool,
+    /// Tuned tilings by cache key; `None` until the disk cache has been read.
+    pub(crate) tuned: Mutex<Option<HashMap<String, Tiling>>>,
 }
 
 /// Optional features we use when the adapter has them.
@@ -97,11 +118,14 @@ impl Context {
             adapter: info.name.clone(),
             message: e.to_string(),
         })?;
-        Ok(Self::from_device(device, queue))
+        let ctx = Self::from_device(device, queue);
+        ctx.set_autotune(options.autotune);
+        Ok(ctx)
     }
 
     /// Adopts an application's existing device and queue. Work is submitted to `queue`, and
-    /// only the features and limits the device was created with are used.
+    /// only the features and limits the device was created with are used. Autotuning follows
+    /// `MOE_GPU_TUNE` (on unless it says off).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
         let limits = device.limits();
@@ -114,7 +138,19 @@ impl Context {
             features,
             pipelines: PipelineCache::default(),
             submits: AtomicU64::new(0),
+            autotune: AtomicBool::new(autotune_from_env()),
+            tuned: Mutex::new(None),
         }
+    }
+
+    /// Whether layers tune their matmul tilings (else they use the fixed defaults).
+    pub fn autotune(&self) -> bool {
+        self.autotune.load(Ordering::Relaxed)
+    }
+
+    /// Turns tuning on or off for layers built from now on.
+    pub fn set_autotune(&self, on: bool) {
+        self.autotune.store(on, Ordering::Relaxed);
     }
 
     /// Whether WGSL `f16` can be used.

@@ -3,12 +3,14 @@
 
 pub mod attention;
 pub mod combine;
+pub mod copy;
 pub mod matmul;
 pub mod norm;
 pub mod permute;
 pub mod rope;
 pub mod select;
 pub mod tiling;
+pub mod tune;
 
 use std::cell::Cell;
 use std::sync::Arc;

@@ -12,6 +12,8 @@ use crate::kernels::INVALID;
 use crate::kernels::combine::{Combine, CombineBuffers};
 use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use crate::kernels::permute::{self, Permute, PermuteBuffers};
+use crate::kernels::tiling::TileKind;
+use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::arena::ExpertArena;
 use crate::moe::budget::ResidencyOptions;
 use crate::moe::experts::MoeWeights;
@@ -58,12 +60,12 @@ pub struct ForwardOptions {
     pub activation: DynamicActivation,
 }
 
-/// The tiling used for a step of `tokens` tokens: a matvec when experts see about one row.
-fn tiling_for(tokens: usize, k: usize, experts: usize) -> Tiling {
+/// The kind of GEMM a step of `tokens` tokens runs: a matvec when experts see about one row.
+fn kind_for(tokens: usize, k: usize, experts: usize) -> TileKind {
     if tokens * k <= experts {
-        Tiling::DECODE
+        TileKind::Decode
     } else {
-        Tiling::PREFILL
+        TileKind::Prefill
     }
 }
 
@@ -88,7 +90,9 @@ pub struct MoeLayer {
     pub(crate) router_weights: RouterWeights,
     router: Router,
     permute: Permute,
-    /// Indexed by [`Self::variant`]: prefill, decode.
+    /// Prefill and decode tilings (tuned per adapter and shape, or the defaults).
+    tilings: [Tiling; 2],
+    /// Indexed like `tilings`.
     gate_up: [Matmul; 2],
     down: [Matmul; 2],
     shared: Option<DenseMlp>,
@@ -115,8 +119,6 @@ pub struct LayerBuild<'a> {
     /// Decoder layer index, for statistics and traces.
     pub layer: usize,
 }
-
-const VARIANTS: [Tiling; 2] = [Tiling::PREFILL, Tiling::DECODE];
 
 impl MoeLayer {
     /// Builds the layer with its own input and output buffers and every expert resident.
@@ -222,8 +224,17 @@ impl MoeLayer {
         let router_weights = RouterWeights::new(ctx, &spec, weights)?;
         let router = Router::new(ctx, &spec, &router_weights, &x, &route)?;
 
-        // Permutation and tile list (sized for the smallest tile).
-        let min_block = VARIANTS.iter().map(|t| t.block_m()).min().unwrap_or(1);
+        // Expert GEMM tilings, then the permutation and tile list (sized for the smaller tile).
+        let gemms = ExpertGemms {
+            hidden: h,
+            inter: i,
+            glu: spec.glu,
+            bias: spec.expert_bias,
+            format: spec.format,
+        };
+        let tilings =
+            [TileKind::Prefill, TileKind::Decode].map(|kind| tune::tiling(ctx, kind, &gemms));
+        let min_block = tilings.iter().map(|t| t.block_m()).min().unwrap_or(1);
         let counts = ctx.storage("expert counts", (e * 4) as u64)?;
         let offsets = ctx.storage("expert offsets", ((e + 1) * 4) as u64)?;
         let cursor = ctx.storage("expert cursor", (e * 4) as u64)?;
@@ -265,7 +276,7 @@ impl MoeLayer {
         };
         let mut gate_up = Vec::new();
         let mut down = Vec::new();
-        for tiling in VARIANTS {
+        for tiling in tilings {
             gate_up.push(Matmul::new(
                 ctx,
                 grouped(i, h, spec.glu, true, tiling),
@@ -335,7 +346,7 @@ impl MoeLayer {
             },
         )?;
 
-        let readback_bytes = (max_tokens * (h + logit_cols + 2 * k) * 4) as u64;
+        let readback_bytes = (max_tokens * (h + logit_cols(&spec) + 2 * k) * 4) as u64;
         let readback = Staging::new(ctx, "moe readback", readback_bytes);
 
         let [gp, gd] = vec_to_pair(gate_up);
@@ -361,6 +372,7 @@ impl MoeLayer {
             expert_out: y,
             arena,
             router_weights,
+            tilings,
             router,
             permute,
             gate_up: [gp, gd],
@@ -397,6 +409,11 @@ impl MoeLayer {
         self.arena.write_table(ctx, &table);
         self.stats.borrow_mut().note_resident(e);
         Ok(())
+    }
+
+    /// The expert GEMMs' tiling for `kind`.
+    pub fn tiling(&self, kind: TileKind) -> Tiling {
+        self.tilings[usize::from(kind == TileKind::Decode)]
     }
 
     /// [max_tokens, k] expert ids of the last step (`u32::MAX` for dropped slots).
@@ -480,7 +497,7 @@ impl MoeLayer {
     }
 
     fn variant(&self, tokens: usize) -> usize {
-        usize::from(tiling_for(tokens, self.top_k(), self.experts()) == Tiling::DECODE)
+        usize::from(kind_for(tokens, self.top_k(), self.experts()) == TileKind::Decode)
     }
 
     /// Scan and scatter of the counted pairs into expert segments and GEMM tiles.
@@ -495,7 +512,7 @@ impl MoeLayer {
             ctx,
             pass,
             tokens * self.top_k(),
-            VARIANTS[v].block_m(),
+            self.tilings[v].block_m(),
             (
                 self.gate_up[v].spec.col_blocks(),
                 self.down[v].spec.col_blocks(),

@@ -8,11 +8,16 @@ use std::sync::OnceLock;
 
 use moe_gpu::Context;
 
-/// The GPU context for this test binary. Fails (never skips) when no adapter exists.
+/// The GPU context for this test binary. Fails (never skips) when no adapter exists. Layers
+/// use the fixed default tilings: no test depends on what the autotuner picked (each tiling
+/// has its own sweep in tests/matmul_variants.rs).
 pub fn ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| match Context::new() {
-        Ok(c) => c,
+        Ok(c) => {
+            c.set_autotune(false);
+            c
+        }
         Err(e) => panic!(
             "GPU tests need an adapter and none was found: {e}\n\
              On Debian/Ubuntu: apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1"

@@ -1,6 +1,7 @@
 //! `moe`: the moe-gpu command line.
 
 mod activation;
+mod bench;
 mod block;
 mod cache_sim;
 mod calibrate;
@@ -32,6 +33,9 @@ enum Command {
     Demo(demo::Args),
     /// Generate text (or token ids) from a Hugging Face MoE checkpoint, streamed to stdout.
     Generate(generate::Args),
+    /// Measure sparse speedup, grouped GEMM and decode bandwidth efficiency, host cost and
+    /// submits per step at shapes imitating real models.
+    Bench(bench::Args),
     /// Run one MoE block of a checkpoint on tokens from a safetensors file.
     Block(block::Args),
     /// Describe a checkpoint: architecture, layers, experts, routing, parameters, bytes.
@@ -51,6 +55,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Block(a) => block::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Calibrate(a) => calibrate::run(a),

@@ -1,0 +1,113 @@
+//! Kernel-level yardsticks of the benchmark: plain dense matmuls with the same FLOPs as a
+//! layer's expert GEMMs, and a plain copy. The grouped GEMMs themselves are timed by
+//! [`crate::kernels::tune::GroupedRun`], which the autotuner uses too.
+
+use crate::error::Result;
+use crate::gpu::{Context, GpuTimer};
+use crate::kernels::copy::Copy;
+use crate::kernels::matmul::{Matmul, MatmulBuffers, Tiling};
+use crate::kernels::tune::ExpertGemms;
+use crate::synthetic::Rng;
+
+/// The FLOPs of the expert GEMMs `g` on `rows` rows as two plain dense matmuls ([rows,
+/// hidden] · gate/upᵀ, then [rows, inter] · downᵀ, one weight matrix each): built once, timed
+/// many times.
+pub struct DenseRun {
+    gate_up: Matmul,
+    down: Matmul,
+    rows: usize,
+}
+
+impl DenseRun {
+    pub fn new(ctx: &Context, g: &ExpertGemms, rows: usize, tiling: Tiling) -> Result<Self> {
+        let (h, i) = (g.hidden, g.inter);
+        let mut rng = Rng::new(2);
+        let mut pack = |n: usize, k: usize| {
+            let mut out = Vec::new();
+            let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
+            g.format.pack_into(&mut out, &w, n, k);
+            out
+        };
+        let gu_rows = i * g.glu.rows_per_output();
+        let w_gu = ctx.storage_with("bench dense gate_up", &pack(gu_rows, h))?;
+        let w_dn = ctx.storage_with("bench dense down", &pack(h, i))?;
+        let bias = ctx.storage("bench dense bias", (gu_rows.max(h) * 4) as u64)?;
+        let zero = ctx.storage_with("bench slot 0", &[0u32])?;
+        let x = ctx.storage_with("bench dense x", &Rng::new(3).normals(rows * h, 1.0))?;
+        let hbuf = ctx.storage("bench dense hidden", (rows * i * 4) as u64)?;
+        let y = ctx.storage("bench dense y", (rows * h * 4) as u64)?;
+        let buffers = |x, w, out| MatmulBuffers {
+            x,
+            w,
+            bias: &bias,
+            slots: &zero,
+            tiles: &zero,
+            rows: &zero,
+            out,
+        };
+        let gate_up = Matmul::new(
+            ctx,
+            g.spec(true, tiling, false),
+            h,
+            i,
+            1,
+            buffers(&x, &w_gu, &hbuf),
+        )?;
+        let down = Matmul::new(
+            ctx,
+            g.spec(false, tiling, false),
+            i,
+            h,
+            1,
+            buffers(&hbuf, &w_dn, &y),
+        )?;
+        Ok(Self {
+            gate_up,
+            down,
+            rows,
+        })
+    }
+
+    /// Seconds of one run of both matmuls.
+    pub fn time(&self, ctx: &Context, timer: &GpuTimer) -> Result<f64> {
+        timer.time(ctx, |mut enc| {
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.gate_up.encode(ctx, &mut pass, self.rows);
+                self.down.encode(ctx, &mut pass, self.rows);
+            }
+            Ok(enc)
+        })
+    }
+}
+
+/// A plain copy between two buffers of its own, built once and timed many times.
+pub struct CopyRun {
+    copy: Copy,
+    /// Bytes read (and as many written) per run.
+    pub bytes: u64,
+}
+
+impl CopyRun {
+    /// A copy of `bytes` bytes, rounded up to 16.
+    pub fn new(ctx: &Context, bytes: u64) -> Result<Self> {
+        let bytes = bytes.max(16).div_ceil(16) * 16;
+        let src = ctx.storage("bench copy src", bytes)?;
+        let dst = ctx.storage("bench copy dst", bytes)?;
+        Ok(Self {
+            copy: Copy::new(ctx, &src, &dst, bytes)?,
+            bytes,
+        })
+    }
+
+    /// Seconds of one copy.
+    pub fn time(&self, ctx: &Context, timer: &GpuTimer) -> Result<f64> {
+        timer.time(ctx, |mut enc| {
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.copy.encode(&mut pass);
+            }
+            Ok(enc)
+        })
+    }
+}

@@ -1,0 +1,324 @@
+//! Layer-level measurements of one model shape: sparse against dense, the grouped GEMMs
+//! against dense matmuls, decode against a copy, host encoding cost and submits.
+
+use std::time::Instant;
+
+use crate::bench::BenchConfig;
+use crate::bench::kernels::{CopyRun, DenseRun};
+use crate::bench::report::{
+    DecodeBandwidth, GemmEfficiency, HostCost, ModelReport, SparseSpeedup, Submits,
+};
+use crate::bench::shapes::{RealModel, ScaledShape};
+use crate::error::Result;
+use crate::gpu::{Context, GpuTimer, median};
+use crate::kernels::matmul::{Tiling, WeightFormat};
+use crate::kernels::tiling::TileKind;
+use crate::kernels::tune::{ExpertGemms, GroupedRun};
+use crate::moe::arena::ExpertArena;
+use crate::moe::experts::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
+use crate::moe::layer::{ForwardOptions, MoeLayer, MoeLayerSpec};
+use crate::moe::routing::DynamicActivation;
+use crate::synthetic::Rng;
+
+/// Experts made on demand from a seed: uniform values with the variance of the usual
+/// 1/√fan-in initialisation, so a large layer never sits in host memory whole.
+struct SyntheticExperts {
+    hidden: usize,
+    inter: usize,
+    experts: usize,
+    bias: bool,
+    seed: u64,
+}
+
+fn uniform(rng: &mut Rng, n: usize, std: f32) -> Vec<f32> {
+    let a = std * 3f32.sqrt();
+    (0..n)
+        .map(|_| (rng.uniform() as f32 * 2.0 - 1.0) * a)
+        .collect()
+}
+
+fn mlp(rng: &mut Rng, hidden: usize, inter: usize, bias: bool) -> ExpertWeights {
+    let (si, so) = (1.0 / (hidden as f32).sqrt(), 1.0 / (inter as f32).sqrt());
+    let mut b = |n| bias.then(|| uniform(rng, n, 0.1));
+    let (gate_bias, up_bias, down_bias) = (b(inter), b(inter), b(hidden));
+    ExpertWeights {
+        gate: uniform(rng, inter * hidden, si),
+        up: uniform(rng, inter * hidden, si),
+        down: uniform(rng, hidden * inter, so),
+        gate_bias,
+        up_bias,
+        down_bias,
+    }
+}
+
+impl ExpertSource for SyntheticExperts {
+    fn num_experts(&self) -> usize {
+        self.experts
+    }
+
+    fn load(&self, expert: usize) -> Result<ExpertWeights> {
+        let mut rng = Rng::new(
+            self.seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(expert as u64),
+        );
+        Ok(mlp(&mut rng, self.hidden, self.inter, self.bias))
+    }
+}
+
+fn weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
+    let mut rng = Rng::new(seed);
+    let (h, e) = (spec.hidden, spec.routing.experts);
+    MoeWeights {
+        router: uniform(&mut rng, e * h, 2.0 / (h as f32).sqrt()),
+        router_bias: spec.routing.router_bias.then(|| uniform(&mut rng, e, 0.5)),
+        correction: None,
+        shared: spec.shared_inter.map(|si| SharedExpert {
+            mlp: mlp(&mut rng, h, si, spec.expert_bias),
+            gate: None,
+        }),
+        experts: std::sync::Arc::new(SyntheticExperts {
+            hidden: h,
+            inter: spec.inter,
+            experts: e,
+            bias: spec.expert_bias,
+            seed,
+        }),
+    }
+}
+
+/// Bytes one step reads for one expert, the router and the shared expert.
+fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
+    let (h, e) = (spec.hidden, spec.routing.experts);
+    let expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
+    let router = WeightFormat::F32.matrix_bytes(e, h);
+    let shared = spec.shared_inter.map_or(0, |si| {
+        ExpertArena::expert_bytes(h, si, spec.format, spec.expert_bias)
+    });
+    (expert, router + shared)
+}
+
+/// Runs `a` and `b` alternately `repeats` times after a warm-up of each; medians in ms.
+fn interleaved(
+    repeats: usize,
+    mut a: impl FnMut() -> Result<f64>,
+    mut b: impl FnMut() -> Result<f64>,
+) -> Result<(f64, f64)> {
+    a()?;
+    b()?;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        ta.push(a()?);
+        tb.push(b()?);
+    }
+    Ok((median(&mut ta) * 1e3, median(&mut tb) * 1e3))
+}
+
+fn decode_scale(model: &RealModel, config: &BenchConfig) -> usize {
+    let mut scale = config.prefill_scale.max(1);
+    while scale > 1 {
+        let spec = model.layer_spec(scale, model.top_k, config.format);
+        let (expert, _) = weight_bytes(&spec);
+        if expert * model.top_k as u64 >= config.decode_bytes {
+            break;
+        }
+        scale /= 2;
+    }
+    scale
+}
+
+pub fn bench_model(
+    ctx: &Context,
+    timer: &GpuTimer,
+    config: &BenchConfig,
+    model: &RealModel,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ModelReport> {
+    let (scale, tokens, reps) = (
+        config.prefill_scale,
+        config.prefill_tokens.max(1),
+        config.repeats,
+    );
+    let shape = model.scaled(scale);
+    let act = DynamicActivation::default();
+    progress(&format!(
+        "{}: building layers (H={}, I={}, E={}, k={})",
+        model.name, shape.hidden, shape.inter, shape.experts, shape.top_k
+    ));
+    let sparse_spec = model.layer_spec(scale, model.top_k, config.format);
+    let dense_spec = model.layer_spec(scale, model.experts, config.format);
+    let (expert_bytes, fixed_bytes) = weight_bytes(&sparse_spec);
+    let per_layer_upload = expert_bytes * model.experts as u64 + fixed_bytes;
+    let sparse = MoeLayer::new(ctx, sparse_spec.clone(), &weights(&sparse_spec, 11), tokens)?;
+    let dense = MoeLayer::new(ctx, dense_spec.clone(), &weights(&dense_spec, 11), tokens)?;
+    let x = Rng::new(3).normals(tokens * shape.hidden, 1.0);
+    for layer in [&sparse, &dense] {
+        ctx.queue
+            .write_buffer(&layer.x, 0, bytemuck::cast_slice(&x));
+    }
+
+    progress(&format!("{}: sparse vs dense, {tokens} tokens", model.name));
+    let step = |layer: &MoeLayer| timer.time(ctx, |enc| layer.encode(ctx, enc, tokens, &act));
+    let (sparse_ms, dense_ms) = interleaved(reps, || step(&sparse), || step(&dense))?;
+    drop(dense);
+    let ideal = model.experts as f64 / model.top_k as f64;
+    let measured = dense_ms / sparse_ms;
+    let sparse_speedup = SparseSpeedup {
+        shape,
+        tokens,
+        sparse_ms,
+        dense_ms,
+        measured,
+        ideal,
+        fraction_of_ideal: measured / ideal,
+    };
+
+    progress(&format!("{}: grouped GEMMs vs dense matmuls", model.name));
+    let routed = sparse.forward_with(
+        ctx,
+        &x,
+        &ForwardOptions {
+            capture_routing: true,
+            ..Default::default()
+        },
+    )?;
+    let ids = routed.topk_ids.unwrap_or_default();
+    let gemm = ExpertGemms {
+        hidden: shape.hidden,
+        inter: shape.inter,
+        glu: sparse_spec.glu,
+        bias: sparse_spec.expert_bias,
+        format: sparse_spec.format,
+    };
+    let rows = ids.len();
+    let flops = gemm.flops(rows);
+    let grouped_tiling = sparse.tiling(TileKind::Prefill);
+    // The fastest dense tiling is picked first, then re-timed interleaved with the grouped
+    // GEMMs, so neither the pick's luck nor load from other processes favours either side.
+    let mut best: Option<(f64, DenseRun, Tiling)> = None;
+    for &tiling in &config.dense_tilings {
+        let run = DenseRun::new(ctx, &gemm, rows, tiling)?;
+        run.time(ctx, timer)?;
+        let mut t = (0..reps)
+            .map(|_| run.time(ctx, timer))
+            .collect::<Result<Vec<f64>>>()?;
+        let secs = median(&mut t);
+        if best.as_ref().is_none_or(|(b, _, _)| secs < *b) {
+            best = Some((secs, run, tiling));
+        }
+    }
+    let (dense_run, dense_tiling) = match best {
+        Some((_, run, tiling)) => (run, tiling),
+        None => (
+            DenseRun::new(ctx, &gemm, rows, Tiling::PREFILL)?,
+            Tiling::PREFILL,
+        ),
+    };
+    let grouped = GroupedRun::new(ctx, &sparse.arena, &gemm, &ids, model.top_k, grouped_tiling)?;
+    let (grouped_ms, dense_ms) = interleaved(
+        reps,
+        || grouped.time(ctx, timer),
+        || dense_run.time(ctx, timer),
+    )?;
+    let gflops = |ms: f64| flops / (ms * 1e-3) / 1e9;
+    let grouped_gemm_efficiency = GemmEfficiency {
+        shape,
+        tokens,
+        rows,
+        flops,
+        grouped_ms,
+        grouped_gflop_per_s: gflops(grouped_ms),
+        grouped_tiling,
+        dense_ms,
+        dense_gflop_per_s: gflops(dense_ms),
+        dense_tiling,
+        value: dense_ms / grouped_ms,
+    };
+
+    progress(&format!("{}: host encoding cost and submits", model.name));
+    let host_us_per_layer = host_cost(ctx, &sparse, shape, config.host_layers, &act)?;
+    let before = ctx.submit_count();
+    sparse.forward(ctx, &x)?;
+    let submits_per_step = Submits {
+        shape,
+        tokens,
+        value: ctx.submit_count() - before,
+    };
+    let prefill_tiling = grouped_tiling;
+    drop(sparse);
+
+    let dscale = decode_scale(model, config);
+    let dshape = model.scaled(dscale);
+    progress(&format!(
+        "{}: decode vs copy (H={}, I={})",
+        model.name, dshape.hidden, dshape.inter
+    ));
+    let dspec = model.layer_spec(dscale, model.top_k, config.format);
+    let decoder = MoeLayer::new(ctx, dspec.clone(), &weights(&dspec, 13), 1)?;
+    let token = Rng::new(4).normals(dshape.hidden, 1.0);
+    ctx.queue
+        .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));
+    let (dexpert, dfixed) = weight_bytes(&dspec);
+    let bytes = dexpert * model.top_k as u64 + dfixed;
+    let copy = CopyRun::new(ctx, bytes)?;
+    let (layer_ms, copy_ms) = interleaved(
+        reps,
+        || timer.time(ctx, |enc| decoder.encode(ctx, enc, 1, &act)),
+        || copy.time(ctx, timer),
+    )?;
+    let weight_gb_per_s = bytes as f64 / (layer_ms * 1e-3) / 1e9;
+    let copy_gb_per_s = 2.0 * copy.bytes as f64 / (copy_ms * 1e-3) / 1e9;
+    let decode_bandwidth_efficiency = DecodeBandwidth {
+        shape: dshape,
+        tokens: 1,
+        weight_bytes: bytes,
+        layer_ms,
+        weight_gb_per_s,
+        copy_bytes_moved: 2 * copy.bytes,
+        copy_ms,
+        copy_gb_per_s,
+        value: weight_gb_per_s / copy_gb_per_s,
+    };
+    let decode_tiling = decoder.tiling(TileKind::Decode);
+    let decode_upload = dexpert * model.experts as u64 + dfixed;
+
+    Ok(ModelReport {
+        model: model.name,
+        real: *model,
+        prefill_tiling,
+        decode_tiling,
+        sparse_speedup,
+        grouped_gemm_efficiency,
+        decode_bandwidth_efficiency,
+        host_us_per_layer,
+        submits_per_step,
+        uploaded_bytes: 2 * per_layer_upload + decode_upload,
+    })
+}
+
+/// Records `layers` one-token steps of `layer` into one encoder and divides the host time.
+fn host_cost(
+    ctx: &Context,
+    layer: &MoeLayer,
+    shape: ScaledShape,
+    layers: usize,
+    act: &DynamicActivation,
+) -> Result<HostCost> {
+    let layers = layers.max(1);
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..layers {
+            enc = layer.encode(ctx, enc, 1, act)?;
+        }
+        drop(enc.finish());
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / layers as f64);
+    }
+    Ok(HostCost {
+        shape,
+        tokens: 1,
+        layers_encoded: layers,
+        value: median(&mut samples),
+    })
+}

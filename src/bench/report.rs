@@ -1,0 +1,179 @@
+//! What `moe bench` reports. Every figure carries its unit in its name (`_ms`, `_us`,
+//! `_bytes`, `_gb_per_s`, `_gflop_per_s`) or is a plain ratio, and every metric names the
+//! shape it ran at. Serialised as one JSON object by `moe bench --json`.
+
+use serde::Serialize;
+
+use crate::bench::shapes::{RealModel, ScaledShape};
+use crate::gpu::TimeSource;
+use crate::kernels::matmul::Tiling;
+
+/// Version of the JSON layout below; bumped when a field changes meaning.
+pub const SCHEMA: &str = "moe-gpu-bench/1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub schema: &'static str,
+    /// `quick`, `full` or `tiny`.
+    pub mode: String,
+    /// The command line that reproduces this report.
+    pub command: String,
+    pub adapter: AdapterReport,
+    pub time_source: TimeSource,
+    /// Storage format of the expert weights (`f32` or `f16`).
+    pub weight_format: String,
+    /// Whether tilings came from the autotuner (else the fixed defaults).
+    pub autotune: bool,
+    /// Timings per figure; each figure is their median.
+    pub repeats: usize,
+    pub models: Vec<ModelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    pub model: &'static str,
+    /// The real layer shape this one imitates.
+    pub real: RealModel,
+    /// Tilings the layers ran with (prefill: many rows per expert; decode: a matvec).
+    pub prefill_tiling: Tiling,
+    pub decode_tiling: Tiling,
+    pub sparse_speedup: SparseSpeedup,
+    pub grouped_gemm_efficiency: GemmEfficiency,
+    pub decode_bandwidth_efficiency: DecodeBandwidth,
+    pub host_us_per_layer: HostCost,
+    pub submits_per_step: Submits,
+    /// Expert, router and shared-expert bytes uploaded to build this model's layers.
+    pub uploaded_bytes: u64,
+}
+
+/// The MoE layer against the same layer routing every token to all experts.
+#[derive(Debug, Clone, Serialize)]
+pub struct SparseSpeedup {
+    pub shape: ScaledShape,
+    pub tokens: usize,
+    /// One whole layer step with k experts per token.
+    pub sparse_ms: f64,
+    /// The same layer with k = experts (the dense equivalent).
+    pub dense_ms: f64,
+    /// dense_ms / sparse_ms.
+    pub measured: f64,
+    /// experts / k: the speedup if only expert FLOPs cost time.
+    pub ideal: f64,
+    /// measured / ideal.
+    pub fraction_of_ideal: f64,
+}
+
+/// The prefill grouped GEMMs (gate/up + down) against plain dense matmuls of the same FLOPs.
+#[derive(Debug, Clone, Serialize)]
+pub struct GemmEfficiency {
+    pub shape: ScaledShape,
+    pub tokens: usize,
+    /// (token, expert) rows: tokens · k.
+    pub rows: usize,
+    pub flops: f64,
+    pub grouped_ms: f64,
+    pub grouped_gflop_per_s: f64,
+    pub grouped_tiling: Tiling,
+    /// The fastest of the tuner's candidate tilings on the dense matmuls.
+    pub dense_ms: f64,
+    pub dense_gflop_per_s: f64,
+    pub dense_tiling: Tiling,
+    /// grouped_gflop_per_s / dense_gflop_per_s.
+    pub value: f64,
+}
+
+/// A one-token decode layer step's weight traffic against a plain copy kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeBandwidth {
+    pub shape: ScaledShape,
+    pub tokens: usize,
+    /// Router, the k selected experts and the shared expert: what one step must read.
+    pub weight_bytes: u64,
+    pub layer_ms: f64,
+    pub weight_gb_per_s: f64,
+    /// The copy moves weight_bytes: it reads and writes that many bytes each.
+    pub copy_bytes_moved: u64,
+    pub copy_ms: f64,
+    /// (bytes read + bytes written) / time, the usual copy-bandwidth convention.
+    pub copy_gb_per_s: f64,
+    /// weight_gb_per_s / copy_gb_per_s.
+    pub value: f64,
+}
+
+/// Host time to record one layer step (encoder, passes, dispatches; no GPU wait).
+#[derive(Debug, Clone, Serialize)]
+pub struct HostCost {
+    pub shape: ScaledShape,
+    pub tokens: usize,
+    /// Layer steps recorded into one encoder for the measurement.
+    pub layers_encoded: usize,
+    pub value: f64,
+}
+
+/// Queue submissions of one forward step (upload, layer, readback) with every expert resident.
+#[derive(Debug, Clone, Serialize)]
+pub struct Submits {
+    pub shape: ScaledShape,
+    pub tokens: usize,
+    pub value: u64,
+}
+
+impl BenchReport {
+    /// A few lines per model for people; `--json` gives everything.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "adapter: {} ({}, {}), times from {:?}, {} weights, autotune {}, median of {}\n",
+            self.adapter.name,
+            self.adapter.backend,
+            self.adapter.device_type,
+            self.time_source,
+            self.weight_format,
+            if self.autotune { "on" } else { "off" },
+            self.repeats
+        );
+        for m in &self.models {
+            let sp = &m.sparse_speedup;
+            let g = &m.grouped_gemm_efficiency;
+            let d = &m.decode_bandwidth_efficiency;
+            let sh = &sp.shape;
+            s += &format!(
+                "{} (E={}, k={}; prefill H={} I={}, decode H={} I={})\n",
+                m.model, sh.experts, sh.top_k, sh.hidden, sh.inter, d.shape.hidden, d.shape.inter
+            );
+            s += &format!(
+                "  sparse speedup      {:6.2} of ideal {:5.2} ({:.0}%) at {} tokens: {:.2} ms vs dense {:.2} ms\n",
+                sp.measured,
+                sp.ideal,
+                100.0 * sp.fraction_of_ideal,
+                sp.tokens,
+                sp.sparse_ms,
+                sp.dense_ms
+            );
+            s += &format!(
+                "  grouped GEMM        {:6.2} of dense: {:.2} vs {:.2} GFLOP/s at {} rows\n",
+                g.value, g.grouped_gflop_per_s, g.dense_gflop_per_s, g.rows
+            );
+            s += &format!(
+                "  decode bandwidth    {:6.2} of copy: {:.2} vs {:.2} GB/s, {:.1} MB of weights in {:.3} ms\n",
+                d.value,
+                d.weight_gb_per_s,
+                d.copy_gb_per_s,
+                d.weight_bytes as f64 / 1e6,
+                d.layer_ms
+            );
+            s += &format!(
+                "  host encode         {:6.1} µs per layer; {} submit(s) per step\n",
+                m.host_us_per_layer.value, m.submits_per_step.value
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,91 @@
+//! `moe bench`: sparse speedup, grouped GEMM efficiency, decode bandwidth efficiency, host cost
+//! and submits per step, at shapes that imitate real models (see `moe_gpu::bench`).
+
+use anyhow::{Result, bail};
+use moe_gpu::bench::{self, BenchConfig, MODELS, RealModel};
+use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::{Context, ContextOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Smaller shapes and fewer repeats: about three minutes on a two-core software adapter.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object (every figure with its shape and unit) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Only these models (repeatable): Mixtral-8x7B, Qwen3-30B-A3B, DeepSeek-V2-Lite,
+    /// OLMoE-1B-7B, gpt-oss-20b.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Divide the real hidden and intermediate sizes by this for the prefill figures
+    /// [default: 8 with --quick, else 4].
+    #[arg(long)]
+    scale: Option<usize>,
+    /// Tokens of the prefill step [default: 128 with --quick, else 256].
+    #[arg(long)]
+    tokens: Option<usize>,
+    /// Timings per figure (the median is reported) [default: 3 with --quick, else 5].
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Expert weight format on the GPU.
+    #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
+    dtype: String,
+    /// Use the fixed default tilings instead of the autotuner's (same as MOE_GPU_TUNE=0).
+    #[arg(long)]
+    no_tune: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let mut config = if a.quick {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::full()
+    };
+    if !a.models.is_empty() {
+        config.models = a
+            .models
+            .iter()
+            .map(|name| {
+                RealModel::by_name(name).ok_or_else(|| {
+                    let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+                    anyhow::anyhow!("unknown model `{name}`; choose from {}", names.join(", "))
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    if let Some(s) = a.scale {
+        if s == 0 {
+            bail!("--scale must be at least 1");
+        }
+        config.prefill_scale = s;
+    }
+    if let Some(t) = a.tokens {
+        if t == 0 {
+            bail!("--tokens must be at least 1");
+        }
+        config.prefill_tokens = t;
+    }
+    if let Some(r) = a.repeats {
+        config.repeats = r.max(1);
+    }
+    config.format = if a.dtype == "f16" {
+        WeightFormat::F16
+    } else {
+        WeightFormat::F32
+    };
+    let mut options = ContextOptions::from_env()?;
+    if a.no_tune {
+        options.autotune = false;
+    }
+    let ctx = Context::with_options(&options)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    eprintln!("moe bench ({}) on {}", config.mode, ctx.describe());
+    let report = bench::run(&ctx, &config, &command, &mut |line| eprintln!("  {line}"))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! Autotuning of the expert GEMMs' tiling. At first use of a layer shape the candidates of
+//! [`Tiling::candidates`] are timed on a small grouped problem of that shape and the fastest
+//! is kept, in memory and on disk, keyed by adapter and shape bucket. With tuning off
+//! ([`Context::set_autotune`], `MOE_GPU_TUNE=0`) the fixed defaults are used. Every candidate
+//! computes the same function (tests/matmul_variants.rs), so tuning changes speed, not results
+//! beyond f32 rounding.
+//!
+//! The cache file is `tuning-v1.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
+//! directory (`$XDG_CACHE_HOME/moe-gpu`, `~/.cache/moe-gpu`, `~/Library/Caches/moe-gpu`,
+//! `%LOCALAPPDATA%\moe-gpu`). A cache that cannot be read or written is ignored.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::gpu::{Context, GpuTimer, median};
+use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::tiling::{TileKind, Tiling};
+use crate::moe::arena::ExpertArena;
+use crate::moe::experts::ExpertWeights;
+
+/// The cache file's name; the version changes whenever the candidates or the tuning problem do.
+const CACHE_FILE: &str = "tuning-v1.json";
+
+/// Tuning problem: experts × rows per expert, and the largest sizes timed.
+const PREFILL_PROBLEM: (usize, usize) = (4, 16);
+const DECODE_PROBLEM: (usize, usize) = (8, 1);
+const MAX_TUNED_SIZE: usize = 1024;
+const TUNE_REPEATS: usize = 3;
+
+/// The two expert GEMMs of a layer: gate/up (with its activation) over hidden, then down.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpertGemms {
+    pub hidden: usize,
+    pub inter: usize,
+    pub glu: Glu,
+    pub bias: bool,
+    pub format: WeightFormat,
+}
+
+impl ExpertGemms {
+    /// FLOPs of both GEMMs for `rows` rows (a multiply-add counts two).
+    pub fn flops(&self, rows: usize) -> f64 {
+        let gate_up = self.inter * self.glu.rows_per_output();
+        2.0 * rows as f64 * (gate_up * self.hidden + self.hidden * self.inter) as f64
+    }
+
+    /// The gate/up GEMM (`first`) or the down GEMM, grouped over experts or dense.
+    pub fn spec(&self, first: bool, tiling: Tiling, grouped: bool) -> MatmulSpec {
+        let (n, k, glu) = if first {
+            (self.inter, self.hidden, self.glu)
+        } else {
+            (self.hidden, self.inter, Glu::None)
+        };
+        MatmulSpec {
+            n,
+            k,
+            glu,
+            bias: self.bias,
+            format: self.format,
+            grouped,
+            // Grouped gate/up reads token rows through the permutation; down reads its rows
+            // in sorted order.
+            gather: grouped && first,
+            tiling,
+        }
+    }
+}
+
+/// The tiling of `kind` for a layer with expert GEMMs `g`: tuned, cached or the default.
+pub fn tiling(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Tiling {
+    let default = Tiling::default_for(kind);
+    if !ctx.autotune() {
+        return default;
+    }
+    let key = cache_key(ctx, kind, g);
+    let mut cache = ctx.tuned.lock().unwrap_or_else(|p| p.into_inner());
+    let map = cache.get_or_insert_with(load_cache);
+    if let Some(t) = map.get(&key)
+        && t.validate(ctx).is_ok()
+    {
+        return *t;
+    }
+    let chosen = measure(ctx, kind, g).unwrap_or(default);
+    map.insert(key, chosen);
+    save_cache(map);
+    chosen
+}
+
+/// Adapter identity plus the shape bucket (sizes rounded up to powers of two).
+fn cache_key(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> String {
+    let i = &ctx.info;
+    format!(
+        "{} | {:?} | {} {} | {:04x}:{:04x} | {kind:?} {:?} glu={} bias={} | h{} i{}",
+        i.name,
+        i.backend,
+        i.driver,
+        i.driver_info,
+        i.vendor,
+        i.device,
+        g.format,
+        g.glu.rows_per_output() == 2,
+        g.bias,
+        g.hidden.next_power_of_two(),
+        g.inter.next_power_of_two()
+    )
+}
+
+/// Times every candidate on `experts` experts with `rows` rows each and returns the fastest.
+fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
+    let (experts, rows) = match kind {
+        TileKind::Prefill => PREFILL_PROBLEM,
+        TileKind::Decode => DECODE_PROBLEM,
+    };
+    let g = ExpertGemms {
+        hidden: g.hidden.min(MAX_TUNED_SIZE),
+        inter: g.inter.min(MAX_TUNED_SIZE),
+        ..*g
+    };
+    let arena = ExpertArena::new(ctx, g.hidden, g.inter, experts, experts, g.format, g.bias)?;
+    for e in 0..experts {
+        arena.upload(ctx, e, &pattern_expert(&g, e));
+    }
+    arena.write_table(ctx, &(0..experts as u32).collect::<Vec<_>>());
+    let ids: Vec<u32> = (0..experts * rows).map(|r| (r / rows) as u32).collect();
+    let timer = GpuTimer::new(ctx);
+    let mut best: Option<(f64, Tiling)> = None;
+    for tiling in Tiling::candidates(kind) {
+        // A candidate the adapter cannot build or run is skipped, not fatal.
+        let timed = GroupedRun::new(ctx, &arena, &g, &ids, 1, tiling).and_then(|run| {
+            run.time(ctx, &timer)?;
+            let mut t = (0..TUNE_REPEATS)
+                .map(|_| run.time(ctx, &timer))
+                .collect::<Result<Vec<f64>>>()?;
+            Ok(median(&mut t))
+        });
+        let Ok(secs) = timed else { continue };
+        if best.is_none_or(|(b, _)| secs < b) {
+            best = Some((secs, tiling));
+        }
+    }
+    Ok(best.map_or(Tiling::default_for(kind), |(_, t)| t))
+}
+
+/// Cheap deterministic weights of ordinary magnitude (values do not change GEMM speed).
+fn pattern_expert(g: &ExpertGemms, e: usize) -> ExpertWeights {
+    let fill = |n: usize, salt: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (i.wrapping_mul(2_654_435_761).wrapping_add(salt * 97 + e) % 2001) as f32 * 1e-4
+                    - 0.1
+            })
+            .collect()
+    };
+    let (h, i) = (g.hidden, g.inter);
+    ExpertWeights {
+        gate: fill(i * h, 1),
+        up: fill(i * h, 2),
+        down: fill(h * i, 3),
+        gate_bias: g.bias.then(|| fill(i, 4)),
+        up_bias: g.bias.then(|| fill(i, 5)),
+        down_bias: g.bias.then(|| fill(h, 6)),
+    }
+}
+
+/// The grouped gate/up and down GEMMs on the experts resident in an arena, for a fixed
+/// (token, slot) → expert assignment, with the tile list the permutation kernels would build:
+/// built once, timed many times.
+pub struct GroupedRun {
+    gate_up: Matmul,
+    down: Matmul,
+    tiles: u32,
+}
+
+impl GroupedRun {
+    /// `ids` is [tokens, top_k] expert ids of the rows; `tiling` fixes the tile height.
+    pub fn new(
+        ctx: &Context,
+        arena: &ExpertArena,
+        g: &ExpertGemms,
+        ids: &[u32],
+        top_k: usize,
+        tiling: Tiling,
+    ) -> Result<Self> {
+        let (h, i, k) = (g.hidden, g.inter, top_k.max(1));
+        let pairs = ids.len();
+        let mut rows: Vec<u32> = Vec::with_capacity(pairs);
+        let mut tiles: Vec<u32> = Vec::new();
+        let bm = tiling.block_m() as usize;
+        let experts = ids
+            .iter()
+            .filter(|&&e| e != u32::MAX)
+            .max()
+            .map_or(0, |&e| e + 1);
+        for e in 0..experts {
+            let start = rows.len();
+            rows.extend((0..pairs as u32).filter(|&p| ids[p as usize] == e));
+            for r0 in (start..rows.len()).step_by(bm) {
+                tiles.extend([e, r0 as u32, rows.len() as u32, 0]);
+            }
+        }
+        let tile_count = (tiles.len() / 4) as u32;
+        let tokens = pairs.div_ceil(k);
+        let x: Vec<f32> = (0..tokens * h)
+            .map(|v| (v % 7) as f32 * 0.25 - 0.75)
+            .collect();
+        let x = ctx.storage_with("tune x", &x)?;
+        let hbuf = ctx.storage("tune hidden", (pairs * i * 4) as u64)?;
+        let y = ctx.storage("tune y", (pairs * h * 4) as u64)?;
+        let tiles = ctx.storage_with("tune tiles", &tiles)?;
+        let rows = ctx.storage_with("tune rows", &rows)?;
+        let buffers = |x, w, bias, out| MatmulBuffers {
+            x,
+            w,
+            bias,
+            slots: &arena.table,
+            tiles: &tiles,
+            rows: &rows,
+            out,
+        };
+        let gate_up = Matmul::new(
+            ctx,
+            g.spec(true, tiling, true),
+            h,
+            i,
+            k,
+            buffers(&x, &arena.gate_up, &arena.gate_up_bias, &hbuf),
+        )?;
+        let down = Matmul::new(
+            ctx,
+            g.spec(false, tiling, true),
+            i,
+            h,
+            k,
+            buffers(&hbuf, &arena.down, &arena.down_bias, &y),
+        )?;
+        Ok(Self {
+            gate_up,
+            down,
+            tiles: tile_count,
+        })
+    }
+
+    /// Seconds of one run of both GEMMs.
+    pub fn time(&self, ctx: &Context, timer: &GpuTimer) -> Result<f64> {
+        timer.time(ctx, |mut enc| {
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.gate_up.encode_tiles(&mut pass, self.tiles);
+                self.down.encode_tiles(&mut pass, self.tiles);
+            }
+            Ok(enc)
+        })
+    }
+}
+
+/// The directory of the tuning cache, if the platform has one.
+pub fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("MOE_GPU_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = if cfg!(target_os = "windows") {
+        var("LOCALAPPDATA").map(PathBuf::from)
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| PathBuf::from(h).join("Library/Caches"))
+    } else {
+        var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    };
+    base.map(|b| b.join("moe-gpu"))
+}
+
+fn load_cache() -> HashMap<String, Tiling> {
+    cache_dir()
+        .and_then(|d| std::fs::read(d.join(CACHE_FILE)).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Writes the cache through a temporary file and a rename, so a reader never sees half a
+/// file; any failure leaves tuning in memory only.
+fn save_cache(map: &HashMap<String, Tiling>) {
+    let Some(dir) = cache_dir() else { return };
+    let Ok(json) = serde_json::to_vec_pretty(map) else {
+        return;
+    };
+    let tmp = dir.join(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&tmp, json))
+        .and_then(|_| std::fs::rename(&tmp, dir.join(CACHE_FILE)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}

@@ -66,7 +66,8 @@ impl ExpertSource for SyntheticExperts {
     }
 }
 
-fn weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
+/// Deterministic synthetic weights for `spec`, experts generated on demand.
+pub fn synthetic_weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
     let mut rng = Rng::new(seed);
     let (h, e) = (spec.hidden, spec.routing.experts);
     MoeWeights {
@@ -87,8 +88,8 @@ fn weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
     }
 }
 
-/// Bytes one step reads for one expert, the router and the shared expert.
-fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
+/// Bytes one step reads for one expert, and for the router and shared expert together.
+pub fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
     let (h, e) = (spec.hidden, spec.routing.experts);
     let expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
     let router = WeightFormat::F32.matrix_bytes(e, h);
@@ -149,8 +150,18 @@ pub fn bench_model(
     let dense_spec = model.layer_spec(scale, model.experts, config.format);
     let (expert_bytes, fixed_bytes) = weight_bytes(&sparse_spec);
     let per_layer_upload = expert_bytes * model.experts as u64 + fixed_bytes;
-    let sparse = MoeLayer::new(ctx, sparse_spec.clone(), &weights(&sparse_spec, 11), tokens)?;
-    let dense = MoeLayer::new(ctx, dense_spec.clone(), &weights(&dense_spec, 11), tokens)?;
+    let sparse = MoeLayer::new(
+        ctx,
+        sparse_spec.clone(),
+        &synthetic_weights(&sparse_spec, 11),
+        tokens,
+    )?;
+    let dense = MoeLayer::new(
+        ctx,
+        dense_spec.clone(),
+        &synthetic_weights(&dense_spec, 11),
+        tokens,
+    )?;
     let x = Rng::new(3).normals(tokens * shape.hidden, 1.0);
     for layer in [&sparse, &dense] {
         ctx.queue
@@ -254,7 +265,7 @@ pub fn bench_model(
         model.name, dshape.hidden, dshape.inter
     ));
     let dspec = model.layer_spec(dscale, model.top_k, config.format);
-    let decoder = MoeLayer::new(ctx, dspec.clone(), &weights(&dspec, 13), 1)?;
+    let decoder = MoeLayer::new(ctx, dspec.clone(), &synthetic_weights(&dspec, 13), 1)?;
     let token = Rng::new(4).normals(dshape.hidden, 1.0);
     ctx.queue
         .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));

@@ -116,7 +116,7 @@ fn decode_bandwidth(c: &mut Criterion) {
         .write_buffer(&layer.x, 0, bytemuck::cast_slice(&token));
     let (expert, fixed) = weight_bytes(&spec);
     let bytes = expert * m.top_k as u64 + fixed;
-    let copy = CopyRun::new(&ctx, bytes).expect("copy");
+    let copy = CopyRun::new(&ctx, bytes, expert * m.experts as u64).expect("copy");
     let mut group = c.benchmark_group("decode_olmoe_div2");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(bytes));

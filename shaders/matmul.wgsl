@@ -14,19 +14,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         return;
     }
 
-    // x row offsets of this thread's rows; rows past the tile repeat the first (results dropped).
+    // Rows past the tile and columns past n are never loaded: their x stays zero and their
+    // weight offsets are unused, so a partly filled tile costs fewer loads (on CPU adapters the
+    // loads, not the arithmetic, set the pace).
+    let rows_here = min(TM, row_end - row0);
+    let cols_here = min(TN, p.n - col0);
     var xbase: array<u32, 8>;
     for (var i = 0u; i < TM; i++) {
-        xbase[i] = x_row(select(row0, row0 + i, row0 + i < row_end));
+        if (i < rows_here) {
+            xbase[i] = x_row(row0 + i);
+        }
     }
-    // weight row offsets (in vec4 words) of this thread's columns; columns past n repeat col0.
-    var wbase: array<u32, 8>;
-    var ubase: array<u32, 8>;
+    // weight row offsets (in vec4 words) of this thread's columns
+    var wbase: array<u32, 16>;
+    var ubase: array<u32, 16>;
     let slot_base = slot * p.w_slot_vecs;
     for (var j = 0u; j < TN; j++) {
-        let c = select(col0, col0 + j, col0 + j < p.n);
-        wbase[j] = slot_base + c * p.w_row_vecs;
-        ubase[j] = slot_base + (c + p.n) * p.w_row_vecs;
+        wbase[j] = slot_base + (col0 + j) * p.w_row_vecs;
+        ubase[j] = slot_base + (col0 + j + p.n) * p.w_row_vecs;
     }
 
     var acc: array<f32, 64>;
@@ -42,13 +47,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var xv: array<vec4<f32>, 8>;
         var xv_hi: array<vec4<f32>, 8>;
         for (var i = 0u; i < TM; i++) {
-            xv[i] = x_chunk(xbase[i], c);
-            if (F16) {
-                xv_hi[i] = x_chunk(xbase[i], c + 4u);
+            if (i < rows_here) {
+                xv[i] = x_chunk(xbase[i], c);
+                if (F16) {
+                    xv_hi[i] = x_chunk(xbase[i], c + 4u);
+                }
             }
         }
         for (var j = 0u; j < TN; j++) {
-            let wword = w[wbase[j] + word];
+            var wword = vec4<u32>(0u);
+            var uword = vec4<u32>(0u);
+            if (j < cols_here) {
+                wword = w[wbase[j] + word];
+                if (GLU != 0u) {
+                    uword = w[ubase[j] + word];
+                }
+            }
             let wv = weight_chunk(wword, 0u);
             let wv_hi = weight_chunk(wword, 1u);
             for (var i = 0u; i < TM; i++) {
@@ -58,7 +72,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 }
             }
             if (GLU != 0u) {
-                let uword = w[ubase[j] + word];
                 let uv = weight_chunk(uword, 0u);
                 let uv_hi = weight_chunk(uword, 1u);
                 for (var i = 0u; i < TM; i++) {

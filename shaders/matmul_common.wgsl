@@ -35,7 +35,7 @@ override X_VEC4: bool = false; // x_stride % 4 == 0: x rows are read as aligned 
 override WG_M: u32 = 1u;       // threads along rows
 override WG_N: u32 = 64u;      // threads along columns
 override TM: u32 = 4u;         // rows per thread (≤ 8)
-override TN: u32 = 4u;         // columns per thread (≤ 8)
+override TN: u32 = 4u;         // columns per thread (≤ 16, TM · TN ≤ 64)
 
 const INVALID: u32 = 0xffffffffu;
 

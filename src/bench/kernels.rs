@@ -2,6 +2,8 @@
 //! layer's expert GEMMs, and a plain copy. The grouped GEMMs themselves are timed by
 //! [`crate::kernels::tune::GroupedRun`], which the autotuner uses too.
 
+use std::cell::Cell;
+
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer};
 use crate::kernels::copy::Copy;
@@ -81,31 +83,44 @@ impl DenseRun {
     }
 }
 
-/// A plain copy between two buffers of its own, built once and timed many times.
+/// Plain copies of `bytes` bytes, built once and timed many times. With a pool larger than
+/// one copy, successive runs use different buffer pairs, so a run's source is as cold in the
+/// caches as a decode step's experts, which also change from step to step.
 pub struct CopyRun {
-    copy: Copy,
+    copies: Vec<Copy>,
+    next: Cell<usize>,
     /// Bytes read (and as many written) per run.
     pub bytes: u64,
 }
 
 impl CopyRun {
-    /// A copy of `bytes` bytes, rounded up to 16.
-    pub fn new(ctx: &Context, bytes: u64) -> Result<Self> {
+    /// Copies of `bytes` bytes (rounded up to 16) cycling through about `pool` bytes of
+    /// sources (at most 16 pairs, at least one).
+    pub fn new(ctx: &Context, bytes: u64, pool: u64) -> Result<Self> {
         let bytes = bytes.max(16).div_ceil(16) * 16;
-        let src = ctx.storage("bench copy src", bytes)?;
-        let dst = ctx.storage("bench copy dst", bytes)?;
+        let pairs = (pool / bytes).clamp(1, 16);
+        let copies = (0..pairs)
+            .map(|_| {
+                let src = ctx.storage("bench copy src", bytes)?;
+                let dst = ctx.storage("bench copy dst", bytes)?;
+                Copy::new(ctx, &src, &dst, bytes)
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
-            copy: Copy::new(ctx, &src, &dst, bytes)?,
+            copies,
+            next: Cell::new(0),
             bytes,
         })
     }
 
-    /// Seconds of one copy.
+    /// Seconds of one copy (the next pair of the pool).
     pub fn time(&self, ctx: &Context, timer: &GpuTimer) -> Result<f64> {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.copies.len());
         timer.time(ctx, |mut enc| {
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                self.copy.encode(&mut pass);
+                self.copies[i].encode(&mut pass);
             }
             Ok(enc)
         })

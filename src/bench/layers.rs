@@ -115,9 +115,17 @@ fn interleaved(
     Ok((median(&mut ta) * 1e3, median(&mut tb) * 1e3))
 }
 
-fn decode_scale(model: &RealModel, config: &BenchConfig) -> usize {
+/// The decode figure's scale: halving from the prefill scale until one step reads at least
+/// `config.decode_bytes`, but never so far that an expert buffer of the layer outgrows one
+/// storage binding.
+fn decode_scale(ctx: &Context, model: &RealModel, config: &BenchConfig) -> usize {
+    let fits = |scale: usize| {
+        let spec = model.layer_spec(scale, model.top_k, config.format);
+        let gate_up = spec.format.matrix_bytes(2 * spec.inter, spec.hidden);
+        gate_up * model.experts as u64 <= ctx.max_binding()
+    };
     let mut scale = config.prefill_scale.max(1);
-    while scale > 1 {
+    while scale > 1 && fits(scale / 2) {
         let spec = model.layer_spec(scale, model.top_k, config.format);
         let (expert, _) = weight_bytes(&spec);
         if expert * model.top_k as u64 >= config.decode_bytes {
@@ -258,7 +266,7 @@ pub fn bench_model(
     let prefill_tiling = grouped_tiling;
     drop(sparse);
 
-    let dscale = decode_scale(model, config);
+    let dscale = decode_scale(ctx, model, config);
     let dshape = model.scaled(dscale);
     progress(&format!(
         "{}: decode vs copy (H={}, I={})",
@@ -266,15 +274,23 @@ pub fn bench_model(
     ));
     let dspec = model.layer_spec(dscale, model.top_k, config.format);
     let decoder = MoeLayer::new(ctx, dspec.clone(), &synthetic_weights(&dspec, 13), 1)?;
-    let token = Rng::new(4).normals(dshape.hidden, 1.0);
-    ctx.queue
-        .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));
     let (dexpert, dfixed) = weight_bytes(&dspec);
     let bytes = dexpert * model.top_k as u64 + dfixed;
-    let copy = CopyRun::new(ctx, bytes)?;
+    // Copies of the step's size, cycling through as many bytes as the layer's routed experts
+    // (up to 16 pairs), so that both sides read what the previous run did not.
+    let resident = dexpert * model.experts as u64;
+    let copy = CopyRun::new(ctx, bytes, resident)?;
+    // A new token every step, as in generation: each step routes to other experts, so the
+    // weights come from memory rather than from a cache that still holds the last step's.
+    let mut tokens_rng = Rng::new(4);
     let (layer_ms, copy_ms) = interleaved(
         reps,
-        || timer.time(ctx, |enc| decoder.encode(ctx, enc, 1, &act)),
+        || {
+            let token = tokens_rng.normals(dshape.hidden, 1.0);
+            ctx.queue
+                .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));
+            timer.time(ctx, |enc| decoder.encode(ctx, enc, 1, &act))
+        },
         || copy.time(ctx, timer),
     )?;
     let weight_gb_per_s = bytes as f64 / (layer_ms * 1e-3) / 1e9;
@@ -317,7 +333,7 @@ fn host_cost(
 ) -> Result<HostCost> {
     let layers = layers.max(1);
     let mut samples = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..9 {
         let start = Instant::now();
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         for _ in 0..layers {

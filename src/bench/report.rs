@@ -99,7 +99,9 @@ pub struct DecodeBandwidth {
     pub weight_bytes: u64,
     pub layer_ms: f64,
     pub weight_gb_per_s: f64,
-    /// The copy moves weight_bytes: it reads and writes that many bytes each.
+    /// Bytes one copy reads plus bytes it writes (it copies weight_bytes, from a pool of
+    /// sources as large as the layer's routed experts, so it is as cold in the caches as the
+    /// step's experts).
     pub copy_bytes_moved: u64,
     pub copy_ms: f64,
     /// (bytes read + bytes written) / time, the usual copy-bandwidth convention.

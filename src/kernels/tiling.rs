@@ -34,8 +34,11 @@ pub enum TileKind {
     Decode,
 }
 
-/// Largest TM and TN: the kernels keep TM·TN accumulators (twice with a GLU) in registers.
-pub const MAX_THREAD_TILE: u32 = 8;
+/// Largest TM and TN, and TM·TN: the kernels keep TM·TN accumulators (twice with a GLU) in
+/// registers.
+pub const MAX_TM: u32 = 8;
+pub const MAX_TN: u32 = 16;
+pub const MAX_THREAD_OUTPUTS: u32 = 64;
 
 impl Tiling {
     /// Many rows per expert: 4 × 4 register blocks, 64 threads along columns.
@@ -78,17 +81,15 @@ impl Tiling {
         match kind {
             TileKind::Prefill => vec![
                 Self::PREFILL,
-                Self::registers(1, 64, 2, 8),
-                Self::registers(2, 32, 4, 4),
-                Self::registers(1, 64, 8, 4),
+                Self::registers(1, 64, 4, 8),
+                Self::registers(1, 64, 8, 8),
                 Self::shared(8, 8, 4, 4),
                 Self::shared(16, 16, 4, 4),
             ],
             TileKind::Decode => vec![
                 Self::DECODE,
-                Self::registers(1, 64, 1, 2),
                 Self::registers(1, 64, 1, 8),
-                Self::registers(1, 128, 1, 4),
+                Self::registers(1, 32, 1, 16),
             ],
         }
     }
@@ -119,8 +120,13 @@ impl Tiling {
     pub fn validate(self, ctx: &Context) -> Result<()> {
         let l = &ctx.limits;
         let bad = |why: String| Err(Error::input(format!("matmul tiling {self:?}: {why}")));
-        if !(1..=MAX_THREAD_TILE).contains(&self.tm) || !(1..=MAX_THREAD_TILE).contains(&self.tn) {
-            return bad(format!("TM and TN must be 1..={MAX_THREAD_TILE}"));
+        if !(1..=MAX_TM).contains(&self.tm)
+            || !(1..=MAX_TN).contains(&self.tn)
+            || self.tm * self.tn > MAX_THREAD_OUTPUTS
+        {
+            return bad(format!(
+                "TM must be 1..={MAX_TM}, TN 1..={MAX_TN} and TM·TN at most {MAX_THREAD_OUTPUTS}"
+            ));
         }
         if self.wg_m == 0 || self.wg_n == 0 {
             return bad("a workgroup needs at least one thread".into());

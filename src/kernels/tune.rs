@@ -1,6 +1,8 @@
 //! Autotuning of the expert GEMMs' tiling. At first use of a layer shape the candidates of
 //! [`Tiling::candidates`] are timed on a small grouped problem of that shape and the fastest
-//! is kept, in memory and on disk, keyed by adapter and shape bucket. With tuning off
+//! is kept, in memory and on disk, keyed by adapter and shape bucket. Layers whose expert
+//! matrices hold fewer than 16K weights keep the default: the tiling cannot matter there, and
+//! tests and toy models pay nothing. With tuning off
 //! ([`Context::set_autotune`], `MOE_GPU_TUNE=0`) the fixed defaults are used. Every candidate
 //! computes the same function (tests/matmul_variants.rs), so tuning changes speed, not results
 //! beyond f32 rounding.
@@ -26,6 +28,9 @@ const CACHE_FILE: &str = "tuning-v1.json";
 const PREFILL_PROBLEM: (usize, usize) = (4, 16);
 const DECODE_PROBLEM: (usize, usize) = (8, 1);
 const MAX_TUNED_SIZE: usize = 1024;
+/// Expert matrices with fewer weights (hidden · inter) than this are too small for the tiling
+/// to matter, so they keep the default rather than pay for tuning (test fixtures, toy demos).
+const MIN_TUNED_WEIGHTS: usize = 16 * 1024;
 const TUNE_REPEATS: usize = 3;
 
 /// The two expert GEMMs of a layer: gate/up (with its activation) over hidden, then down.
@@ -70,7 +75,7 @@ impl ExpertGemms {
 /// The tiling of `kind` for a layer with expert GEMMs `g`: tuned, cached or the default.
 pub fn tiling(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Tiling {
     let default = Tiling::default_for(kind);
-    if !ctx.autotune() {
+    if !ctx.autotune() || g.hidden * g.inter < MIN_TUNED_WEIGHTS {
         return default;
     }
     let key = cache_key(ctx, kind, g);

@@ -12,7 +12,7 @@
 //! `%LOCALAPPDATA%\moe-gpu`). A cache that cannot be read or written is ignored.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
@@ -278,24 +278,71 @@ pub fn cache_dir() -> Option<PathBuf> {
 }
 
 fn load_cache() -> HashMap<String, Tiling> {
-    cache_dir()
-        .and_then(|d| std::fs::read(d.join(CACHE_FILE)).ok())
+    cache_dir().map(|d| load_cache_from(&d)).unwrap_or_default()
+}
+
+fn save_cache(map: &HashMap<String, Tiling>) {
+    if let Some(dir) = cache_dir() {
+        save_cache_to(&dir, map);
+    }
+}
+
+/// The cache in `dir`; empty when it is missing or unreadable.
+fn load_cache_from(dir: &Path) -> HashMap<String, Tiling> {
+    std::fs::read(dir.join(CACHE_FILE))
+        .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
 /// Writes the cache through a temporary file and a rename, so a reader never sees half a
 /// file; any failure leaves tuning in memory only.
-fn save_cache(map: &HashMap<String, Tiling>) {
-    let Some(dir) = cache_dir() else { return };
+fn save_cache_to(dir: &Path, map: &HashMap<String, Tiling>) {
     let Ok(json) = serde_json::to_vec_pretty(map) else {
         return;
     };
     let tmp = dir.join(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
-    let written = std::fs::create_dir_all(&dir)
+    let written = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(&tmp, json))
         .and_then(|_| std::fs::rename(&tmp, dir.join(CACHE_FILE)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trips_through_a_directory() {
+        let dir = std::env::temp_dir().join(format!("moe-gpu-tune-test-{}", std::process::id()));
+        let mut map = HashMap::new();
+        map.insert(
+            "adapter | Prefill".to_string(),
+            Tiling::registers(1, 64, 8, 8),
+        );
+        save_cache_to(&dir, &map);
+        assert_eq!(load_cache_from(&dir), map);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unwritable_or_corrupt_cache_is_ignored() {
+        // A file where the directory should be: nothing can be written below it.
+        let blocker =
+            std::env::temp_dir().join(format!("moe-gpu-tune-file-{}", std::process::id()));
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let mut map = HashMap::new();
+        map.insert("k".to_string(), Tiling::DECODE);
+        save_cache_to(&blocker.join("cache"), &map);
+        assert!(load_cache_from(&blocker.join("cache")).is_empty());
+        std::fs::remove_file(&blocker).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("moe-gpu-tune-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(CACHE_FILE), b"{ not json").unwrap();
+        assert!(load_cache_from(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::kernels::matmul::WeightFormat;
+use crate::moe::layer::MoeLayerSpec;
 
 /// One SwiGLU-style MLP in `nn.Linear` layout ([out, in], row-major, f32): a routed expert, a
 /// shared expert or a dense MLP layer.
@@ -125,4 +126,55 @@ pub struct MoeWeights {
     pub correction: Option<Vec<f32>>,
     pub shared: Option<SharedExpert>,
     pub experts: Arc<dyn ExpertSource>,
+}
+
+impl MoeWeights {
+    /// Checks the router, biases and shared expert against `spec`.
+    pub fn check(&self, spec: &MoeLayerSpec) -> Result<()> {
+        let w = self;
+        let (h, e) = (spec.hidden, spec.routing.experts);
+        let len_check = |name: &str, got: usize, want: usize| {
+            if got != want {
+                Err(Error::tensor(
+                    name,
+                    format!("has {got} values, expected {want}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        len_check("router.weight", w.router.len(), e * h)?;
+        if w.experts.num_experts() != e {
+            return Err(Error::tensor(
+                "experts",
+                format!(
+                    "{} experts in the weights, {e} in the routing spec",
+                    w.experts.num_experts()
+                ),
+            ));
+        }
+        match (&w.router_bias, spec.routing.router_bias) {
+            (Some(b), true) => len_check("router.bias", b.len(), e)?,
+            (None, true) => return Err(Error::tensor("router.bias", "is missing")),
+            _ => {}
+        }
+        match (&w.correction, spec.routing.correction_bias) {
+            (Some(b), true) => len_check("e_score_correction_bias", b.len(), e)?,
+            (None, true) => return Err(Error::tensor("e_score_correction_bias", "is missing")),
+            _ => {}
+        }
+        if spec.routing.shared_gate {
+            match w.shared.as_ref().and_then(|s| s.gate.as_ref()) {
+                Some(g) => len_check("shared_expert_gate.weight", g.len(), h)?,
+                None => return Err(Error::tensor("shared_expert_gate.weight", "is missing")),
+            }
+        }
+        if spec.shared_inter.is_some() != w.shared.is_some() {
+            return Err(Error::tensor(
+                "shared_expert",
+                "the spec and the weights disagree on whether the layer has a shared expert",
+            ));
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,124 @@
+//! Recording a layer's kernels: routing, the optional host sync of an expert cache, then the
+//! permutation, grouped GEMMs, shared expert and combine.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::kernels::permute;
+use crate::kernels::tiling::TileKind;
+use crate::moe::layer::{MoeLayer, kind_for};
+use crate::moe::routing::DynamicActivation;
+
+impl MoeLayer {
+    /// Records router, selection and the per-expert token counts for `tokens` tokens.
+    pub fn encode_route(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        activation: &DynamicActivation,
+    ) -> Result<()> {
+        self.router.encode(ctx, pass, tokens, activation)?;
+        self.permute.encode_count(ctx, pass, tokens * self.top_k());
+        Ok(())
+    }
+
+    /// Whether the host must act between [`Self::encode_route`] and [`Self::encode_experts`]
+    /// by calling [`Self::sync`]: true in cache mode, false while every expert is resident.
+    pub fn needs_sync(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    /// Records the expert part (permutation, grouped GEMMs, shared expert, combine) after
+    /// [`Self::encode_route`] (and [`Self::sync`] where needed).
+    pub fn encode_experts(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
+        let permuted = self
+            .offload
+            .as_ref()
+            .is_some_and(|o| std::mem::take(&mut o.borrow_mut().permuted));
+        if !permuted {
+            self.encode_permute(ctx, pass, tokens);
+        }
+        self.encode_gemms(pass, tokens);
+        if let Some(shared) = &self.shared {
+            shared.encode(ctx, pass, tokens);
+        }
+        self.combine.encode(ctx, pass, tokens);
+    }
+
+    fn variant(&self, tokens: usize) -> usize {
+        usize::from(kind_for(tokens, self.top_k(), self.experts()) == TileKind::Decode)
+    }
+
+    /// Scan and scatter of the counted pairs into expert segments and GEMM tiles.
+    pub(crate) fn encode_permute(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+    ) {
+        let v = self.variant(tokens);
+        self.permute.encode_segments(
+            ctx,
+            pass,
+            tokens * self.top_k(),
+            self.tilings[v].block_m(),
+            (
+                self.gate_up[v].spec.col_blocks(),
+                self.down[v].spec.col_blocks(),
+            ),
+        );
+    }
+
+    /// The grouped GEMMs over the experts the slot table maps.
+    pub(crate) fn encode_gemms(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
+        let v = self.variant(tokens);
+        self.gate_up[v].encode_indirect(pass, &self.args, permute::ARGS_A);
+        self.down[v].encode_indirect(pass, &self.args, permute::ARGS_B);
+    }
+
+    /// Records the whole layer, `out[..tokens] = moe(x[..tokens])`, submitting and syncing in
+    /// the middle when [`Self::needs_sync`] says so. Returns the encoder to continue with.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        encoder: wgpu::CommandEncoder,
+        tokens: usize,
+        activation: &DynamicActivation,
+    ) -> Result<wgpu::CommandEncoder> {
+        self.encode_with_next(ctx, encoder, tokens, activation, None)
+    }
+
+    /// As [`Self::encode`], also predicting the experts of `next` (the following MoE layer,
+    /// whose predictor reads this layer's hidden state; see [`Self::attach_predictor`]) so
+    /// that its sync can upload them while this layer computes.
+    pub fn encode_with_next(
+        &self,
+        ctx: &Context,
+        mut encoder: wgpu::CommandEncoder,
+        tokens: usize,
+        activation: &DynamicActivation,
+        next: Option<&MoeLayer>,
+    ) -> Result<wgpu::CommandEncoder> {
+        if tokens == 0 || tokens > self.max_tokens {
+            return Err(Error::input(format!(
+                "{tokens} tokens; the layer takes 1 to {} per step",
+                self.max_tokens
+            )));
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.encode_route(ctx, &mut pass, tokens, activation)?;
+            if let Some(next) = next {
+                next.encode_prediction(ctx, &mut pass, tokens, activation)?;
+            }
+        }
+        if self.needs_sync() {
+            encoder = self.sync(ctx, encoder, tokens, next)?;
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.encode_experts(ctx, &mut pass, tokens);
+        }
+        Ok(encoder)
+    }
+}

@@ -1,0 +1,161 @@
+//! The host-facing forward API: upload tokens, run the layer in chunks of at most
+//! `max_tokens`, read back the output (and, on request, the routing).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, decode};
+use crate::moe::layer::MoeLayer;
+use crate::moe::router::logit_cols;
+use crate::moe::routing::DynamicActivation;
+
+/// What a forward step returns.
+#[derive(Debug, Clone, Default)]
+pub struct MoeOutput {
+    /// [tokens, hidden]
+    pub output: Vec<f32>,
+    /// [tokens, experts], when routing capture was asked for.
+    pub router_logits: Option<Vec<f32>>,
+    /// [tokens, k]; dropped slots hold `u32::MAX`.
+    pub topk_ids: Option<Vec<u32>>,
+    /// [tokens, k]; dropped slots hold 0.
+    pub topk_weights: Option<Vec<f32>>,
+}
+
+/// Options of one forward call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Also read back router logits, expert ids and weights.
+    pub capture_routing: bool,
+    pub activation: DynamicActivation,
+}
+
+impl MoeLayer {
+    /// Runs the layer on `x` ([tokens, hidden], row-major) and returns [tokens, hidden].
+    pub fn forward(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
+        Ok(self
+            .forward_with(ctx, x, &ForwardOptions::default())?
+            .output)
+    }
+
+    /// Runs the layer, in chunks of at most `max_tokens` tokens, one submit per chunk.
+    pub fn forward_with(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        options: &ForwardOptions,
+    ) -> Result<MoeOutput> {
+        let h = self.spec.hidden;
+        check_input(x, h)?;
+        options.activation.validate()?;
+        let tokens = x.len() / h;
+        let mut result = MoeOutput::default();
+        let capture = options.capture_routing;
+        if capture {
+            result.router_logits = Some(Vec::with_capacity(tokens * self.experts()));
+            result.topk_ids = Some(Vec::with_capacity(tokens * self.top_k()));
+            result.topk_weights = Some(Vec::with_capacity(tokens * self.top_k()));
+        }
+        for chunk in x.chunks(self.max_tokens * h) {
+            let part = self.forward_chunk(ctx, chunk, options)?;
+            result.output.extend(part.output);
+            if capture {
+                extend(&mut result.router_logits, part.router_logits);
+                extend(&mut result.topk_ids, part.topk_ids);
+                extend(&mut result.topk_weights, part.topk_weights);
+            }
+        }
+        Ok(result)
+    }
+
+    fn forward_chunk(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        options: &ForwardOptions,
+    ) -> Result<MoeOutput> {
+        let (h, e, k) = (self.spec.hidden, self.experts(), self.top_k());
+        let tokens = x.len() / h;
+        let logit_cols = logit_cols(&self.spec);
+        ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
+        let encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut encoder = self.encode(ctx, encoder, tokens, &options.activation)?;
+
+        let out_bytes = (tokens * h * 4) as u64;
+        let logit_bytes = (tokens * logit_cols * 4) as u64;
+        let pair_bytes = (tokens * k * 4) as u64;
+        let capture = options.capture_routing;
+        let total = out_bytes
+            + if capture {
+                logit_bytes + 2 * pair_bytes
+            } else {
+                0
+            };
+        let staging = &self.readback;
+        staging.copy_from(&mut encoder, &self.out, 0, 0, out_bytes);
+        if capture {
+            staging.copy_from(&mut encoder, &self.route.logits, 0, out_bytes, logit_bytes);
+            staging.copy_from(
+                &mut encoder,
+                &self.route.ids,
+                0,
+                out_bytes + logit_bytes,
+                pair_bytes,
+            );
+            staging.copy_from(
+                &mut encoder,
+                &self.route.weights,
+                0,
+                out_bytes + logit_bytes + pair_bytes,
+                pair_bytes,
+            );
+        }
+        ctx.submit([encoder.finish()]);
+        let bytes = staging.read_bytes(ctx, total)?;
+        let mut result = MoeOutput {
+            output: decode(&bytes, 0, tokens * h),
+            ..Default::default()
+        };
+        if capture {
+            let logits: Vec<f32> = decode(&bytes, out_bytes, tokens * logit_cols);
+            result.router_logits = Some(
+                logits
+                    .chunks(logit_cols)
+                    .flat_map(|row| row[..e].iter().copied())
+                    .collect(),
+            );
+            let ids: Vec<u32> = decode(&bytes, out_bytes + logit_bytes, tokens * k);
+            self.observe_routing(tokens, &ids);
+            result.topk_ids = Some(ids);
+            result.topk_weights = Some(decode(
+                &bytes,
+                out_bytes + logit_bytes + pair_bytes,
+                tokens * k,
+            ));
+        }
+        Ok(result)
+    }
+}
+
+fn extend<T>(into: &mut Option<Vec<T>>, part: Option<Vec<T>>) {
+    if let (Some(all), Some(p)) = (into.as_mut(), part) {
+        all.extend(p);
+    }
+}
+
+/// Rejects empty, ragged or non-finite input.
+pub fn check_input(x: &[f32], hidden: usize) -> Result<()> {
+    if x.is_empty() || !x.len().is_multiple_of(hidden) {
+        return Err(Error::input(format!(
+            "input has {} values, not a positive multiple of hidden size {hidden}",
+            x.len()
+        )));
+    }
+    if let Some(at) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::input(format!(
+            "input value at token {}, column {} is {} (NaN or infinite)",
+            at / hidden,
+            at % hidden,
+            x[at]
+        )));
+    }
+    Ok(())
+}

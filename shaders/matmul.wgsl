@@ -40,44 +40,53 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc[i] = 0.0;
         acc_up[i] = 0.0;
     }
-    // One weight word per column per step: 4 f32 or 8 f16 values, so each word is loaded once.
-    let per_word = select(4u, 8u, F16);
-    for (var c = 0u; c < p.k; c += per_word) {
-        let word = c / per_word;
-        var xv: array<vec4<f32>, 8>;
-        var xv_hi: array<vec4<f32>, 8>;
-        for (var i = 0u; i < TM; i++) {
-            if (i < rows_here) {
-                xv[i] = x_chunk(xbase[i], c);
-                if (F16) {
-                    xv_hi[i] = x_chunk(xbase[i], c + 4u);
+    // One weight word per column per step (4 f32 .. 32 int4 values), loaded once with its int4
+    // group scale and used for the word's SUBS chunks of 4 values. Columns past n keep zero
+    // words and scales.
+    var wq: array<vec4<u32>, 16>;
+    var uq: array<vec4<u32>, 16>;
+    var wscale: array<f32, 16>;
+    var uscale: array<f32, 16>;
+    for (var c0 = 0u; c0 < p.k; c0 += PER_WORD) {
+        let word = c0 / PER_WORD;
+        for (var j = 0u; j < cols_here; j++) {
+            wq[j] = w[wbase[j] + word];
+            if (GLU != 0u) {
+                uq[j] = w[ubase[j] + word];
+            }
+            if (WFMT == 3u) {
+                wscale[j] = group_scale(slot_base, col0 + j, word);
+                if (GLU != 0u) {
+                    uscale[j] = group_scale(slot_base, col0 + j + p.n, word);
                 }
             }
         }
-        for (var j = 0u; j < TN; j++) {
-            var wword = vec4<u32>(0u);
-            var uword = vec4<u32>(0u);
-            if (j < cols_here) {
-                wword = w[wbase[j] + word];
-                if (GLU != 0u) {
-                    uword = w[ubase[j] + word];
-                }
+        for (var sub = 0u; sub < SUBS; sub++) {
+            let c = c0 + 4u * sub;
+            if (c >= p.k) {
+                break;
             }
-            let wv = weight_chunk(wword, 0u);
-            let wv_hi = weight_chunk(wword, 1u);
+            var xv: array<vec4<f32>, 8>;
             for (var i = 0u; i < TM; i++) {
-                acc[i * TN + j] += dot(xv[i], wv);
-                if (F16) {
-                    acc[i * TN + j] += dot(xv_hi[i], wv_hi);
+                if (i < rows_here) {
+                    xv[i] = x_chunk(xbase[i], c);
                 }
             }
-            if (GLU != 0u) {
-                let uv = weight_chunk(uword, 0u);
-                let uv_hi = weight_chunk(uword, 1u);
+            for (var j = 0u; j < TN; j++) {
+                var wv = decode(wq[j], sub);
+                if (WFMT == 3u) {
+                    wv *= wscale[j];
+                }
                 for (var i = 0u; i < TM; i++) {
-                    acc_up[i * TN + j] += dot(xv[i], uv);
-                    if (F16) {
-                        acc_up[i * TN + j] += dot(xv_hi[i], uv_hi);
+                    acc[i * TN + j] += dot(xv[i], wv);
+                }
+                if (GLU != 0u) {
+                    var uv = decode(uq[j], sub);
+                    if (WFMT == 3u) {
+                        uv *= uscale[j];
+                    }
+                    for (var i = 0u; i < TM; i++) {
+                        acc_up[i * TN + j] += dot(xv[i], uv);
                     }
                 }
             }

@@ -6,10 +6,14 @@
 // With GATHER the x row of sorted row r is token rows[r] / top_k, so x is never permuted.
 // With GLU the slot holds 2n weight rows, gate rows 0..n then up rows n..2n, and the output is
 // act(gate, up); otherwise it holds n rows and the output is x · Wᵀ (+ bias).
-// Weights are [rows, k] row-major, each row padded with zeros to w_row_vecs vec4<u32> words:
-// 4 f32 (bitcast) or 8 f16 (unpack2x16float) values per word. Accumulation is f32 in k order,
-// so an output element's value does not depend on where its row sits in a tile (batch
-// invariance).
+// Weights are [rows, k] row-major, each row padded with zeros to w_row_vecs vec4<u32> words of
+// PER_WORD values: 4 f32 (bitcast), 8 f16 (unpack2x16float), 16 int8 or 32 int4 (two's
+// complement lanes, lowest first). Quantised slots end in a scale block (after the rows, at
+// w_scale_vecs): int8 one f32 per row, applied to the row's sum; int4 one bf16 per word (a
+// group of 32 values), [rows, ceil(w_row_vecs / 2)] u32 with even groups in the low half,
+// applied to the word's values. Layout and quantisation: src/kernels/format.rs. Accumulation
+// is f32 in k order, so an output element's value does not depend on where its row sits in a
+// tile (batch invariance).
 
 struct Params {
     m: u32,            // dense: rows of x and out
@@ -23,25 +27,27 @@ struct Params {
     top_k: u32,        // GATHER: (token, slot) pairs per token
     act_limit: f32,    // GLU 2: swiglu clamp limit
     act_alpha: f32,    // GLU 2: sigmoid scale
-    _pad: u32,
+    w_scale_vecs: u32, // vec4<u32> words from a slot's start to its scale block (int8, int4)
 }
 
 override GROUPED: bool = false;
 override GATHER: bool = false;
 override GLU: u32 = 0u;        // 0 none, 1 silu(g)·u, 2 gpt-oss clamped swiglu
 override BIAS: bool = false;
-override F16: bool = false;    // weights stored as packed f16 pairs
+override WFMT: u32 = 0u;       // weight storage: 0 f32, 1 f16 pairs, 2 int8, 3 int4
 override X_VEC4: bool = false; // x_stride % 4 == 0: x rows are read as aligned vec4s
 override WG_M: u32 = 1u;       // threads along rows
 override WG_N: u32 = 64u;      // threads along columns
 override TM: u32 = 4u;         // rows per thread (≤ 8)
 override TN: u32 = 4u;         // columns per thread (≤ 16, TM · TN ≤ 64)
+override PER_WORD: u32 = 4u << WFMT; // weights per vec4<u32> word
+override SUBS: u32 = 1u << WFMT;     // chunks of 4 weights per word
 
 const INVALID: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;    // [m or tokens, x_stride] f32
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // [slots, rows, w_row_vecs]
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // [slots, w_slot_vecs]: rows, then scales
 @group(0) @binding(3) var<storage, read> bias: array<f32>;       // [slots, bias_slot]
 @group(0) @binding(4) var<storage, read> slots: array<u32>;      // [experts] expert -> slot
 @group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // [tiles] (expert, row0, row_end, _)
@@ -95,13 +101,39 @@ fn x_chunk(base: u32, c: u32) -> vec4<f32> {
     return v;
 }
 
-// Values `half` (0 or 1) of a weight word: the word itself for f32, its first or last four
-// halves for f16.
-fn weight_chunk(word: vec4<u32>, half: u32) -> vec4<f32> {
-    if (F16) {
-        return vec4<f32>(unpack2x16float(word[2u * half]), unpack2x16float(word[2u * half + 1u]));
+// Chunk `sub` (0..SUBS) of a weight word: its values 4·sub .. 4·sub + 3, before any scale.
+fn decode(word: vec4<u32>, sub: u32) -> vec4<f32> {
+    if (WFMT == 1u) {
+        return vec4<f32>(unpack2x16float(word[2u * sub]), unpack2x16float(word[2u * sub + 1u]));
+    }
+    if (WFMT == 2u) {
+        // Each lane's byte to the top, then an arithmetic shift sign-extends it.
+        let lanes = vec4<u32>(word[sub]) << vec4<u32>(24u, 16u, 8u, 0u);
+        return vec4<f32>(bitcast<vec4<i32>>(lanes) >> vec4<u32>(24u));
+    }
+    if (WFMT == 3u) {
+        let nibbles = vec4<u32>(word[sub / 2u] >> (16u * (sub % 2u)));
+        let lanes = nibbles << vec4<u32>(28u, 24u, 20u, 16u);
+        return vec4<f32>(bitcast<vec4<i32>>(lanes) >> vec4<u32>(28u));
     }
     return bitcast<vec4<f32>>(word);
+}
+
+// u32 word `i` of the scale block of the slot starting at vec4 word `slot_base`.
+fn scale_word(slot_base: u32, i: u32) -> u32 {
+    let at = (slot_base + p.w_scale_vecs) * 4u + i;
+    return w[at / 4u][at % 4u];
+}
+
+// int8: the scale of weight row `row` of a slot.
+fn row_scale(slot_base: u32, row: u32) -> f32 {
+    return bitcast<f32>(scale_word(slot_base, row));
+}
+
+// int4: the scale of group (word) `g` of weight row `row` of a slot, a bf16.
+fn group_scale(slot_base: u32, row: u32, g: u32) -> f32 {
+    let pair = scale_word(slot_base, row * ((p.w_row_vecs + 1u) / 2u) + g / 2u);
+    return bitcast<f32>(select(pair << 16u, pair & 0xffff0000u, g % 2u == 1u));
 }
 
 fn activate(g: f32, u: f32) -> f32 {
@@ -117,11 +149,18 @@ fn activate(g: f32, u: f32) -> f32 {
 fn store(r: u32, c: u32, slot: u32, g: f32, u: f32) {
     let bias_base = slot * p.bias_slot;
     var v = g;
+    var up = u;
+    if (WFMT == 2u) {
+        let slot_base = slot * p.w_slot_vecs;
+        v *= row_scale(slot_base, c);
+        if (GLU != 0u) {
+            up *= row_scale(slot_base, p.n + c);
+        }
+    }
     if (BIAS) {
         v += bias[bias_base + c];
     }
     if (GLU != 0u) {
-        var up = u;
         if (BIAS) {
             up += bias[bias_base + p.n + c];
         }

@@ -26,8 +26,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let slot_base = tile.slot * p.w_slot_vecs;
     let tx = lid % WG_N;
     let ty = lid / WG_N;
-    let per_word = select(4u, 8u, F16);
-    let words_per_slice = BK / per_word;
+    // Values staged per weight load: a whole word, or half an int4 word (32 values > BK).
+    let unit = min(PER_WORD, BK);
+    let units = BK / unit;
     let planes = select(1u, 2u, GLU != 0u);
 
     var acc: array<f32, 64>;
@@ -49,29 +50,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             }
             xs[kk * BLOCK_M + rr] = v;
         }
-        // Stage weights: BLOCK_N rows (and their up rows) × BK columns, a vec4 word at a time.
-        for (var idx = lid; idx < planes * BLOCK_N * words_per_slice; idx += threads) {
-            let plane = idx / (BLOCK_N * words_per_slice);
-            let in_plane = idx % (BLOCK_N * words_per_slice);
-            let cc = in_plane / words_per_slice;
-            let wi = in_plane % words_per_slice;
+        // Stage weights: BLOCK_N rows (and their up rows) × BK columns, `unit` values a load.
+        for (var idx = lid; idx < planes * BLOCK_N * units; idx += threads) {
+            let plane = idx / (BLOCK_N * units);
+            let in_plane = idx % (BLOCK_N * units);
+            let cc = in_plane / units;
+            let kk0 = (in_plane % units) * unit;
             let c = col_block + cc;
-            let word = k0 / per_word + wi;
-            var lo = vec4<f32>(0.0);
-            var hi = vec4<f32>(0.0);
+            let word = (k0 + kk0) / PER_WORD;
+            var wv = vec4<u32>(0u);
+            var scale = 1.0;
             if (c < p.n && word < p.w_row_vecs) {
-                let wv = w[slot_base + (c + plane * p.n) * p.w_row_vecs + word];
-                lo = weight_chunk(wv, 0u);
-                hi = weight_chunk(wv, 1u);
+                let row = c + plane * p.n;
+                wv = w[slot_base + row * p.w_row_vecs + word];
+                if (WFMT == 3u) {
+                    scale = group_scale(slot_base, row, word);
+                }
             }
-            let kk = wi * per_word;
-            let base = plane * BK * BLOCK_N + kk * BLOCK_N + cc;
-            for (var e = 0u; e < 4u; e++) {
-                ws[base + e * BLOCK_N] = lo[e];
-            }
-            if (F16) {
+            let sub0 = ((k0 + kk0) % PER_WORD) / 4u;
+            let base = plane * BK * BLOCK_N + kk0 * BLOCK_N + cc;
+            for (var s = 0u; s < unit / 4u; s++) {
+                let v = decode(wv, sub0 + s) * scale;
                 for (var e = 0u; e < 4u; e++) {
-                    ws[base + (4u + e) * BLOCK_N] = hi[e];
+                    ws[base + (4u * s + e) * BLOCK_N] = v[e];
                 }
             }
         }

@@ -55,9 +55,9 @@ fn gpu_dense(spec: MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f32]) -> 
     ctx.read_back(&out, m * spec.n).unwrap()
 }
 
-/// CPU: act(x·Wgᵀ + bg, x·Wuᵀ + bu) or x·Wᵀ + b, with weights rounded to the storage format.
+/// CPU: act(x·Wgᵀ + bg, x·Wuᵀ + bu) or x·Wᵀ + b, with weights as the storage format holds them.
 fn cpu(spec: &MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
-    let w: Vec<f32> = w.iter().map(|v| spec.format.round_trip(*v)).collect();
+    let w = spec.format.dequantize(w, spec.weight_rows(), spec.k);
     let (n, k) = (spec.n, spec.k);
     let b = spec.bias.then_some(bias);
     if spec.glu == Glu::None {

@@ -1,9 +1,10 @@
 //! Every matmul variant and tiling the autotuner may choose (and the fixed defaults) against
 //! `reference::linear`: dense and grouped, with the edge cases of the runtime (1 row, fewer
 //! rows than a tile, experts with no rows, every row on one expert, a non-resident expert, odd
-//! k and n, strides that do and do not allow vec4 loads of x). Weights in f16 are compared with
-//! a reference that uses the same f16-rounded weights, so the tolerance (1e-5 of
-//! max(1, |ref|)) measures the kernel, not the storage format.
+//! k and n, strides that do and do not allow vec4 loads of x), in every weight format. Weights
+//! in f16, int8 and int4 are compared with a reference that uses the same rounded or
+//! dequantised weights, so the tolerance (1e-5 of max(1, |ref|)) measures the kernel, not the
+//! storage format. The int4 cases have a k with a partial last group of 32.
 
 mod common;
 
@@ -39,21 +40,22 @@ struct Case {
     x_stride: usize,
 }
 
-/// Per-slot weights as f32 [slots][rows, k] (already rounded to `format`) and biases.
+/// Per-slot weights as f32 [slots][rows, k]: as generated (`raw`, what is packed) and as the
+/// format holds them (`w`, what the reference uses); and biases.
 struct Weights {
+    raw: Vec<Vec<f32>>,
     w: Vec<Vec<f32>>,
     b: Vec<Vec<f32>>,
 }
 
 fn weights(rng: &mut Rng, c: &Case, slots: usize) -> Weights {
     let rows = c.n * c.glu.rows_per_output();
-    let w = (0..slots)
-        .map(|_| {
-            rng.normals(rows * c.k, 1.0 / (c.k as f32).sqrt())
-                .into_iter()
-                .map(|v| c.format.round_trip(v))
-                .collect()
-        })
+    let raw: Vec<Vec<f32>> = (0..slots)
+        .map(|_| rng.normals(rows * c.k, 1.0 / (c.k as f32).sqrt()))
+        .collect();
+    let w = raw
+        .iter()
+        .map(|r| c.format.dequantize(r, rows, c.k))
         .collect();
     let b = (0..slots)
         .map(|_| {
@@ -64,7 +66,7 @@ fn weights(rng: &mut Rng, c: &Case, slots: usize) -> Weights {
             }
         })
         .collect();
-    Weights { w, b }
+    Weights { raw, w, b }
 }
 
 /// What the kernel should write for x row `xr` with slot weights `s`.
@@ -82,7 +84,7 @@ fn expected_row(c: &Case, wt: &Weights, s: usize, xr: &[f32]) -> Vec<f32> {
 fn upload_weights(ctx: &Context, c: &Case, wt: &Weights) -> (wgpu::Buffer, wgpu::Buffer) {
     let rows = c.n * c.glu.rows_per_output();
     let mut packed = Vec::new();
-    for w in &wt.w {
+    for w in &wt.raw {
         c.format.pack_into(&mut packed, w, rows, c.k);
     }
     let bias: Vec<f32> = wt.b.concat();
@@ -141,7 +143,10 @@ fn run_dense(ctx: &Context, tiling: Tiling, c: &Case, m: usize, seed: u64) {
         .flat_map(|r| expected_row(c, &wt, 0, &x[r * c.x_stride..r * c.x_stride + c.k]))
         .collect();
     common::assert_close(
-        &format!("{tiling:?} dense m={m} n={} k={} {:?}", c.n, c.k, c.glu),
+        &format!(
+            "{tiling:?} dense m={m} n={} k={} {:?} {:?}",
+            c.n, c.k, c.glu, c.format
+        ),
         &got,
         &want,
         TOL,
@@ -239,28 +244,37 @@ fn run_grouped(
     }
 }
 
-/// Two pipelines per tiling: plain with bias in f32 with a stride that forbids vec4 loads of
-/// x, and SiLU-gated in f16 with a vec4-aligned stride wider than k. Each runs at odd k and n
-/// and at k = 1.
+/// Four pipelines per tiling: plain with bias in f32 and int8 with a stride that forbids vec4
+/// loads of x, and SiLU-gated in f16 and int4 with a vec4-aligned stride wider than k. Each
+/// runs at odd k and n (int4: two full groups of 32 and a partial one) and at k = 1.
 fn dense_cases() -> Vec<Case> {
-    use WeightFormat::{F16, F32};
-    let plain = |n, k| Case {
+    use WeightFormat::{F16, F32, Int4, Int8};
+    let plain = |format, n, k| Case {
         n,
         k,
         glu: Glu::None,
         bias: true,
-        format: F32,
+        format,
         x_stride: k,
     };
-    let gated = |n, k| Case {
+    let gated = |format, n, k| Case {
         n,
         k,
         glu: Glu::Silu,
         bias: false,
-        format: F16,
+        format,
         x_stride: k.div_ceil(4) * 4 + 4,
     };
-    vec![plain(29, 37), plain(5, 1), gated(70, 45), gated(3, 1)]
+    vec![
+        plain(F32, 29, 37),
+        plain(F32, 5, 1),
+        gated(F16, 70, 45),
+        gated(F16, 3, 1),
+        plain(Int8, 29, 37),
+        plain(Int8, 5, 1),
+        gated(Int4, 70, 77),
+        gated(Int4, 3, 1),
+    ]
 }
 
 #[test]
@@ -297,6 +311,20 @@ fn every_tiling_matches_the_reference_on_grouped_matmuls() {
         format: WeightFormat::F16,
         x_stride: 48,
     };
+    let clamped_int4 = Case {
+        n: 29,
+        k: 45,
+        format: WeightFormat::Int4,
+        x_stride: 45,
+        ..clamped_f32
+    };
+    let plain_int8 = Case {
+        n: 70,
+        k: 37,
+        format: WeightFormat::Int8,
+        x_stride: 40,
+        ..plain_f16
+    };
     let mut rng = Rng::new(5);
     let experts = 6;
     // 33 tokens with k = 2 distinct picks, but experts 1 and 4 never picked (empty experts).
@@ -312,7 +340,7 @@ fn every_tiling_matches_the_reference_on_grouped_matmuls() {
         })
         .collect();
     for tiling in all_tilings() {
-        for c in [&clamped_f32, &plain_f16] {
+        for c in [&clamped_f32, &plain_f16, &clamped_int4, &plain_int8] {
             // one token
             run_grouped(ctx, tiling, c, experts, 2, &[3, 1], None, 1);
             // fewer tokens than a tile, one pick each

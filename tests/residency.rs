@@ -1,5 +1,5 @@
 //! The VRAM expert cache on the GPU: the smallest budget (k slots) gives the same output bit
-//! for bit as full residency on every fixture; uploads happen only for activated experts and
+//! for bit as full residency on every fixture, with f32 and with int4 experts; uploads happen only for activated experts and
 //! are counted exactly; eviction never removes an expert the step uses; bad budgets are errors.
 
 mod common;
@@ -114,24 +114,28 @@ fn naive_lru_misses(sets: &[Vec<usize>], slots: usize) -> u64 {
     misses
 }
 
-fn check_fixture(set: &str, arch: &str) {
+/// The step sizes and policies of the bit-for-bit comparison: one-token steps, small steps
+/// under LRU and LFU, and 33-token steps served in rounds.
+const STEPS: [(usize, Policy); 4] = [
+    (1, Policy::Lru),
+    (4, Policy::Lru),
+    (4, Policy::Lfu { half_life: 8.0 }),
+    (33, Policy::Lru),
+];
+
+fn check_fixture(set: &str, arch: &str, format: WeightFormat, steps: &[(usize, Policy)]) {
     let fx = Fixture::open(set, arch);
     let cfg = ModelConfig::load(&fx.model_dir).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let spec = moe_layer_spec(&cfg, format);
     let (e, k) = (cfg.moe.routing.experts, cfg.moe.routing.top_k);
     for l in cfg.moe_layers() {
-        let what = format!("{set}/{arch} layer {l}");
+        let what = format!("{set}/{arch} {format} layer {l}");
         let weights = load_moe_weights(&ckpt, &cfg, l).unwrap();
         let x = fx.f32(&format!("block.layers.{l}.input"));
         let hf_ids = fx.ids(&format!("block.layers.{l}.topk_ids"));
         let bytes = upload_bytes(&weights.experts.load(0).unwrap(), &spec);
-        for (chunk, policy) in [
-            (1, Policy::Lru),
-            (4, Policy::Lru),
-            (4, Policy::Lfu { half_life: 8.0 }),
-            (33, Policy::Lru),
-        ] {
+        for &(chunk, policy) in steps {
             let what = format!("{what}, {chunk}-token steps, {policy:?}");
             let (full, _) = run(&spec, &weights, &x, chunk, e, policy);
             let (small, stats) = run(&spec, &weights, &x, chunk, k, policy);
@@ -179,7 +183,18 @@ fn check_fixture(set: &str, arch: &str) {
 fn smallest_budget_matches_full_residency_bit_for_bit_on_every_fixture() {
     for set in SETS {
         for arch in ARCHS {
-            check_fixture(set, arch);
+            check_fixture(set, arch, WeightFormat::F32, &STEPS);
+        }
+    }
+}
+
+/// The cache uploads the quantised form, scales included (the byte count checks it), and its
+/// rounds compute exactly what full residency does.
+#[test]
+fn smallest_budget_matches_full_residency_bit_for_bit_with_int4_experts() {
+    for set in SETS {
+        for arch in ARCHS {
+            check_fixture(set, arch, WeightFormat::Int4, &[STEPS[0], STEPS[3]]);
         }
     }
 }
@@ -276,6 +291,41 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
         .unwrap()
         .to_string();
     assert!(err.contains("below k = 3"), "{err}");
+}
+
+/// A byte budget buys slots at the quantised size of an expert, scales included: the bytes of
+/// 3 f32 experts hold 8 int8 or 13 int4 experts of this shape (rows padded to 16 and 32 values), and the layer reports the
+/// quantised size in its statistics.
+#[test]
+fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
+    let ctx = common::ctx();
+    let f32_bytes =
+        moe_gpu::moe::arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
+    for (format, slots) in [
+        (WeightFormat::F32, 3),
+        (WeightFormat::Int8, 8),
+        (WeightFormat::Int4, 13),
+    ] {
+        let spec = MoeLayerSpec {
+            format,
+            ..synthetic_spec(16, 3)
+        };
+        let options = ResidencyOptions {
+            budget: ExpertBudget::Bytes(3 * f32_bytes),
+            ..options(Policy::Lru)
+        };
+        assert_eq!(
+            options.slots_per_layer(ctx, &spec, 1).unwrap(),
+            slots,
+            "{format}"
+        );
+        let w = random_moe_weights(&spec, 2);
+        let x = Rng::new(3).normals(4 * 40, 1.0);
+        let (_, stats) = run(&spec, &w, &x, 4, slots, Policy::Lru);
+        let packed = upload_bytes(&w.experts.load(0).unwrap(), &spec);
+        assert_eq!(stats.expert_bytes, packed, "{format}");
+        assert_eq!(stats.bytes_uploaded, stats.misses * packed, "{format}");
+    }
 }
 
 /// Per-token expert sets of `x` under `spec`/`w`, as the GPU routes them.

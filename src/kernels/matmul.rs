@@ -1,12 +1,11 @@
 //! `shaders/matmul.wgsl`: y = act(x · Wᵀ + b), dense or grouped over experts.
 
-use bytemuck::{Pod, Zeroable};
-use half::f16;
-
 use crate::error::{Error, Result};
 use crate::gpu::{BUFFER_ALIGN, Context, Kernel, PipelineKey};
 use crate::kernels::{Dispatch, groups};
+use bytemuck::{Pod, Zeroable};
 
+pub use crate::kernels::format::WeightFormat;
 pub use crate::kernels::tiling::{MatmulVariant, Tiling};
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
@@ -24,7 +23,7 @@ pub struct MatmulParams {
     pub top_k: u32,
     pub act_limit: f32,
     pub act_alpha: f32,
-    pub _pad: u32,
+    pub w_scale_vecs: u32,
 }
 
 /// The gated activation fused into a gate/up projection.
@@ -50,62 +49,6 @@ impl Glu {
     /// Weight rows per output column: two (gate and up) for a GLU.
     pub fn rows_per_output(self) -> usize {
         if self == Glu::None { 1 } else { 2 }
-    }
-}
-
-/// How weights are stored on the GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WeightFormat {
-    F32,
-    /// Two halves per u32, unpacked with `unpack2x16float`; f32 accumulation.
-    F16,
-}
-
-impl WeightFormat {
-    /// Elements per u32 word.
-    fn per_word(self) -> usize {
-        match self {
-            WeightFormat::F32 => 1,
-            WeightFormat::F16 => 2,
-        }
-    }
-
-    /// u32 words of one weight row of `k` elements, padded to a multiple of 8 elements.
-    pub fn row_words(self, k: usize) -> usize {
-        k.div_ceil(8) * 8 / self.per_word()
-    }
-
-    /// Bytes of a `[rows, k]` matrix in this format.
-    pub fn matrix_bytes(self, rows: usize, k: usize) -> u64 {
-        (rows * self.row_words(k) * 4) as u64
-    }
-
-    /// Appends a `[rows, k]` row-major f32 matrix in this format, rows padded with zeros.
-    pub fn pack_into(self, out: &mut Vec<u32>, data: &[f32], rows: usize, k: usize) {
-        debug_assert_eq!(data.len(), rows * k);
-        let words = self.row_words(k);
-        for row in data.chunks_exact(k.max(1)).take(rows) {
-            let start = out.len();
-            match self {
-                WeightFormat::F32 => out.extend(row.iter().map(|v| v.to_bits())),
-                WeightFormat::F16 => out.extend(row.chunks(2).map(|pair| {
-                    let lo = f16::from_f32(pair[0]).to_bits() as u32;
-                    let hi = pair
-                        .get(1)
-                        .map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
-                    lo | (hi << 16)
-                })),
-            }
-            out.resize(start + words, 0);
-        }
-    }
-
-    /// The values a packed matrix holds, as f32 (what the GPU computes with).
-    pub fn round_trip(self, v: f32) -> f32 {
-        match self {
-            WeightFormat::F32 => v,
-            WeightFormat::F16 => f16::from_f32(v).to_f32(),
-        }
     }
 }
 
@@ -149,7 +92,7 @@ impl MatmulSpec {
             .flag("GATHER", self.gather)
             .with("GLU", self.glu.code())
             .flag("BIAS", self.bias)
-            .flag("F16", self.format == WeightFormat::F16)
+            .with("WFMT", self.format.shader_code())
             .flag("X_VEC4", x_vec4)
             .with("WG_M", t.wg_m as f64)
             .with("WG_N", t.wg_n as f64)
@@ -210,6 +153,7 @@ impl Matmul {
             )));
         }
         let row_vecs = spec.format.row_words(spec.k) / 4;
+        let rows = spec.weight_rows();
         let (act_limit, act_alpha) = match spec.glu {
             Glu::ClampedSwiglu { limit, alpha } => (limit, alpha),
             _ => (0.0, 0.0),
@@ -219,14 +163,14 @@ impl Matmul {
             n: spec.n as u32,
             k: spec.k as u32,
             w_row_vecs: row_vecs as u32,
-            w_slot_vecs: (row_vecs * spec.weight_rows()) as u32,
-            bias_slot: spec.weight_rows() as u32,
+            w_slot_vecs: (spec.slot_bytes() / 16) as u32,
+            bias_slot: rows as u32,
             x_stride: x_stride as u32,
             out_stride: out_stride as u32,
             top_k: top_k.max(1) as u32,
             act_limit,
             act_alpha,
-            _pad: 0,
+            w_scale_vecs: (rows * row_vecs) as u32,
         };
         let b = &buffers;
         let dispatch = Dispatch::new(

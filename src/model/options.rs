@@ -16,9 +16,11 @@ pub struct ModelOptions {
     pub max_batch: usize,
     /// Most rows of logits one call can return ([`Logits::All`](crate::model::Logits)).
     pub max_logit_rows: usize,
-    /// Storage of routed and shared expert weights.
+    /// Storage of routed and shared expert weights; int8 and int4 are quantised at load (and
+    /// at each expert-cache upload) from the checkpoint's weights.
     pub expert_format: WeightFormat,
-    /// Storage of attention, dense-MLP and LM-head weights.
+    /// Storage of attention, dense-MLP and LM-head weights. The CLI keeps these f32; the
+    /// quantised formats run here too, but their error is measured on experts only.
     pub dense_format: WeightFormat,
     /// How many routed experts live in VRAM (all by default when they fit), the cache policy
     /// and next-layer prefetch.

@@ -12,9 +12,10 @@ pub struct ExpertArena {
     pub hidden: usize,
     pub inter: usize,
     pub format: WeightFormat,
-    /// [slots, 2·inter, hidden (padded)] gate rows then up rows.
+    /// [slots, 2·inter, hidden (padded)] gate rows then up rows, each slot ending in its scale
+    /// block in the quantised formats (see `kernels::format`).
     pub gate_up: wgpu::Buffer,
-    /// [slots, hidden, inter (padded)]
+    /// [slots, hidden, inter (padded)], scales likewise
     pub down: wgpu::Buffer,
     /// [slots, 2·inter]
     pub gate_up_bias: wgpu::Buffer,
@@ -60,7 +61,8 @@ impl ExpertArena {
         })
     }
 
-    /// Bytes one expert occupies in VRAM (and crosses the bus to get there).
+    /// Bytes one expert occupies in VRAM (and crosses the bus to get there): its matrices in
+    /// `format`, quantisation scales included, and its f32 biases.
     pub fn expert_bytes(hidden: usize, inter: usize, format: WeightFormat, bias: bool) -> u64 {
         let biases = if bias {
             (2 * inter + hidden) as u64 * 4
@@ -121,6 +123,8 @@ mod tests {
             (WeightFormat::F32, false),
             (WeightFormat::F32, true),
             (WeightFormat::F16, true),
+            (WeightFormat::Int8, false),
+            (WeightFormat::Int4, true),
         ] {
             let w = random_mlp(&mut Rng::new(1), h, i, bias);
             let mut words = w.pack_gate_up(format, h, i).len() + w.pack_down(format, h, i).len();

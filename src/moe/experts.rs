@@ -63,16 +63,16 @@ impl ExpertWeights {
         Ok(())
     }
 
-    /// Packs gate rows then up rows, in `format`.
+    /// Packs gate rows then up rows as one `[2·inter, hidden]` matrix in `format` (one scale
+    /// block after both, for the quantised formats).
     pub fn pack_gate_up(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
-        let mut out = Vec::with_capacity(2 * inter * format.row_words(hidden));
-        format.pack_into(&mut out, &self.gate, inter, hidden);
-        format.pack_into(&mut out, &self.up, inter, hidden);
+        let mut out = Vec::with_capacity(format.matrix_bytes(2 * inter, hidden) as usize / 4);
+        format.pack_stacked_into(&mut out, &[&self.gate, &self.up], hidden);
         out
     }
 
     pub fn pack_down(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
-        let mut out = Vec::with_capacity(hidden * format.row_words(inter));
+        let mut out = Vec::with_capacity(format.matrix_bytes(hidden, inter) as usize / 4);
         format.pack_into(&mut out, &self.down, hidden, inter);
         out
     }

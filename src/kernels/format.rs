@@ -1,0 +1,379 @@
+//! How weight matrices are stored on the GPU, and the quantisation that produces them.
+//!
+//! A `[rows, k]` matrix is `rows` rows of u32 words, each row padded with zeros to whole
+//! `vec4<u32>` words, then (quantised formats only) a block of scales padded to a whole
+//! `vec4<u32>`. A slot of an expert arena is one such matrix, so the scales travel with their
+//! rows in every upload and every byte count.
+//!
+//! | format | per u32 word | row padded to | scales |
+//! |---|---|---|---|
+//! | `F32` | 1 value | 8 values | none |
+//! | `F16` | 2 halves (`unpack2x16float`) | 8 values | none |
+//! | `Int8` | 4 × i8, element `4m + b` in byte `b` | 16 values | one f32 per row: `[rows]` |
+//! | `Int4` | 8 × i4, element `8m + n` in bits `4n..4n + 4` | 32 values | one bf16 per group of 32 values: `[rows, ⌈groups / 2⌉]` words, even groups in the low half |
+//!
+//! Quantisation is symmetric and round-to-nearest from the f32 weights: int8 uses
+//! s = max|w| / 127 per row and q ∈ [-127, 127]; int4 uses s = max|w| / 7 per group of 32
+//! consecutive values of a row and q ∈ [-7, 7], so a group is exactly one `vec4<u32>` word and
+//! the kernels read one scale per word. A row whose length is not a multiple of 32 ends in a
+//! partial group: its scale comes from its own values and the padding holds q = 0. The int4
+//! scale is stored as bf16 rounded up (never down, so |w| / s ≤ 7 still holds) and the values
+//! are quantised against the stored scale: bf16 keeps f32's range, so no group overflows or
+//! underflows as it could in f16, and q · s is exact in f32.
+
+use half::f16;
+
+use crate::error::{Error, Result};
+
+/// Values per int4 scale group: one `vec4<u32>` word, the usual Q4 / GPTQ group size.
+pub const INT4_GROUP: usize = 32;
+
+/// How weights are stored on the GPU. Accumulation is f32 in every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    F32,
+    /// Two halves per u32, unpacked with `unpack2x16float`.
+    F16,
+    /// Symmetric int8, one f32 scale per row.
+    Int8,
+    /// Symmetric int4, one bf16 scale per group of [`INT4_GROUP`] values of a row.
+    Int4,
+}
+
+impl WeightFormat {
+    pub const ALL: [WeightFormat; 4] = [Self::F32, Self::F16, Self::Int8, Self::Int4];
+
+    /// The name the CLI and the reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Int8 => "int8",
+            Self::Int4 => "int4",
+        }
+    }
+
+    /// The format named `f32`, `f16`, `int8` or `int4`.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "unknown weight format `{name}`; use f32, f16, int8 or int4"
+                ))
+            })
+    }
+
+    /// `WFMT` in `shaders/matmul_common.wgsl`.
+    pub(crate) fn shader_code(self) -> f64 {
+        match self {
+            Self::F32 => 0.0,
+            Self::F16 => 1.0,
+            Self::Int8 => 2.0,
+            Self::Int4 => 3.0,
+        }
+    }
+
+    /// Values per u32 word.
+    fn per_word(self) -> usize {
+        match self {
+            Self::F32 => 1,
+            Self::F16 => 2,
+            Self::Int8 => 4,
+            Self::Int4 => 8,
+        }
+    }
+
+    /// Values a row is padded to: whole `vec4<u32>` words (and 8 values at least).
+    fn row_pad(self) -> usize {
+        (4 * self.per_word()).max(8)
+    }
+
+    /// u32 words of one weight row of `k` values, padding included.
+    pub fn row_words(self, k: usize) -> usize {
+        k.div_ceil(self.row_pad()) * self.row_pad() / self.per_word()
+    }
+
+    /// u32 words of the scales of a `[rows, k]` matrix, before padding.
+    pub fn scale_words(self, rows: usize, k: usize) -> usize {
+        match self {
+            Self::F32 | Self::F16 => 0,
+            Self::Int8 => rows,
+            Self::Int4 => rows * Self::int4_scale_row_words(k),
+        }
+    }
+
+    /// Scale words of one int4 row: one bf16 per group, two per word.
+    fn int4_scale_row_words(k: usize) -> usize {
+        k.div_ceil(INT4_GROUP).div_ceil(2)
+    }
+
+    /// Bytes of a `[rows, k]` matrix in this format, scales included.
+    pub fn matrix_bytes(self, rows: usize, k: usize) -> u64 {
+        let scales = self.scale_words(rows, k).next_multiple_of(4);
+        ((rows * self.row_words(k) + scales) * 4) as u64
+    }
+
+    /// Appends a `[rows, k]` row-major f32 matrix in this format.
+    pub fn pack_into(self, out: &mut Vec<u32>, data: &[f32], rows: usize, k: usize) {
+        debug_assert_eq!(data.len(), rows * k);
+        self.pack_stacked_into(out, &[data], k);
+    }
+
+    /// Appends one matrix whose rows are those of `parts` in order (gate rows then up rows):
+    /// the scale block follows all of them.
+    pub fn pack_stacked_into(self, out: &mut Vec<u32>, parts: &[&[f32]], k: usize) {
+        let words = self.row_words(k);
+        let mut scales = Vec::new();
+        for row in parts.iter().flat_map(|p| p.chunks_exact(k.max(1))) {
+            let start = out.len();
+            match self {
+                Self::F32 => out.extend(row.iter().map(|v| v.to_bits())),
+                Self::F16 => out.extend(row.chunks(2).map(|pair| {
+                    let lo = f16::from_f32(pair[0]).to_bits() as u32;
+                    let hi = pair
+                        .get(1)
+                        .map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
+                    lo | (hi << 16)
+                })),
+                Self::Int8 => {
+                    let (scale, q) = quantize_int8(row);
+                    out.extend(q.chunks(4).map(|c| pack_lanes(c, 8)));
+                    scales.push(scale.to_bits());
+                }
+                Self::Int4 => {
+                    let first = scales.len();
+                    for (g, group) in row.chunks(INT4_GROUP).enumerate() {
+                        let (scale, q) = quantize_int4(group);
+                        out.extend(q.chunks(8).map(|c| pack_lanes(c, 4)));
+                        out.resize(start + (g + 1) * INT4_GROUP / 8, 0);
+                        if g % 2 == 0 {
+                            scales.push(scale as u32);
+                        } else {
+                            scales[first + g / 2] |= (scale as u32) << 16;
+                        }
+                    }
+                    scales.resize(first + Self::int4_scale_row_words(k), 0);
+                }
+            }
+            out.resize(start + words, 0);
+        }
+        scales.resize(scales.len().next_multiple_of(4), 0);
+        out.extend(scales);
+    }
+
+    /// The `[rows, k]` values a packed matrix holds, as f32: what the GPU computes with
+    /// (int8 rows scale the sum rather than each value; the products are the same numbers).
+    pub fn unpack(self, packed: &[u32], rows: usize, k: usize) -> Vec<f32> {
+        let words = self.row_words(k);
+        let scales = &packed[rows * words..];
+        let mut out = Vec::with_capacity(rows * k);
+        for (r, row) in packed.chunks_exact(words).take(rows).enumerate() {
+            out.extend((0..k).map(|i| {
+                let word = row[i / self.per_word()];
+                let lane = i % self.per_word();
+                match self {
+                    Self::F32 => f32::from_bits(word),
+                    Self::F16 => f16::from_bits((word >> (16 * lane)) as u16).to_f32(),
+                    Self::Int8 => lane_value(word, lane, 8) * f32::from_bits(scales[r]),
+                    Self::Int4 => {
+                        let g = i / INT4_GROUP;
+                        let pair = scales[r * Self::int4_scale_row_words(k) + g / 2];
+                        lane_value(word, lane, 4) * bf16_to_f32((pair >> (16 * (g % 2))) as u16)
+                    }
+                }
+            }));
+        }
+        out
+    }
+
+    /// The values of `data` ([rows, k] f32) after a trip through this format.
+    pub fn dequantize(self, data: &[f32], rows: usize, k: usize) -> Vec<f32> {
+        let mut packed = Vec::new();
+        self.pack_into(&mut packed, data, rows, k);
+        self.unpack(&packed, rows, k)
+    }
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+/// Symmetric int8 quantisation of one row: s = max|w| / 127, q = round(w / s).
+fn quantize_int8(row: &[f32]) -> (f32, Vec<i8>) {
+    let scale = max_abs(row) / 127.0;
+    let q = row.iter().map(|&v| quantize(v, scale, 127)).collect();
+    (scale, q)
+}
+
+/// Symmetric int4 quantisation of one group: the bf16 scale (rounded up from max|w| / 7) and
+/// q = round(w / s) against it.
+fn quantize_int4(group: &[f32]) -> (u16, Vec<i8>) {
+    let bits = bf16_round_up(max_abs(group) / 7.0);
+    let scale = bf16_to_f32(bits);
+    (bits, group.iter().map(|&v| quantize(v, scale, 7)).collect())
+}
+
+fn max_abs(values: &[f32]) -> f32 {
+    values.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// round(v / scale) within ±limit; 0 for an all-zero scale (and for NaN, as `as` casts it).
+fn quantize(v: f32, scale: f32, limit: i32) -> i8 {
+    if scale == 0.0 {
+        return 0;
+    }
+    ((v / scale).round() as i32).clamp(-limit, limit) as i8
+}
+
+/// Two's-complement lanes of `bits` bits each, lane 0 lowest.
+fn pack_lanes(lanes: &[i8], bits: u32) -> u32 {
+    let mask = (1u32 << bits) - 1;
+    lanes.iter().enumerate().fold(0, |w, (i, &q)| {
+        w | ((q as i32 as u32 & mask) << (bits * i as u32))
+    })
+}
+
+/// Lane `lane` of `bits`-bit two's-complement lanes, sign-extended.
+fn lane_value(word: u32, lane: usize, bits: u32) -> f32 {
+    let shifted = (word << (32 - bits * (lane as u32 + 1))) as i32;
+    (shifted >> (32 - bits)) as f32
+}
+
+/// The smallest bf16 ≥ `v` (for v ≥ 0), as its bits.
+fn bf16_round_up(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let high = (bits >> 16) as u16;
+    if v.is_finite() && bits & 0xffff != 0 {
+        high + 1
+    } else {
+        high
+    }
+}
+
+fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::Rng;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_errors() {
+        for f in WeightFormat::ALL {
+            assert_eq!(WeightFormat::parse(f.name()).unwrap(), f);
+        }
+        let err = WeightFormat::parse("q4").unwrap_err().to_string();
+        assert!(err.contains("int4"), "{err}");
+    }
+
+    #[test]
+    fn packed_sizes_match_matrix_bytes() {
+        let mut rng = Rng::new(3);
+        for f in WeightFormat::ALL {
+            for (rows, k) in [(1, 1), (3, 31), (5, 32), (7, 33), (2, 70), (9, 100)] {
+                let w = rng.normals(rows * k, 1.0);
+                let mut packed = Vec::new();
+                f.pack_into(&mut packed, &w, rows, k);
+                assert_eq!(
+                    packed.len() as u64 * 4,
+                    f.matrix_bytes(rows, k),
+                    "{f} {rows}x{k}"
+                );
+                assert_eq!(packed.len() % 4, 0, "{f}: whole vec4 words");
+                assert_eq!(f.row_words(k) % 4, 0, "{f}: rows of whole vec4 words");
+            }
+        }
+    }
+
+    #[test]
+    fn quantised_values_are_within_half_a_step_of_the_weights() {
+        let mut rng = Rng::new(5);
+        // k = 70: two full int4 groups and a partial one of 6 values.
+        let (rows, k) = (6, 70);
+        let mut w = rng.normals(rows * k, 0.3);
+        w[k..2 * k].iter_mut().for_each(|v| *v = 0.0); // an all-zero row
+        w[2 * k + 65] = 40.0; // an outlier in the partial group only
+        for f in [WeightFormat::Int8, WeightFormat::Int4] {
+            let d = f.dequantize(&w, rows, k);
+            for r in 0..rows {
+                for i in 0..k {
+                    let span = match f {
+                        WeightFormat::Int8 => &w[r * k..(r + 1) * k],
+                        _ => {
+                            let g = i / INT4_GROUP * INT4_GROUP;
+                            &w[r * k + g..r * k + (g + INT4_GROUP).min(k)]
+                        }
+                    };
+                    let levels = if f == WeightFormat::Int8 { 127.0 } else { 7.0 };
+                    // bf16 rounds the int4 step up by at most 2⁻⁸.
+                    let step = max_abs(span) / levels * (1.0 + 1.0 / 256.0);
+                    let (got, want) = (d[r * k + i], w[r * k + i]);
+                    assert!(
+                        (got - want).abs() <= 0.5 * step * (1.0 + 1e-6),
+                        "{f} ({r}, {i}): {got} vs {want}, step {step}"
+                    );
+                }
+            }
+            assert!(d[k..2 * k].iter().all(|&v| v == 0.0), "{f}: zero row");
+        }
+        // The outlier widens only its own int4 group's step.
+        let d = WeightFormat::Int4.dequantize(&w, rows, k);
+        let g0 = 2 * k;
+        let err0: f32 = (0..INT4_GROUP).map(|i| (d[g0 + i] - w[g0 + i]).abs()).sum();
+        assert!(err0 / INT4_GROUP as f32 <= 0.3 / 7.0 * 3.0, "{err0}");
+    }
+
+    #[test]
+    fn extremes_quantise_to_the_end_levels_exactly() {
+        let w = [1.0f32, -0.5, 0.25, -1.0, 0.0];
+        let d8 = WeightFormat::Int8.dequantize(&w, 1, 5);
+        assert!((d8[0] - 1.0).abs() <= 1e-6, "{}", d8[0]);
+        assert_eq!(d8[3], -d8[0]);
+        assert_eq!(d8[4], 0.0);
+        // 7 · 1/7 in bf16 (rounded up) is the largest level: just above 1.
+        let d4 = WeightFormat::Int4.dequantize(&w, 1, 5);
+        assert!(d4[0] >= 1.0 && d4[0] <= 1.0 + 1.0 / 128.0, "{}", d4[0]);
+        assert_eq!(d4[3], -d4[0]);
+    }
+
+    #[test]
+    fn bf16_rounding_is_upward_and_exact_on_bf16_values() {
+        for v in [1.0f32, 0.1, 3.0e-30, 1.0e30, 1.5] {
+            let b = bf16_to_f32(bf16_round_up(v));
+            assert!(b >= v, "{v} → {b}");
+            assert!(b - v <= v / 128.0, "{v} → {b}");
+        }
+        // Subnormal: coarser, still upward.
+        assert!(bf16_to_f32(bf16_round_up(3.0e-39)) >= 3.0e-39);
+        assert_eq!(bf16_to_f32(bf16_round_up(1.5)), 1.5);
+        assert_eq!(bf16_round_up(0.0), 0);
+    }
+
+    #[test]
+    fn lanes_sign_extend() {
+        let lanes = [-8i8, 7, -1, 0, 3, -7, 1, -2];
+        let w = pack_lanes(&lanes, 4);
+        for (i, &q) in lanes.iter().enumerate() {
+            assert_eq!(lane_value(w, i, 4), q as f32);
+        }
+        let bytes = [-128i8, 127, -1, 5];
+        let w = pack_lanes(&bytes, 8);
+        for (i, &q) in bytes.iter().enumerate() {
+            assert_eq!(lane_value(w, i, 8), q as f32);
+        }
+    }
+}

@@ -86,6 +86,75 @@ fn block_writes_outputs_that_match_hf() {
 }
 
 #[test]
+fn block_runs_quantised_experts_within_their_error() {
+    let fx = Fixture::open("hf-tiny-alt", "mixtral");
+    let layer = fx.layers_with("block.layers.", ".input")[0];
+    let b = format!("block.layers.{layer}.");
+    let x = fx.f32(&format!("{b}input"));
+    let hidden = fx.expected.shape(&format!("{b}input")).unwrap()[1];
+    let d = temp_dir("cli-block-dtype");
+    let input = d.join("in.safetensors");
+    let t = [(
+        "input".to_string(),
+        Raw::f32(vec![x.len() / hidden, hidden], &x),
+    )]
+    .into_iter()
+    .collect();
+    write_tensors(&input, &t);
+    let model = dir("hf-tiny-alt", "mixtral").join("model");
+    let want = fx.f32(&format!("{b}output"));
+    for (dtype, bound) in [("int8", 2e-2), ("int4", 2.5e-1)] {
+        let output = d.join(format!("{dtype}.safetensors"));
+        let out = moe(&[
+            "block",
+            "--model",
+            model.to_str().unwrap(),
+            "--layer",
+            &layer.to_string(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--dtype",
+            dtype,
+        ]);
+        assert!(
+            out.status.success(),
+            "{dtype}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = Checkpoint::open_file(&output)
+            .unwrap()
+            .f32_any("output")
+            .unwrap();
+        let (num, den) = got
+            .iter()
+            .zip(&want)
+            .fold((0.0f64, 0.0f64), |(n, d), (g, w)| {
+                (n + (*g as f64 - *w as f64).powi(2), d + (*w as f64).powi(2))
+            });
+        let nrmse = (num / den).sqrt();
+        assert!(nrmse <= bound, "{dtype}: nrmse {nrmse:e} > {bound:e}");
+    }
+    let out = moe(&[
+        "block",
+        "--model",
+        model.to_str().unwrap(),
+        "--layer",
+        &layer.to_string(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        d.join("q4.safetensors").to_str().unwrap(),
+        "--dtype",
+        "q4",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("int8") && err.contains("int4"), "{err}");
+}
+
+#[test]
 fn block_errors_go_to_stderr_with_a_nonzero_exit() {
     let model = dir("hf-tiny", "olmoe").join("model");
     let d = temp_dir("cli-bad");
@@ -150,6 +219,11 @@ fn inspect_reports_layers_experts_and_parameters() {
         total - 2 * 6 * 3 * 32 * 64
     );
     assert_eq!(v["bytes_per_expert_checkpoint"], 3 * 32 * 64 * 4);
+    // 128 weight rows (gate/up: 64 of 64 values, down: 64 of 32); int8: a byte per weight and
+    // an f32 scale per row; int4: half a byte per weight and a word of bf16 scales per row
+    // (two groups of 32 for gate/up, one group and a zero half for down).
+    assert_eq!(v["bytes_per_expert_gpu_int8"], 3 * 32 * 64 + 128 * 4);
+    assert_eq!(v["bytes_per_expert_gpu_int4"], 3 * 32 * 64 / 2 + 128 * 4);
     let text = moe(&["inspect", "--model", model.to_str().unwrap()]);
     let s = String::from_utf8_lossy(&text.stdout);
     assert!(s.contains("routing") && s.contains("top-2 of 8"), "{s}");

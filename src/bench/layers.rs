@@ -115,9 +115,10 @@ fn interleaved(
     Ok((median(&mut ta) * 1e3, median(&mut tb) * 1e3))
 }
 
-/// The decode figure's scale: halving from the prefill scale until one step reads at least
-/// `config.decode_bytes`, but never so far that an expert buffer of the layer outgrows one
-/// storage binding.
+/// The decode figure's scale: halving from the prefill scale until one step would read at
+/// least `config.decode_bytes` in f16, but never so far that an expert buffer of the layer
+/// outgrows one storage binding. Sizing by f16 whatever the format gives f16, int8 and int4
+/// (and f32 where the binding allows) the same shapes, so their times compare directly.
 fn decode_scale(ctx: &Context, model: &RealModel, config: &BenchConfig) -> usize {
     let fits = |scale: usize| {
         let spec = model.layer_spec(scale, model.top_k, config.format);
@@ -126,7 +127,7 @@ fn decode_scale(ctx: &Context, model: &RealModel, config: &BenchConfig) -> usize
     };
     let mut scale = config.prefill_scale.max(1);
     while scale > 1 && fits(scale / 2) {
-        let spec = model.layer_spec(scale, model.top_k, config.format);
+        let spec = model.layer_spec(scale, model.top_k, WeightFormat::F16);
         let (expert, _) = weight_bytes(&spec);
         if expert * model.top_k as u64 >= config.decode_bytes {
             break;

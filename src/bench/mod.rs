@@ -116,10 +116,7 @@ pub fn run(
                 .to_string(),
         },
         time_source: timer.source(),
-        weight_format: match config.format {
-            WeightFormat::F32 => "f32".into(),
-            WeightFormat::F16 => "f16".into(),
-        },
+        weight_format: config.format.name().into(),
         autotune: ctx.autotune(),
         repeats: config.repeats,
         models,

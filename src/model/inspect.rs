@@ -31,6 +31,10 @@ pub struct ModelSummary {
     pub bytes_per_expert_checkpoint: u64,
     pub bytes_per_expert_gpu_f32: u64,
     pub bytes_per_expert_gpu_f16: u64,
+    /// int8 with a scale per row, scales included.
+    pub bytes_per_expert_gpu_int8: u64,
+    /// int4 with a scale per 32 values, scales included.
+    pub bytes_per_expert_gpu_int4: u64,
     /// Tensor count per dtype.
     pub dtypes: BTreeMap<String, usize>,
 }
@@ -74,7 +78,7 @@ impl ModelSummary {
             .max(1) as u64;
         let per_expert = routed / experts_total;
         let activated = total - routed + per_expert * (m.routing.top_k * moe_layers.len()) as u64;
-        let bias = m.expert_bias;
+        let gpu_bytes = |f| ExpertArena::expert_bytes(cfg.hidden, m.inter, f, m.expert_bias);
         Ok(Self {
             architecture: cfg.arch.name().to_string(),
             hidden_size: cfg.hidden,
@@ -92,18 +96,10 @@ impl ModelSummary {
             routed_expert_params: routed,
             params_per_expert: per_expert,
             bytes_per_expert_checkpoint: routed_bytes / experts_total,
-            bytes_per_expert_gpu_f32: ExpertArena::expert_bytes(
-                cfg.hidden,
-                m.inter,
-                WeightFormat::F32,
-                bias,
-            ),
-            bytes_per_expert_gpu_f16: ExpertArena::expert_bytes(
-                cfg.hidden,
-                m.inter,
-                WeightFormat::F16,
-                bias,
-            ),
+            bytes_per_expert_gpu_f32: gpu_bytes(WeightFormat::F32),
+            bytes_per_expert_gpu_f16: gpu_bytes(WeightFormat::F16),
+            bytes_per_expert_gpu_int8: gpu_bytes(WeightFormat::Int8),
+            bytes_per_expert_gpu_int4: gpu_bytes(WeightFormat::Int4),
             dtypes,
         })
     }
@@ -152,10 +148,12 @@ impl ModelSummary {
         line(
             "bytes per expert",
             format!(
-                "{} in the checkpoint, {} on the GPU as f32, {} as f16",
+                "{} in the checkpoint; on the GPU {} as f32, {} as f16, {} as int8, {} as int4",
                 self.bytes_per_expert_checkpoint,
                 self.bytes_per_expert_gpu_f32,
-                self.bytes_per_expert_gpu_f16
+                self.bytes_per_expert_gpu_f16,
+                self.bytes_per_expert_gpu_int8,
+                self.bytes_per_expert_gpu_int4
             ),
         );
         let d: Vec<String> = self

@@ -28,8 +28,9 @@ pub struct Args {
     /// Timings per figure (the median is reported) [default: 3 with --quick, else 5].
     #[arg(long)]
     repeats: Option<usize>,
-    /// Expert weight format on the GPU.
-    #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
+    /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
+    /// the router stay f32): int8 has one scale per row, int4 one per 32 values.
+    #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "int8", "int4"])]
     dtype: String,
     /// Use the fixed default tilings instead of the autotuner's (same as MOE_GPU_TUNE=0).
     #[arg(long)]
@@ -69,11 +70,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(r) = a.repeats {
         config.repeats = r.max(1);
     }
-    config.format = if a.dtype == "f16" {
-        WeightFormat::F16
-    } else {
-        WeightFormat::F32
-    };
+    config.format = WeightFormat::parse(&a.dtype)?;
     let mut options = ContextOptions::from_env()?;
     if a.no_tune {
         options.autotune = false;

@@ -30,8 +30,9 @@ pub struct Args {
     /// Where to write output, topk_ids, topk_weights and router_logits.
     #[arg(long)]
     output: PathBuf,
-    /// Expert weight format on the GPU.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
+    /// the router stay f32): int8 has one scale per row, int4 one per 32 values.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
     dtype: String,
     /// Use this many experts per token instead of the checkpoint's k (≤ k).
     #[arg(long)]
@@ -58,11 +59,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let cfg = ModelConfig::load(&a.model)?;
     let ckpt = Arc::new(Checkpoint::open(&a.model)?);
-    let format = if a.dtype == "f16" {
-        WeightFormat::F16
-    } else {
-        WeightFormat::F32
-    };
+    let format = WeightFormat::parse(&a.dtype)?;
     let input = Checkpoint::open_file(&a.input)?;
     let shape = input.shape("input")?.to_vec();
     if shape.len() != 2 || shape[1] != cfg.hidden || shape[0] == 0 {

@@ -55,8 +55,9 @@ pub struct Args {
     /// KV-cache length (default: min(max_position_embeddings, 4096)).
     #[arg(long)]
     max_context: Option<usize>,
-    /// Expert weight format on the GPU.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
+    /// the router stay f32): int8 has one scale per row, int4 one per 32 values.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
     dtype: String,
     #[command(flatten)]
     residency: ResidencyArgs,
@@ -102,11 +103,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("the prompt is empty (no tokens)");
     }
     let ctx = Context::new()?;
-    let format = if a.dtype == "f16" {
-        WeightFormat::F16
-    } else {
-        WeightFormat::F32
-    };
+    let format = WeightFormat::parse(&a.dtype)?;
     let options = ModelOptions {
         max_context: a.max_context,
         expert_format: format,

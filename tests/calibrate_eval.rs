@@ -9,6 +9,7 @@ use std::process::Command;
 use common::edit::temp_dir;
 use common::fixtures::{Fixture, dir};
 use moe_gpu::calibration::CalibrationStats;
+use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::calibrate::{builtin_ids, calibrate};
 use moe_gpu::model::eval::evaluate;
 use moe_gpu::moe::activation::{ActivationPolicy, SkipThreshold};
@@ -232,6 +233,52 @@ fn calibrate_prune_eval_from_the_cli() {
             );
         }
     }
+}
+
+/// A quantised student against its f32 self: the expert bytes shrink as the format says
+/// (`WeightFormat::matrix_bytes`)
+/// and the KL grows as precision drops.
+#[test]
+fn eval_measures_quantised_experts_against_f32() {
+    let model = dir("hf-tiny-alt", "olmoe").join("model");
+    let m = model.to_str().unwrap();
+    let config = moe_gpu::model::config::ModelConfig::load(&model).unwrap();
+    let (hidden, inter) = (config.hidden, config.moe.inter);
+    let mut kls = vec![];
+    for dtype in ["f32", "int8", "int4"] {
+        let o = moe(&[
+            "eval",
+            "--model",
+            m,
+            "--teacher",
+            m,
+            "--seq-len",
+            "16",
+            "--sequences",
+            "2",
+            "--dtype",
+            dtype,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let ratio = v["student_expert_bytes_total"].as_f64().unwrap()
+            / v["teacher_expert_bytes_total"].as_f64().unwrap();
+        let format = WeightFormat::parse(dtype).unwrap();
+        let expert =
+            |f: WeightFormat| f.matrix_bytes(2 * inter, hidden) + f.matrix_bytes(hidden, inter);
+        let want = expert(format) as f64 / expert(WeightFormat::F32) as f64;
+        assert!(
+            (ratio - want).abs() < 1e-12,
+            "{dtype} bytes ratio {ratio}, want {want}"
+        );
+        kls.push(v["kl_per_token"].as_f64().unwrap());
+    }
+    assert!(kls[0].abs() < 1e-9, "f32 student is the teacher: {kls:?}");
+    assert!(
+        0.0 < kls[1] && kls[1] < kls[2],
+        "KL f32 < int8 < int4: {kls:?}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::eval::evaluate;
 use moe_gpu::{Context, Model, ModelOptions};
 
@@ -29,6 +30,10 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Expert weight format of the student (the teacher stays f32): int8 has one scale per row,
+    /// int4 one per 32 values.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
+    dtype: String,
     /// Dynamic activation of the student.
     #[command(flatten)]
     activation: ExpertActivationArgs,
@@ -44,7 +49,11 @@ pub fn run(a: Args) -> Result<()> {
         ..Default::default()
     };
     let mut teacher = Model::load_with(&ctx, &a.teacher, &options)?;
-    let mut student = Model::load_with(&ctx, &a.model, &options)?;
+    let student_options = ModelOptions {
+        expert_format: WeightFormat::parse(&a.dtype)?,
+        ..options.clone()
+    };
+    let mut student = Model::load_with(&ctx, &a.model, &student_options)?;
     a.activation.apply(&mut student)?;
     let data = load_tokens(
         &a.teacher,

@@ -1,85 +1,162 @@
-// Causal attention over the KV cache for `tokens` queries at positions pos0 .. pos0 + tokens,
-// one invocation per (token, head), with an online softmax in f32 (no workgroup memory).
-//   GQA: head h reads KV head h / group.
-//   Sliding window (window > 0): query position q sees keys q − window + 1 ..= q, as HF's
-//   `kv_idx > q_idx - sliding_window`.
-//   Sinks (gpt-oss): one extra logit per head joins the softmax and is then dropped.
-// Scores are (q · k) · scale; v_dim may differ from qk_dim (DeepSeek MLA).
+// Attention (see attention_common.wgsl), one invocation per (token, head, key split) with an
+// online softmax in f32 and no workgroup memory. Split s of a query covers keys
+// first_key(pos) + s·chunk .. + chunk, walked in passes of at most pass_keys keys, one
+// dispatch each: llvmpipe (lavapipe, GL) ends every loop of an invocation once 65535 loop
+// iterations have run in total (LP_MAX_TGSI_LOOP_ITERATIONS), so no invocation may walk a
+// long context alone. Between passes the running max m, sum l and unnormalised accumulator live
+// in `partials`; attention_combine.wgsl then merges the splits in split order and normalises
+// (flash-decoding: a decode step runs heads · splits invocations rather than one per head). A
+// step of one split and one pass (prefill, short contexts) normalises here and writes `out`.
+// Loops move 16 floats (four vec4) per iteration, which keeps the iteration count down; value
+// columns are accumulated in registers, at most MAX_V of them.
 
-struct Params {
-    tokens: u32,
-    pos0: u32,      // position of query 0 (keys 0 .. pos0 + tokens are in the cache)
-    heads: u32,
-    group: u32,     // query heads per KV head
-    qk_dim: u32,
-    v_dim: u32,     // ≤ MAX_V
-    q_stride: u32,  // floats per token of q
-    k_stride: u32,  // floats per cache row of k
-    v_stride: u32,  // floats per cache row of v
-    out_stride: u32,
-    window: u32,    // 0 = full causal attention
-    scale: f32,
+const MAX_V: u32 = 512u;
+const BLOCK: u32 = 16u;
+
+@group(0) @binding(1) var<storage, read> q: array<f32>;             // [tokens, heads, qk_dim] (q_stride per token)
+@group(0) @binding(2) var<storage, read> k: array<f32>;             // [rows, kv_heads, qk_dim] (k_stride per row)
+@group(0) @binding(3) var<storage, read> v: array<f32>;             // [rows, kv_heads, v_dim] (v_stride per row)
+@group(0) @binding(4) var<storage, read> sinks: array<f32>;         // [heads] (SINKS only)
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>; // [tokens, heads, splits, 2 + v_dim] (m, l, acc)
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;      // [tokens, heads, v_dim] (direct steps)
+
+// Four floats from index i, zero from index `end` on (the end of the head).
+fn mask4(i: u32, end: u32) -> vec4<bool> {
+    return i + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end);
 }
 
-override SINKS: bool = false;
+fn q4(i: u32, end: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]), mask4(i, end));
+}
 
-const MAX_V: u32 = 256u;
+fn k4(i: u32, end: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(k[i], k[i + 1u], k[i + 2u], k[i + 3u]), mask4(i, end));
+}
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;        // [tokens, heads, qk_dim]
-@group(0) @binding(2) var<storage, read> k: array<f32>;        // [positions, kv_heads, qk_dim]
-@group(0) @binding(3) var<storage, read> v: array<f32>;        // [positions, kv_heads, v_dim]
-@group(0) @binding(4) var<storage, read> sinks: array<f32>;    // [heads] (SINKS only)
-@group(0) @binding(5) var<storage, read_write> out: array<f32>; // [tokens, heads, v_dim]
+fn v4(i: u32, end: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(v[i], v[i + 1u], v[i + 2u], v[i + 3u]), mask4(i, end));
+}
+
+fn partial4(i: u32, end: u32) -> vec4<f32> {
+    let x = vec4<f32>(partials[i], partials[i + 1u], partials[i + 2u], partials[i + 3u]);
+    return select(vec4<f32>(0.0), x, mask4(i, end));
+}
+
+// Writes the components of x that lie before `end` to buf[i..].
+fn store_partial4(i: u32, end: u32, x: vec4<f32>) {
+    let ok = mask4(i, end);
+    if (ok.x) { partials[i] = x.x; }
+    if (ok.y) { partials[i + 1u] = x.y; }
+    if (ok.z) { partials[i + 2u] = x.z; }
+    if (ok.w) { partials[i + 3u] = x.w; }
+}
+
+fn store_out4(i: u32, end: u32, x: vec4<f32>) {
+    let ok = mask4(i, end);
+    if (ok.x) { out[i] = x.x; }
+    if (ok.y) { out[i + 1u] = x.y; }
+    if (ok.z) { out[i + 2u] = x.z; }
+    if (ok.w) { out[i + 3u] = x.w; }
+}
 
 @compute @workgroup_size(16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = gid.x;
-    let t = gid.y;
+    let split = gid.y % p.splits;
+    let t = gid.y / p.splits;
     if (h >= p.heads || t >= p.tokens) {
         return;
     }
     let pos = p.pos0 + t;
-    var lo = 0u;
-    if (p.window > 0u && pos + 1u > p.window) {
-        lo = pos + 1u - p.window;
-    }
+    let split_start = first_key(pos) + split * p.chunk;
+    let split_end = min(split_start + p.chunk, pos + 1u);
+    let start = split_start + p.pass_start;
+    let end = min(start + p.pass_keys, split_end); // ≤ start: nothing to do in this pass
     let qb = t * p.q_stride + h * p.qk_dim;
+    let q_end = qb + p.qk_dim;
     let kv_head = h / p.group;
-    var acc: array<f32, MAX_V>;
-    for (var d = 0u; d < p.v_dim; d++) {
-        acc[d] = 0.0;
-    }
-    var m = -3.0e38;
+    let pb = ((t * p.heads + h) * p.splits + split) * (2u + p.v_dim);
+    let vec4s = (p.v_dim + 3u) / 4u;
+
+    var acc: array<vec4<f32>, MAX_V / 4u>;
+    var m = NO_SCORE;
     var l = 0.0;
-    if (SINKS) {
-        m = sinks[h];
-        l = 1.0;
-    }
-    for (var j = lo; j <= pos; j++) {
-        let kb = j * p.k_stride + kv_head * p.qk_dim;
-        var s = 0.0;
-        for (var d = 0u; d < p.qk_dim; d++) {
-            s += q[qb + d] * k[kb + d];
+    if (p.pass_start > 0u) {
+        m = partials[pb];
+        l = partials[pb + 1u];
+        let a_end = pb + 2u + p.v_dim;
+        for (var i = 0u; i < vec4s; i += 4u) {
+            let a = pb + 2u + 4u * i;
+            acc[i] = partial4(a, a_end);
+            acc[i + 1u] = partial4(a + 4u, a_end);
+            acc[i + 2u] = partial4(a + 8u, a_end);
+            acc[i + 3u] = partial4(a + 12u, a_end);
         }
-        s *= p.scale;
+    }
+    for (var j = start; j < end; j++) {
+        let kb = j * p.k_stride + kv_head * p.qk_dim;
+        let k_end = kb + p.qk_dim;
+        var dot = vec4<f32>(0.0);
+        for (var c = 0u; c < p.qk_dim; c += BLOCK) {
+            dot += q4(qb + c, q_end) * k4(kb + c, k_end);
+            dot += q4(qb + c + 4u, q_end) * k4(kb + c + 4u, k_end);
+            dot += q4(qb + c + 8u, q_end) * k4(kb + c + 8u, k_end);
+            dot += q4(qb + c + 12u, q_end) * k4(kb + c + 12u, k_end);
+        }
+        let s = (dot.x + dot.y + dot.z + dot.w) * p.scale;
         if (s > m) {
             let c = exp(m - s);
             l *= c;
-            for (var d = 0u; d < p.v_dim; d++) {
-                acc[d] *= c;
+            for (var i = 0u; i < vec4s; i += 4u) {
+                acc[i] *= c;
+                acc[i + 1u] *= c;
+                acc[i + 2u] *= c;
+                acc[i + 3u] *= c;
             }
             m = s;
         }
         let w = exp(s - m);
         l += w;
         let vb = j * p.v_stride + kv_head * p.v_dim;
-        for (var d = 0u; d < p.v_dim; d++) {
-            acc[d] += w * v[vb + d];
+        let v_end = vb + p.v_dim;
+        for (var i = 0u; i < vec4s; i += 4u) {
+            let a = vb + 4u * i;
+            acc[i] += w * v4(a, v_end);
+            acc[i + 1u] += w * v4(a + 4u, v_end);
+            acc[i + 2u] += w * v4(a + 8u, v_end);
+            acc[i + 3u] += w * v4(a + 12u, v_end);
         }
     }
-    let ob = t * p.out_stride + h * p.v_dim;
-    for (var d = 0u; d < p.v_dim; d++) {
-        out[ob + d] = acc[d] / l;
+
+    if (p.direct != 0u) {
+        var f = 1.0;
+        var total = l;
+        if (SINKS) {
+            let sink = sinks[h];
+            let mx = max(m, sink);
+            f = exp(m - mx);
+            total = l * f + exp(sink - mx);
+        }
+        let scale = f / total;
+        let ob = t * p.out_stride + h * p.v_dim;
+        let o_end = ob + p.v_dim;
+        for (var i = 0u; i < vec4s; i += 4u) {
+            let o = ob + 4u * i;
+            store_out4(o, o_end, acc[i] * scale);
+            store_out4(o + 4u, o_end, acc[i + 1u] * scale);
+            store_out4(o + 8u, o_end, acc[i + 2u] * scale);
+            store_out4(o + 12u, o_end, acc[i + 3u] * scale);
+        }
+        return;
+    }
+    partials[pb] = m;
+    partials[pb + 1u] = l;
+    let a_end = pb + 2u + p.v_dim;
+    for (var i = 0u; i < vec4s; i += 4u) {
+        let a = pb + 2u + 4u * i;
+        store_partial4(a, a_end, acc[i]);
+        store_partial4(a + 4u, a_end, acc[i + 1u]);
+        store_partial4(a + 8u, a_end, acc[i + 2u]);
+        store_partial4(a + 12u, a_end, acc[i + 3u]);
     }
 }

@@ -1,10 +1,12 @@
 //! The whole decoder of every fixture architecture against Hugging Face transformers 5.23:
 //! intermediate activations and prompt logits of the 7-token prompt, the KV-cache decode-step
 //! logits, and the greedy sequence. Logits within 1e-3 absolute; shapes come from the fixture.
+//! Every architecture runs again with split-KV forced on every decode step.
 
 mod common;
 
 use common::fixtures::{Fixture, SETS};
+use moe_gpu::kernels::attention::SplitKv;
 use moe_gpu::model::sampling::argmax;
 use moe_gpu::{GenerateOptions, Logits, Model, ModelOptions, Sampling};
 
@@ -33,12 +35,23 @@ fn options() -> ModelOptions {
     }
 }
 
+/// Splits every decode step's keys into runs of two.
+fn split_everything() -> ModelOptions {
+    ModelOptions {
+        split_kv: SplitKv {
+            min_keys: 2,
+            min_chunk: 2,
+        },
+        ..options()
+    }
+}
+
 /// Returns the largest logit error seen.
-fn check(set: &str, arch: &str) -> f32 {
+fn check(set: &str, arch: &str, options: &ModelOptions) -> f32 {
     let ctx = common::ctx();
     let fx = Fixture::open(set, arch);
     let what = format!("{set}/{arch}");
-    let mut model = Model::load_with(ctx, &fx.model_dir, &options()).unwrap();
+    let mut model = Model::load_with(ctx, &fx.model_dir, options).unwrap();
     let vocab = model.config.vocab;
     let prompt = fx.ids("input_ids");
 
@@ -119,9 +132,30 @@ fn check(set: &str, arch: &str) -> f32 {
     worst
 }
 
+const ARCHS: [&str; 9] = [
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
+    "deepseek_v2",
+    "deepseek_v2_group",
+    "deepseek_v2_dense1",
+    "deepseek_v3",
+    "gpt_oss",
+];
+
 fn check_arch(arch: &str) {
     for set in SETS {
-        check(set, arch);
+        check(set, arch, &options());
+    }
+}
+
+#[test]
+fn split_kv_decode_generates_like_hf() {
+    for arch in ARCHS {
+        for set in SETS {
+            check(set, arch, &split_everything());
+        }
     }
 }
 

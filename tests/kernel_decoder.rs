@@ -1,15 +1,13 @@
 //! The decoder kernels against `src/reference`: RMSNorm (with and without the fused residual
-//! add, per-head rows, strided rows, a row range), rotary copy (halves and interleaved pairs,
-//! partial rotation, broadcast heads, cache rows) and attention (GQA ratios, 1 token, odd head
-//! sizes, v_dim ≠ qk_dim, sliding windows shorter than the sequence, sinks). Elementwise
-//! results within 1e-5 scaled by max(1, |ref|).
+//! add, per-head rows, strided rows, a row range) and rotary copy (halves and interleaved
+//! pairs, partial rotation, broadcast heads, cache rows). Attention has its own sweep in
+//! tests/kernel_attention.rs. Elementwise results within 1e-5 scaled by max(1, |ref|).
 
 mod common;
 
-use moe_gpu::kernels::attention::{Attention, AttentionBuffers, AttentionSpec};
 use moe_gpu::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use moe_gpu::kernels::rope::{Rope, RopeBuffers, RopeLayout};
-use moe_gpu::reference::{AttentionInput, attention, rms_norm, rotate};
+use moe_gpu::reference::{rms_norm, rotate};
 use moe_gpu::synthetic::Rng;
 
 const TOL: f32 = 1e-5;
@@ -179,118 +177,4 @@ fn rope_copy_matches_reference() {
             }
         }
     }
-}
-
-#[test]
-fn attention_matches_reference() {
-    let ctx = common::ctx();
-    let mut rng = Rng::new(5);
-    // (heads, kv_heads, qk_dim, v_dim)
-    let shapes = [
-        (1, 1, 8, 8),
-        (4, 2, 12, 12),
-        (6, 1, 16, 16),
-        (5, 5, 36, 20),
-        (3, 3, 7, 5),
-    ];
-    for (heads, kv_heads, qk_dim, v_dim) in shapes {
-        for (tokens, pos0) in [(1, 0), (7, 0), (1, 9), (3, 5)] {
-            for window in [None, Some(1), Some(3), Some(64)] {
-                for sinks in [false, true] {
-                    let positions = pos0 + tokens;
-                    let q = rng.normals(tokens * heads * qk_dim, 1.0);
-                    let k = rng.normals(positions * kv_heads * qk_dim, 1.0);
-                    let v = rng.normals(positions * kv_heads * v_dim, 1.0);
-                    let sink_logits = rng.normals(heads, 1.5);
-                    let scale = 1.3 / (qk_dim as f32).sqrt();
-                    let spec = AttentionSpec {
-                        heads,
-                        kv_heads,
-                        qk_dim,
-                        v_dim,
-                        window,
-                        sinks,
-                        scale,
-                    };
-                    let qb = ctx.storage_with("q", &q).unwrap();
-                    let kb = ctx.storage_with("k", &k).unwrap();
-                    let vb = ctx.storage_with("v", &v).unwrap();
-                    let sb = ctx.storage_with("sinks", &sink_logits).unwrap();
-                    let out = ctx
-                        .storage("out", (tokens * heads * v_dim * 4) as u64)
-                        .unwrap();
-                    let attn = Attention::new(
-                        ctx,
-                        spec,
-                        AttentionBuffers {
-                            q: &qb,
-                            k: &kb,
-                            v: &vb,
-                            sinks: &sb,
-                            out: &out,
-                        },
-                    )
-                    .unwrap();
-                    common::run_pass(ctx, |pass| attn.encode(ctx, pass, tokens, pos0));
-                    let want = attention(&AttentionInput {
-                        q: &q,
-                        k: &k,
-                        v: &v,
-                        tokens,
-                        pos0,
-                        heads,
-                        kv_heads,
-                        qk_dim,
-                        v_dim,
-                        scale,
-                        window,
-                        sinks: sinks.then_some(&sink_logits[..]),
-                    });
-                    let got = ctx.read_back::<f32>(&out, want.len()).unwrap();
-                    let what = format!(
-                        "heads {heads}/{kv_heads} dims {qk_dim}/{v_dim} tokens {tokens} at {pos0} \
-                         window {window:?} sinks {sinks}"
-                    );
-                    common::assert_close(&what, &got, &want, TOL);
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn attention_rejects_bad_shapes() {
-    let ctx = common::ctx();
-    let b = ctx.storage("b", 64).unwrap();
-    let bufs = || AttentionBuffers {
-        q: &b,
-        k: &b,
-        v: &b,
-        sinks: &b,
-        out: &b,
-    };
-    let spec = AttentionSpec {
-        heads: 6,
-        kv_heads: 4,
-        qk_dim: 8,
-        v_dim: 8,
-        window: None,
-        sinks: false,
-        scale: 1.0,
-    };
-    let err = Attention::new(ctx, spec, bufs()).err().unwrap().to_string();
-    assert!(err.contains("kv heads"), "{err}");
-    let err = Attention::new(
-        ctx,
-        AttentionSpec {
-            kv_heads: 6,
-            v_dim: 1000,
-            ..spec
-        },
-        bufs(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(err.contains("head_dim"), "{err}");
 }

@@ -13,6 +13,9 @@ use crate::gpu::Context;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding {
     Uniform,
+    /// A uniform block chosen per dispatch by a dynamic offset (kernels dispatched several
+    /// times in one pass with different parameters).
+    UniformDynamic,
     Read,
     ReadWrite,
 }
@@ -33,7 +36,10 @@ pub enum Kernel {
     Combine,
     RmsNorm,
     Rope,
+    /// One thread per (token, head, key split) (`attention.wgsl` after `attention_common.wgsl`).
     Attention,
+    /// Fixed-order merge of the key splits (`attention_combine.wgsl`).
+    AttentionCombine,
 }
 
 impl Kernel {
@@ -50,12 +56,14 @@ impl Kernel {
             Kernel::RmsNorm => "rmsnorm",
             Kernel::Rope => "rope",
             Kernel::Attention => "attention",
+            Kernel::AttentionCombine => "attention_combine",
         }
     }
 
     /// The WGSL source: the kernel's file, after the shared file of its family if it has one.
     fn source(self) -> Cow<'static, str> {
         const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+        const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
         let file = match self {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
@@ -68,9 +76,13 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../shaders/rmsnorm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
         };
         match self {
             Kernel::Matmul | Kernel::MatmulTiled => Cow::Owned(format!("{MATMUL_COMMON}\n{file}")),
+            Kernel::Attention | Kernel::AttentionCombine => {
+                Cow::Owned(format!("{ATTENTION_COMMON}\n{file}"))
+            }
             _ => Cow::Borrowed(file),
         }
     }
@@ -101,8 +113,10 @@ impl Kernel {
             Kernel::RmsNorm => &[Uniform, Read, ReadWrite, Read, ReadWrite],
             // params, src, cos/sin table, dst
             Kernel::Rope => &[Uniform, Read, Read, ReadWrite],
-            // params, q, k cache, v cache, sinks, out
-            Kernel::Attention => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            // params (one block per pass), q, k cache, v cache, sinks, partials, out
+            Kernel::Attention => &[UniformDynamic, Read, Read, Read, Read, ReadWrite, ReadWrite],
+            // params, partials, sinks, out
+            Kernel::AttentionCombine => &[Uniform, Read, Read, ReadWrite],
         }
     }
 }
@@ -203,9 +217,9 @@ fn build_pipeline(ctx: &Context, key: &PipelineKey) -> Result<Pipeline> {
             binding: i as u32,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: match b {
-                Binding::Uniform => wgpu::BindingType::Buffer {
+                Binding::Uniform | Binding::UniformDynamic => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
+                    has_dynamic_offset: *b == Binding::UniformDynamic,
                     min_binding_size: None,
                 },
                 Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {

@@ -1,13 +1,26 @@
-//! `shaders/attention.wgsl`: causal attention of new queries over the KV cache, with GQA, an
-//! optional sliding window and optional per-head sinks.
+//! `shaders/attention*.wgsl`: causal attention of new queries over the KV cache, with GQA, an
+//! optional sliding window and optional per-head sinks. `attention.wgsl` runs one thread per
+//! (token, head, key split), walking its keys in passes that each stay under llvmpipe's loop
+//! limit; `attention_combine.wgsl` merges the splits' partial softmax results in split order
+//! (no float atomics, so a result depends only on the split count). Prefill steps and short
+//! contexts take one split and one pass, which writes the output directly. Decode steps over
+//! long contexts split the keys (flash-decoding): one thread per head would otherwise walk the
+//! whole cache alone.
+
+mod plan;
+
+use std::cell::Cell;
+use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::gpu::{Context, Kernel, Pipeline, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
-/// Mirrors `Params` in `shaders/attention.wgsl`.
+pub use plan::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
+
+/// Mirrors `Params` in `shaders/attention_common.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct AttentionParams {
@@ -23,15 +36,22 @@ pub struct AttentionParams {
     pub out_stride: u32,
     pub window: u32,
     pub scale: f32,
+    pub splits: u32,
+    pub chunk: u32,
+    pub pass_start: u32,
+    pub pass_keys: u32,
+    pub direct: u32,
+    pub _pad: [u32; 3],
 }
 
-/// Largest value head the kernel accumulates in registers (`MAX_V` in the shader).
-pub const MAX_V_DIM: usize = 256;
+/// Largest value head (`MAX_V` in `attention.wgsl`: accumulators in registers). DeepSeek's
+/// latent attention needs kv_lora_rank = 512.
+pub const MAX_V_DIM: usize = 512;
 
-/// Threads per workgroup of the attention kernel, one per head.
+/// Threads per workgroup, over heads.
 const HEADS_PER_GROUP: u32 = 16;
 
-/// The shape and math of one attention call.
+/// The shape, math and capacity of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionSpec {
     pub heads: usize,
@@ -43,6 +63,13 @@ pub struct AttentionSpec {
     pub sinks: bool,
     /// Multiplies q · k.
     pub scale: f32,
+    /// Most queries one step attends.
+    pub max_tokens: usize,
+    /// Cache positions: no query sees more keys.
+    pub positions: usize,
+    /// Keys one invocation walks per dispatch; None = as many as llvmpipe's loop limit allows
+    /// (see [`AttentionSpec::max_pass_keys`]). Smaller values are for tests.
+    pub pass_keys: Option<usize>,
 }
 
 impl AttentionSpec {
@@ -65,7 +92,64 @@ impl AttentionSpec {
         if self.window == Some(0) {
             return Err(Error::config("sliding_window", "must be positive"));
         }
+        if self.max_tokens == 0 || self.positions == 0 {
+            return Err(Error::input(
+                "attention: max_tokens and positions must be positive",
+            ));
+        }
+        if let Some(n) = self.pass_keys
+            && (n == 0 || n > self.max_pass_keys())
+        {
+            return Err(Error::input(format!(
+                "attention: {n} keys per pass must be in 1..={}",
+                self.max_pass_keys()
+            )));
+        }
         Ok(())
+    }
+
+    /// The most keys one invocation may walk in a dispatch. llvmpipe (lavapipe and GL) ends
+    /// every loop of an invocation once 65535 loop iterations have run in total
+    /// (`LP_MAX_TGSI_LOOP_ITERATIONS`), silently, so a pass must stay under that: each key
+    /// costs one iteration, one per 16 columns of q · k, and two per 16 value columns (the
+    /// rescale and the accumulation); loading, storing or writing the state costs a few more.
+    pub fn max_pass_keys(&self) -> usize {
+        const LOOP_ITERATIONS: usize = 65535;
+        let blocks = |n: usize| n.div_ceil(16);
+        let per_key = 1 + blocks(self.qk_dim) + 2 * blocks(self.v_dim);
+        (LOOP_ITERATIONS - 2 * blocks(self.v_dim) - 64) / per_key
+    }
+
+    /// Keys a pass walks.
+    fn pass_keys(&self) -> usize {
+        self.pass_keys.unwrap_or_else(|| self.max_pass_keys())
+    }
+
+    /// The most keys any query sees.
+    fn max_keys(&self) -> usize {
+        self.window
+            .map_or(self.positions, |w| w.min(self.positions))
+    }
+
+    /// Keys the last of `tokens` queries at positions pos0.. sees (the most of any of them).
+    fn keys(&self, tokens: usize, pos0: usize) -> usize {
+        let last = pos0 + tokens;
+        self.window.map_or(last, |w| w.min(last))
+    }
+
+    /// Bytes of a partials buffer holding `slots` (token, split) results of every head.
+    pub fn partials_bytes(&self, slots: usize) -> u64 {
+        partials_bytes(slots, self.heads, self.v_dim)
+    }
+
+    /// (token, split) slots a partials buffer needs at least: one per query where one
+    /// query's keys can take more than one pass.
+    pub fn min_partial_slots(&self) -> usize {
+        if self.max_keys() > self.pass_keys() {
+            self.max_tokens
+        } else {
+            0
+        }
     }
 }
 
@@ -78,20 +162,56 @@ pub struct AttentionBuffers<'a> {
     pub v: &'a wgpu::Buffer,
     /// `[heads]` (any buffer without sinks)
     pub sinks: &'a wgpu::Buffer,
+    /// [slots, heads, 2 + v_dim] per-split running softmax state (size it with
+    /// [`AttentionSpec::partials_bytes`]); its size sets how many (token, split) slots a step
+    /// may use, at least [`AttentionSpec::min_partial_slots`].
+    pub partials: &'a wgpu::Buffer,
     /// [tokens, heads, v_dim]
     pub out: &'a wgpu::Buffer,
 }
 
+/// The attention kernel with one parameter block per pass, chosen by a dynamic offset.
+struct Passes {
+    pipeline: Arc<Pipeline>,
+    bind: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    /// Bytes between parameter blocks (the device's uniform offset alignment).
+    stride: u64,
+    /// What each block holds, so unchanged blocks are not rewritten.
+    written: Vec<Cell<AttentionParams>>,
+}
+
 pub struct Attention {
     spec: AttentionSpec,
-    dispatch: Dispatch<AttentionParams>,
+    policy: SplitKv,
+    base: AttentionParams,
+    passes: Passes,
+    combine: Dispatch<AttentionParams>,
+    /// (token, split) states the partials buffer holds.
+    slots: usize,
 }
 
 impl Attention {
-    pub fn new(ctx: &Context, spec: AttentionSpec, b: AttentionBuffers<'_>) -> Result<Self> {
+    /// Attention that splits decode steps' keys as `policy` says.
+    pub fn new(
+        ctx: &Context,
+        spec: AttentionSpec,
+        policy: SplitKv,
+        b: AttentionBuffers<'_>,
+    ) -> Result<Self> {
         spec.validate()?;
         let s = &spec;
-        let params = AttentionParams {
+        let slots = (b.partials.size() / spec.partials_bytes(1)) as usize;
+        if slots < spec.min_partial_slots() {
+            return Err(Error::input(format!(
+                "attention: a partials buffer of {} bytes holds {slots} states; queries over \
+                 {} keys take several passes and need {} bytes",
+                b.partials.size(),
+                spec.max_keys(),
+                spec.partials_bytes(spec.min_partial_slots())
+            )));
+        }
+        let base = AttentionParams {
             tokens: 0,
             pos0: 0,
             heads: s.heads as u32,
@@ -104,13 +224,43 @@ impl Attention {
             out_stride: (s.heads * s.v_dim) as u32,
             window: s.window.unwrap_or(0) as u32,
             scale: s.scale,
+            splits: 1,
+            chunk: 0,
+            pass_start: 0,
+            pass_keys: s.pass_keys() as u32,
+            direct: 1,
+            _pad: [0; 3],
         };
-        let key = PipelineKey::new(Kernel::Attention).flag("SINKS", s.sinks);
-        let dispatch = Dispatch::new(ctx, &key, params, &[b.q, b.k, b.v, b.sinks, b.out])?;
-        Ok(Self { spec, dispatch })
+        let key = |kernel| PipelineKey::new(kernel).flag("SINKS", s.sinks);
+        let max_passes = s.max_keys().div_ceil(s.pass_keys());
+        let passes = Passes::new(ctx, &key(Kernel::Attention), max_passes, &b)?;
+        let combine = Dispatch::new(
+            ctx,
+            &key(Kernel::AttentionCombine),
+            base,
+            &[b.partials, b.sinks, b.out],
+        )?;
+        Ok(Self {
+            spec,
+            policy,
+            base,
+            passes,
+            combine,
+            slots,
+        })
     }
 
-    /// Attends `tokens` queries at positions pos0.. over cache rows 0..pos0 + tokens.
+    pub fn spec(&self) -> &AttentionSpec {
+        &self.spec
+    }
+
+    /// How a step of `tokens` queries at positions pos0.. divides its keys.
+    pub fn split_for(&self, tokens: usize, pos0: usize) -> KeySplit {
+        plan::split_for(&self.spec, self.policy, self.slots, tokens, pos0)
+    }
+
+    /// Attends `tokens` queries at positions pos0.. over cache rows 0..pos0 + tokens, split as
+    /// [`Self::split_for`] says.
     pub fn encode(
         &self,
         ctx: &Context,
@@ -118,18 +268,164 @@ impl Attention {
         tokens: usize,
         pos0: usize,
     ) {
-        self.dispatch.set_params(
-            ctx,
-            AttentionParams {
-                tokens: tokens as u32,
-                pos0: pos0 as u32,
-                ..self.dispatch.params()
-            },
+        self.record(ctx, pass, tokens, pos0, self.split_for(tokens, pos0));
+    }
+
+    /// As [`Self::encode`] with a given split (tests and benchmarks); an error unless
+    /// [`Self::split_fits`].
+    pub fn encode_split(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        pos0: usize,
+        split: KeySplit,
+    ) -> Result<()> {
+        if !self.split_fits(tokens, pos0, split) {
+            return Err(Error::input(format!(
+                "attention: {} splits of {} keys do not fit {tokens} queries at position \
+                 {pos0} ({} keys, {} partial slots, {} cache positions)",
+                split.splits,
+                split.chunk,
+                self.spec.keys(tokens, pos0),
+                self.slots,
+                self.spec.positions
+            )));
+        }
+        self.record(ctx, pass, tokens, pos0, split);
+        Ok(())
+    }
+
+    /// Whether `split` covers every key of a step of `tokens` queries at positions pos0.., its
+    /// states fit the partials, and the step fits the spec.
+    pub fn split_fits(&self, tokens: usize, pos0: usize, split: KeySplit) -> bool {
+        let s = &self.spec;
+        let keys = s.keys(tokens, pos0);
+        let passes = split.chunk.div_ceil(s.pass_keys());
+        let direct = split.splits == 1 && passes <= 1;
+        tokens >= 1
+            && tokens <= s.max_tokens
+            && pos0 + tokens <= s.positions
+            && split.splits >= 1
+            && split.splits * split.chunk >= keys
+            && passes <= self.passes.written.len()
+            && (direct || tokens * split.splits <= self.slots)
+    }
+
+    fn record(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+        pos0: usize,
+        split: KeySplit,
+    ) {
+        let pass_keys = self.spec.pass_keys();
+        let passes = split.chunk.div_ceil(pass_keys).max(1);
+        let direct = split.splits == 1 && passes == 1;
+        let step = AttentionParams {
+            tokens: tokens as u32,
+            pos0: pos0 as u32,
+            splits: split.splits as u32,
+            chunk: split.chunk as u32,
+            direct: u32::from(direct),
+            ..self.base
+        };
+        let head_groups = groups(self.spec.heads, HEADS_PER_GROUP);
+        for i in 0..passes {
+            let params = AttentionParams {
+                pass_start: (i * pass_keys) as u32,
+                ..step
+            };
+            self.passes.dispatch(
+                ctx,
+                pass,
+                i,
+                params,
+                head_groups,
+                (tokens * split.splits) as u32,
+            );
+        }
+        if !direct {
+            self.combine.set_params(ctx, step);
+            self.combine
+                .dispatch(pass, self.spec.heads as u32, tokens as u32);
+        }
+    }
+}
+
+impl Passes {
+    fn new(
+        ctx: &Context,
+        key: &PipelineKey,
+        max_passes: usize,
+        b: &AttentionBuffers<'_>,
+    ) -> Result<Self> {
+        let pipeline = ctx.pipeline(key)?;
+        let size = std::mem::size_of::<AttentionParams>() as u64;
+        let stride = size.next_multiple_of(ctx.limits.min_uniform_buffer_offset_alignment as u64);
+        let count = max_passes.max(1);
+        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("attention pass parameters"),
+            size: stride * count as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let uniform = wgpu::BufferBinding {
+            buffer: &params,
+            offset: 0,
+            size: wgpu::BufferSize::new(size),
+        };
+        let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(uniform),
+        }];
+        entries.extend(
+            storage
+                .iter()
+                .enumerate()
+                .map(|(i, buf)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: buf.as_entire_binding(),
+                }),
         );
-        self.dispatch.dispatch(
-            pass,
-            groups(self.spec.heads, HEADS_PER_GROUP),
-            tokens as u32,
-        );
+        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("attention"),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let never = AttentionParams::zeroed();
+        Ok(Self {
+            pipeline,
+            bind,
+            params,
+            stride,
+            written: (0..count).map(|_| Cell::new(never)).collect(),
+        })
+    }
+
+    /// Records pass `i` with `params` (written to its block if they changed).
+    fn dispatch(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        i: usize,
+        params: AttentionParams,
+        x: u32,
+        y: u32,
+    ) {
+        let offset = self.stride * i as u64;
+        if self.written[i].get() != params {
+            ctx.queue
+                .write_buffer(&self.params, offset, bytemuck::bytes_of(&params));
+            self.written[i].set(params);
+        }
+        if x == 0 || y == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind, &[offset as u32]);
+        pass.dispatch_workgroups(x, y, 1);
     }
 }

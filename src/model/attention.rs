@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::attention::{Attention, AttentionBuffers, AttentionSpec};
+use crate::kernels::attention::{Attention, AttentionBuffers, AttentionSpec, SplitKv};
 use crate::kernels::matmul::WeightFormat;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
@@ -25,6 +25,10 @@ pub struct AttentionInit<'a> {
     pub scratch: &'a Scratch,
     /// KV cache rows.
     pub positions: usize,
+    /// Most tokens per step.
+    pub batch: usize,
+    /// When decode steps split the keys.
+    pub split_kv: SplitKv,
 }
 
 impl AttentionInit<'_> {
@@ -95,7 +99,22 @@ impl AttentionInit<'_> {
             window: if sliding { a.sliding_window } else { None },
             sinks: a.sinks,
             scale: softmax_scale(self.cfg)?,
+            max_tokens: self.batch,
+            positions: self.positions,
+            pass_keys: None,
         })
+    }
+
+    /// The split policy of this layer: off where no query can see `min_keys` keys.
+    pub fn split_kv(&self, spec: &AttentionSpec) -> SplitKv {
+        let keys = spec
+            .window
+            .map_or(self.positions, |w| w.min(self.positions));
+        if keys < self.split_kv.min_keys {
+            SplitKv::OFF
+        } else {
+            self.split_kv
+        }
     }
 
     /// A [positions, cols] f32 cache buffer.
@@ -198,14 +217,17 @@ impl StandardAttention {
         } else {
             s.zeros.clone()
         };
+        let spec = init.spec(kvh, hd, hd)?;
         let attention = Attention::new(
             init.ctx,
-            init.spec(kvh, hd, hd)?,
+            spec,
+            init.split_kv(&spec),
             AttentionBuffers {
                 q: &s.q,
                 k: &k_cache,
                 v: &v_cache,
                 sinks: &sinks,
+                partials: &s.partials,
                 out: &s.attn,
             },
         )?;

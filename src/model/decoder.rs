@@ -12,6 +12,7 @@ mod forward;
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
+use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::Glu;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention::{AttentionBlock, AttentionInit};
@@ -106,7 +107,13 @@ impl Model {
         let (h, vocab) = (cfg.hidden, cfg.vocab);
         let embed_name = "model.embed_tokens.weight".to_string();
         ckpt.expect(&embed_name, &[vocab, h])?;
-        let scratch = Scratch::new(ctx, cfg, limits.batch, limits.context)?;
+        // Splitting needs partials and pipelines only where a query can see `min_keys` keys.
+        let split_kv = if limits.context < options.split_kv.min_keys {
+            SplitKv::OFF
+        } else {
+            options.split_kv
+        };
+        let scratch = Scratch::new(ctx, cfg, limits.batch, limits.context, split_kv)?;
         let s = &scratch;
         let eps = cfg.rms_eps as f32;
         let norm = |name: &str, add: bool, delta: &wgpu::Buffer, out: &wgpu::Buffer| {
@@ -149,6 +156,8 @@ impl Model {
                 format: options.dense_format,
                 scratch: s,
                 positions: limits.context,
+                batch: limits.batch,
+                split_kv,
             })?;
             let post_norm = norm(
                 &format!("{p}post_attention_layernorm.weight"),

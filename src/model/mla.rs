@@ -155,14 +155,17 @@ impl MlaAttention {
             &s.v_raw,
             &v_cache,
         )?;
+        let spec = init.spec(heads, qk, vd)?;
         let attention = Attention::new(
             init.ctx,
-            init.spec(heads, qk, vd)?,
+            spec,
+            init.split_kv(&spec),
             AttentionBuffers {
                 q: &s.q,
                 k: &k_cache,
                 v: &v_cache,
                 sinks: &s.zeros,
+                partials: &s.partials,
                 out: &s.attn,
             },
         )?;

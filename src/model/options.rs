@@ -1,6 +1,7 @@
 //! How a [`Model`](crate::model::Model) is built: context length, step size, weight formats.
 
 use crate::error::{Error, Result};
+use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::WeightFormat;
 use crate::model::config::ModelConfig;
 use crate::moe::budget::ResidencyOptions;
@@ -29,6 +30,9 @@ pub struct ModelOptions {
     /// resident (which otherwise read nothing back): one small copy per MoE layer and step.
     /// Expert-cache layers always record their own.
     pub routing_stats: bool,
+    /// When decode steps split the KV cache over workgroups (flash-decoding);
+    /// [`SplitKv::OFF`] keeps one thread per (token, head).
+    pub split_kv: SplitKv,
 }
 
 impl Default for ModelOptions {
@@ -41,6 +45,7 @@ impl Default for ModelOptions {
             dense_format: WeightFormat::F32,
             residency: ResidencyOptions::default(),
             routing_stats: false,
+            split_kv: SplitKv::default(),
         }
     }
 }

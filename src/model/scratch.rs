@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use crate::gpu::Context;
+use crate::kernels::attention::{AttentionSpec, MAX_SPLITS, SplitKv, partials_bytes};
 use crate::model::config::ModelConfig;
 
 pub struct Scratch {
@@ -31,6 +32,9 @@ pub struct Scratch {
     pub q_a_norm: wgpu::Buffer,
     /// [batch, heads · v_dim] attention output before o_proj.
     pub attn: wgpu::Buffer,
+    /// [slots, heads, 2 + v_dim] attention states between passes and splits
+    /// (`AttentionSpec::partials_bytes`).
+    pub partials: wgpu::Buffer,
     /// [positions, rope_dim / 2] (cos, sin).
     pub rope_table: wgpu::Buffer,
     /// A small zero buffer for bindings a kernel variant never reads.
@@ -59,8 +63,61 @@ fn widths(cfg: &ModelConfig) -> [usize; 6] {
     }
 }
 
+/// Heads, query/key and value columns of the attention kernel.
+fn attention_dims(cfg: &ModelConfig) -> (usize, usize, usize) {
+    let a = &cfg.attention;
+    match a.mla {
+        Some(m) => (
+            a.heads,
+            m.qk_nope_head_dim + m.qk_rope_head_dim,
+            m.v_head_dim,
+        ),
+        None => (a.heads, a.head_dim, a.head_dim),
+    }
+}
+
+/// The attention state buffer: a (token, split) state for every query of a step whose keys
+/// take several passes, and [`MAX_SPLITS`] for split decode steps (as many as the binding
+/// limit allows).
+fn partials(
+    ctx: &Context,
+    cfg: &ModelConfig,
+    batch: usize,
+    positions: usize,
+    split_kv: SplitKv,
+) -> Result<wgpu::Buffer> {
+    let (heads, qk_dim, v_dim) = attention_dims(cfg);
+    let spec = AttentionSpec {
+        heads,
+        kv_heads: heads,
+        qk_dim,
+        v_dim,
+        window: None,
+        sinks: false,
+        scale: 1.0,
+        max_tokens: batch,
+        positions,
+        pass_keys: None,
+    };
+    let per_slot = partials_bytes(1, heads, v_dim);
+    let fit = (ctx.max_binding() / per_slot) as usize;
+    let wanted = if split_kv == SplitKv::OFF {
+        0
+    } else {
+        MAX_SPLITS.min(fit)
+    };
+    let slots = spec.min_partial_slots().max(wanted).max(1);
+    ctx.storage("attention partials", partials_bytes(slots, heads, v_dim))
+}
+
 impl Scratch {
-    pub fn new(ctx: &Context, cfg: &ModelConfig, batch: usize, positions: usize) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        cfg: &ModelConfig,
+        batch: usize,
+        positions: usize,
+        split_kv: SplitKv,
+    ) -> Result<Self> {
         let rows = |label: &str, cols: usize| ctx.storage(label, (batch * cols.max(1) * 4) as u64);
         let h = cfg.hidden;
         let [q, k_raw, k_norm, v_raw, q_a, attn] = widths(cfg);
@@ -80,6 +137,7 @@ impl Scratch {
             q_a: rows("q latent", q_a)?,
             q_a_norm: rows("q latent normed", q_a)?,
             attn: rows("attention heads", attn)?,
+            partials: partials(ctx, cfg, batch, positions, split_kv)?,
             rope_table: ctx.storage_with(
                 "rope cos/sin",
                 bytemuck::cast_slice::<[f32; 2], f32>(&table),

@@ -12,6 +12,7 @@
 //! figure is the median of several runs, and paired figures are measured interleaved so that
 //! load from other processes hits both alike.
 
+pub mod attention;
 pub mod kernels;
 pub mod layers;
 pub mod report;

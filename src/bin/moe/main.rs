@@ -2,6 +2,7 @@
 
 mod activation;
 mod bench;
+mod bench_attention;
 mod block;
 mod cache_sim;
 mod calibrate;
@@ -36,6 +37,8 @@ enum Command {
     /// Measure sparse speedup, grouped GEMM and decode bandwidth efficiency, host cost and
     /// submits per step at shapes imitating real models.
     Bench(bench::Args),
+    /// Time a decode step's attention over long KV caches: split-KV against the unsplit kernel.
+    BenchAttention(bench_attention::Args),
     /// Run one MoE block of a checkpoint on tokens from a safetensors file.
     Block(block::Args),
     /// Describe a checkpoint: architecture, layers, experts, routing, parameters, bytes.
@@ -56,6 +59,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::BenchAttention(a) => bench_attention::run(a),
         Command::Block(a) => block::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Calibrate(a) => calibrate::run(a),

@@ -18,7 +18,7 @@ pub mod synthetic;
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions};
 pub use model::{
-    GenerateOptions, Generator, Logits, Model, ModelOptions, Sampling, TextStream, Tokenizer,
-    stop_tokens,
+    ChatMessage, ChatTemplate, GenerateOptions, Generator, Logits, Model, ModelOptions, Sampling,
+    TextStream, Tokenizer, stop_tokens,
 };
 pub use moe::{ForwardOptions, MoeLayer, MoeLayerSpec, MoeOutput, MoeWeights, RoutingSpec};

@@ -198,6 +198,37 @@ fn cli_generates_text_with_a_tokenizer() {
     assert_eq!(sample("5"), sample("5"));
 }
 
+/// `--chat` sends the prompt (and `--system`) through tokenizer_config.json's template and
+/// encodes the result as it is: the template's `bos_token` is the only BOS.
+#[test]
+fn cli_applies_the_chat_template() {
+    let fx = Fixture::open("hf-tiny", "olmoe");
+    let model = model_with_tokenizer(&fx);
+    let ids = |extra: &[&str]| -> Vec<u64> {
+        let mut args = vec!["--prompt", "hello world", "--max-new-tokens", "1", "--json"];
+        args.extend_from_slice(extra);
+        let out = generate(&model, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_value(last_json(&out)["prompt_ids"].clone()).unwrap()
+    };
+    let err = generate(&model, &["--prompt", "hello", "--chat"]);
+    assert!(
+        !err.status.success() && stderr(&err).contains("no chat template"),
+        "{}",
+        stderr(&err)
+    );
+    let template = "{{ bos_token }}{% for m in messages %}mixture {{ m.content }} {% endfor %}\
+                    {% if add_generation_prompt %}experts{% endif %}";
+    std::fs::write(
+        model.join("tokenizer_config.json"),
+        json!({"chat_template": template, "bos_token": "<s>"}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(ids(&[]), [1, 2, 3]);
+    assert_eq!(ids(&["--chat"]), [1, 4, 2, 3, 6]);
+    assert_eq!(ids(&["--chat", "--system", "of"]), [1, 4, 5, 4, 2, 3, 6]);
+}
+
 #[test]
 fn cli_bad_input_fails_with_a_message() {
     let fx = Fixture::open("hf-tiny", "mixtral");

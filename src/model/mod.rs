@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod calibrate;
 pub mod capture;
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
@@ -25,6 +26,7 @@ pub mod synthetic;
 pub mod tokenizer;
 pub mod trace;
 
+pub use chat::{ChatMessage, ChatTemplate};
 pub use checkpoint::Checkpoint;
 pub use config::{Arch, MlpKind, ModelConfig};
 pub use decoder::{Logits, Model};

@@ -1,6 +1,7 @@
 //! Text in and out through the checkpoint's tokenizer.json (Hugging Face `tokenizers`, pure
-//! Rust). Prompts are encoded as plain text with the tokenizer's own special tokens (e.g. BOS);
-//! chat templates (Jinja in tokenizer_config.json) are not applied.
+//! Rust). Plain prompts are encoded with the tokenizer's own special tokens (e.g. BOS); a prompt
+//! rendered by the chat template ([`ChatTemplate`](crate::model::ChatTemplate)) already holds
+//! its special tokens and is encoded as it is.
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,12 @@ impl Tokenizer {
     /// Token ids of `text`, with the special tokens the tokenizer adds (BOS for many models).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, true).map_err(|e| self.error(e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` as it is, adding no special tokens (for chat-template output).
+    pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(|e| self.error(e))?;
         Ok(enc.get_ids().to_vec())
     }
 

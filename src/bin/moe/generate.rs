@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{FinishReason, TextStream};
-use moe_gpu::{Context, GenerateOptions, Model, ModelOptions, Sampling, Tokenizer, stop_tokens};
+use moe_gpu::{
+    ChatMessage, ChatTemplate, Context, GenerateOptions, Model, ModelOptions, Sampling, Tokenizer,
+    stop_tokens,
+};
 use serde_json::json;
 
 use crate::activation::{ExpertActivationArgs, activation_report};
@@ -17,14 +20,20 @@ pub struct Args {
     /// Hugging Face model directory: config.json, safetensors, and tokenizer.json for --prompt.
     #[arg(long)]
     model: PathBuf,
-    /// Prompt text, encoded as plain text with the model's tokenizer.json (chat templates are
-    /// not applied).
+    /// Prompt text, encoded with the model's tokenizer.json (as plain text unless --chat).
     #[arg(
         long,
         required_unless_present = "prompt_ids",
         conflicts_with = "prompt_ids"
     )]
     prompt: Option<String>,
+    /// Send --prompt as a user turn through the checkpoint's chat template
+    /// (chat_template.jinja or tokenizer_config.json), opening the assistant's turn.
+    #[arg(long, requires = "prompt")]
+    chat: bool,
+    /// With --chat: a system turn before the user's.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
     /// Prompt token ids, comma-separated (e.g. 1,412,2119).
     #[arg(long, value_delimiter = ',')]
     prompt_ids: Option<Vec<u32>>,
@@ -95,6 +104,9 @@ pub fn run(a: Args) -> Result<()> {
         (None, false) => None,
     };
     let prompt = match (&a.prompt, &a.prompt_ids, &tokenizer) {
+        (Some(text), _, Some(t)) if a.chat => {
+            t.encode_raw(&chat_prompt(&a.model, a.system.as_deref(), text)?)?
+        }
         (Some(text), _, Some(t)) => t.encode(text)?,
         (None, Some(ids), _) => ids.clone(),
         _ => bail!("give --prompt TEXT or --prompt-ids IDS"),
@@ -193,4 +205,22 @@ pub fn run(a: Args) -> Result<()> {
     drop(generator);
     a.residency
         .finish(&model.residency_stats(), model.config.moe.routing.top_k)
+}
+
+/// The prompt text of a user turn (after an optional system turn) through the model's chat
+/// template.
+fn chat_prompt(model: &std::path::Path, system: Option<&str>, user: &str) -> Result<String> {
+    let Some(template) = ChatTemplate::load(model)? else {
+        bail!(
+            "--chat: {} has no chat template (chat_template.jinja, or chat_template in \
+             tokenizer_config.json)",
+            model.display()
+        );
+    };
+    let mut messages: Vec<ChatMessage> = system
+        .map(|s| ChatMessage::new("system", s))
+        .into_iter()
+        .collect();
+    messages.push(ChatMessage::new("user", user));
+    Ok(template.render(&messages, true)?)
 }

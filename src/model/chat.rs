@@ -1,0 +1,148 @@
+//! Chat templates: the checkpoint's Jinja `chat_template` rendered the way transformers'
+//! `apply_chat_template(messages, add_generation_prompt=True, tokenize=False)` renders it.
+//!
+//! The template comes from `chat_template.jinja` (transformers ≥ 4.43 saves it there) or else
+//! the `chat_template` field of `tokenizer_config.json` (a string, or a list of named templates
+//! of which `default` is used). Templates see `messages`, `add_generation_prompt`,
+//! `bos_token`, `eos_token` and `raise_exception(msg)`, and may call Python string methods
+//! (`.strip()`, `.startswith()`, ...), as the templates of real checkpoints do; blocks are
+//! trimmed as transformers' `trim_blocks` and `lstrip_blocks` trim them. The rendered
+//! text already holds the special tokens, so it is encoded without adding more
+//! ([`Tokenizer::encode_raw`](crate::model::Tokenizer::encode_raw)).
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, ErrorKind, Value, context};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A checkpoint's chat template with the special tokens it refers to.
+pub struct ChatTemplate {
+    /// Where the template was read from, for errors.
+    path: PathBuf,
+    source: String,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// The template of the model in `dir`, or `None` where the checkpoint has none.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let config_path = dir.join("tokenizer_config.json");
+        let config: serde_json::Value = if config_path.is_file() {
+            let text = std::fs::read_to_string(&config_path).map_err(|e| Error::Io {
+                path: config_path.clone(),
+                cause: e,
+            })?;
+            serde_json::from_str(&text).map_err(|e| template_error(&config_path, e))?
+        } else {
+            serde_json::Value::Null
+        };
+        let jinja_path = dir.join("chat_template.jinja");
+        let (path, source) = if jinja_path.is_file() {
+            let text = std::fs::read_to_string(&jinja_path).map_err(|e| Error::Io {
+                path: jinja_path.clone(),
+                cause: e,
+            })?;
+            (jinja_path, text)
+        } else {
+            match template_field(&config["chat_template"]) {
+                Some(t) => (config_path, t),
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(Self {
+            path,
+            source,
+            bos_token: special_token(&config["bos_token"]),
+            eos_token: special_token(&config["eos_token"]),
+        }))
+    }
+
+    /// The prompt text of `messages`, ending with the assistant's turn opened when
+    /// `add_generation_prompt` is set.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let mut env = Environment::new();
+        // transformers compiles chat templates with both on.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template("chat", &self.source)
+            .map_err(|e| template_error(&self.path, describe(&e)))?;
+        let template = env
+            .get_template("chat")
+            .map_err(|e| template_error(&self.path, describe(&e)))?;
+        template
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token,
+                eos_token => self.eos_token,
+            })
+            .map_err(|e| template_error(&self.path, describe(&e)))
+    }
+}
+
+/// `chat_template` as a string, or the `default` (else first) of a list of named templates.
+fn template_field(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(list) => list
+            .iter()
+            .find(|t| t["name"] == "default")
+            .or_else(|| list.first())
+            .and_then(|t| t["template"].as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A special token of tokenizer_config.json: a string, or an added-token object's `content`.
+fn special_token(v: &serde_json::Value) -> String {
+    v.as_str()
+        .or_else(|| v["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+}
+
+/// A minijinja error with its cause chain and line, on one line.
+fn describe(e: &minijinja::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+fn template_error(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::Tokenizer {
+        path: path.to_path_buf(),
+        message: format!("chat template: {message}"),
+    }
+}

@@ -1,0 +1,172 @@
+//! Chat templates against transformers: the expected prompts below are what transformers 5.23's
+//! `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)` returned for the
+//! same templates (Mixtral-8x7B-Instruct's own, a Qwen-style ChatML one with `.strip()` and
+//! whitespace control, and one that relies on `trim_blocks`/`lstrip_blocks`), with
+//! bos_token `<s>` and eos_token `</s>`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::edit::temp_dir;
+use moe_gpu::{ChatMessage, ChatTemplate};
+use serde_json::{Value, json};
+
+const MIXTRAL: &str = r#"{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"#;
+
+const CHATML: &str = r#"{%- if messages[0]['role'] == 'system' %}
+    {{- '<|im_start|>system\n' + messages[0]['content'].strip() + '<|im_end|>\n' }}
+{%- endif %}
+{%- for message in messages %}
+    {%- if message.role == "user" %}
+    {{- '<|im_start|>user\n' + message.content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"#;
+
+const BLOCKS: &str = r#"{% for m in messages %}
+  <{{ m.role }}>{{ m.content | trim }}{% if not loop.last %}|{% endif %}
+
+{% endfor %}
+{% if add_generation_prompt %}<assistant>{% endif %}
+"#;
+
+/// A model directory holding only tokenizer_config.json with `config`.
+fn config_dir(config: Value) -> PathBuf {
+    let d = temp_dir("chat-template");
+    std::fs::write(d.join("tokenizer_config.json"), config.to_string()).unwrap();
+    d
+}
+
+fn template(dir: &Path) -> ChatTemplate {
+    ChatTemplate::load(dir).unwrap().expect("a chat template")
+}
+
+fn user() -> Vec<ChatMessage> {
+    vec![ChatMessage::new("user", "  Hello there  ")]
+}
+
+fn system_user() -> Vec<ChatMessage> {
+    vec![
+        ChatMessage::new("system", " Be brief. "),
+        ChatMessage::new("user", "Hi"),
+    ]
+}
+
+#[test]
+fn templates_render_as_transformers_renders_them() {
+    let cases: [(&str, Vec<ChatMessage>, bool, &str); 10] = [
+        (MIXTRAL, user(), true, "<s>[INST]   Hello there   [/INST]"),
+        (MIXTRAL, user(), false, "<s>[INST]   Hello there   [/INST]"),
+        (
+            CHATML,
+            user(),
+            true,
+            "<|im_start|>user\n  Hello there  <|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            CHATML,
+            user(),
+            false,
+            "<|im_start|>user\n  Hello there  <|im_end|>\n",
+        ),
+        (
+            CHATML,
+            system_user(),
+            true,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            CHATML,
+            system_user(),
+            false,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n",
+        ),
+        (BLOCKS, user(), true, "  <user>Hello there\n<assistant>"),
+        (BLOCKS, user(), false, "  <user>Hello there\n"),
+        (
+            BLOCKS,
+            system_user(),
+            true,
+            "  <system>Be brief.|\n  <user>Hi\n<assistant>",
+        ),
+        (
+            BLOCKS,
+            system_user(),
+            false,
+            "  <system>Be brief.|\n  <user>Hi\n",
+        ),
+    ];
+    for (source, messages, generation, want) in cases {
+        // bos/eos as plain strings in one directory and as added-token objects in the other.
+        let plain =
+            config_dir(json!({"chat_template": source, "bos_token": "<s>", "eos_token": "</s>"}));
+        let objects = config_dir(json!({
+            "chat_template": source,
+            "bos_token": {"content": "<s>", "special": true},
+            "eos_token": {"content": "</s>", "special": true}
+        }));
+        for dir in [plain, objects] {
+            let got = template(&dir).render(&messages, generation).unwrap();
+            assert_eq!(got, want, "{source}");
+        }
+    }
+}
+
+#[test]
+fn the_template_comes_from_chat_template_jinja_or_the_default_of_a_list() {
+    let d = config_dir(json!({"chat_template": "ignored", "bos_token": "<s>"}));
+    std::fs::write(d.join("chat_template.jinja"), MIXTRAL).unwrap();
+    assert_eq!(
+        template(&d).render(&user(), true).unwrap(),
+        "<s>[INST]   Hello there   [/INST]"
+    );
+    let d = config_dir(json!({
+        "chat_template": [
+            {"name": "tool_use", "template": "tools"},
+            {"name": "default", "template": CHATML}
+        ]
+    }));
+    assert_eq!(
+        template(&d).render(&user(), false).unwrap(),
+        "<|im_start|>user\n  Hello there  <|im_end|>\n"
+    );
+    assert!(
+        ChatTemplate::load(&config_dir(json!({"bos_token": "<s>"})))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ChatTemplate::load(&temp_dir("no-config"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn template_errors_name_the_file_and_the_cause() {
+    // Mixtral's template refuses a system turn with raise_exception, as transformers does.
+    let d = config_dir(json!({"chat_template": MIXTRAL, "bos_token": "<s>"}));
+    let err = template(&d)
+        .render(&system_user(), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tokenizer_config.json")
+            && err.contains("Conversation roles must alternate user/assistant/user/assistant/..."),
+        "{err}"
+    );
+    let d = config_dir(json!({"chat_template": "{% for m in messages %}{{ m.content }}"}));
+    let err = template(&d).render(&user(), true).unwrap_err().to_string();
+    assert!(
+        err.contains("chat template") && err.contains("tokenizer_config.json"),
+        "{err}"
+    );
+    let d = temp_dir("bad-config");
+    std::fs::write(d.join("tokenizer_config.json"), "{ not json").unwrap();
+    let err = ChatTemplate::load(&d).err().unwrap().to_string();
+    assert!(err.contains("tokenizer_config.json"), "{err}");
+}

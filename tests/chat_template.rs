@@ -2,13 +2,16 @@
 //! `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)` returned for the
 //! same templates (Mixtral-8x7B-Instruct's own, a Qwen-style ChatML one with `.strip()` and
 //! whitespace control, and one that relies on `trim_blocks`/`lstrip_blocks`), with
-//! bos_token `<s>` and eos_token `</s>`.
+//! bos_token `<s>` and eos_token `</s>`; and `moe generate --chat` encodes what they render.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use common::edit::temp_dir;
+use common::fixtures::Fixture;
+use common::text::model_with_tokenizer;
 use moe_gpu::{ChatMessage, ChatTemplate};
 use serde_json::{Value, json};
 
@@ -169,4 +172,53 @@ fn template_errors_name_the_file_and_the_cause() {
     std::fs::write(d.join("tokenizer_config.json"), "{ not json").unwrap();
     let err = ChatTemplate::load(&d).err().unwrap().to_string();
     assert!(err.contains("tokenizer_config.json"), "{err}");
+}
+
+/// `--chat` sends the prompt (and `--system`) through tokenizer_config.json's template and
+/// encodes the result as it is: the template's `bos_token` is the only BOS.
+#[test]
+fn cli_applies_the_chat_template() {
+    let fx = Fixture::open("hf-tiny", "olmoe");
+    let model = model_with_tokenizer(&fx);
+    let ids = |extra: &[&str]| -> Vec<u64> {
+        let mut args = vec!["--prompt", "hello world", "--max-new-tokens", "1", "--json"];
+        args.extend_from_slice(extra);
+        let out = generate(&model, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_value(last_json(&out)["prompt_ids"].clone()).unwrap()
+    };
+    let err = generate(&model, &["--prompt", "hello", "--chat"]);
+    assert!(
+        !err.status.success() && stderr(&err).contains("no chat template"),
+        "{}",
+        stderr(&err)
+    );
+    let template = "{{ bos_token }}{% for m in messages %}mixture {{ m.content }} {% endfor %}\
+                    {% if add_generation_prompt %}experts{% endif %}";
+    std::fs::write(
+        model.join("tokenizer_config.json"),
+        json!({"chat_template": template, "bos_token": "<s>"}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(ids(&[]), [1, 2, 3]);
+    assert_eq!(ids(&["--chat"]), [1, 4, 2, 3, 6]);
+    assert_eq!(ids(&["--chat", "--system", "of"]), [1, 4, 5, 4, 2, 3, 6]);
+}
+
+fn generate(model: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moe"))
+        .args(["generate", "--model", model.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON object on the last line of stdout.
+fn last_json(o: &Output) -> Value {
+    let out = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap()
 }

@@ -4,59 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::edit::temp_dir;
 use common::fixtures::Fixture;
+use common::text::{model_with_tokenizer, tokenizer_json};
 use moe_gpu::Tokenizer;
 use moe_gpu::model::TextStream;
 use serde_json::{Value, json};
-
-const WORDS: [&str; 6] = ["hello", "world", "mixture", "of", "experts", "é"];
-
-/// A word-level tokenizer: <unk> = 0, <s> = 1 (added in front as BOS), then WORDS from 2.
-fn tokenizer_json() -> Value {
-    let mut vocab = serde_json::Map::new();
-    vocab.insert("<unk>".into(), json!(0));
-    vocab.insert("<s>".into(), json!(1));
-    for (i, w) in WORDS.iter().enumerate() {
-        vocab.insert((*w).into(), json!(i + 2));
-    }
-    let special = |id: u32, content: &str| {
-        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-               "rstrip": false, "normalized": false, "special": true})
-    };
-    json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [special(0, "<unk>"), special(1, "<s>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                     {"Sequence": {"id": "A", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
-        },
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    })
-}
-
-/// A copy of a fixture model directory with the test tokenizer beside it.
-fn model_with_tokenizer(fx: &Fixture) -> PathBuf {
-    let d = temp_dir("tokenizer-model");
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(fx.model_dir.join(f), d.join(f)).unwrap();
-    }
-    std::fs::write(d.join("tokenizer.json"), tokenizer_json().to_string()).unwrap();
-    d
-}
 
 fn moe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_moe"))
@@ -196,37 +152,6 @@ fn cli_generates_text_with_a_tokenizer() {
         last_json(&o)["generated_ids"].clone()
     };
     assert_eq!(sample("5"), sample("5"));
-}
-
-/// `--chat` sends the prompt (and `--system`) through tokenizer_config.json's template and
-/// encodes the result as it is: the template's `bos_token` is the only BOS.
-#[test]
-fn cli_applies_the_chat_template() {
-    let fx = Fixture::open("hf-tiny", "olmoe");
-    let model = model_with_tokenizer(&fx);
-    let ids = |extra: &[&str]| -> Vec<u64> {
-        let mut args = vec!["--prompt", "hello world", "--max-new-tokens", "1", "--json"];
-        args.extend_from_slice(extra);
-        let out = generate(&model, &args);
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_value(last_json(&out)["prompt_ids"].clone()).unwrap()
-    };
-    let err = generate(&model, &["--prompt", "hello", "--chat"]);
-    assert!(
-        !err.status.success() && stderr(&err).contains("no chat template"),
-        "{}",
-        stderr(&err)
-    );
-    let template = "{{ bos_token }}{% for m in messages %}mixture {{ m.content }} {% endfor %}\
-                    {% if add_generation_prompt %}experts{% endif %}";
-    std::fs::write(
-        model.join("tokenizer_config.json"),
-        json!({"chat_template": template, "bos_token": "<s>"}).to_string(),
-    )
-    .unwrap();
-    assert_eq!(ids(&[]), [1, 2, 3]);
-    assert_eq!(ids(&["--chat"]), [1, 4, 2, 3, 6]);
-    assert_eq!(ids(&["--chat", "--system", "of"]), [1, 4, 5, 4, 2, 3, 6]);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::residency::{ARCHS, bits, naive_lru_misses, options, run, step_sets, upload_bytes};
+
 use std::sync::Arc;
 
 use common::fixtures::{Fixture, SETS};
@@ -12,107 +14,10 @@ use moe_gpu::kernels::matmul::{Glu, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 use moe_gpu::moe::residency::ExpertCache;
 use moe_gpu::moe::{
-    ExpertBudget, ExpertWeights, LayerBuild, LayerStats, MoeLayer, MoeLayerSpec, MoeWeights,
-    Policy, ResidencyOptions, RoutingSpec,
+    ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeWeights, Policy, ResidencyOptions,
+    RoutingSpec,
 };
 use moe_gpu::synthetic::{Rng, random_moe_weights};
-
-const ARCHS: [&str; 9] = [
-    "mixtral",
-    "qwen2_moe",
-    "qwen3_moe",
-    "olmoe",
-    "deepseek_v2",
-    "deepseek_v2_group",
-    "deepseek_v2_dense1",
-    "deepseek_v3",
-    "gpt_oss",
-];
-
-fn options(policy: Policy) -> ResidencyOptions {
-    ResidencyOptions {
-        policy,
-        prefetch: false,
-        record_trace: true,
-        ..Default::default()
-    }
-}
-
-/// Builds a layer with `slots` slots and `chunk` tokens per step, runs `x`, returns the output
-/// and the statistics.
-fn run(
-    spec: &MoeLayerSpec,
-    weights: &MoeWeights,
-    x: &[f32],
-    chunk: usize,
-    slots: usize,
-    policy: Policy,
-) -> (Vec<f32>, LayerStats) {
-    let ctx = common::ctx();
-    let build = LayerBuild {
-        max_tokens: chunk,
-        io: None,
-        slots,
-        residency: &options(policy),
-        layer: 0,
-    };
-    let layer = MoeLayer::build(ctx, spec.clone(), weights, build).unwrap();
-    let out = layer.forward(ctx, x).unwrap();
-    (out, layer.stats())
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|f| f.to_bits()).collect()
-}
-
-/// The bytes an expert's upload writes: its packed matrices and biases.
-fn upload_bytes(w: &ExpertWeights, spec: &MoeLayerSpec) -> u64 {
-    let (f, h, i) = (spec.format, spec.hidden, spec.inter);
-    let words = w.pack_gate_up(f, h, i).len() + w.pack_down(f, h, i).len();
-    let biases = if w.gate_bias.is_some() {
-        w.gate_up_bias(i).len() + w.down_bias_or_zero(h).len()
-    } else {
-        0
-    };
-    (words + biases) as u64 * 4
-}
-
-/// The distinct experts of each `chunk`-token step of [tokens, k] ids.
-fn step_sets(ids: &[u32], k: usize, chunk: usize, experts: usize) -> Vec<Vec<usize>> {
-    ids.chunks(chunk * k)
-        .map(|step| {
-            let mut used = vec![false; experts];
-            step.iter()
-                .filter(|&&id| id != INVALID)
-                .for_each(|&id| used[id as usize] = true);
-            (0..experts).filter(|&e| used[e]).collect()
-        })
-        .collect()
-}
-
-/// A plain LRU over single-round steps, independent of the library's cache: misses.
-fn naive_lru_misses(sets: &[Vec<usize>], slots: usize) -> u64 {
-    let mut resident: Vec<usize> = Vec::new(); // least recently used first
-    let mut misses = 0;
-    for set in sets {
-        for &e in set {
-            if let Some(p) = resident.iter().position(|&r| r == e) {
-                resident.remove(p);
-            } else {
-                misses += 1;
-                if resident.len() == slots {
-                    let victim = resident
-                        .iter()
-                        .position(|r| !set.contains(r))
-                        .expect("a victim outside the step");
-                    resident.remove(victim);
-                }
-            }
-            resident.push(e);
-        }
-    }
-    misses
-}
 
 /// The step sizes and policies of the bit-for-bit comparison: one-token steps, small steps
 /// under LRU and LFU, and 33-token steps served in rounds.

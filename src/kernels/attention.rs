@@ -7,17 +7,16 @@
 //! long contexts split the keys (flash-decoding): one thread per head would otherwise walk the
 //! whole cache alone.
 
+mod passes;
 mod plan;
-
-use std::cell::Cell;
-use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, Pipeline, PipelineKey};
+use crate::gpu::{Context, Kernel, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
+use passes::Passes;
 pub use plan::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
 
 /// Mirrors `Params` in `shaders/attention_common.wgsl`.
@@ -170,17 +169,6 @@ pub struct AttentionBuffers<'a> {
     pub out: &'a wgpu::Buffer,
 }
 
-/// The attention kernel with one parameter block per pass, chosen by a dynamic offset.
-struct Passes {
-    pipeline: Arc<Pipeline>,
-    bind: wgpu::BindGroup,
-    params: wgpu::Buffer,
-    /// Bytes between parameter blocks (the device's uniform offset alignment).
-    stride: u64,
-    /// What each block holds, so unchanged blocks are not rewritten.
-    written: Vec<Cell<AttentionParams>>,
-}
-
 pub struct Attention {
     spec: AttentionSpec,
     policy: SplitKv,
@@ -308,7 +296,7 @@ impl Attention {
             && pos0 + tokens <= s.positions
             && split.splits >= 1
             && split.splits * split.chunk >= keys
-            && passes <= self.passes.written.len()
+            && passes <= self.passes.len()
             && (direct || tokens * split.splits <= self.slots)
     }
 
@@ -351,81 +339,5 @@ impl Attention {
             self.combine
                 .dispatch(pass, self.spec.heads as u32, tokens as u32);
         }
-    }
-}
-
-impl Passes {
-    fn new(
-        ctx: &Context,
-        key: &PipelineKey,
-        max_passes: usize,
-        b: &AttentionBuffers<'_>,
-    ) -> Result<Self> {
-        let pipeline = ctx.pipeline(key)?;
-        let size = std::mem::size_of::<AttentionParams>() as u64;
-        let stride = size.next_multiple_of(ctx.limits.min_uniform_buffer_offset_alignment as u64);
-        let count = max_passes.max(1);
-        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("attention pass parameters"),
-            size: stride * count as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let uniform = wgpu::BufferBinding {
-            buffer: &params,
-            offset: 0,
-            size: wgpu::BufferSize::new(size),
-        };
-        let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out];
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(uniform),
-        }];
-        entries.extend(
-            storage
-                .iter()
-                .enumerate()
-                .map(|(i, buf)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: buf.as_entire_binding(),
-                }),
-        );
-        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("attention"),
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
-        let never = AttentionParams::zeroed();
-        Ok(Self {
-            pipeline,
-            bind,
-            params,
-            stride,
-            written: (0..count).map(|_| Cell::new(never)).collect(),
-        })
-    }
-
-    /// Records pass `i` with `params` (written to its block if they changed).
-    fn dispatch(
-        &self,
-        ctx: &Context,
-        pass: &mut wgpu::ComputePass<'_>,
-        i: usize,
-        params: AttentionParams,
-        x: u32,
-        y: u32,
-    ) {
-        let offset = self.stride * i as u64;
-        if self.written[i].get() != params {
-            ctx.queue
-                .write_buffer(&self.params, offset, bytemuck::bytes_of(&params));
-            self.written[i].set(params);
-        }
-        if x == 0 || y == 0 {
-            return;
-        }
-        pass.set_pipeline(&self.pipeline.pipeline);
-        pass.set_bind_group(0, &self.bind, &[offset as u32]);
-        pass.dispatch_workgroups(x, y, 1);
     }
 }

@@ -1,8 +1,11 @@
 //! Shared test helpers: one GPU context per test binary, tolerances, comparisons.
 #![allow(dead_code)]
 
+pub mod attention;
 pub mod edit;
 pub mod fixtures;
+pub mod residency;
+pub mod text;
 
 use std::sync::OnceLock;
 

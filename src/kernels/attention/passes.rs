@@ -1,0 +1,103 @@
+//! The attention kernel's dispatches: one parameter block per pass of a step, chosen by a
+//! dynamic uniform offset, so a step walks its keys in several passes within one compute pass.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use bytemuck::Zeroable;
+
+use crate::error::Result;
+use crate::gpu::{Context, Pipeline, PipelineKey};
+use crate::kernels::attention::{AttentionBuffers, AttentionParams};
+
+/// The attention kernel with one parameter block per pass, chosen by a dynamic offset.
+pub(super) struct Passes {
+    pipeline: Arc<Pipeline>,
+    bind: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    /// Bytes between parameter blocks (the device's uniform offset alignment).
+    stride: u64,
+    /// What each block holds, so unchanged blocks are not rewritten.
+    written: Vec<Cell<AttentionParams>>,
+}
+
+impl Passes {
+    pub(super) fn new(
+        ctx: &Context,
+        key: &PipelineKey,
+        max_passes: usize,
+        b: &AttentionBuffers<'_>,
+    ) -> Result<Self> {
+        let pipeline = ctx.pipeline(key)?;
+        let size = std::mem::size_of::<AttentionParams>() as u64;
+        let stride = size.next_multiple_of(ctx.limits.min_uniform_buffer_offset_alignment as u64);
+        let count = max_passes.max(1);
+        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("attention pass parameters"),
+            size: stride * count as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let uniform = wgpu::BufferBinding {
+            buffer: &params,
+            offset: 0,
+            size: wgpu::BufferSize::new(size),
+        };
+        let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(uniform),
+        }];
+        entries.extend(
+            storage
+                .iter()
+                .enumerate()
+                .map(|(i, buf)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: buf.as_entire_binding(),
+                }),
+        );
+        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("attention"),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let never = AttentionParams::zeroed();
+        Ok(Self {
+            pipeline,
+            bind,
+            params,
+            stride,
+            written: (0..count).map(|_| Cell::new(never)).collect(),
+        })
+    }
+
+    /// Parameter blocks: the most passes a step may take.
+    pub(super) fn len(&self) -> usize {
+        self.written.len()
+    }
+
+    /// Records pass `i` with `params` (written to its block if they changed).
+    pub(super) fn dispatch(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        i: usize,
+        params: AttentionParams,
+        x: u32,
+        y: u32,
+    ) {
+        let offset = self.stride * i as u64;
+        if self.written[i].get() != params {
+            ctx.queue
+                .write_buffer(&self.params, offset, bytemuck::bytes_of(&params));
+            self.written[i].set(params);
+        }
+        if x == 0 || y == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind, &[offset as u32]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}

@@ -9,6 +9,8 @@
 //   RENORM: weights /= (sum + renorm_eps); every weight is then multiplied by scale.
 // Picks are made in descending key order, ties to the lower expert id; a NaN key never wins.
 // Slots that runtime top-k, top-p or the skip threshold drop get id INVALID and weight 0.
+// With COUNT each kept pick also adds one to its expert's count (the permutation's histogram),
+// so the layer needs no separate count kernel.
 
 struct Params {
     tokens: u32,
@@ -30,6 +32,7 @@ override CORRECTION: bool = false;
 override GROUP: u32 = 0u;
 override RENORM: bool = false;
 override SHARED_GATE: bool = false;
+override COUNT: bool = false;
 
 const INVALID: u32 = 0xffffffffu;
 const NEG_INF: f32 = -3.4028235e38;
@@ -40,6 +43,7 @@ const NEG_INF: f32 = -3.4028235e38;
 @group(0) @binding(3) var<storage, read_write> ids: array<u32>;     // [tokens, k_max]
 @group(0) @binding(4) var<storage, read_write> weights: array<f32>; // [tokens, k_max]
 @group(0) @binding(5) var<storage, read_write> shared_gate: array<f32>; // [tokens]
+@group(0) @binding(6) var<storage, read_write> counts: array<atomic<u32>>; // [experts] COUNT: += picks
 
 fn sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
@@ -174,6 +178,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         cum += prob;
         ids[out + kept] = best_e;
         kept += 1u;
+        if (COUNT && best_e < p.experts) {
+            atomicAdd(&counts[best_e], 1u);
+        }
     }
 
     // Weights of the kept picks.

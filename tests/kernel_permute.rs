@@ -1,11 +1,13 @@
-//! count → scan → scatter against `reference::permutation`: CSR segments, the inverse
-//! permutation, the tile list and the indirect dispatch sizes, for random routings, empty
-//! experts, all pairs on one expert and dropped (INVALID) slots.
+//! scan → scatter (one kernel up to `SCAN_SCATTER_MAX_PAIRS` pairs, two above) against
+//! `reference::permutation`: CSR segments, the inverse permutation, the tile list and the
+//! indirect dispatch sizes, for random routings, empty experts, all pairs on one expert and
+//! dropped (INVALID) slots. The counts they start from (the select kernel's, tested in
+//! tests/kernel_select.rs) are written by the host here.
 
 mod common;
 
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::permute::{self, Permute, PermuteBuffers};
+use moe_gpu::kernels::permute::{self, Permute, PermuteBuffers, SCAN_SCATTER_MAX_PAIRS};
 use moe_gpu::reference::permutation;
 use moe_gpu::synthetic::Rng;
 
@@ -44,8 +46,16 @@ fn gpu_permute(ids: &[u32], experts: usize, block_m: u32, steps: usize) -> Resul
         },
     )
     .unwrap();
-    // Several steps in a row: the scan must leave the counts zeroed for the next one.
-    for _ in 0..steps {
+    let (host_counts, _) = permutation(ids, experts);
+    // Several steps in a row: the scan must leave the counts zeroed for the next one, so the
+    // host adds this step's counts to what is there.
+    for step in 0..steps {
+        let left: Vec<u32> = ctx.read_back(&counts, experts).unwrap();
+        if step > 0 {
+            assert!(left.iter().all(|&c| c == 0), "the scan zeroes the counts");
+        }
+        ctx.queue
+            .write_buffer(&counts, 0, bytemuck::cast_slice(&host_counts));
         common::run_pass(ctx, |pass| p.encode(ctx, pass, pairs, block_m, (3, 5)));
     }
     let args_v: Vec<u32> = ctx.read_back(&args, 6).unwrap();
@@ -111,6 +121,21 @@ fn permutation_matches_reference_over_shapes() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn scan_scatters_small_steps_itself_and_leaves_large_ones_to_the_scatter() {
+    let mut rng = Rng::new(12);
+    for pairs in [
+        1,
+        SCAN_SCATTER_MAX_PAIRS - 1,
+        SCAN_SCATTER_MAX_PAIRS,
+        SCAN_SCATTER_MAX_PAIRS + 1,
+    ] {
+        let ids: Vec<u32> = (0..pairs).map(|_| rng.below(37) as u32).collect();
+        check(&ids, 37, 1);
+        check(&ids, 37, 8);
     }
 }
 

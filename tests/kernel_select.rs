@@ -36,6 +36,7 @@ fn gpu_route(
             ids: &ids,
             weights: &weights,
             shared_gate: &gate,
+            counts: None,
         },
     )
     .unwrap();
@@ -241,4 +242,91 @@ fn shared_gate_is_the_sigmoid_of_the_extra_logit() {
     let (_, _, gate) = gpu_route(&spec, &logits, 2, None, &DynamicActivation::default());
     let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
     common::assert_close("shared gate", &gate, &[sig(-1.5), sig(2.0)], 1e-6);
+}
+
+/// Runs the kernel with counting on and returns (ids, counts), the counts starting at `start`.
+fn gpu_count(
+    spec: &RoutingSpec,
+    logits: &[f32],
+    tokens: usize,
+    act: &DynamicActivation,
+    start: &[u32],
+) -> (Vec<u32>, Vec<u32>) {
+    let ctx = common::ctx();
+    let (k, e) = (spec.top_k, spec.experts);
+    let logits_buf = ctx.storage_with("logits", logits).unwrap();
+    let corr = ctx.storage_with("corr", &vec![0.05f32; e]).unwrap();
+    let ids = ctx.storage("ids", (tokens * k * 4) as u64).unwrap();
+    let weights = ctx.storage("w", (tokens * k * 4) as u64).unwrap();
+    let gate = ctx.storage("gate", (tokens * 4) as u64).unwrap();
+    let counts = ctx.storage_with("counts", start).unwrap();
+    let select = Select::new(
+        ctx,
+        spec,
+        SelectBuffers {
+            logits: &logits_buf,
+            correction: &corr,
+            ids: &ids,
+            weights: &weights,
+            shared_gate: &gate,
+            counts: Some(&counts),
+        },
+    )
+    .unwrap();
+    let kk = act.effective_k(k).unwrap();
+    common::run_pass(ctx, |pass| select.encode(ctx, pass, tokens, kk, act));
+    (
+        ctx.read_back(&ids, tokens * k).unwrap(),
+        ctx.read_back(&counts, e).unwrap(),
+    )
+}
+
+/// With counting on, every kept pick adds one to its expert's count and dropped picks add
+/// nothing: the counts are the histogram of the ids, on top of what the buffer held.
+#[test]
+fn counting_adds_the_histogram_of_the_kept_picks() {
+    let mut rng = Rng::new(21);
+    let drops = DynamicActivation {
+        top_k: Some(3),
+        skip_beta: 0.2,
+        top_p: 0.9,
+    };
+    for (e, k) in [(4usize, 1usize), (16, 4), (60, 8)] {
+        for spec in families(e, k) {
+            for tokens in [1usize, 7, 130] {
+                for act in [DynamicActivation::default(), drops] {
+                    if act.effective_k(k).is_err() {
+                        continue;
+                    }
+                    let logits = rng.normals(tokens * e, 2.0);
+                    let start: Vec<u32> = (0..e as u32).map(|i| i % 3).collect();
+                    let (ids, counts) = gpu_count(&spec, &logits, tokens, &act, &start);
+                    // The ids themselves are checked against the reference by the tests above.
+                    let mut want = start.clone();
+                    for &id in ids.iter().filter(|&&id| id != INVALID) {
+                        want[id as usize] += 1;
+                    }
+                    let what = format!("{} T={tokens} {act:?}", spec.describe());
+                    assert_eq!(counts, want, "{what}: counts");
+                    let kept = ids.iter().filter(|&&id| id != INVALID).count() as u32;
+                    let added: u32 = counts.iter().sum::<u32>() - start.iter().sum::<u32>();
+                    assert_eq!(added, kept, "{what}: one count per kept pick");
+                }
+            }
+        }
+    }
+}
+
+/// One token whose picks all land on the same few experts of many, most experts empty.
+#[test]
+fn counting_one_token_leaves_unpicked_experts_at_zero() {
+    let spec = RoutingSpec::softmax(64, 8, true);
+    let logits: Vec<f32> = (0..64)
+        .map(|i| if i < 8 { 5.0 + i as f32 } else { -3.0 })
+        .collect();
+    let (ids, counts) = gpu_count(&spec, &logits, 1, &DynamicActivation::default(), &[0; 64]);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..8).collect::<Vec<u32>>());
+    assert!(counts[..8].iter().all(|&c| c == 1) && counts[8..].iter().all(|&c| c == 0));
 }

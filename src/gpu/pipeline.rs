@@ -30,7 +30,6 @@ pub enum Kernel {
     /// Plain buffer copy, the bandwidth yardstick of the benchmarks.
     Copy,
     Select,
-    Count,
     Scan,
     Scatter,
     Combine,
@@ -49,7 +48,6 @@ impl Kernel {
             Kernel::MatmulTiled => "matmul_tiled",
             Kernel::Copy => "copy",
             Kernel::Select => "select",
-            Kernel::Count => "count",
             Kernel::Scan => "scan",
             Kernel::Scatter => "scatter",
             Kernel::Combine => "combine",
@@ -69,7 +67,6 @@ impl Kernel {
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
             Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
             Kernel::Select => include_str!("../../shaders/select.wgsl"),
-            Kernel::Count => include_str!("../../shaders/count.wgsl"),
             Kernel::Scan => include_str!("../../shaders/scan.wgsl"),
             Kernel::Scatter => include_str!("../../shaders/scatter.wgsl"),
             Kernel::Combine => include_str!("../../shaders/combine.wgsl"),
@@ -97,13 +94,14 @@ impl Kernel {
             }
             // params, src, dst
             Kernel::Copy => &[Uniform, Read, ReadWrite],
-            // params, logits, correction bias, ids, weights, shared gate
-            Kernel::Select => &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite],
-            // params, ids, counts
-            Kernel::Count => &[Uniform, Read, ReadWrite],
-            // params, counts, offsets, cursor, tiles, indirect args
+            // params, logits, correction bias, ids, weights, shared gate, counts
+            Kernel::Select => &[
+                Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+            ],
+            // params, counts, offsets, cursor, tiles, indirect args, ids, rows, pos
             Kernel::Scan => &[
-                Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+                Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Read, ReadWrite,
+                ReadWrite,
             ],
             // params, ids, cursor, rows, pos
             Kernel::Scatter => &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],

@@ -1,5 +1,6 @@
-//! `shaders/{count,scan,scatter}.wgsl`: token-to-expert permutation into CSR segments, plus the
-//! tile list and indirect dispatch sizes of the grouped GEMMs.
+//! `shaders/{scan,scatter}.wgsl`: token-to-expert permutation into CSR segments, plus the tile
+//! list and indirect dispatch sizes of the grouped GEMMs. The per-expert counts they start
+//! from are the select kernel's (`shaders/select.wgsl` with `COUNT`).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -7,7 +8,7 @@ use crate::error::Result;
 use crate::gpu::{Context, Kernel, PipelineKey};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
 
-/// Mirrors `Params` in `shaders/count.wgsl` and `shaders/scatter.wgsl`.
+/// Mirrors `Params` in `shaders/scatter.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct PairParams {
@@ -25,6 +26,9 @@ pub struct ScanParams {
     pub block_m: u32,
     pub col_blocks_a: u32,
     pub col_blocks_b: u32,
+    /// Pairs the scan's workgroup scatters itself; 0 when the scatter kernel follows.
+    pub pairs: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Byte offsets of the two indirect dispatches the scan writes.
@@ -32,6 +36,11 @@ pub const ARGS_A: u64 = 0;
 pub const ARGS_B: u64 = 12;
 /// u32 words of the indirect-argument buffer.
 pub const ARGS_WORDS: usize = 6;
+
+/// Steps of at most this many (token, slot) pairs are scattered by the scan's one workgroup
+/// (four pairs per thread at most), saving the scatter dispatch; larger ones get the scatter
+/// kernel's many workgroups.
+pub const SCAN_SCATTER_MAX_PAIRS: usize = 1024;
 
 /// Most tiles a launch can produce: every pair in its own partial tile is bounded by
 /// pairs / block_m + experts.
@@ -51,29 +60,16 @@ pub struct PermuteBuffers<'a> {
     pub pos: &'a wgpu::Buffer,
 }
 
-/// count → scan → scatter for one layer. The scan leaves the counts zeroed, so consecutive
-/// steps need no clear between them.
+/// scan (+ scatter) for one layer, after the select kernel counted the pairs. The scan leaves
+/// the counts zeroed, so consecutive steps need no clear between them.
 pub struct Permute {
     experts: usize,
-    count: Dispatch<PairParams>,
     scan: Dispatch<ScanParams>,
     scatter: Dispatch<PairParams>,
 }
 
 impl Permute {
     pub fn new(ctx: &Context, experts: usize, b: PermuteBuffers<'_>) -> Result<Self> {
-        let pair = PairParams {
-            pairs: 0,
-            experts: experts as u32,
-            _pad0: 0,
-            _pad1: 0,
-        };
-        let count = Dispatch::new(
-            ctx,
-            &PipelineKey::new(Kernel::Count),
-            pair,
-            &[b.ids, b.counts],
-        )?;
         let scan = Dispatch::new(
             ctx,
             &PipelineKey::new(Kernel::Scan),
@@ -82,24 +78,34 @@ impl Permute {
                 block_m: 1,
                 col_blocks_a: 0,
                 col_blocks_b: 0,
+                pairs: 0,
+                _pad: [0; 3],
             },
-            &[b.counts, b.offsets, b.cursor, b.tiles, b.args],
+            &[
+                b.counts, b.offsets, b.cursor, b.tiles, b.args, b.ids, b.rows, b.pos,
+            ],
         )?;
         let scatter = Dispatch::new(
             ctx,
             &PipelineKey::new(Kernel::Scatter),
-            pair,
+            PairParams {
+                pairs: 0,
+                experts: experts as u32,
+                _pad0: 0,
+                _pad1: 0,
+            },
             &[b.ids, b.cursor, b.rows, b.pos],
         )?;
         Ok(Self {
             experts,
-            count,
             scan,
             scatter,
         })
     }
 
-    /// Records count, scan and scatter together, for `pairs` (token, slot) pairs.
+    /// Records the segments of `pairs` counted (token, slot) pairs: tiles hold `block_m` rows
+    /// and the two GEMMs have `col_blocks` column blocks each. One dispatch up to
+    /// [`SCAN_SCATTER_MAX_PAIRS`] pairs, two above.
     pub fn encode(
         &self,
         ctx: &Context,
@@ -108,36 +114,7 @@ impl Permute {
         block_m: u32,
         col_blocks: (u32, u32),
     ) {
-        self.encode_count(ctx, pass, pairs);
-        self.encode_segments(ctx, pass, pairs, block_m, col_blocks);
-    }
-
-    /// Records the histogram of `pairs` (token, slot) pairs' expert ids into the counts. It
-    /// runs with the routing, so that the counts can be read back before the GEMMs.
-    pub fn encode_count(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, pairs: usize) {
-        let pair = PairParams {
-            pairs: pairs as u32,
-            ..self.count.params()
-        };
-        self.count.set_params(ctx, pair);
-        self.count.dispatch(pass, groups(pairs, WORKGROUP), 1);
-    }
-
-    /// Records scan and scatter after [`Self::encode_count`]: tiles hold `block_m` rows and
-    /// the two GEMMs have `col_blocks` column blocks each.
-    pub fn encode_segments(
-        &self,
-        ctx: &Context,
-        pass: &mut wgpu::ComputePass<'_>,
-        pairs: usize,
-        block_m: u32,
-        col_blocks: (u32, u32),
-    ) {
-        let pair = PairParams {
-            pairs: pairs as u32,
-            ..self.scatter.params()
-        };
-        self.scatter.set_params(ctx, pair);
+        let fused = pairs <= SCAN_SCATTER_MAX_PAIRS;
         self.scan.set_params(
             ctx,
             ScanParams {
@@ -145,9 +122,20 @@ impl Permute {
                 block_m,
                 col_blocks_a: col_blocks.0,
                 col_blocks_b: col_blocks.1,
+                pairs: if fused { pairs as u32 } else { 0 },
+                _pad: [0; 3],
             },
         );
         self.scan.dispatch(pass, 1, 1);
-        self.scatter.dispatch(pass, groups(pairs, WORKGROUP), 1);
+        if !fused {
+            self.scatter.set_params(
+                ctx,
+                PairParams {
+                    pairs: pairs as u32,
+                    ..self.scatter.params()
+                },
+            );
+            self.scatter.dispatch(pass, groups(pairs, WORKGROUP), 1);
+        }
     }
 }

@@ -34,13 +34,16 @@ pub struct SelectBuffers<'a> {
     pub weights: &'a wgpu::Buffer,
     /// [tokens] sigmoid of the shared-expert gate logit.
     pub shared_gate: &'a wgpu::Buffer,
+    /// [experts] per-expert counts that every kept pick adds one to (the permutation's
+    /// histogram; zero before the step), or `None` to count nothing.
+    pub counts: Option<&'a wgpu::Buffer>,
 }
 
 pub struct Select {
     dispatch: Dispatch<SelectParams>,
 }
 
-fn key(spec: &RoutingSpec) -> PipelineKey {
+fn key(spec: &RoutingSpec, count: bool) -> PipelineKey {
     let score = match spec.scoring {
         Scoring::Softmax => 0.0,
         Scoring::Sigmoid => 1.0,
@@ -57,6 +60,7 @@ fn key(spec: &RoutingSpec) -> PipelineKey {
         .with("GROUP", group)
         .flag("RENORM", spec.renormalize)
         .flag("SHARED_GATE", spec.shared_gate)
+        .flag("COUNT", count)
 }
 
 impl Select {
@@ -77,11 +81,26 @@ impl Select {
             _pad: 0,
         };
         let b = &buffers;
+        let no_counts;
+        let counts = match b.counts {
+            Some(c) => c,
+            None => {
+                no_counts = ctx.storage("select: no counts", 4)?;
+                &no_counts
+            }
+        };
         let dispatch = Dispatch::new(
             ctx,
-            &key(spec),
+            &key(spec, b.counts.is_some()),
             params,
-            &[b.logits, b.correction, b.ids, b.weights, b.shared_gate],
+            &[
+                b.logits,
+                b.correction,
+                b.ids,
+                b.weights,
+                b.shared_gate,
+                counts,
+            ],
         )?;
         Ok(Self { dispatch })
     }

@@ -1,8 +1,9 @@
-//! One MoE layer on the GPU: router → select → count/scan/scatter → grouped gate/up → grouped
-//! down → combine (+ shared expert). Pipelines, bind groups and buffers are built once for a
-//! maximum token count. Where every expert is resident a forward step records every kernel
-//! into one submit; in cache mode (fewer slots than experts) the host reads back which experts
-//! the step needs and uploads them between routing and the GEMMs (see `src/moe/offload.rs`).
+//! One MoE layer on the GPU: router → select (counting the pairs per expert) → scan/scatter →
+//! grouped gate/up → grouped down → combine (+ shared expert). Pipelines, bind groups and
+//! buffers are built once for a maximum token count. Where every expert is resident a forward
+//! step records every kernel into one submit; in cache mode (fewer slots than experts) the
+//! host reads back which experts the step needs and uploads them between routing and the
+//! GEMMs (see `src/moe/offload.rs`).
 
 use std::cell::RefCell;
 
@@ -60,7 +61,7 @@ pub struct MoeLayer {
     pub out: wgpu::Buffer,
     /// Logits, ids, weights and shared gate of the last step.
     route: RouterOutputs,
-    /// [experts] tokens per expert, from routing until the scan zeroes them.
+    /// [experts] tokens per expert, counted by the selection until the scan zeroes them.
     pub(crate) counts: wgpu::Buffer,
     /// [6] indirect dispatch sizes of the grouped GEMMs.
     args: wgpu::Buffer,

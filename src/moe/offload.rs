@@ -151,7 +151,7 @@ impl Predictor {
             )));
         }
         let outputs = RouterOutputs::new(ctx, spec, max_tokens)?;
-        let router = Router::new(ctx, spec, weights, hidden, &outputs)?;
+        let router = Router::new(ctx, spec, weights, hidden, &outputs, None)?;
         let top_k = spec.routing.top_k;
         Ok(Self {
             router,

@@ -82,13 +82,15 @@ pub struct Router {
 }
 
 impl Router {
-    /// Routes `x` ([max_tokens, hidden] f32) into `out`.
+    /// Routes `x` ([max_tokens, hidden] f32) into `out`, adding each pick to `counts`
+    /// ([experts], the permutation's histogram) where given.
     pub fn new(
         ctx: &Context,
         spec: &MoeLayerSpec,
         weights: &RouterWeights,
         x: &wgpu::Buffer,
         out: &RouterOutputs,
+        counts: Option<&wgpu::Buffer>,
     ) -> Result<Self> {
         let (h, cols) = (spec.hidden, logit_cols(spec));
         let matmul = Matmul::new(
@@ -119,6 +121,7 @@ impl Router {
                 ids: &out.ids,
                 weights: &out.weights,
                 shared_gate: &out.shared_gate,
+                counts,
             },
         )?;
         Ok(Self {

@@ -118,10 +118,11 @@ impl MoeLayer {
             }
         };
 
-        // Router and selection.
+        // Router and selection, which counts the pairs per expert.
+        let counts = ctx.storage("expert counts", (e * 4) as u64)?;
         let route = RouterOutputs::new(ctx, &spec, max_tokens)?;
         let router_weights = RouterWeights::new(ctx, &spec, weights)?;
-        let router = Router::new(ctx, &spec, &router_weights, &x, &route)?;
+        let router = Router::new(ctx, &spec, &router_weights, &x, &route, Some(&counts))?;
 
         // Expert GEMM tilings, then the permutation and tile list (sized for the smaller tile).
         let gemms = ExpertGemms {
@@ -134,7 +135,6 @@ impl MoeLayer {
         let tilings =
             [TileKind::Prefill, TileKind::Decode].map(|kind| tune::tiling(ctx, kind, &gemms));
         let min_block = tilings.iter().map(|t| t.block_m()).min().unwrap_or(1);
-        let counts = ctx.storage("expert counts", (e * 4) as u64)?;
         let offsets = ctx.storage("expert offsets", ((e + 1) * 4) as u64)?;
         let cursor = ctx.storage("expert cursor", (e * 4) as u64)?;
         let tiles = ctx.storage(

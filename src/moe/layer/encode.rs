@@ -1,5 +1,6 @@
-//! Recording a layer's kernels: routing, the optional host sync of an expert cache, then the
-//! permutation, grouped GEMMs, shared expert and combine.
+//! Recording a layer's kernels: routing (whose selection also counts the pairs per expert),
+//! the optional host sync of an expert cache, then the permutation, grouped GEMMs, shared
+//! expert and combine.
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
@@ -9,7 +10,8 @@ use crate::moe::layer::{MoeLayer, kind_for};
 use crate::moe::routing::DynamicActivation;
 
 impl MoeLayer {
-    /// Records router, selection and the per-expert token counts for `tokens` tokens.
+    /// Records router and selection, which also counts the pairs per expert, for `tokens`
+    /// tokens.
     pub fn encode_route(
         &self,
         ctx: &Context,
@@ -17,9 +19,7 @@ impl MoeLayer {
         tokens: usize,
         activation: &DynamicActivation,
     ) -> Result<()> {
-        self.router.encode(ctx, pass, tokens, activation)?;
-        self.permute.encode_count(ctx, pass, tokens * self.top_k());
-        Ok(())
+        self.router.encode(ctx, pass, tokens, activation)
     }
 
     /// Whether the host must act between [`Self::encode_route`] and [`Self::encode_experts`]
@@ -49,7 +49,8 @@ impl MoeLayer {
         usize::from(kind_for(tokens, self.top_k(), self.experts()) == TileKind::Decode)
     }
 
-    /// Scan and scatter of the counted pairs into expert segments and GEMM tiles.
+    /// Scan (and, for a few pairs, scatter) of the counted pairs into expert segments and
+    /// GEMM tiles.
     pub(crate) fn encode_permute(
         &self,
         ctx: &Context,
@@ -57,7 +58,7 @@ impl MoeLayer {
         tokens: usize,
     ) {
         let v = self.variant(tokens);
-        self.permute.encode_segments(
+        self.permute.encode(
             ctx,
             pass,
             tokens * self.top_k(),

@@ -27,6 +27,8 @@ pub enum Kernel {
     Matmul,
     /// Shared-memory tiled matmul (`matmul_tiled.wgsl` after `matmul_common.wgsl`).
     MatmulTiled,
+    /// Decode matvec (`matmul_vec.wgsl` after `matmul_common.wgsl`, `matvec_common.wgsl`).
+    MatmulVec,
     /// Plain buffer copy, the bandwidth yardstick of the benchmarks.
     Copy,
     Select,
@@ -46,6 +48,7 @@ impl Kernel {
         match self {
             Kernel::Matmul => "matmul",
             Kernel::MatmulTiled => "matmul_tiled",
+            Kernel::MatmulVec => "matmul_vec",
             Kernel::Copy => "copy",
             Kernel::Select => "select",
             Kernel::Scan => "scan",
@@ -61,10 +64,12 @@ impl Kernel {
     /// The WGSL source: the kernel's file, after the shared file of its family if it has one.
     fn source(self) -> Cow<'static, str> {
         const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+        const MATVEC_COMMON: &str = include_str!("../../shaders/matvec_common.wgsl");
         const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
         let file = match self {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
+            Kernel::MatmulVec => include_str!("../../shaders/matmul_vec.wgsl"),
             Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
             Kernel::Select => include_str!("../../shaders/select.wgsl"),
             Kernel::Scan => include_str!("../../shaders/scan.wgsl"),
@@ -77,6 +82,7 @@ impl Kernel {
         };
         match self {
             Kernel::Matmul | Kernel::MatmulTiled => Cow::Owned(format!("{MATMUL_COMMON}\n{file}")),
+            Kernel::MatmulVec => Cow::Owned(format!("{MATMUL_COMMON}\n{MATVEC_COMMON}\n{file}")),
             Kernel::Attention | Kernel::AttentionCombine => {
                 Cow::Owned(format!("{ATTENTION_COMMON}\n{file}"))
             }
@@ -89,7 +95,7 @@ impl Kernel {
         use Binding::*;
         match self {
             // params, x, w, bias, slots, tiles, rows, out
-            Kernel::Matmul | Kernel::MatmulTiled => {
+            Kernel::Matmul | Kernel::MatmulTiled | Kernel::MatmulVec => {
                 &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite]
             }
             // params, src, dst

@@ -86,6 +86,7 @@ impl MatmulSpec {
         let kernel = match t.variant {
             MatmulVariant::Registers => Kernel::Matmul,
             MatmulVariant::SharedTiles => Kernel::MatmulTiled,
+            MatmulVariant::Vector => Kernel::MatmulVec,
         };
         PipelineKey::new(kernel)
             .flag("GROUPED", self.grouped)

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod combine;
 pub mod copy;
+pub mod dense;
 pub mod format;
 pub mod matmul;
 pub mod norm;

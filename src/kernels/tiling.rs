@@ -12,6 +12,9 @@ pub enum MatmulVariant {
     Registers,
     /// `matmul_tiled.wgsl`: x and W slices staged in workgroup memory.
     SharedTiles,
+    /// `matmul_vec.wgsl`: the decode matvec, one row per workgroup and TN ≤ 8 columns per
+    /// thread, with no private arrays or per-column branches.
+    Vector,
 }
 
 /// A matmul variant and its tile: WG_M × WG_N threads, each computing TM rows × TN columns.
@@ -39,12 +42,14 @@ pub enum TileKind {
 pub const MAX_TM: u32 = 8;
 pub const MAX_TN: u32 = 16;
 pub const MAX_THREAD_OUTPUTS: u32 = 64;
+/// Largest TN of the matvec, whose columns are the components of two vec4 accumulators.
+pub const MAX_VECTOR_TN: u32 = 8;
 
 impl Tiling {
     /// Many rows per expert: 4 × 4 register blocks, 64 threads along columns.
     pub const PREFILL: Tiling = Tiling::registers(1, 64, 4, 4);
     /// One row per expert: a matvec that reads each weight once.
-    pub const DECODE: Tiling = Tiling::registers(1, 64, 1, 4);
+    pub const DECODE: Tiling = Tiling::vector(64, 4);
 
     pub const fn registers(wg_m: u32, wg_n: u32, tm: u32, tn: u32) -> Self {
         Self {
@@ -52,6 +57,17 @@ impl Tiling {
             wg_m,
             wg_n,
             tm,
+            tn,
+        }
+    }
+
+    /// The decode matvec with `wg_n` threads of `tn` columns each.
+    pub const fn vector(wg_n: u32, tn: u32) -> Self {
+        Self {
+            variant: MatmulVariant::Vector,
+            wg_m: 1,
+            wg_n,
+            tm: 1,
             tn,
         }
     }
@@ -87,9 +103,12 @@ impl Tiling {
                 Self::shared(16, 16, 4, 4),
             ],
             TileKind::Decode => vec![
-                Self::DECODE,
+                Self::registers(1, 64, 1, 4),
                 Self::registers(1, 64, 1, 8),
                 Self::registers(1, 32, 1, 16),
+                Self::vector(64, 2),
+                Self::DECODE,
+                Self::vector(32, 8),
             ],
         }
     }
@@ -111,7 +130,7 @@ impl Tiling {
     /// Workgroup memory the tiled kernel declares (its x and gate/up weight slices).
     pub fn workgroup_bytes(self) -> u32 {
         match self.variant {
-            MatmulVariant::Registers => 0,
+            MatmulVariant::Registers | MatmulVariant::Vector => 0,
             MatmulVariant::SharedTiles => TILED_BK * (self.block_m() + 2 * self.block_n()) * 4,
         }
     }
@@ -126,6 +145,13 @@ impl Tiling {
         {
             return bad(format!(
                 "TM must be 1..={MAX_TM}, TN 1..={MAX_TN} and TM·TN at most {MAX_THREAD_OUTPUTS}"
+            ));
+        }
+        if self.variant == MatmulVariant::Vector
+            && (self.wg_m != 1 || self.tm != 1 || self.tn > MAX_VECTOR_TN)
+        {
+            return bad(format!(
+                "the matvec has one row per workgroup and at most {MAX_VECTOR_TN} columns per thread"
             ));
         }
         if self.wg_m == 0 || self.wg_n == 0 {

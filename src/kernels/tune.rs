@@ -7,7 +7,7 @@
 //! computes the same function (tests/matmul_variants.rs), so tuning changes speed, not results
 //! beyond f32 rounding.
 //!
-//! The cache file is `tuning-v1.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
+//! The cache file is `tuning-v2.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
 //! directory (`$XDG_CACHE_HOME/moe-gpu`, `~/.cache/moe-gpu`, `~/Library/Caches/moe-gpu`,
 //! `%LOCALAPPDATA%\moe-gpu`). A cache that cannot be read or written is ignored.
 
@@ -22,7 +22,7 @@ use crate::moe::arena::ExpertArena;
 use crate::moe::experts::ExpertWeights;
 
 /// The cache file's name; the version changes whenever the candidates or the tuning problem do.
-const CACHE_FILE: &str = "tuning-v1.json";
+const CACHE_FILE: &str = "tuning-v2.json";
 
 /// Tuning problem: experts × rows per expert, and the largest sizes timed.
 const PREFILL_PROBLEM: (usize, usize) = (4, 16);

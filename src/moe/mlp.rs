@@ -3,12 +3,17 @@
 
 use crate::error::Result;
 use crate::gpu::Context;
-use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::dense::DenseMatmul;
+use crate::kernels::matmul::{Glu, MatmulBuffers, WeightFormat};
+use crate::kernels::tiling::TileKind;
+use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::experts::ExpertWeights;
 
+/// Gate/up then down, each in the tuned prefill tiling for many tokens and the tuned decode
+/// matvec for a few (the same bits either way).
 pub struct DenseMlp {
-    gate_up: Matmul,
-    down: Matmul,
+    gate_up: DenseMatmul,
+    down: DenseMatmul,
 }
 
 impl DenseMlp {
@@ -34,18 +39,21 @@ impl DenseMlp {
         let down_b = ctx.storage_with("mlp down bias", &w.down_bias_or_zero(hidden))?;
         let h = ctx.storage("mlp hidden", (max_tokens * inter * 4) as u64)?;
         let slot0 = ctx.storage_with("slot 0", &[0u32])?;
-        let spec = |n, k, glu| MatmulSpec {
+        let gemms = ExpertGemms {
+            hidden,
+            inter,
             glu,
             bias,
             format,
-            ..MatmulSpec::dense(n, k)
         };
-        let gate_up = Matmul::new(
+        let prefill = tune::tiling(ctx, TileKind::Prefill, &gemms);
+        let decode = tune::tiling(ctx, TileKind::Decode, &gemms);
+        let gate_up = DenseMatmul::new(
             ctx,
-            spec(inter, hidden, glu),
+            gemms.spec(true, prefill, false),
+            decode,
             hidden,
             inter,
-            1,
             MatmulBuffers {
                 x,
                 w: &gate_up_w,
@@ -56,12 +64,12 @@ impl DenseMlp {
                 out: &h,
             },
         )?;
-        let down = Matmul::new(
+        let down = DenseMatmul::new(
             ctx,
-            spec(hidden, inter, Glu::None),
+            gemms.spec(false, prefill, false),
+            decode,
             inter,
             hidden,
-            1,
             MatmulBuffers {
                 x: &h,
                 w: &down_w,

@@ -4,7 +4,8 @@
 
 use crate::error::Result;
 use crate::gpu::Context;
-use crate::kernels::matmul::{Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::dense::DenseMatmul;
+use crate::kernels::matmul::{MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use crate::kernels::select::{Select, SelectBuffers};
 use crate::moe::experts::MoeWeights;
 use crate::moe::layer::MoeLayerSpec;
@@ -74,10 +75,14 @@ impl RouterOutputs {
     }
 }
 
+/// The router's matvec at decode: E columns are too few to fill many threads with more than
+/// two each, and 16-thread workgroups still give a CPU adapter's cores several to share.
+const ROUTER_MATVEC: Tiling = Tiling::vector(16, 2);
+
 /// Router matmul and selection bound to an input and outputs.
 pub struct Router {
     top_k: usize,
-    matmul: Matmul,
+    matmul: DenseMatmul,
     select: Select,
 }
 
@@ -93,15 +98,15 @@ impl Router {
         counts: Option<&wgpu::Buffer>,
     ) -> Result<Self> {
         let (h, cols) = (spec.hidden, logit_cols(spec));
-        let matmul = Matmul::new(
+        let matmul = DenseMatmul::new(
             ctx,
             MatmulSpec {
                 bias: spec.routing.router_bias,
                 ..MatmulSpec::dense(cols, h)
             },
+            ROUTER_MATVEC,
             h,
             cols,
-            1,
             MatmulBuffers {
                 x,
                 w: &weights.w,

@@ -110,7 +110,7 @@ fn every_family_with_shared_experts_and_biases() {
     let cases = [
         MoeLayerSpec {
             shared_inter: Some(44),
-            ..spec(37, 29, gated)
+            ..spec(37, 29, gated.clone())
         },
         MoeLayerSpec {
             shared_inter: Some(58),
@@ -233,6 +233,40 @@ fn a_token_gives_the_same_bits_whatever_its_neighbours() {
                 .zip(&outs[0])
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "batch invariance broken"
+        );
+    }
+}
+
+/// A decode step (one token: the matvec, with the down projection fused into the combine)
+/// gives the bits of the same token inside a prefill batch (register tiles, separate down GEMM
+/// and combine), with a gated shared expert, expert biases and f16 weights on the fused path.
+#[test]
+fn fused_decode_down_and_combine_give_the_bits_of_the_batched_path() {
+    let ctx = common::ctx();
+    let gated = RoutingSpec {
+        shared_gate: true,
+        ..RoutingSpec::softmax(16, 4, true)
+    };
+    for format in [WeightFormat::F32, WeightFormat::F16] {
+        let s = MoeLayerSpec {
+            shared_inter: Some(44),
+            expert_bias: true,
+            format,
+            ..spec(37, 29, gated.clone())
+        };
+        let w = random_moe_weights(&s, 11);
+        let layer = MoeLayer::new(ctx, s, &w, 33).unwrap();
+        let probe = Rng::new(101).normals(37, 1.0);
+        let mut x = Rng::new(5).normals(33 * 37, 1.0);
+        x[20 * 37..21 * 37].copy_from_slice(&probe);
+        let batched = layer.forward(ctx, &x).unwrap()[20 * 37..21 * 37].to_vec();
+        let alone = layer.forward(ctx, &probe).unwrap();
+        assert!(
+            alone
+                .iter()
+                .zip(&batched)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{format:?}: decode step differs from the batched token"
         );
     }
 }

@@ -29,6 +29,9 @@ pub enum Kernel {
     MatmulTiled,
     /// Decode matvec (`matmul_vec.wgsl` after `matmul_common.wgsl`, `matvec_common.wgsl`).
     MatmulVec,
+    /// Decode down projection fused with the combine (`down_combine.wgsl` after
+    /// `matmul_common.wgsl`, `matvec_common.wgsl`).
+    DownCombine,
     /// Plain buffer copy, the bandwidth yardstick of the benchmarks.
     Copy,
     Select,
@@ -49,6 +52,7 @@ impl Kernel {
             Kernel::Matmul => "matmul",
             Kernel::MatmulTiled => "matmul_tiled",
             Kernel::MatmulVec => "matmul_vec",
+            Kernel::DownCombine => "down_combine",
             Kernel::Copy => "copy",
             Kernel::Select => "select",
             Kernel::Scan => "scan",
@@ -70,6 +74,7 @@ impl Kernel {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
             Kernel::MatmulVec => include_str!("../../shaders/matmul_vec.wgsl"),
+            Kernel::DownCombine => include_str!("../../shaders/down_combine.wgsl"),
             Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
             Kernel::Select => include_str!("../../shaders/select.wgsl"),
             Kernel::Scan => include_str!("../../shaders/scan.wgsl"),
@@ -82,7 +87,9 @@ impl Kernel {
         };
         match self {
             Kernel::Matmul | Kernel::MatmulTiled => Cow::Owned(format!("{MATMUL_COMMON}\n{file}")),
-            Kernel::MatmulVec => Cow::Owned(format!("{MATMUL_COMMON}\n{MATVEC_COMMON}\n{file}")),
+            Kernel::MatmulVec | Kernel::DownCombine => {
+                Cow::Owned(format!("{MATMUL_COMMON}\n{MATVEC_COMMON}\n{file}"))
+            }
             Kernel::Attention | Kernel::AttentionCombine => {
                 Cow::Owned(format!("{ATTENTION_COMMON}\n{file}"))
             }
@@ -98,6 +105,12 @@ impl Kernel {
             Kernel::Matmul | Kernel::MatmulTiled | Kernel::MatmulVec => {
                 &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite]
             }
+            // the matmul's, then ids, pair positions, routing weights, shared out, shared
+            // gate, expert out
+            Kernel::DownCombine => &[
+                Uniform, Read, Read, Read, Read, Read, Read, ReadWrite, Read, Read, Read, Read,
+                Read, ReadWrite,
+            ],
             // params, src, dst
             Kernel::Copy => &[Uniform, Read, ReadWrite],
             // params, logits, correction bias, ids, weights, shared gate, counts
@@ -150,6 +163,13 @@ impl PipelineKey {
 
     pub fn flag(self, name: &'static str, on: bool) -> Self {
         self.with(name, if on { 1.0 } else { 0.0 })
+    }
+
+    /// The same override constants for another kernel of the family (one that shares the
+    /// prefix that declares them).
+    pub fn for_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 }
 

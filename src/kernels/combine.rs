@@ -1,9 +1,12 @@
-//! `shaders/combine.wgsl`: weighted gather of each token's expert rows, plus the shared expert.
+//! `shaders/combine.wgsl`: weighted gather of each token's expert rows, plus the shared
+//! expert; and `shaders/down_combine.wgsl`, the same sum fused into the decode down projection.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulParams, WeightFormat};
+use crate::kernels::tiling::MatmulVariant;
 use crate::kernels::{Dispatch, WORKGROUP, groups};
 
 /// Mirrors `Params` in `shaders/combine.wgsl`.
@@ -67,5 +70,95 @@ impl Combine {
         );
         self.dispatch
             .dispatch(pass, groups(self.hidden, WORKGROUP), tokens as u32);
+    }
+}
+
+/// The buffers of [`DownCombine`] beyond the down GEMM's own (which it takes from that GEMM's
+/// [`MatmulBuffers`]).
+pub struct DownCombineBuffers<'a> {
+    /// The down GEMM's: x = the expert hidden rows, w = the arena's down weights, …; its `out`
+    /// is the expert output rows, still written.
+    pub down: MatmulBuffers<'a>,
+    /// [tokens, k] expert ids.
+    pub ids: &'a wgpu::Buffer,
+    pub combine: CombineBuffers<'a>,
+}
+
+/// The decode down projection fused with the combine (`shaders/down_combine.wgsl`): one
+/// dispatch instead of two, with the bits of the unfused pair. Only for GLU-free f32 or f16
+/// down weights in a `Tiling::vector` tiling.
+pub struct DownCombine {
+    cols: u32,
+    dispatch: Dispatch<MatmulParams>,
+}
+
+impl DownCombine {
+    /// Mirrors `down` (the layer's decode down GEMM, grouped, no gather) and writes the
+    /// combined output of `hidden` columns.
+    pub fn new(
+        ctx: &Context,
+        down: &Matmul,
+        hidden: usize,
+        shared: bool,
+        shared_gate: bool,
+        b: DownCombineBuffers<'_>,
+    ) -> Result<Self> {
+        let spec = down.spec;
+        if spec.tiling.variant != MatmulVariant::Vector
+            || spec.glu != Glu::None
+            || spec.gather
+            || !matches!(spec.format, WeightFormat::F32 | WeightFormat::F16)
+        {
+            return Err(Error::input(format!(
+                "down_combine fuses a gather-free, GLU-free f32/f16 matvec, not {spec:?}"
+            )));
+        }
+        let key = spec
+            .key(down.params().x_stride.is_multiple_of(4))
+            .for_kernel(Kernel::DownCombine)
+            .flag("SHARED", shared)
+            .flag("SHARED_GATE", shared_gate);
+        let params = MatmulParams {
+            m: 0,
+            out_stride: hidden as u32,
+            ..down.params()
+        };
+        let (d, c) = (&b.down, &b.combine);
+        let dispatch = Dispatch::new(
+            ctx,
+            &key,
+            params,
+            &[
+                d.x,
+                d.w,
+                d.bias,
+                d.slots,
+                d.tiles,
+                d.rows,
+                c.out,
+                b.ids,
+                c.pos,
+                c.weights,
+                c.shared_out,
+                c.shared_gate,
+                d.out,
+            ],
+        )?;
+        Ok(Self {
+            cols: spec.col_blocks(),
+            dispatch,
+        })
+    }
+
+    /// Records `tokens` tokens: one workgroup per (token, column block).
+    pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
+        self.dispatch.set_params(
+            ctx,
+            MatmulParams {
+                m: tokens as u32,
+                ..self.dispatch.params()
+            },
+        );
+        self.dispatch.dispatch(pass, tokens as u32, self.cols);
     }
 }

@@ -81,7 +81,9 @@ impl MatmulSpec {
         }
     }
 
-    fn key(&self, x_vec4: bool) -> PipelineKey {
+    /// The pipeline key: kernel variant and override constants. `x_vec4`: x rows are read as
+    /// aligned vec4s (x_stride % 4 == 0).
+    pub(crate) fn key(&self, x_vec4: bool) -> PipelineKey {
         let t = self.tiling;
         let kernel = match t.variant {
             MatmulVariant::Registers => Kernel::Matmul,
@@ -181,6 +183,11 @@ impl Matmul {
             &[b.x, b.w, b.bias, b.slots, b.tiles, b.rows, b.out],
         )?;
         Ok(Self { spec, dispatch })
+    }
+
+    /// The parameter block (its `m` is the last dense encode's).
+    pub fn params(&self) -> MatmulParams {
+        self.dispatch.params()
     }
 
     /// Dense: rows 0..m.

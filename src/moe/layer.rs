@@ -1,9 +1,9 @@
 //! One MoE layer on the GPU: router → select (counting the pairs per expert) → scan/scatter →
-//! grouped gate/up → grouped down → combine (+ shared expert). Pipelines, bind groups and
-//! buffers are built once for a maximum token count. Where every expert is resident a forward
-//! step records every kernel into one submit; in cache mode (fewer slots than experts) the
-//! host reads back which experts the step needs and uploads them between routing and the
-//! GEMMs (see `src/moe/offload.rs`).
+//! grouped gate/up → grouped down → combine (+ shared expert); a decode step fuses the down
+//! projection into the combine. Pipelines, bind groups and buffers are built once for a
+//! maximum token count. Where every expert is resident a forward step records every kernel
+//! into one submit; in cache mode (fewer slots than experts) the host reads back which experts
+//! the step needs and uploads them between routing and the GEMMs (see `src/moe/offload.rs`).
 
 use std::cell::RefCell;
 
@@ -15,7 +15,7 @@ pub use forward::{ForwardOptions, MoeOutput, check_input};
 
 use crate::gpu::Staging;
 use crate::kernels::INVALID;
-use crate::kernels::combine::Combine;
+use crate::kernels::combine::{Combine, DownCombine};
 use crate::kernels::matmul::{Glu, Matmul, Tiling, WeightFormat};
 use crate::kernels::permute::Permute;
 use crate::kernels::tiling::TileKind;
@@ -80,6 +80,9 @@ pub struct MoeLayer {
     down: [Matmul; 2],
     shared: Option<DenseMlp>,
     combine: Combine,
+    /// Decode steps' down GEMM + combine in one kernel, where the decode tiling is the
+    /// matvec and the weights are f32 or f16.
+    down_combine: Option<DownCombine>,
     /// Cache mode only: slot table management, uploads and prediction.
     pub(crate) offload: Option<RefCell<Offload>>,
     pub(crate) stats: RefCell<LayerStats>,

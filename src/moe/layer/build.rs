@@ -5,10 +5,10 @@ use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
-use crate::kernels::combine::{Combine, CombineBuffers};
-use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec};
+use crate::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
+use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
 use crate::kernels::permute::{self, Permute, PermuteBuffers};
-use crate::kernels::tiling::TileKind;
+use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::arena::ExpertArena;
 use crate::moe::budget::ResidencyOptions;
@@ -229,21 +229,49 @@ impl MoeLayer {
             )?),
             _ => None,
         };
+        let combine_buffers = || CombineBuffers {
+            weights: &route.weights,
+            pos: &pos,
+            y: &y,
+            shared_out: &shared_out,
+            shared_gate: &route.shared_gate,
+            out: &out,
+        };
         let combine = Combine::new(
             ctx,
             h,
             k,
             shared.is_some(),
             r.shared_gate,
-            CombineBuffers {
-                weights: &route.weights,
-                pos: &pos,
-                y: &y,
-                shared_out: &shared_out,
-                shared_gate: &route.shared_gate,
-                out: &out,
-            },
+            combine_buffers(),
         )?;
+        let decode_down = &down[1];
+        let fusable = decode_down.spec.tiling.variant == MatmulVariant::Vector
+            && matches!(spec.format, WeightFormat::F32 | WeightFormat::F16);
+        let down_combine = if fusable {
+            Some(DownCombine::new(
+                ctx,
+                decode_down,
+                h,
+                shared.is_some(),
+                r.shared_gate,
+                DownCombineBuffers {
+                    down: MatmulBuffers {
+                        x: &hbuf,
+                        w: &arena.down,
+                        bias: &arena.down_bias,
+                        slots: &arena.table,
+                        tiles: &tiles,
+                        rows: &rows,
+                        out: &y,
+                    },
+                    ids: &route.ids,
+                    combine: combine_buffers(),
+                },
+            )?)
+        } else {
+            None
+        };
 
         let readback_bytes = (max_tokens * (h + logit_cols(&spec) + 2 * k) * 4) as u64;
         let readback = Staging::new(ctx, "moe readback", readback_bytes);
@@ -278,6 +306,7 @@ impl MoeLayer {
             down: [dp, dd],
             shared,
             combine,
+            down_combine,
             offload,
             stats: RefCell::new(stats),
             readback,

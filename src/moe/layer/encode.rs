@@ -1,6 +1,6 @@
 //! Recording a layer's kernels: routing (whose selection also counts the pairs per expert),
 //! the optional host sync of an expert cache, then the permutation, grouped GEMMs, shared
-//! expert and combine.
+//! expert and combine; a decode step fuses the down GEMM into the combine.
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
@@ -35,14 +35,27 @@ impl MoeLayer {
             .offload
             .as_ref()
             .is_some_and(|o| std::mem::take(&mut o.borrow_mut().permuted));
+        // A cache sync that already ran the permutation ran the GEMMs of earlier rounds too,
+        // and the unfused combine must follow its last round.
+        let fused = match &self.down_combine {
+            Some(fused) if !permuted && self.variant(tokens) == 1 => Some(fused),
+            _ => None,
+        };
         if !permuted {
             self.encode_permute(ctx, pass, tokens);
         }
-        self.encode_gemms(pass, tokens);
+        let v = self.variant(tokens);
+        self.gate_up[v].encode_indirect(pass, &self.args, permute::ARGS_A);
+        if fused.is_none() {
+            self.down[v].encode_indirect(pass, &self.args, permute::ARGS_B);
+        }
         if let Some(shared) = &self.shared {
             shared.encode(ctx, pass, tokens);
         }
-        self.combine.encode(ctx, pass, tokens);
+        match fused {
+            Some(fused) => fused.encode(ctx, pass, tokens),
+            None => self.combine.encode(ctx, pass, tokens),
+        }
     }
 
     fn variant(&self, tokens: usize) -> usize {
@@ -70,7 +83,8 @@ impl MoeLayer {
         );
     }
 
-    /// The grouped GEMMs over the experts the slot table maps.
+    /// The grouped GEMMs over the experts the slot table maps (unfused: a cache sync runs
+    /// them round by round, and the combine follows the last round).
     pub(crate) fn encode_gemms(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
         let v = self.variant(tokens);
         self.gate_up[v].encode_indirect(pass, &self.args, permute::ARGS_A);

@@ -270,3 +270,39 @@ fn fused_decode_down_and_combine_give_the_bits_of_the_batched_path() {
         );
     }
 }
+
+/// A dispatch reads its parameter block when its submission runs, so recording a layer twice
+/// for one submission with different token counts would run both with the second's: the
+/// kernels refuse it (debug builds), and allow it once the first recording was submitted or
+/// discarded. (Its own context: other tests' submits would advance the shared one's epoch.)
+#[cfg(debug_assertions)]
+#[test]
+fn parameters_may_not_change_under_a_recorded_dispatch() {
+    common::ctx();
+    let own = moe_gpu::Context::new().unwrap();
+    own.set_autotune(false);
+    let ctx = &own;
+    let s = spec(24, 16, RoutingSpec::softmax(6, 2, true));
+    let layer = MoeLayer::new(ctx, s.clone(), &random_moe_weights(&s, 3), 4).unwrap();
+    let act = DynamicActivation::default();
+    let record = |tokens: usize| {
+        let enc = ctx.device.create_command_encoder(&Default::default());
+        layer.encode(ctx, enc, tokens, &act).unwrap()
+    };
+    ctx.submit([record(2).finish()]);
+    ctx.discard(record(3).finish());
+    ctx.submit([record(1).finish()]);
+    let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let enc = record(2);
+        layer.encode(ctx, enc, 3, &act).map(|e| e.finish())
+    }));
+    let message = twice
+        .err()
+        .and_then(|p| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("parameters changed after a dispatch was recorded"),
+        "`{message}`"
+    );
+    ctx.wait().unwrap();
+}

@@ -179,7 +179,7 @@ fn a_perfect_prediction_leaves_no_misses() {
         let mut enc = full.encode(ctx, enc, chunk, &act).unwrap();
         staging.copy_from(&mut enc, &b.out, 0, 0, bytes);
         staging.copy_from(&mut enc, &full.out, 0, bytes, bytes);
-        ctx.queue.submit([enc.finish()]);
+        ctx.submit([enc.finish()]);
         let got: Vec<f32> = staging.read(ctx, 2 * chunk * HIDDEN).unwrap();
         let (cached, resident) = got.split_at(chunk * HIDDEN);
         assert_eq!(bits(cached), bits(resident), "step {step}");

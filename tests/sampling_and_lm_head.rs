@@ -105,7 +105,7 @@ fn lm_head_split_over_vocab_chunks_matches_reference() {
         head.encode(ctx, &mut pass, rows);
     }
     head.copy_out(&mut encoder, &staging, rows);
-    ctx.queue.submit([encoder.finish()]);
+    ctx.submit([encoder.finish()]);
     let got: Vec<f32> = staging.read(ctx, rows * vocab).unwrap();
     let want = linear(&x, rows, hidden, &w, vocab, None);
     common::assert_close("chunked LM head", &got, &want, 1e-5);

@@ -340,8 +340,10 @@ fn host_cost(
         for _ in 0..layers {
             enc = layer.encode(ctx, enc, 1, act)?;
         }
-        drop(enc.finish());
-        samples.push(start.elapsed().as_secs_f64() * 1e6 / layers as f64);
+        let commands = enc.finish();
+        let elapsed = start.elapsed();
+        ctx.discard(commands);
+        samples.push(elapsed.as_secs_f64() * 1e6 / layers as f64);
     }
     Ok(HostCost {
         shape,

@@ -2,8 +2,8 @@
 //! limits, features and the pipeline cache that every kernel goes through.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
@@ -80,6 +80,10 @@ pub struct Context {
     pub(crate) pipelines: PipelineCache,
     /// Command-buffer submissions made through [`Context::submit`].
     submits: AtomicU64,
+    /// Advanced by every submit and every [`Context::discard`]: dispatches recorded in one
+    /// epoch read their parameter blocks when it is submitted, so kernels check against it
+    /// that no block changes under a recorded dispatch.
+    epoch: Arc<AtomicU64>,
     autotune: AtomicBool,
     /// Tuned tilings by cache key; `None` until the disk cache has been read.
     pub(crate) tuned: Mutex<Option<HashMap<String, Tiling>>>,
@@ -138,6 +142,7 @@ impl Context {
             features,
             pipelines: PipelineCache::default(),
             submits: AtomicU64::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
             autotune: AtomicBool::new(autotune_from_env()),
             tuned: Mutex::new(None),
         }
@@ -180,7 +185,26 @@ impl Context {
         buffers: impl IntoIterator<Item = wgpu::CommandBuffer>,
     ) -> wgpu::SubmissionIndex {
         self.submits.fetch_add(1, Ordering::Relaxed);
-        self.queue.submit(buffers)
+        let index = self.queue.submit(buffers);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        index
+    }
+
+    /// Drops recorded commands without running them (e.g. after timing how long recording
+    /// takes), so that kernels may change their parameter blocks again.
+    pub fn discard(&self, commands: wgpu::CommandBuffer) {
+        drop(commands);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The recording epoch (see the field), for kernels that note which epoch their
+    /// dispatches were recorded in.
+    pub(crate) fn epoch_counter(&self) -> Arc<AtomicU64> {
+        self.epoch.clone()
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     /// Submissions made through [`Context::submit`] so far.

@@ -16,6 +16,7 @@ pub mod tune;
 
 use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
 
@@ -34,6 +35,11 @@ pub struct Dispatch<P: Pod + PartialEq> {
     bind: wgpu::BindGroup,
     params_buffer: wgpu::Buffer,
     params: Cell<P>,
+    /// The context's recording epoch, and its value when this was last recorded: a recorded
+    /// dispatch reads its parameter block when its submission runs, so the block must not
+    /// change before then.
+    epoch: Arc<AtomicU64>,
+    recorded_in: Cell<Option<u64>>,
 }
 
 impl<P: Pod + PartialEq> Dispatch<P> {
@@ -53,6 +59,8 @@ impl<P: Pod + PartialEq> Dispatch<P> {
             bind,
             params_buffer,
             params: Cell::new(params),
+            epoch: ctx.epoch_counter(),
+            recorded_in: Cell::new(None),
         })
     }
 
@@ -60,19 +68,32 @@ impl<P: Pod + PartialEq> Dispatch<P> {
         self.params.get()
     }
 
-    /// Updates the parameter block; written to the GPU only when it changed.
+    /// Updates the parameter block; written to the GPU only when it changed. A dispatch
+    /// recorded since the last submission would read the new block, so changing it then is a
+    /// bug of the caller (one layer recorded twice per submission with different shapes).
     pub fn set_params(&self, ctx: &Context, params: P) {
         if params != self.params.get() {
+            debug_assert!(
+                self.recorded_in.get() != Some(self.epoch.load(Ordering::Relaxed)),
+                "kernel `{}`: parameters changed after a dispatch was recorded for the same submission",
+                self.pipeline.kernel.name()
+            );
             ctx.queue
                 .write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&params));
             self.params.set(params);
         }
     }
 
+    fn recorded(&self) {
+        self.recorded_in
+            .set(Some(self.epoch.load(Ordering::Relaxed)));
+    }
+
     pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, x: u32, y: u32) {
         if x == 0 || y == 0 {
             return;
         }
+        self.recorded();
         pass.set_pipeline(&self.pipeline.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         pass.dispatch_workgroups(x, y, 1);
@@ -84,6 +105,7 @@ impl<P: Pod + PartialEq> Dispatch<P> {
         args: &wgpu::Buffer,
         offset: u64,
     ) {
+        self.recorded();
         pass.set_pipeline(&self.pipeline.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         pass.dispatch_workgroups_indirect(args, offset);

@@ -19,6 +19,8 @@ pub(super) struct Passes {
     stride: u64,
     /// What each block holds, so unchanged blocks are not rewritten.
     written: Vec<Cell<AttentionParams>>,
+    /// The submission each block was last recorded for: it must not change before then.
+    recorded_in: Vec<Cell<Option<u64>>>,
 }
 
 impl Passes {
@@ -69,6 +71,7 @@ impl Passes {
             params,
             stride,
             written: (0..count).map(|_| Cell::new(never)).collect(),
+            recorded_in: (0..count).map(|_| Cell::new(None)).collect(),
         })
     }
 
@@ -88,7 +91,12 @@ impl Passes {
         y: u32,
     ) {
         let offset = self.stride * i as u64;
+        let submission = ctx.epoch();
         if self.written[i].get() != params {
+            debug_assert!(
+                self.recorded_in[i].get() != Some(submission),
+                "attention pass {i}: parameters changed after it was recorded for the same submission"
+            );
             ctx.queue
                 .write_buffer(&self.params, offset, bytemuck::bytes_of(&params));
             self.written[i].set(params);
@@ -96,6 +104,7 @@ impl Passes {
         if x == 0 || y == 0 {
             return;
         }
+        self.recorded_in[i].set(Some(submission));
         pass.set_pipeline(&self.pipeline.pipeline);
         pass.set_bind_group(0, &self.bind, &[offset as u32]);
         pass.dispatch_workgroups(x, y, 1);

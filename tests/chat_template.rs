@@ -1,7 +1,7 @@
 //! Chat templates against transformers: the expected prompts below are what transformers 5.23's
 //! `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)` returned for the
-//! same templates (Mixtral-8x7B-Instruct's own, a Qwen-style ChatML one with `.strip()` and
-//! whitespace control, and one that relies on `trim_blocks`/`lstrip_blocks`), with
+//! same templates (Mixtral-8x7B-Instruct's own, a ChatML one with `.strip()` and whitespace
+//! control, one that relies on `trim_blocks`/`lstrip_blocks`, and a Qwen3-style one), with
 //! bos_token `<s>` and eos_token `</s>`; and `moe generate --chat` encodes what they render.
 
 mod common;
@@ -119,6 +119,43 @@ fn templates_render_as_transformers_renders_them() {
     }
 }
 
+/// A Qwen3-style template written for this test (tests/fixtures/chat/qwen_like.jinja): a
+/// namespace updated in a reversed loop, `is string` / `is defined` tests, `.get()`,
+/// `.split()[-1]`, `.lstrip()` / `.rstrip()` / `.strip()` with arguments, an undefined `tools`,
+/// and a reasoning block that only the turns after the last user query keep.
+#[test]
+fn a_qwen3_style_template_renders_as_transformers_renders_it() {
+    let d = temp_dir("chat-qwen-like");
+    std::fs::write(
+        d.join("chat_template.jinja"),
+        include_str!("fixtures/chat/qwen_like.jinja"),
+    )
+    .unwrap();
+    let t = template(&d);
+    let turn = |role: &str, content: &str| ChatMessage::new(role, content);
+    let cases = [
+        (
+            vec![turn("user", "Hi there")],
+            "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            vec![turn("system", "Be brief."), turn("user", "Hi")],
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            vec![
+                turn("user", "a"),
+                turn("assistant", "<think>\nx\n</think>\n\nb"),
+                turn("user", "c"),
+            ],
+            "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\nb<|im_end|>\n<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n",
+        ),
+    ];
+    for (messages, want) in cases {
+        assert_eq!(t.render(&messages, true).unwrap(), want);
+    }
+}
+
 #[test]
 fn the_template_comes_from_chat_template_jinja_or_the_default_of_a_list() {
     let d = config_dir(json!({"chat_template": "ignored", "bos_token": "<s>"}));
@@ -136,6 +173,22 @@ fn the_template_comes_from_chat_template_jinja_or_the_default_of_a_list() {
     assert_eq!(
         template(&d).render(&user(), false).unwrap(),
         "<|im_start|>user\n  Hello there  <|im_end|>\n"
+    );
+    // tojson and the loop controls of transformers' jinja environment (expected: its output).
+    let d = config_dir(json!({
+        "chat_template": "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m | tojson }}|{{ m | tojson(indent=2) }}{% endfor %}"
+    }));
+    assert_eq!(
+        template(&d)
+            .render(
+                &[
+                    ChatMessage::new("system", " Be brief. é"),
+                    ChatMessage::new("user", "Hi"),
+                ],
+                false
+            )
+            .unwrap(),
+        "{\"role\": \"system\", \"content\": \" Be brief. é\"}|{\n  \"role\": \"system\",\n  \"content\": \" Be brief. é\"\n}"
     );
     assert!(
         ChatTemplate::load(&config_dir(json!({"bos_token": "<s>"})))

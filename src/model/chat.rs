@@ -6,14 +6,18 @@
 //! of which `default` is used). Templates see `messages`, `add_generation_prompt`,
 //! `bos_token`, `eos_token` and `raise_exception(msg)`, and may call Python string methods
 //! (`.strip()`, `.startswith()`, ...), as the templates of real checkpoints do; blocks are
-//! trimmed as transformers' `trim_blocks` and `lstrip_blocks` trim them. The rendered
+//! trimmed as transformers' `trim_blocks` and `lstrip_blocks` trim them; `tojson` writes what
+//! transformers' does (Python's `json.dumps`), and the loop controls `{% break %}` /
+//! `{% continue %}` are there as in transformers' environment. The rendered
 //! text already holds the special tokens, so it is encoded without adding more
 //! ([`Tokenizer::encode_raw`](crate::model::Tokenizer::encode_raw)).
 
 use std::path::{Path, PathBuf};
 
+use minijinja::value::Kwargs;
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde::Serialize;
+use serde_json::ser::{Formatter, PrettyFormatter};
 
 use crate::error::{Error, Result};
 
@@ -87,6 +91,7 @@ impl ChatTemplate {
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
         env.add_template("chat", &self.source)
             .map_err(|e| template_error(&self.path, describe(&e)))?;
         let template = env
@@ -127,6 +132,70 @@ fn special_token(v: &serde_json::Value) -> String {
 
 fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Error> {
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+}
+
+/// transformers' `tojson`: `json.dumps(value, ensure_ascii=False, indent=indent)`, so Python's
+/// separators `, ` and `: ` (`,` and `: ` with an indent), keys in their order, non-ASCII kept,
+/// and nothing HTML-escaped.
+fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let written = match indent {
+        Some(n) => {
+            let spaces = " ".repeat(n);
+            let format = PrettyFormatter::with_indent(spaces.as_bytes());
+            value.serialize(&mut serde_json::Serializer::with_formatter(
+                &mut out, format,
+            ))
+        }
+        None => value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            PythonSeparators,
+        )),
+    };
+    let fail = |e: &dyn std::fmt::Display| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}"))
+    };
+    written.map_err(|e| fail(&e))?;
+    let text = String::from_utf8(out).map_err(|e| fail(&e))?;
+    Ok(Value::from_safe_string(text))
+}
+
+/// JSON on one line with Python's default separators.
+struct PythonSeparators;
+
+impl Formatter for PythonSeparators {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
 }
 
 /// A minijinja error with its cause chain and line, on one line.

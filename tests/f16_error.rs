@@ -10,26 +10,18 @@
 
 mod common;
 
+use common::layer::outputs_against_reference;
+use common::nrmse;
 use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::kernels::tiling::TileKind;
+use moe_gpu::moe::RoutingSpec;
 use moe_gpu::moe::layer::MoeLayerSpec;
-use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, RoutingSpec};
-use moe_gpu::reference::{linear, moe_block};
-use moe_gpu::synthetic::{Rng, random_moe_weights};
+use moe_gpu::reference::linear;
+use moe_gpu::synthetic::Rng;
 
 const TOKENS: [usize; 5] = [1, 2, 7, 33, 130];
 /// Unit roundoff of f16: the largest relative error of rounding one weight.
 const F16_ROUNDING: f64 = 1.0 / 2048.0;
-
-/// ‖got − want‖ / ‖want‖.
-fn nrmse(got: &[f32], want: &[f32]) -> f64 {
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        num += (*g as f64 - *w as f64).powi(2);
-        den += (*w as f64).powi(2);
-    }
-    (num / den.max(1e-30)).sqrt()
-}
 
 #[test]
 fn f16_matmul_stays_within_the_rounding_bound_of_the_f32_reference() {
@@ -101,41 +93,10 @@ fn f16_matmul_stays_within_the_rounding_bound_of_the_f32_reference() {
 }
 
 fn check_layer(spec: MoeLayerSpec, seed: u64) {
-    let ctx = common::ctx();
-    let weights = random_moe_weights(&spec, seed);
-    let f16 = MoeLayerSpec {
-        format: WeightFormat::F16,
-        ..spec.clone()
-    };
-    let layer = MoeLayer::new(ctx, f16, &weights, 130).unwrap();
-    let mut rng = Rng::new(seed + 1);
-    let k = spec.routing.top_k;
-    for t in TOKENS {
-        let x = rng.normals(t * spec.hidden, 1.0);
-        let got = layer
-            .forward_with(
-                ctx,
-                &x,
-                &ForwardOptions {
-                    capture_routing: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let want = moe_block(&x, &spec, &weights, &DynamicActivation::default()).unwrap();
-        let what = format!("f16 layer {:?} T={t}", spec.glu);
-        common::assert_same_routing(
-            &what,
-            k,
-            got.topk_ids.as_ref().unwrap(),
-            got.topk_weights.as_ref().unwrap(),
-            &want.topk_ids,
-            &want.topk_weights,
-            1e-5,
-        );
-        let e = nrmse(&got.output, &want.output);
+    for (what, got, want) in outputs_against_reference(&spec, WeightFormat::F16, seed, &TOKENS) {
+        let e = nrmse(&got, &want);
         assert!(e <= 1e-3, "{what}: normalised RMS error {e:e} > 1e-3");
-        common::assert_close(&what, &got.output, &want.output, 5e-3);
+        common::assert_close(&what, &got, &want, 5e-3);
     }
 }
 

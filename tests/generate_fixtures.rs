@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::fixtures::{Fixture, SETS};
+use common::fixtures::{ARCHS, Fixture, SETS};
 use moe_gpu::kernels::attention::SplitKv;
 use moe_gpu::model::sampling::argmax;
 use moe_gpu::{GenerateOptions, Logits, Model, ModelOptions, Sampling};
@@ -131,18 +131,6 @@ fn check(set: &str, arch: &str, options: &ModelOptions) -> f32 {
     eprintln!("{what}: max abs logit error prompt {prompt_err:.2e}, steps {step_err:.2e}");
     worst
 }
-
-const ARCHS: [&str; 9] = [
-    "mixtral",
-    "qwen2_moe",
-    "qwen3_moe",
-    "olmoe",
-    "deepseek_v2",
-    "deepseek_v2_group",
-    "deepseek_v2_dense1",
-    "deepseek_v3",
-    "gpt_oss",
-];
 
 fn check_arch(arch: &str) {
     for set in SETS {

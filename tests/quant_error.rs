@@ -16,32 +16,20 @@
 
 mod common;
 
-use common::fixtures::{Fixture, SETS};
+use common::fixtures::{ARCHS, Fixture, SETS};
+use common::layer::outputs_against_reference;
+use common::{nmse, nrmse};
 use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::kernels::tiling::TileKind;
+use moe_gpu::moe::RoutingSpec;
 use moe_gpu::moe::layer::MoeLayerSpec;
-use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, RoutingSpec};
+use moe_gpu::reference::linear;
 use moe_gpu::reference::linear::activate;
-use moe_gpu::reference::{linear, moe_block};
-use moe_gpu::synthetic::{Rng, random_moe_weights};
+use moe_gpu::synthetic::Rng;
 use moe_gpu::{GenerateOptions, Model, ModelOptions, Sampling};
 
 const TOKENS: [usize; 5] = [1, 2, 7, 33, 130];
 const QUANTISED: [WeightFormat; 2] = [WeightFormat::Int8, WeightFormat::Int4];
-
-/// ‖got − want‖² / ‖want‖².
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        num += (*g as f64 - *w as f64).powi(2);
-        den += (*w as f64).powi(2);
-    }
-    num / den.max(1e-30)
-}
-
-fn nrmse(got: &[f32], want: &[f32]) -> f64 {
-    nmse(got, want).sqrt()
-}
 
 fn all_tilings() -> Vec<Tiling> {
     let mut t = vec![Tiling::PREFILL, Tiling::DECODE];
@@ -166,44 +154,10 @@ fn quantised_matmuls_match_the_dequantised_reference_and_the_rounding_bound() {
 
 /// Normalised RMS error of a layer in `format` against the f32 reference, worst over T.
 fn layer_error(spec: &MoeLayerSpec, format: WeightFormat, seed: u64) -> f64 {
-    let ctx = common::ctx();
-    let weights = random_moe_weights(spec, seed);
-    let quantised = MoeLayerSpec {
-        format,
-        ..spec.clone()
-    };
-    let layer = MoeLayer::new(ctx, quantised, &weights, 130).unwrap();
-    let mut rng = Rng::new(seed + 1);
-    let k = spec.routing.top_k;
     let mut worst = 0.0f64;
-    for t in TOKENS {
-        let x = rng.normals(t * spec.hidden, 1.0);
-        let got = layer
-            .forward_with(
-                ctx,
-                &x,
-                &ForwardOptions {
-                    capture_routing: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let want = moe_block(&x, spec, &weights, &DynamicActivation::default()).unwrap();
-        let what = format!("{format} layer {:?} T={t}", spec.glu);
-        common::assert_same_routing(
-            &what,
-            k,
-            got.topk_ids.as_ref().unwrap(),
-            got.topk_weights.as_ref().unwrap(),
-            &want.topk_ids,
-            &want.topk_weights,
-            1e-5,
-        );
-        assert!(
-            got.output.iter().all(|v| v.is_finite()),
-            "{what}: not finite"
-        );
-        worst = worst.max(nrmse(&got.output, &want.output));
+    for (what, got, want) in outputs_against_reference(spec, format, seed, &TOKENS) {
+        assert!(got.iter().all(|v| v.is_finite()), "{what}: not finite");
+        worst = worst.max(nrmse(&got, &want));
     }
     worst
 }
@@ -280,18 +234,6 @@ const INT8_GREEDY: [(&str, &str); 14] = [
     ("hf-tiny-alt", "deepseek_v2_group"),
     ("hf-tiny-alt", "deepseek_v2_dense1"),
     ("hf-tiny-alt", "deepseek_v3"),
-];
-
-const ARCHS: [&str; 9] = [
-    "mixtral",
-    "qwen2_moe",
-    "qwen3_moe",
-    "olmoe",
-    "deepseek_v2",
-    "deepseek_v2_group",
-    "deepseek_v2_dense1",
-    "deepseek_v3",
-    "gpt_oss",
 ];
 
 /// Prompt-logit nrmse against HF, and whether greedy generation reproduces HF's tokens.

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::residency::{ARCHS, bits, naive_lru_misses, options, run, step_sets, upload_bytes};
+use common::residency::{bits, naive_lru_misses, options, run, step_sets, upload_bytes};
 
 use std::sync::Arc;
 
-use common::fixtures::{Fixture, SETS};
+use common::fixtures::{ARCHS, Fixture, SETS};
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{Glu, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};

@@ -8,6 +8,19 @@ use moe_gpu::model::Checkpoint;
 /// The fixture sets: the base shapes and a held-out set with non-power-of-two shapes.
 pub const SETS: [&str; 2] = ["hf-tiny", "hf-tiny-alt"];
 
+/// The architecture variants of each set.
+pub const ARCHS: [&str; 9] = [
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
+    "deepseek_v2",
+    "deepseek_v2_group",
+    "deepseek_v2_dense1",
+    "deepseek_v3",
+    "gpt_oss",
+];
+
 pub fn dir(set: &str, arch: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod edit;
 pub mod fixtures;
+pub mod layer;
 pub mod residency;
 pub mod text;
 
@@ -26,6 +27,21 @@ pub fn ctx() -> &'static Context {
              On Debian/Ubuntu: apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1"
         ),
     })
+}
+
+/// ‖got − want‖² / ‖want‖², in f64.
+pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(want) {
+        num += (*g as f64 - *w as f64).powi(2);
+        den += (*w as f64).powi(2);
+    }
+    num / den.max(1e-30)
+}
+
+/// Normalised RMS error ‖got − want‖ / ‖want‖.
+pub fn nrmse(got: &[f32], want: &[f32]) -> f64 {
+    nmse(got, want).sqrt()
 }
 
 /// Largest |a - b| / max(1, |b|).

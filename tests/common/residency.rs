@@ -7,18 +7,6 @@ use moe_gpu::moe::{
     ResidencyOptions,
 };
 
-pub const ARCHS: [&str; 9] = [
-    "mixtral",
-    "qwen2_moe",
-    "qwen3_moe",
-    "olmoe",
-    "deepseek_v2",
-    "deepseek_v2_group",
-    "deepseek_v2_dense1",
-    "deepseek_v3",
-    "gpt_oss",
-];
-
 pub fn options(policy: Policy) -> ResidencyOptions {
     ResidencyOptions {
         policy,

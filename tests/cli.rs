@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::edit::{Raw, temp_dir, write_tensors};
@@ -13,6 +14,30 @@ fn moe(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// `moe block` on one layer of `model`, from `input` to `output`, with `extra` options.
+fn block(
+    model: &Path,
+    layer: usize,
+    input: &Path,
+    output: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let layer = layer.to_string();
+    let mut args = vec![
+        "block",
+        "--model",
+        model.to_str().unwrap(),
+        "--layer",
+        &layer,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    moe(&args)
 }
 
 #[test]
@@ -36,17 +61,7 @@ fn block_writes_outputs_that_match_hf() {
         .collect();
         write_tensors(&input, &t);
         let model = dir("hf-tiny-alt", arch).join("model");
-        let out = moe(&[
-            "block",
-            "--model",
-            model.to_str().unwrap(),
-            "--layer",
-            &layer.to_string(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ]);
+        let out = block(&model, layer, &input, &output, &[]);
         assert!(
             out.status.success(),
             "{arch}: {}",
@@ -105,19 +120,7 @@ fn block_runs_quantised_experts_within_their_error() {
     let want = fx.f32(&format!("{b}output"));
     for (dtype, bound) in [("int8", 2e-2), ("int4", 2.5e-1)] {
         let output = d.join(format!("{dtype}.safetensors"));
-        let out = moe(&[
-            "block",
-            "--model",
-            model.to_str().unwrap(),
-            "--layer",
-            &layer.to_string(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--dtype",
-            dtype,
-        ]);
+        let out = block(&model, layer, &input, &output, &["--dtype", dtype]);
         assert!(
             out.status.success(),
             "{dtype}: {}",
@@ -136,19 +139,13 @@ fn block_runs_quantised_experts_within_their_error() {
         let nrmse = (num / den).sqrt();
         assert!(nrmse <= bound, "{dtype}: nrmse {nrmse:e} > {bound:e}");
     }
-    let out = moe(&[
-        "block",
-        "--model",
-        model.to_str().unwrap(),
-        "--layer",
-        &layer.to_string(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        d.join("q4.safetensors").to_str().unwrap(),
-        "--dtype",
-        "q4",
-    ]);
+    let out = block(
+        &model,
+        layer,
+        &input,
+        &d.join("q4.safetensors"),
+        &["--dtype", "q4"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("int8") && err.contains("int4"), "{err}");
@@ -163,34 +160,20 @@ fn block_errors_go_to_stderr_with_a_nonzero_exit() {
         .into_iter()
         .collect();
     write_tensors(&input, &t);
-    let out = moe(&[
-        "block",
-        "--model",
-        model.to_str().unwrap(),
-        "--layer",
-        "0",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        d.join("o.safetensors").to_str().unwrap(),
-    ]);
+    let out = block(&model, 0, &input, &d.join("o.safetensors"), &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("[2, 63]") && err.contains("[tokens, 64]"),
         "{err}"
     );
-    let out = moe(&[
-        "block",
-        "--model",
-        "/nonexistent",
-        "--layer",
-        "0",
-        "--input",
-        "x",
-        "--output",
-        "y",
-    ]);
+    let out = block(
+        Path::new("/nonexistent"),
+        0,
+        Path::new("x"),
+        Path::new("y"),
+        &[],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
 }

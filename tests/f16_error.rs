@@ -11,9 +11,9 @@
 mod common;
 
 use common::layer::outputs_against_reference;
+use common::matmul::{all_tilings, gpu_dense};
 use common::nrmse;
-use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
-use moe_gpu::kernels::tiling::TileKind;
+use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
 use moe_gpu::moe::layer::MoeLayerSpec;
 use moe_gpu::reference::linear;
@@ -25,55 +25,18 @@ const F16_ROUNDING: f64 = 1.0 / 2048.0;
 
 #[test]
 fn f16_matmul_stays_within_the_rounding_bound_of_the_f32_reference() {
-    let ctx = common::ctx();
     let (n, k) = (37, 45);
     let mut rng = Rng::new(21);
     let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
-    let mut packed = Vec::new();
-    WeightFormat::F16.pack_into(&mut packed, &w, n, k);
-    let wb = ctx.storage_with("w", &packed).unwrap();
-    let zero = ctx.storage_with("zero", &[0u32; 4]).unwrap();
-    let mut tilings = vec![Tiling::PREFILL, Tiling::DECODE];
-    for kind in [TileKind::Prefill, TileKind::Decode] {
-        for c in Tiling::candidates(kind) {
-            if !tilings.contains(&c) {
-                tilings.push(c);
-            }
-        }
-    }
-    for tiling in tilings {
+    for tiling in all_tilings() {
         for t in TOKENS {
             let x = rng.normals(t * k, 1.0);
-            let xb = ctx.storage_with("x", &x).unwrap();
-            let out = ctx.storage("out", (t * n * 4) as u64).unwrap();
-            let mm = Matmul::new(
-                ctx,
-                MatmulSpec {
-                    format: WeightFormat::F16,
-                    tiling,
-                    ..MatmulSpec::dense(n, k)
-                },
-                k,
-                n,
-                1,
-                MatmulBuffers {
-                    x: &xb,
-                    w: &wb,
-                    bias: &zero,
-                    slots: &zero,
-                    tiles: &zero,
-                    rows: &zero,
-                    out: &out,
-                },
-            )
-            .unwrap();
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                mm.encode(ctx, &mut pass, t);
-            }
-            ctx.submit([enc.finish()]);
-            let got: Vec<f32> = ctx.read_back(&out, t * n).unwrap();
+            let spec = MatmulSpec {
+                format: WeightFormat::F16,
+                tiling,
+                ..MatmulSpec::dense(n, k)
+            };
+            let got = gpu_dense(spec, &x, t, &w, &[0.0]);
             let want = linear(&x, t, k, &w, n, None);
             for r in 0..t {
                 for c in 0..n {

@@ -3,7 +3,9 @@
 
 mod common;
 
-use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use common::matmul::gpu_dense;
+
+use moe_gpu::kernels::matmul::{Glu, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::reference::linear;
 use moe_gpu::reference::linear::activate;
 use moe_gpu::synthetic::Rng;
@@ -21,38 +23,6 @@ fn nmse(got: &[f32], want: &[f32]) -> f64 {
         .sum::<f64>()
         .max(1e-30);
     num / den
-}
-
-/// Runs a dense matmul over `m` rows; `w` holds weight_rows × k values.
-fn gpu_dense(spec: MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
-    let ctx = common::ctx();
-    let mut packed = Vec::new();
-    spec.format
-        .pack_into(&mut packed, w, spec.weight_rows(), spec.k);
-    let xb = ctx.storage_with("x", x).unwrap();
-    let wb = ctx.storage_with("w", &packed).unwrap();
-    let bb = ctx.storage_with("b", bias).unwrap();
-    let zero = ctx.storage_with("zero", &[0u32]).unwrap();
-    let out = ctx.storage("out", (m * spec.n * 4) as u64).unwrap();
-    let mm = Matmul::new(
-        ctx,
-        spec,
-        spec.k,
-        spec.n,
-        1,
-        MatmulBuffers {
-            x: &xb,
-            w: &wb,
-            bias: &bb,
-            slots: &zero,
-            tiles: &zero,
-            rows: &zero,
-            out: &out,
-        },
-    )
-    .unwrap();
-    common::run_pass(ctx, |pass| mm.encode(ctx, pass, m));
-    ctx.read_back(&out, m * spec.n).unwrap()
 }
 
 /// CPU: act(x·Wgᵀ + bg, x·Wuᵀ + bu) or x·Wᵀ + b, with weights as the storage format holds them.

@@ -16,11 +16,12 @@
 
 mod common;
 
+use common::matmul::{all_tilings, gpu_dense};
+
 use common::fixtures::{ARCHS, Fixture, SETS};
 use common::layer::outputs_against_reference;
 use common::{nmse, nrmse};
-use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
-use moe_gpu::kernels::tiling::TileKind;
+use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
 use moe_gpu::moe::layer::MoeLayerSpec;
 use moe_gpu::reference::linear;
@@ -30,18 +31,6 @@ use moe_gpu::{GenerateOptions, Model, ModelOptions, Sampling};
 
 const TOKENS: [usize; 5] = [1, 2, 7, 33, 130];
 const QUANTISED: [WeightFormat; 2] = [WeightFormat::Int8, WeightFormat::Int4];
-
-fn all_tilings() -> Vec<Tiling> {
-    let mut t = vec![Tiling::PREFILL, Tiling::DECODE];
-    for kind in [TileKind::Prefill, TileKind::Decode] {
-        for c in Tiling::candidates(kind) {
-            if !t.contains(&c) {
-                t.push(c);
-            }
-        }
-    }
-    t
-}
 
 /// The largest error quantising can put on weight i of a row: half a step of its row (int8)
 /// or group of 32 (int4), the int4 step rounded up to bf16 (at most 2⁻⁸ more).
@@ -57,37 +46,6 @@ fn half_steps(format: WeightFormat, row: &[f32]) -> Vec<f64> {
             .collect(),
         _ => vec![0.0; row.len()],
     }
-}
-
-/// One dense matmul on the GPU: `w` ([rows, k] f32) packed in `spec.format`.
-fn gpu_dense(spec: MatmulSpec, x: &[f32], m: usize, w: &[f32]) -> Vec<f32> {
-    let ctx = common::ctx();
-    let mut packed = Vec::new();
-    spec.format
-        .pack_into(&mut packed, w, spec.weight_rows(), spec.k);
-    let xb = ctx.storage_with("x", x).unwrap();
-    let wb = ctx.storage_with("w", &packed).unwrap();
-    let zero = ctx.storage_with("zero", &[0u32; 4]).unwrap();
-    let out = ctx.storage("out", (m * spec.n * 4) as u64).unwrap();
-    let mm = Matmul::new(
-        ctx,
-        spec,
-        spec.k,
-        spec.n,
-        1,
-        MatmulBuffers {
-            x: &xb,
-            w: &wb,
-            bias: &zero,
-            slots: &zero,
-            tiles: &zero,
-            rows: &zero,
-            out: &out,
-        },
-    )
-    .unwrap();
-    common::run_pass(ctx, |pass| mm.encode(ctx, pass, m));
-    ctx.read_back(&out, m * spec.n).unwrap()
 }
 
 /// act(x·Wgᵀ, x·Wuᵀ) or x·Wᵀ on the CPU.
@@ -127,7 +85,7 @@ fn quantised_matmuls_match_the_dequantised_reference_and_the_rounding_bound() {
                 let deq = format.dequantize(&w, rows, k);
                 for t in TOKENS {
                     let x = rng.normals(t * k, 1.0);
-                    let got = gpu_dense(spec, &x, t, &w);
+                    let got = gpu_dense(spec, &x, t, &w, &[0.0]);
                     let what = format!("{format} {tiling:?} T={t} n={n} k={k} {glu:?}");
                     let err = nmse(&got, &cpu(&spec, &x, t, &deq));
                     assert!(err < 1e-10, "{what}: nmse {err:e} vs dequantised");

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod edit;
 pub mod fixtures;
 pub mod layer;
+pub mod matmul;
 pub mod residency;
 pub mod text;
 

@@ -8,27 +8,15 @@
 
 mod common;
 
+use common::matmul::all_tilings;
+
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
-use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::reference::{linear, linear::activate};
 use moe_gpu::synthetic::Rng;
 
 const TOL: f32 = 1e-5;
-
-/// Every tiling a layer can run with.
-fn all_tilings() -> Vec<Tiling> {
-    let mut t = vec![Tiling::PREFILL, Tiling::DECODE];
-    for kind in [TileKind::Prefill, TileKind::Decode] {
-        for c in Tiling::candidates(kind) {
-            if !t.contains(&c) {
-                t.push(c);
-            }
-        }
-    }
-    t
-}
 
 struct Case {
     n: usize,

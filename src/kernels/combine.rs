@@ -19,6 +19,7 @@ pub struct CombineParams {
     pub y_stride: u32,
 }
 
+#[derive(Clone, Copy)]
 pub struct CombineBuffers<'a> {
     pub weights: &'a wgpu::Buffer,
     pub pos: &'a wgpu::Buffer,

@@ -26,22 +26,13 @@ impl DenseMatmul {
         out_stride: usize,
         b: MatmulBuffers<'_>,
     ) -> Result<Self> {
-        let buffers = || MatmulBuffers {
-            x: b.x,
-            w: b.w,
-            bias: b.bias,
-            slots: b.slots,
-            tiles: b.tiles,
-            rows: b.rows,
-            out: b.out,
-        };
         let vec_spec = MatmulSpec {
             tiling: matvec,
             ..spec
         };
         Ok(Self {
-            tiles: Matmul::new(ctx, spec, x_stride, out_stride, 1, buffers())?,
-            matvec: Matmul::new(ctx, vec_spec, x_stride, out_stride, 1, buffers())?,
+            tiles: Matmul::new(ctx, spec, x_stride, out_stride, 1, b)?,
+            matvec: Matmul::new(ctx, vec_spec, x_stride, out_stride, 1, b)?,
         })
     }
 

@@ -120,6 +120,7 @@ impl MatmulSpec {
 
 /// The buffers a matmul reads and writes. Unused ones (bias without BIAS, the tile list in
 /// dense mode) may be any small buffer.
+#[derive(Clone, Copy)]
 pub struct MatmulBuffers<'a> {
     pub x: &'a wgpu::Buffer,
     pub w: &'a wgpu::Buffer,

@@ -173,6 +173,24 @@ impl MoeLayer {
             gather,
             tiling,
         };
+        let gate_up_buffers = MatmulBuffers {
+            x: &x,
+            w: &arena.gate_up,
+            bias: &arena.gate_up_bias,
+            slots: &arena.table,
+            tiles: &tiles,
+            rows: &rows,
+            out: &hbuf,
+        };
+        let down_buffers = MatmulBuffers {
+            x: &hbuf,
+            w: &arena.down,
+            bias: &arena.down_bias,
+            slots: &arena.table,
+            tiles: &tiles,
+            rows: &rows,
+            out: &y,
+        };
         let mut gate_up = Vec::new();
         let mut down = Vec::new();
         for tiling in tilings {
@@ -182,15 +200,7 @@ impl MoeLayer {
                 h,
                 i,
                 k,
-                MatmulBuffers {
-                    x: &x,
-                    w: &arena.gate_up,
-                    bias: &arena.gate_up_bias,
-                    slots: &arena.table,
-                    tiles: &tiles,
-                    rows: &rows,
-                    out: &hbuf,
-                },
+                gate_up_buffers,
             )?);
             down.push(Matmul::new(
                 ctx,
@@ -198,15 +208,7 @@ impl MoeLayer {
                 i,
                 h,
                 k,
-                MatmulBuffers {
-                    x: &hbuf,
-                    w: &arena.down,
-                    bias: &arena.down_bias,
-                    slots: &arena.table,
-                    tiles: &tiles,
-                    rows: &rows,
-                    out: &y,
-                },
+                down_buffers,
             )?);
         }
 
@@ -229,7 +231,7 @@ impl MoeLayer {
             )?),
             _ => None,
         };
-        let combine_buffers = || CombineBuffers {
+        let combine_buffers = CombineBuffers {
             weights: &route.weights,
             pos: &pos,
             y: &y,
@@ -237,14 +239,7 @@ impl MoeLayer {
             shared_gate: &route.shared_gate,
             out: &out,
         };
-        let combine = Combine::new(
-            ctx,
-            h,
-            k,
-            shared.is_some(),
-            r.shared_gate,
-            combine_buffers(),
-        )?;
+        let combine = Combine::new(ctx, h, k, shared.is_some(), r.shared_gate, combine_buffers)?;
         let decode_down = &down[1];
         let fusable = decode_down.spec.tiling.variant == MatmulVariant::Vector
             && matches!(spec.format, WeightFormat::F32 | WeightFormat::F16);
@@ -256,17 +251,9 @@ impl MoeLayer {
                 shared.is_some(),
                 r.shared_gate,
                 DownCombineBuffers {
-                    down: MatmulBuffers {
-                        x: &hbuf,
-                        w: &arena.down,
-                        bias: &arena.down_bias,
-                        slots: &arena.table,
-                        tiles: &tiles,
-                        rows: &rows,
-                        out: &y,
-                    },
+                    down: down_buffers,
                     ids: &route.ids,
-                    combine: combine_buffers(),
+                    combine: combine_buffers,
                 },
             )?)
         } else {

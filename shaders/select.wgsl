@@ -10,7 +10,9 @@
 // Picks are made in descending key order, ties to the lower expert id; a NaN key never wins.
 // Slots that runtime top-k, top-p or the skip threshold drop get id INVALID and weight 0.
 // With COUNT each kept pick also adds one to its expert's count (the permutation's histogram),
-// so the layer needs no separate count kernel.
+// so the layer needs no separate count kernel. With `permute` set (COUNT on, a single
+// workgroup: at most 64 tokens) the workgroup then builds the whole permutation of the step,
+// as scan.wgsl does (permute_common.wgsl, prefixed), which saves the scan's dispatch.
 
 struct Params {
     tokens: u32,
@@ -24,7 +26,10 @@ struct Params {
     scale: f32,        // routed scaling factor
     skip_beta: f32,    // drop pick j > 0 whose weight < skip_beta · weight of pick 0
     top_p: f32,        // keep picks until their routing probability mass reaches top_p
-    _pad: u32,
+    permute: u32,      // 1: this one workgroup also builds the permutation (permute_common)
+    block_m: u32,      // permute: rows per GEMM tile
+    col_blocks_a: u32, // permute: column blocks of the first grouped GEMM
+    col_blocks_b: u32, // permute: column blocks of the second grouped GEMM
 }
 
 override SCORE: u32 = 0u;
@@ -44,6 +49,12 @@ const NEG_INF: f32 = -3.4028235e38;
 @group(0) @binding(4) var<storage, read_write> weights: array<f32>; // [tokens, k_max]
 @group(0) @binding(5) var<storage, read_write> shared_gate: array<f32>; // [tokens]
 @group(0) @binding(6) var<storage, read_write> counts: array<atomic<u32>>; // [experts] COUNT: += picks
+@group(0) @binding(7) var<storage, read_write> offsets: array<u32>;    // [experts + 1] permute
+@group(0) @binding(8) var<storage, read_write> cursor: array<atomic<u32>>; // [experts] permute
+@group(0) @binding(9) var<storage, read_write> tiles: array<vec4<u32>>; // [max tiles] permute
+@group(0) @binding(10) var<storage, read_write> args: array<u32>;      // [6] permute
+@group(0) @binding(11) var<storage, read_write> rows: array<u32>;      // [tokens · k_max] permute
+@group(0) @binding(12) var<storage, read_write> pos: array<u32>;       // [tokens · k_max] permute
 
 fn sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
@@ -113,11 +124,22 @@ fn group_mask(base: u32) -> u32 {
 }
 
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let t = gid.x;
-    if (t >= p.tokens) {
-        return;
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    if (gid.x < p.tokens) {
+        select_token(gid.x);
     }
+    if (p.permute != 0u) {
+        // Every token's ids and counts are written before the permutation reads them.
+        storageBarrier();
+        permute(lid, p.experts, p.block_m, p.col_blocks_a, p.col_blocks_b, p.tokens * p.k_max);
+    }
+}
+
+// Picks, weights and shared gate of token t.
+fn select_token(t: u32) {
     let base = t * p.logit_stride;
     let out = t * p.k_max;
     let mask = group_mask(base);

@@ -2,12 +2,15 @@
 //! `reference::permutation`: CSR segments, the inverse permutation, the tile list and the
 //! indirect dispatch sizes, for random routings, empty experts, all pairs on one expert and
 //! dropped (INVALID) slots. The counts they start from (the select kernel's, tested in
-//! tests/kernel_select.rs) are written by the host here.
+//! tests/kernel_select.rs) are written by the host here. A selection of at most 64 tokens
+//! builds the same permutation itself (last test).
 
 mod common;
 
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::permute::{self, Permute, PermuteBuffers, SCAN_SCATTER_MAX_PAIRS};
+use moe_gpu::kernels::select::{PermuteShape, Select, SelectBuffers, SelectPermuteBuffers};
+use moe_gpu::moe::{DynamicActivation, RoutingSpec};
 use moe_gpu::reference::permutation;
 use moe_gpu::synthetic::Rng;
 
@@ -73,7 +76,15 @@ fn gpu_permute(ids: &[u32], experts: usize, block_m: u32, steps: usize) -> Resul
 }
 
 fn check(ids: &[u32], experts: usize, block_m: u32) {
-    let r = gpu_permute(ids, experts, block_m, 2);
+    check_result(
+        &gpu_permute(ids, experts, block_m, 2),
+        ids,
+        experts,
+        block_m,
+    );
+}
+
+fn check_result(r: &Result, ids: &[u32], experts: usize, block_m: u32) {
     let (counts, offsets) = permutation(ids, experts);
     assert_eq!(r.offsets, offsets, "offsets");
     let valid = ids.iter().filter(|i| **i != INVALID).count();
@@ -161,4 +172,112 @@ fn dropped_slots_are_left_out() {
         .collect();
     check(&ids, 16, 4);
     check(&[INVALID; 8], 16, 1);
+}
+
+/// Routes `logits` with a selection that has the permutation's buffers, asking it to permute
+/// for GEMMs of tile height `block_m`; returns whether it did, the ids and the permutation.
+fn gpu_select_permute(
+    spec: &RoutingSpec,
+    logits: &[f32],
+    tokens: usize,
+    act: &DynamicActivation,
+    block_m: u32,
+) -> (bool, Vec<u32>, Result) {
+    let ctx = common::ctx();
+    let (k, experts) = (spec.top_k, spec.experts);
+    let pairs = tokens * k;
+    let buf = |label, bytes: usize| ctx.storage(label, bytes as u64).unwrap();
+    let logits_b = ctx.storage_with("logits", logits).unwrap();
+    let (corr, ids, weights, gate) = (
+        buf("corr", 4),
+        buf("ids", pairs * 4),
+        buf("w", pairs * 4),
+        buf("gate", tokens * 4),
+    );
+    let counts = buf("counts", experts * 4);
+    let (offsets, cursor) = (
+        buf("offsets", (experts + 1) * 4),
+        buf("cursor", experts * 4),
+    );
+    let tiles = buf("tiles", permute::max_tiles(pairs, block_m, experts) * 16);
+    let args = ctx.indirect_storage("args", 24).unwrap();
+    let (rows, pos) = (buf("rows", pairs * 4), buf("pos", pairs * 4));
+    let select = Select::new(
+        ctx,
+        spec,
+        SelectBuffers {
+            logits: &logits_b,
+            correction: &corr,
+            ids: &ids,
+            weights: &weights,
+            shared_gate: &gate,
+            counts: Some(&counts),
+            permute: Some(SelectPermuteBuffers {
+                offsets: &offsets,
+                cursor: &cursor,
+                tiles: &tiles,
+                args: &args,
+                rows: &rows,
+                pos: &pos,
+            }),
+        },
+    )
+    .unwrap();
+    let kk = act.effective_k(k).unwrap();
+    let shape = PermuteShape {
+        block_m,
+        col_blocks: (3, 5),
+    };
+    let mut permuted = false;
+    common::run_pass(ctx, |pass| {
+        permuted = select.encode(ctx, pass, tokens, kk, act, Some(shape));
+    });
+    let args_v: Vec<u32> = ctx.read_back(&args, 6).unwrap();
+    let tiles_flat: Vec<u32> = ctx.read_back(&tiles, args_v[0] as usize * 4).unwrap();
+    let left: Vec<u32> = ctx.read_back(&counts, experts).unwrap();
+    if permuted {
+        assert!(
+            left.iter().all(|&c| c == 0),
+            "the permutation zeroes the counts"
+        );
+    }
+    let r = Result {
+        offsets: ctx.read_back(&offsets, experts + 1).unwrap(),
+        rows: ctx.read_back(&rows, pairs).unwrap(),
+        pos: ctx.read_back(&pos, pairs).unwrap(),
+        tiles: tiles_flat
+            .chunks(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect(),
+        args: args_v,
+    };
+    (permuted, ctx.read_back(&ids, pairs).unwrap(), r)
+}
+
+/// A selection of at most one workgroup (64 tokens) permutes the step itself, with dropped
+/// picks left out, exactly as scan → scatter would; a larger one leaves it to the scan.
+#[test]
+fn selection_permutes_steps_of_one_workgroup_itself() {
+    let mut rng = Rng::new(31);
+    for (experts, k) in [(6usize, 2usize), (64, 8), (300, 6)] {
+        let spec = RoutingSpec::softmax(experts, k, true);
+        let drops = DynamicActivation {
+            top_k: Some(k - 1),
+            skip_beta: 0.3,
+            top_p: 1.0,
+        };
+        for tokens in [1usize, 7, 64, 65] {
+            for act in [DynamicActivation::default(), drops] {
+                for block_m in [1, 4] {
+                    let logits = rng.normals(tokens * experts, 2.0);
+                    let (permuted, ids, r) =
+                        gpu_select_permute(&spec, &logits, tokens, &act, block_m);
+                    assert_eq!(permuted, tokens <= 64, "E={experts} T={tokens}");
+                    if permuted {
+                        check_result(&r, &ids, experts, block_m);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -37,11 +37,14 @@ fn gpu_route(
             weights: &weights,
             shared_gate: &gate,
             counts: None,
+            permute: None,
         },
     )
     .unwrap();
     let kk = act.effective_k(k).unwrap();
-    common::run_pass(ctx, |pass| select.encode(ctx, pass, tokens, kk, act));
+    common::run_pass(ctx, |pass| {
+        select.encode(ctx, pass, tokens, kk, act, None);
+    });
     (
         ctx.read_back(&ids, tokens * k).unwrap(),
         ctx.read_back(&weights, tokens * k).unwrap(),
@@ -270,11 +273,14 @@ fn gpu_count(
             weights: &weights,
             shared_gate: &gate,
             counts: Some(&counts),
+            permute: None,
         },
     )
     .unwrap();
     let kk = act.effective_k(k).unwrap();
-    common::run_pass(ctx, |pass| select.encode(ctx, pass, tokens, kk, act));
+    common::run_pass(ctx, |pass| {
+        select.encode(ctx, pass, tokens, kk, act, None);
+    });
     (
         ctx.read_back(&ids, tokens * k).unwrap(),
         ctx.read_back(&counts, e).unwrap(),

@@ -70,6 +70,7 @@ impl Kernel {
         const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
         const MATVEC_COMMON: &str = include_str!("../../shaders/matvec_common.wgsl");
         const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
+        const PERMUTE_COMMON: &str = include_str!("../../shaders/permute_common.wgsl");
         let file = match self {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
@@ -93,6 +94,7 @@ impl Kernel {
             Kernel::Attention | Kernel::AttentionCombine => {
                 Cow::Owned(format!("{ATTENTION_COMMON}\n{file}"))
             }
+            Kernel::Select | Kernel::Scan => Cow::Owned(format!("{PERMUTE_COMMON}\n{file}")),
             _ => Cow::Borrowed(file),
         }
     }
@@ -113,9 +115,11 @@ impl Kernel {
             ],
             // params, src, dst
             Kernel::Copy => &[Uniform, Read, ReadWrite],
-            // params, logits, correction bias, ids, weights, shared gate, counts
+            // params, logits, correction bias, ids, weights, shared gate, counts, then the
+            // permutation's offsets, cursor, tiles, indirect args, rows, pos
             Kernel::Select => &[
-                Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+                Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+                ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
             ],
             // params, counts, offsets, cursor, tiles, indirect args, ids, rows, pos
             Kernel::Scan => &[

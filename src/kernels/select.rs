@@ -22,7 +22,28 @@ pub struct SelectParams {
     pub scale: f32,
     pub skip_beta: f32,
     pub top_p: f32,
-    pub _pad: u32,
+    pub permute: u32,
+    pub block_m: u32,
+    pub col_blocks_a: u32,
+    pub col_blocks_b: u32,
+}
+
+/// The permutation's buffers (`shaders/permute_common.wgsl`), for a selection that also
+/// permutes a step of at most [`WORKGROUP`] tokens.
+pub struct SelectPermuteBuffers<'a> {
+    pub offsets: &'a wgpu::Buffer,
+    pub cursor: &'a wgpu::Buffer,
+    pub tiles: &'a wgpu::Buffer,
+    pub args: &'a wgpu::Buffer,
+    pub rows: &'a wgpu::Buffer,
+    pub pos: &'a wgpu::Buffer,
+}
+
+/// The tile height and column blocks of the grouped GEMMs that the permutation feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PermuteShape {
+    pub block_m: u32,
+    pub col_blocks: (u32, u32),
 }
 
 pub struct SelectBuffers<'a> {
@@ -37,10 +58,14 @@ pub struct SelectBuffers<'a> {
     /// [experts] per-expert counts that every kept pick adds one to (the permutation's
     /// histogram; zero before the step), or `None` to count nothing.
     pub counts: Option<&'a wgpu::Buffer>,
+    /// With `counts`: the permutation's buffers, so that a step of at most [`WORKGROUP`]
+    /// tokens is permuted by the selection itself.
+    pub permute: Option<SelectPermuteBuffers<'a>>,
 }
 
 pub struct Select {
     dispatch: Dispatch<SelectParams>,
+    can_permute: bool,
 }
 
 fn key(spec: &RoutingSpec, count: bool) -> PipelineKey {
@@ -64,7 +89,7 @@ fn key(spec: &RoutingSpec, count: bool) -> PipelineKey {
 }
 
 impl Select {
-    pub fn new(ctx: &Context, spec: &RoutingSpec, buffers: SelectBuffers<'_>) -> Result<Self> {
+    pub fn new<'a>(ctx: &Context, spec: &RoutingSpec, buffers: SelectBuffers<'a>) -> Result<Self> {
         spec.validate()?;
         let params = SelectParams {
             tokens: 0,
@@ -78,17 +103,18 @@ impl Select {
             scale: spec.scale,
             skip_beta: 0.0,
             top_p: 1.0,
-            _pad: 0,
+            permute: 0,
+            block_m: 1,
+            col_blocks_a: 0,
+            col_blocks_b: 0,
         };
         let b = &buffers;
-        let no_counts;
-        let counts = match b.counts {
-            Some(c) => c,
-            None => {
-                no_counts = ctx.storage("select: no counts", 4)?;
-                &no_counts
-            }
-        };
+        // One small buffer stands in for each one the pipeline never touches.
+        let unused = ctx.storage("select: unused binding", 16)?;
+        let counts = b.counts.unwrap_or(&unused);
+        let can_permute = b.counts.is_some() && b.permute.is_some();
+        let p = b.permute.as_ref();
+        let or_unused = |f: fn(&SelectPermuteBuffers<'a>) -> &'a wgpu::Buffer| p.map_or(&unused, f);
         let dispatch = Dispatch::new(
             ctx,
             &key(spec, b.counts.is_some()),
@@ -100,11 +126,23 @@ impl Select {
                 b.weights,
                 b.shared_gate,
                 counts,
+                or_unused(|p| p.offsets),
+                or_unused(|p| p.cursor),
+                or_unused(|p| p.tiles),
+                or_unused(|p| p.args),
+                or_unused(|p| p.rows),
+                or_unused(|p| p.pos),
             ],
         )?;
-        Ok(Self { dispatch })
+        Ok(Self {
+            dispatch,
+            can_permute,
+        })
     }
 
+    /// Records the selection of `tokens` tokens. With `permute`, a selection built with the
+    /// permutation's buffers also permutes a step of at most [`WORKGROUP`] tokens for GEMMs
+    /// of that shape; returns whether it does (else the caller runs the scan).
     pub fn encode(
         &self,
         ctx: &Context,
@@ -112,7 +150,13 @@ impl Select {
         tokens: usize,
         k: usize,
         activation: &DynamicActivation,
-    ) {
+        permute: Option<PermuteShape>,
+    ) -> bool {
+        let fused = permute.filter(|_| self.can_permute && tokens <= WORKGROUP as usize);
+        let shape = fused.unwrap_or(PermuteShape {
+            block_m: 1,
+            col_blocks: (0, 0),
+        });
         self.dispatch.set_params(
             ctx,
             SelectParams {
@@ -120,9 +164,14 @@ impl Select {
                 k: k as u32,
                 skip_beta: activation.skip_beta,
                 top_p: activation.top_p,
+                permute: u32::from(fused.is_some()),
+                block_m: shape.block_m,
+                col_blocks_a: shape.col_blocks.0,
+                col_blocks_b: shape.col_blocks.1,
                 ..self.dispatch.params()
             },
         );
         self.dispatch.dispatch(pass, groups(tokens, WORKGROUP), 1);
+        fused.is_some()
     }
 }

@@ -1,11 +1,12 @@
 //! One MoE layer on the GPU: router → select (counting the pairs per expert) → scan/scatter →
-//! grouped gate/up → grouped down → combine (+ shared expert); a decode step fuses the down
-//! projection into the combine. Pipelines, bind groups and buffers are built once for a
+//! grouped gate/up → grouped down → combine (+ shared expert); a step of at most 64 tokens
+//! builds the permutation inside its selection (no scan dispatch), and a decode step fuses the
+//! down projection into the combine. Pipelines, bind groups and buffers are built once for a
 //! maximum token count. Where every expert is resident a forward step records every kernel
 //! into one submit; in cache mode (fewer slots than experts) the host reads back which experts
 //! the step needs and uploads them between routing and the GEMMs (see `src/moe/offload.rs`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 mod build;
 mod encode;
@@ -85,6 +86,9 @@ pub struct MoeLayer {
     down_combine: Option<DownCombine>,
     /// Cache mode only: slot table management, uploads and prediction.
     pub(crate) offload: Option<RefCell<Offload>>,
+    /// Whether the selection last recorded also built the step's permutation (a step of at
+    /// most 64 tokens with every expert resident), so the expert part skips the scan.
+    select_permuted: Cell<bool>,
     pub(crate) stats: RefCell<LayerStats>,
     /// Host-visible copy of output (+ captured routing) for [`Self::forward_with`], sized for
     /// max_tokens so a step allocates nothing.

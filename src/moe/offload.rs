@@ -151,7 +151,7 @@ impl Predictor {
             )));
         }
         let outputs = RouterOutputs::new(ctx, spec, max_tokens)?;
-        let router = Router::new(ctx, spec, weights, hidden, &outputs, None)?;
+        let router = Router::new(ctx, spec, weights, hidden, &outputs, None, None)?;
         let top_k = spec.routing.top_k;
         Ok(Self {
             router,
@@ -175,7 +175,8 @@ impl Predictor {
                 self.max_tokens
             )));
         }
-        self.router.encode(ctx, pass, tokens, activation)
+        self.router.encode(ctx, pass, tokens, activation, None)?;
+        Ok(())
     }
 
     pub fn copy_out(&self, encoder: &mut wgpu::CommandEncoder, tokens: usize) {

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
-use crate::kernels::select::{Select, SelectBuffers};
+use crate::kernels::select::{PermuteShape, Select, SelectBuffers, SelectPermuteBuffers};
 use crate::moe::experts::MoeWeights;
 use crate::moe::layer::MoeLayerSpec;
 use crate::moe::routing::DynamicActivation;
@@ -88,7 +88,8 @@ pub struct Router {
 
 impl Router {
     /// Routes `x` ([max_tokens, hidden] f32) into `out`, adding each pick to `counts`
-    /// ([experts], the permutation's histogram) where given.
+    /// ([experts], the permutation's histogram) where given; with `permute` too, the selection
+    /// of a step of at most 64 tokens also builds the permutation.
     pub fn new(
         ctx: &Context,
         spec: &MoeLayerSpec,
@@ -96,6 +97,7 @@ impl Router {
         x: &wgpu::Buffer,
         out: &RouterOutputs,
         counts: Option<&wgpu::Buffer>,
+        permute: Option<SelectPermuteBuffers<'_>>,
     ) -> Result<Self> {
         let (h, cols) = (spec.hidden, logit_cols(spec));
         let matmul = DenseMatmul::new(
@@ -127,6 +129,7 @@ impl Router {
                 weights: &out.weights,
                 shared_gate: &out.shared_gate,
                 counts,
+                permute,
             },
         )?;
         Ok(Self {
@@ -136,17 +139,20 @@ impl Router {
         })
     }
 
-    /// Records logits and selection for `tokens` tokens.
+    /// Records logits and selection for `tokens` tokens; with `permute`, returns whether the
+    /// selection also permuted the step (see [`Select::encode`]).
     pub fn encode(
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
         tokens: usize,
         activation: &DynamicActivation,
-    ) -> Result<()> {
+        permute: Option<PermuteShape>,
+    ) -> Result<bool> {
         let k = activation.effective_k(self.top_k)?;
         self.matmul.encode(ctx, pass, tokens);
-        self.select.encode(ctx, pass, tokens, k, activation);
-        Ok(())
+        Ok(self
+            .select
+            .encode(ctx, pass, tokens, k, activation, permute))
     }
 }

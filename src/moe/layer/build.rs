@@ -1,13 +1,14 @@
 //! Building a layer once: buffers for `max_tokens`, the router, permutation, grouped GEMMs
 //! (tuned per adapter), shared expert and combine, then the expert arena and its residency mode.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
 use crate::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
 use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
 use crate::kernels::permute::{self, Permute, PermuteBuffers};
+use crate::kernels::select::SelectPermuteBuffers;
 use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::arena::ExpertArena;
@@ -118,12 +119,8 @@ impl MoeLayer {
             }
         };
 
-        // Router and selection, which counts the pairs per expert.
         let counts = ctx.storage("expert counts", (e * 4) as u64)?;
         let route = RouterOutputs::new(ctx, &spec, max_tokens)?;
-        let router_weights = RouterWeights::new(ctx, &spec, weights)?;
-        let router = Router::new(ctx, &spec, &router_weights, &x, &route, Some(&counts))?;
-
         // Expert GEMM tilings, then the permutation and tile list (sized for the smaller tile).
         let gemms = ExpertGemms {
             hidden: h,
@@ -144,6 +141,25 @@ impl MoeLayer {
         let args = ctx.indirect_storage("gemm dispatch args", (permute::ARGS_WORDS * 4) as u64)?;
         let rows = ctx.storage("sorted rows", (pairs * 4) as u64)?;
         let pos = ctx.storage("pair positions", (pairs * 4) as u64)?;
+        // Router and selection, which counts the pairs per expert and, for a step of few
+        // tokens, builds the permutation too.
+        let router_weights = RouterWeights::new(ctx, &spec, weights)?;
+        let router = Router::new(
+            ctx,
+            &spec,
+            &router_weights,
+            &x,
+            &route,
+            Some(&counts),
+            Some(SelectPermuteBuffers {
+                offsets: &offsets,
+                cursor: &cursor,
+                tiles: &tiles,
+                args: &args,
+                rows: &rows,
+                pos: &pos,
+            }),
+        )?;
         let permute = Permute::new(
             ctx,
             e,
@@ -295,6 +311,7 @@ impl MoeLayer {
             combine,
             down_combine,
             offload,
+            select_permuted: Cell::new(false),
             stats: RefCell::new(stats),
             readback,
         })

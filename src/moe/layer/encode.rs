@@ -5,13 +5,15 @@
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::permute;
+use crate::kernels::select::PermuteShape;
 use crate::kernels::tiling::TileKind;
 use crate::moe::layer::{MoeLayer, kind_for};
 use crate::moe::routing::DynamicActivation;
 
 impl MoeLayer {
     /// Records router and selection, which also counts the pairs per expert, for `tokens`
-    /// tokens.
+    /// tokens. With every expert resident, the selection of a step of at most 64 tokens also
+    /// builds the permutation, which [`Self::encode_experts`] then leaves out.
     pub fn encode_route(
         &self,
         ctx: &Context,
@@ -19,7 +21,22 @@ impl MoeLayer {
         tokens: usize,
         activation: &DynamicActivation,
     ) -> Result<()> {
-        self.router.encode(ctx, pass, tokens, activation)
+        let permute = self.offload.is_none().then(|| self.permute_shape(tokens));
+        let permuted = self.router.encode(ctx, pass, tokens, activation, permute)?;
+        self.select_permuted.set(permuted);
+        Ok(())
+    }
+
+    /// Tile height and column blocks of the GEMMs a step of `tokens` tokens runs.
+    fn permute_shape(&self, tokens: usize) -> PermuteShape {
+        let v = self.variant(tokens);
+        PermuteShape {
+            block_m: self.tilings[v].block_m(),
+            col_blocks: (
+                self.gate_up[v].spec.col_blocks(),
+                self.down[v].spec.col_blocks(),
+            ),
+        }
     }
 
     /// Whether the host must act between [`Self::encode_route`] and [`Self::encode_experts`]
@@ -31,17 +48,18 @@ impl MoeLayer {
     /// Records the expert part (permutation, grouped GEMMs, shared expert, combine) after
     /// [`Self::encode_route`] (and [`Self::sync`] where needed).
     pub fn encode_experts(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
-        let permuted = self
+        let select_permuted = self.select_permuted.take();
+        let synced = self
             .offload
             .as_ref()
             .is_some_and(|o| std::mem::take(&mut o.borrow_mut().permuted));
         // A cache sync that already ran the permutation ran the GEMMs of earlier rounds too,
         // and the unfused combine must follow its last round.
         let fused = match &self.down_combine {
-            Some(fused) if !permuted && self.variant(tokens) == 1 => Some(fused),
+            Some(fused) if !synced && self.variant(tokens) == 1 => Some(fused),
             _ => None,
         };
-        if !permuted {
+        if !synced && !select_permuted {
             self.encode_permute(ctx, pass, tokens);
         }
         let v = self.variant(tokens);
@@ -70,16 +88,13 @@ impl MoeLayer {
         pass: &mut wgpu::ComputePass<'_>,
         tokens: usize,
     ) {
-        let v = self.variant(tokens);
+        let shape = self.permute_shape(tokens);
         self.permute.encode(
             ctx,
             pass,
             tokens * self.top_k(),
-            self.tilings[v].block_m(),
-            (
-                self.gate_up[v].spec.col_blocks(),
-                self.down[v].spec.col_blocks(),
-            ),
+            shape.block_m,
+            shape.col_blocks,
         );
     }
 

@@ -1,6 +1,9 @@
 //! `shaders/{scan,scatter}.wgsl`: token-to-expert permutation into CSR segments, plus the tile
 //! list and indirect dispatch sizes of the grouped GEMMs. The per-expert counts they start
-//! from are the select kernel's (`shaders/select.wgsl` with `COUNT`).
+//! from are the select kernel's (`shaders/select.wgsl` with `COUNT`). The scan's body is
+//! `shaders/permute_common.wgsl`, which the selection of a step of at most 64 tokens runs
+//! itself (see [`crate::kernels::select::Select::encode`]); this module serves larger steps
+//! and the expert cache's rounds.
 
 use bytemuck::{Pod, Zeroable};
 

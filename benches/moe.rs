@@ -13,6 +13,7 @@ use moe_gpu::bench::kernels::{CopyRun, DenseRun};
 use moe_gpu::bench::layers::{synthetic_weights, weight_bytes};
 use moe_gpu::bench::shapes::RealModel;
 use moe_gpu::gpu::GpuTimer;
+use moe_gpu::kernels::copy::CopyMode;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::kernels::tune::{ExpertGemms, GroupedRun};
@@ -116,7 +117,9 @@ fn decode_bandwidth(c: &mut Criterion) {
         .write_buffer(&layer.x, 0, bytemuck::cast_slice(&token));
     let (expert, fixed) = weight_bytes(&spec);
     let bytes = expert * m.top_k as u64 + fixed;
-    let copy = CopyRun::new(&ctx, bytes, expert * m.experts as u64).expect("copy");
+    let pool = expert * m.experts as u64;
+    let copy = CopyRun::new(&ctx, &timer, CopyMode::Copy, bytes, pool).expect("copy");
+    let read = CopyRun::new(&ctx, &timer, CopyMode::Read, bytes, pool).expect("read");
     let mut group = c.benchmark_group("decode_olmoe_div2");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(bytes));
@@ -130,6 +133,10 @@ fn decode_bandwidth(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(2 * copy.bytes));
     group.bench_function("copy_read_plus_write_bytes", |b| {
         b.iter_custom(|n| gpu_iters(n, || copy.time(&ctx, &timer)))
+    });
+    group.throughput(Throughput::Bytes(read.bytes));
+    group.bench_function("read_bytes", |b| {
+        b.iter_custom(|n| gpu_iters(n, || read.time(&ctx, &timer)))
     });
     group.finish();
 }

@@ -29,6 +29,29 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
+/// The per-round ratios of a figure: one per repeat, each positive and finite.
+fn round_ratios(v: &Value, what: &str, repeats: usize) -> Vec<f64> {
+    let ratios: Vec<f64> = v["round_ratios"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}.round_ratios is not a list"))
+        .iter()
+        .map(|r| r.as_f64().expect("a ratio"))
+        .collect();
+    assert_eq!(ratios.len(), repeats, "{what}: one ratio per round");
+    assert!(ratios.iter().all(|r| r.is_finite() && *r > 0.0), "{what}");
+    ratios
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 #[test]
 fn tiny_bench_reports_every_field_with_its_unit() {
     let ctx = common::ctx();
@@ -68,9 +91,10 @@ fn tiny_bench_reports_every_field_with_its_unit() {
         assert_eq!(s["tokens"], config.prefill_tokens);
         let (sparse_ms, dense_ms) = (num(s, "sparse_ms"), num(s, "dense_ms"));
         assert!(sparse_ms > 0.0 && dense_ms > 0.0, "{name}: times in ms");
+        let ratios = round_ratios(s, "sparse_speedup", config.repeats);
         assert!(
-            close(num(s, "measured"), dense_ms / sparse_ms),
-            "{name}: measured"
+            close(num(s, "measured"), median(ratios)),
+            "{name}: measured is the median of the rounds' dense / sparse"
         );
         assert!(
             close(num(s, "ideal"), real.experts as f64 / real.top_k as f64),
@@ -98,10 +122,11 @@ fn tiny_bench_reports_every_field_with_its_unit() {
             );
             assert!(g[format!("{side}_tiling")]["variant"].is_string());
         }
-        assert!(close(
-            num(g, "value"),
-            num(g, "grouped_gflop_per_s") / num(g, "dense_gflop_per_s")
-        ));
+        let ratios = round_ratios(g, "grouped_gemm_efficiency", config.repeats);
+        assert!(close(num(g, "value"), median(ratios)));
+        assert!(num(g, "even_routing_ms") > 0.0, "{name}: even_routing_ms");
+        let even = num(g, "even_routing_value");
+        assert!(even.is_finite() && even > 0.0, "{name}: even_routing_value");
 
         let d = &m["decode_bandwidth_efficiency"];
         assert_shape(&d["shape"], "decode_bandwidth_efficiency");
@@ -122,10 +147,18 @@ fn tiny_bench_reports_every_field_with_its_unit() {
             num(d, "copy_gb_per_s"),
             moved / (num(d, "copy_ms") * 1e-3) / 1e9
         ));
+        let ratios = round_ratios(d, "decode_bandwidth_efficiency", config.repeats);
+        assert!(close(num(d, "value"), median(ratios)));
+        assert!(
+            num(d, "read_bytes") >= bytes,
+            "{name}: the read covers the step"
+        );
         assert!(close(
-            num(d, "value"),
-            num(d, "weight_gb_per_s") / num(d, "copy_gb_per_s")
+            num(d, "read_gb_per_s"),
+            num(d, "read_bytes") / (num(d, "read_ms") * 1e-3) / 1e9
         ));
+        let ceiling = num(d, "read_vs_copy");
+        assert!(ceiling.is_finite() && ceiling > 0.0, "{name}: read_vs_copy");
 
         let h = &m["host_us_per_layer"];
         assert_shape(&h["shape"], "host_us_per_layer");

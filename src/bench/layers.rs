@@ -11,6 +11,7 @@ use crate::bench::report::{
 use crate::bench::shapes::{RealModel, ScaledShape};
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
+use crate::kernels::copy::CopyMode;
 use crate::kernels::matmul::{Tiling, WeightFormat};
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{ExpertGemms, GroupedRun};
@@ -99,20 +100,42 @@ pub fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
     (expert, router + shared)
 }
 
-/// Runs `a` and `b` alternately `repeats` times after a warm-up of each; medians in ms.
-fn interleaved(
-    repeats: usize,
-    mut a: impl FnMut() -> Result<f64>,
-    mut b: impl FnMut() -> Result<f64>,
-) -> Result<(f64, f64)> {
-    a()?;
-    b()?;
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..repeats.max(1) {
-        ta.push(a()?);
-        tb.push(b()?);
+/// Timings of several measurements taken in turn, round after round: a ratio of two of them is
+/// taken within each round, so that load from other processes, which on a shared machine
+/// changes over seconds, hits both sides of a ratio alike.
+struct Rounds {
+    /// [measurement][round] seconds.
+    secs: Vec<Vec<f64>>,
+}
+
+impl Rounds {
+    /// One warm-up round, then `repeats` timed rounds of every measurement in order.
+    fn run(repeats: usize, measurements: &mut [&mut dyn FnMut() -> Result<f64>]) -> Result<Self> {
+        for m in measurements.iter_mut() {
+            m()?;
+        }
+        let mut secs = vec![Vec::new(); measurements.len()];
+        for _ in 0..repeats.max(1) {
+            for (m, t) in measurements.iter_mut().zip(&mut secs) {
+                t.push(m()?);
+            }
+        }
+        Ok(Self { secs })
     }
-    Ok((median(&mut ta) * 1e3, median(&mut tb) * 1e3))
+
+    /// The median time of measurement `i` in ms.
+    fn ms(&self, i: usize) -> f64 {
+        median(&mut self.secs[i].clone()) * 1e3
+    }
+
+    /// Per round, time of `num` / time of `den`.
+    fn ratios(&self, num: usize, den: usize) -> Vec<f64> {
+        self.secs[num]
+            .iter()
+            .zip(&self.secs[den])
+            .map(|(n, d)| n / d)
+            .collect()
+    }
 }
 
 /// The decode figure's scale: halving from the prefill scale until one step would read at
@@ -179,15 +202,17 @@ pub fn bench_model(
 
     progress(&format!("{}: sparse vs dense, {tokens} tokens", model.name));
     let step = |layer: &MoeLayer| timer.time(ctx, |enc| layer.encode(ctx, enc, tokens, &act));
-    let (sparse_ms, dense_ms) = interleaved(reps, || step(&sparse), || step(&dense))?;
+    let rounds = Rounds::run(reps, &mut [&mut || step(&sparse), &mut || step(&dense)])?;
     drop(dense);
     let ideal = model.experts as f64 / model.top_k as f64;
-    let measured = dense_ms / sparse_ms;
+    let round_ratios = rounds.ratios(1, 0);
+    let measured = median(&mut round_ratios.clone());
     let sparse_speedup = SparseSpeedup {
         shape,
         tokens,
-        sparse_ms,
-        dense_ms,
+        sparse_ms: rounds.ms(0),
+        dense_ms: rounds.ms(1),
+        round_ratios,
         measured,
         ideal,
         fraction_of_ideal: measured / ideal,
@@ -235,11 +260,29 @@ pub fn bench_model(
         ),
     };
     let grouped = GroupedRun::new(ctx, &sparse.arena, &gemm, &ids, model.top_k, grouped_tiling)?;
-    let (grouped_ms, dense_ms) = interleaved(
-        reps,
-        || grouped.time(ctx, timer),
-        || dense_run.time(ctx, timer),
+    // The same rows spread evenly over the experts: the gap between this and the real routing
+    // is what uneven expert loads cost in partly filled tiles.
+    let even_ids: Vec<u32> = (0..rows)
+        .map(|r| (r * model.experts / rows.max(1)) as u32)
+        .collect();
+    let even = GroupedRun::new(
+        ctx,
+        &sparse.arena,
+        &gemm,
+        &even_ids,
+        model.top_k,
+        grouped_tiling,
     )?;
+    let rounds = Rounds::run(
+        reps,
+        &mut [
+            &mut || grouped.time(ctx, timer),
+            &mut || dense_run.time(ctx, timer),
+            &mut || even.time(ctx, timer),
+        ],
+    )?;
+    let (grouped_ms, dense_ms) = (rounds.ms(0), rounds.ms(1));
+    let round_ratios = rounds.ratios(1, 0);
     let gflops = |ms: f64| flops / (ms * 1e-3) / 1e9;
     let grouped_gemm_efficiency = GemmEfficiency {
         shape,
@@ -252,7 +295,10 @@ pub fn bench_model(
         dense_ms,
         dense_gflop_per_s: gflops(dense_ms),
         dense_tiling,
-        value: dense_ms / grouped_ms,
+        value: median(&mut round_ratios.clone()),
+        round_ratios,
+        even_routing_ms: rounds.ms(2),
+        even_routing_value: median(&mut rounds.ratios(1, 2)),
     };
 
     progress(&format!("{}: host encoding cost and submits", model.name));
@@ -277,35 +323,53 @@ pub fn bench_model(
     let decoder = MoeLayer::new(ctx, dspec.clone(), &synthetic_weights(&dspec, 13), 1)?;
     let (dexpert, dfixed) = weight_bytes(&dspec);
     let bytes = dexpert * model.top_k as u64 + dfixed;
-    // Copies of the step's size, cycling through as many bytes as the layer's routed experts
-    // (up to 16 pairs), so that both sides read what the previous run did not.
+    // Copies and reads of the step's size, cycling through as many bytes as the layer's routed
+    // experts (up to 16 sources), so that every side reads what its previous run did not.
     let resident = dexpert * model.experts as u64;
-    let copy = CopyRun::new(ctx, bytes, resident)?;
+    let copy = CopyRun::new(ctx, timer, CopyMode::Copy, bytes, resident)?;
+    let read = CopyRun::new(ctx, timer, CopyMode::Read, bytes, resident)?;
     // A new token every step, as in generation: each step routes to other experts, so the
     // weights come from memory rather than from a cache that still holds the last step's.
     let mut tokens_rng = Rng::new(4);
-    let (layer_ms, copy_ms) = interleaved(
+    let rounds = Rounds::run(
         reps,
-        || {
-            let token = tokens_rng.normals(dshape.hidden, 1.0);
-            ctx.queue
-                .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));
-            timer.time(ctx, |enc| decoder.encode(ctx, enc, 1, &act))
-        },
-        || copy.time(ctx, timer),
+        &mut [
+            &mut || {
+                let token = tokens_rng.normals(dshape.hidden, 1.0);
+                ctx.queue
+                    .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));
+                timer.time(ctx, |enc| decoder.encode(ctx, enc, 1, &act))
+            },
+            &mut || copy.time(ctx, timer),
+            &mut || read.time(ctx, timer),
+        ],
     )?;
-    let weight_gb_per_s = bytes as f64 / (layer_ms * 1e-3) / 1e9;
-    let copy_gb_per_s = 2.0 * copy.bytes as f64 / (copy_ms * 1e-3) / 1e9;
+    let (layer_ms, copy_ms, read_ms) = (rounds.ms(0), rounds.ms(1), rounds.ms(2));
+    let gb_per_s = |bytes: u64, ms: f64| bytes as f64 / (ms * 1e-3) / 1e9;
+    let copy_moved = 2 * copy.bytes;
+    // Per round: (weight bytes / layer time) / (copy bytes moved / copy time).
+    let vs_copy = |i: usize, bytes: u64| -> Vec<f64> {
+        let scale = bytes as f64 / copy_moved as f64;
+        rounds.ratios(1, i).iter().map(|r| r * scale).collect()
+    };
+    let round_ratios = vs_copy(0, bytes);
     let decode_bandwidth_efficiency = DecodeBandwidth {
         shape: dshape,
         tokens: 1,
         weight_bytes: bytes,
         layer_ms,
-        weight_gb_per_s,
-        copy_bytes_moved: 2 * copy.bytes,
+        weight_gb_per_s: gb_per_s(bytes, layer_ms),
+        copy_bytes_moved: copy_moved,
+        copy_groups: copy.groups,
         copy_ms,
-        copy_gb_per_s,
-        value: weight_gb_per_s / copy_gb_per_s,
+        copy_gb_per_s: gb_per_s(copy_moved, copy_ms),
+        read_bytes: read.bytes,
+        read_groups: read.groups,
+        read_ms,
+        read_gb_per_s: gb_per_s(read.bytes, read_ms),
+        read_vs_copy: median(&mut vs_copy(2, read.bytes)),
+        value: median(&mut round_ratios.clone()),
+        round_ratios,
     };
     let decode_tiling = decoder.tiling(TileKind::Decode);
     let decode_upload = dexpert * model.experts as u64 + dfixed;

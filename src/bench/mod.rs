@@ -8,9 +8,13 @@
 //!   plain copy kernel's;
 //! - host microseconds to record one layer step, and submits per step.
 //!
-//! GPU times come from timestamp queries where the adapter has them, else the wall clock; each
-//! figure is the median of several runs, and paired figures are measured interleaved so that
-//! load from other processes hits both alike.
+//! GPU times come from timestamp queries where the adapter has them, else the wall clock. The
+//! two (or three) sides of a ratio are timed in turn, round after round, and each ratio is the
+//! median over the rounds of the ratio within a round, so that load from other processes,
+//! which changes over seconds on a shared machine, hits both sides alike. Alongside the
+//! decode figure, a plain read of the same bytes shows the most any kernel that reads its
+//! weights once reaches against the copy on this adapter; alongside the grouped GEMMs, the
+//! same rows spread evenly over the experts show what uneven routing costs.
 
 pub mod attention;
 pub mod kernels;

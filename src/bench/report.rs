@@ -9,7 +9,7 @@ use crate::gpu::TimeSource;
 use crate::kernels::matmul::Tiling;
 
 /// Version of the JSON layout below; bumped when a field changes meaning.
-pub const SCHEMA: &str = "moe-gpu-bench/1";
+pub const SCHEMA: &str = "moe-gpu-bench/2";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -63,7 +63,9 @@ pub struct SparseSpeedup {
     pub sparse_ms: f64,
     /// The same layer with k = experts (the dense equivalent).
     pub dense_ms: f64,
-    /// dense_ms / sparse_ms.
+    /// dense / sparse time of each round (the two timed in turn).
+    pub round_ratios: Vec<f64>,
+    /// The median of round_ratios.
     pub measured: f64,
     /// experts / k: the speedup if only expert FLOPs cost time.
     pub ideal: f64,
@@ -86,8 +88,16 @@ pub struct GemmEfficiency {
     pub dense_ms: f64,
     pub dense_gflop_per_s: f64,
     pub dense_tiling: Tiling,
-    /// grouped_gflop_per_s / dense_gflop_per_s.
+    /// Dense / grouped time of each round (the two timed in turn): the grouped GEMMs' GFLOP/s
+    /// over the dense matmuls'.
+    pub round_ratios: Vec<f64>,
+    /// The median of round_ratios.
     pub value: f64,
+    /// The grouped GEMMs on the same number of rows spread evenly over the experts (no
+    /// partly filled tiles beyond what the even split leaves).
+    pub even_routing_ms: f64,
+    /// Dense / even-routing time, median over the rounds: `value` if routing were balanced.
+    pub even_routing_value: f64,
 }
 
 /// A one-token decode layer step's weight traffic against a plain copy kernel.
@@ -103,10 +113,25 @@ pub struct DecodeBandwidth {
     /// sources as large as the layer's routed experts, so it is as cold in the caches as the
     /// step's experts).
     pub copy_bytes_moved: u64,
+    /// Workgroups of the copy: the fastest of a few grid sizes.
+    pub copy_groups: u32,
     pub copy_ms: f64,
     /// (bytes read + bytes written) / time, the usual copy-bandwidth convention.
     pub copy_gb_per_s: f64,
-    /// weight_gb_per_s / copy_gb_per_s.
+    /// A plain read of weight_bytes (cycling through the same pool size): what a kernel that
+    /// only reads its data once reaches, the ceiling for any decode kernel.
+    pub read_bytes: u64,
+    /// Workgroups of the read: the fastest of the same grid sizes.
+    pub read_groups: u32,
+    pub read_ms: f64,
+    pub read_gb_per_s: f64,
+    /// The read's bytes per second over the copy's (bytes moved), median over rounds: the
+    /// highest `value` this adapter allows.
+    pub read_vs_copy: f64,
+    /// Per round (the layer step, the copy and the read timed in turn): the layer's weight
+    /// bytes per second over the copy's bytes moved per second.
+    pub round_ratios: Vec<f64>,
+    /// The median of round_ratios.
     pub value: f64,
 }
 
@@ -132,7 +157,7 @@ impl BenchReport {
     /// A few lines per model for people; `--json` gives everything.
     pub fn to_text(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({}, {}), times from {:?}, {} weights, autotune {}, median of {}\n",
+            "adapter: {} ({}, {}), times from {:?}, {} weights, autotune {}, ratios: median of {} rounds\n",
             self.adapter.name,
             self.adapter.backend,
             self.adapter.device_type,
@@ -160,16 +185,17 @@ impl BenchReport {
                 sp.dense_ms
             );
             s += &format!(
-                "  grouped GEMM        {:6.2} of dense: {:.2} vs {:.2} GFLOP/s at {} rows\n",
-                g.value, g.grouped_gflop_per_s, g.dense_gflop_per_s, g.rows
+                "  grouped GEMM        {:6.2} of dense: {:.2} vs {:.2} GFLOP/s at {} rows ({:.2} with even routing)\n",
+                g.value, g.grouped_gflop_per_s, g.dense_gflop_per_s, g.rows, g.even_routing_value
             );
             s += &format!(
-                "  decode bandwidth    {:6.2} of copy: {:.2} vs {:.2} GB/s, {:.1} MB of weights in {:.3} ms\n",
+                "  decode bandwidth    {:6.2} of copy: {:.2} vs {:.2} GB/s, {:.1} MB of weights in {:.3} ms (a plain read: {:.2} of copy)\n",
                 d.value,
                 d.weight_gb_per_s,
                 d.copy_gb_per_s,
                 d.weight_bytes as f64 / 1e6,
-                d.layer_ms
+                d.layer_ms,
+                d.read_vs_copy
             );
             s += &format!(
                 "  host encode         {:6.1} µs per layer; {} submit(s) per step\n",

@@ -1,4 +1,5 @@
-//! `shaders/copy.wgsl`: dst = src. The benchmarks' yardstick for achievable bytes per second.
+//! `shaders/copy.wgsl`: dst = src, or a read-only pass over src. The benchmarks' yardsticks for
+//! achievable bytes per second.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -16,34 +17,62 @@ pub struct CopyParams {
     pub _pad1: u32,
 }
 
-/// Most workgroups a copy launches; each thread then loops over the rest.
-const MAX_GROUPS: u32 = 4096;
+/// Workgroups a copy launches by default; each thread then loops over the rest.
+pub const DEFAULT_GROUPS: u32 = 4096;
 
-/// A copy of the first `bytes` bytes (a multiple of 16) of `src` into `dst`.
+/// What a [`Copy`] does with the bytes it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// Writes them to `dst`.
+    Copy,
+    /// Only reads them (`dst` receives one sum per thread, a few KiB).
+    Read,
+}
+
+/// A copy (or a read) of the first `bytes` bytes (a multiple of 16) of `src` by at most
+/// `max_groups` workgroups of 64 threads.
 pub struct Copy {
     dispatch: Dispatch<CopyParams>,
     groups: u32,
 }
 
 impl Copy {
-    pub fn new(ctx: &Context, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) -> Result<Self> {
-        if !bytes.is_multiple_of(16) || bytes > src.size() || bytes > dst.size() {
+    pub fn new(
+        ctx: &Context,
+        mode: CopyMode,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        bytes: u64,
+        max_groups: u32,
+    ) -> Result<Self> {
+        let words = (bytes / 16) as usize;
+        let groups = groups(words, WORKGROUP).clamp(1, max_groups.max(1));
+        let dst_bytes = match mode {
+            CopyMode::Copy => bytes,
+            CopyMode::Read => 16 * u64::from(groups * WORKGROUP).min(words as u64),
+        };
+        if !bytes.is_multiple_of(16) || bytes > src.size() || dst_bytes > dst.size() {
             return Err(Error::input(format!(
-                "copy of {bytes} bytes: must be a multiple of 16 and fit both buffers ({} and {})",
+                "{mode:?} of {bytes} bytes: must be a multiple of 16 and fit the source ({}), \
+                 with {dst_bytes} bytes of destination ({})",
                 src.size(),
                 dst.size()
             )));
         }
-        let words = (bytes / 16) as usize;
-        let groups = groups(words, WORKGROUP).clamp(1, MAX_GROUPS);
         let params = CopyParams {
             words: words as u32,
             stride: groups * WORKGROUP,
             _pad0: 0,
             _pad1: 0,
         };
-        let dispatch = Dispatch::new(ctx, &PipelineKey::new(Kernel::Copy), params, &[src, dst])?;
+        let key = PipelineKey::new(Kernel::Copy).flag("READ_ONLY", mode == CopyMode::Read);
+        let dispatch = Dispatch::new(ctx, &key, params, &[src, dst])?;
         Ok(Self { dispatch, groups })
+    }
+
+    /// Workgroups launched.
+    pub fn groups(&self) -> u32 {
+        self.groups
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {

@@ -7,7 +7,7 @@
 //! computes the same function (tests/matmul_variants.rs), so tuning changes speed, not results
 //! beyond f32 rounding.
 //!
-//! The cache file is `tuning-v2.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
+//! The cache file is `tuning-v3.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
 //! directory (`$XDG_CACHE_HOME/moe-gpu`, `~/.cache/moe-gpu`, `~/Library/Caches/moe-gpu`,
 //! `%LOCALAPPDATA%\moe-gpu`). A cache that cannot be read or written is ignored.
 
@@ -22,16 +22,18 @@ use crate::moe::arena::ExpertArena;
 use crate::moe::experts::ExpertWeights;
 
 /// The cache file's name; the version changes whenever the candidates or the tuning problem do.
-const CACHE_FILE: &str = "tuning-v2.json";
+const CACHE_FILE: &str = "tuning-v3.json";
 
-/// Tuning problem: experts × rows per expert, and the largest sizes timed.
-const PREFILL_PROBLEM: (usize, usize) = (4, 16);
-const DECODE_PROBLEM: (usize, usize) = (8, 1);
+/// Tuning problems: rows per expert. Prefill rows are spread unevenly around 16 (as random
+/// routing of 128 tokens over 64 experts with k = 8 spreads them), so that a tiling pays for
+/// the partly filled tiles real routing leaves; decode has one row per expert.
+const PREFILL_ROWS: [usize; 12] = [16, 13, 19, 9, 22, 15, 18, 11, 24, 14, 20, 12];
+const DECODE_ROWS: [usize; 8] = [1; 8];
 const MAX_TUNED_SIZE: usize = 1024;
 /// Expert matrices with fewer weights (hidden · inter) than this are too small for the tiling
 /// to matter, so they keep the default rather than pay for tuning (test fixtures, toy demos).
 const MIN_TUNED_WEIGHTS: usize = 16 * 1024;
-const TUNE_REPEATS: usize = 3;
+const TUNE_REPEATS: usize = 5;
 
 /// The two expert GEMMs of a layer: gate/up (with its activation) over hidden, then down.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,12 +113,14 @@ fn cache_key(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> String {
     )
 }
 
-/// Times every candidate on `experts` experts with `rows` rows each and returns the fastest.
+/// Times every candidate on the problem of `kind` (`PREFILL_ROWS` or `DECODE_ROWS`) and returns
+/// the fastest.
 fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
-    let (experts, rows) = match kind {
-        TileKind::Prefill => PREFILL_PROBLEM,
-        TileKind::Decode => DECODE_PROBLEM,
+    let rows: &[usize] = match kind {
+        TileKind::Prefill => &PREFILL_ROWS,
+        TileKind::Decode => &DECODE_ROWS,
     };
+    let experts = rows.len();
     let g = ExpertGemms {
         hidden: g.hidden.min(MAX_TUNED_SIZE),
         inter: g.inter.min(MAX_TUNED_SIZE),
@@ -127,23 +131,32 @@ fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
         arena.upload(ctx, e, &pattern_expert(&g, e));
     }
     arena.write_table(ctx, &(0..experts as u32).collect::<Vec<_>>());
-    let ids: Vec<u32> = (0..experts * rows).map(|r| (r / rows) as u32).collect();
+    let ids: Vec<u32> = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(e, &n)| std::iter::repeat_n(e as u32, n))
+        .collect();
     let timer = GpuTimer::new(ctx);
-    let mut best: Option<(f64, Tiling)> = None;
-    for tiling in Tiling::candidates(kind) {
-        // A candidate the adapter cannot build or run is skipped, not fatal.
-        let timed = GroupedRun::new(ctx, &arena, &g, &ids, 1, tiling).and_then(|run| {
-            run.time(ctx, &timer)?;
-            let mut t = (0..TUNE_REPEATS)
-                .map(|_| run.time(ctx, &timer))
-                .collect::<Result<Vec<f64>>>()?;
-            Ok(median(&mut t))
-        });
-        let Ok(secs) = timed else { continue };
-        if best.is_none_or(|(b, _)| secs < b) {
-            best = Some((secs, tiling));
+    // A candidate the adapter cannot build or run is skipped, not fatal. The others are timed
+    // in turn, round after round, so that load from other processes, which changes over
+    // seconds, does not favour the ones timed while it was low.
+    let mut runs: Vec<(Tiling, GroupedRun, Vec<f64>)> = Tiling::candidates(kind)
+        .into_iter()
+        .filter_map(|tiling| {
+            let run = GroupedRun::new(ctx, &arena, &g, &ids, 1, tiling).ok()?;
+            run.time(ctx, &timer).ok()?;
+            Some((tiling, run, Vec::new()))
+        })
+        .collect();
+    for _ in 0..TUNE_REPEATS {
+        for (_, run, times) in &mut runs {
+            times.push(run.time(ctx, &timer)?);
         }
     }
+    let best = runs
+        .iter_mut()
+        .map(|(tiling, _, times)| (median(times), *tiling))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
     Ok(best.map_or(Tiling::default_for(kind), |(_, t)| t))
 }
 

@@ -9,7 +9,7 @@ mod common;
 
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::permute::{self, Permute, PermuteBuffers, SCAN_SCATTER_MAX_PAIRS};
-use moe_gpu::kernels::select::{PermuteShape, Select, SelectBuffers, SelectPermuteBuffers};
+use moe_gpu::kernels::select::{PermuteShape, Select, SelectBuffers};
 use moe_gpu::moe::{DynamicActivation, RoutingSpec};
 use moe_gpu::reference::permutation;
 use moe_gpu::synthetic::Rng;
@@ -22,57 +22,88 @@ struct Result {
     args: Vec<u32>,
 }
 
+/// The permutation's buffers for `pairs` pairs over `experts` experts, tiles of `block_m` rows.
+struct Buffers {
+    ids: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    offsets: wgpu::Buffer,
+    cursor: wgpu::Buffer,
+    tiles: wgpu::Buffer,
+    args: wgpu::Buffer,
+    rows: wgpu::Buffer,
+    pos: wgpu::Buffer,
+}
+
+impl Buffers {
+    fn new(ids: wgpu::Buffer, pairs: usize, experts: usize, block_m: u32) -> Self {
+        let ctx = common::ctx();
+        let buf = |label, bytes: usize| ctx.storage(label, bytes as u64).unwrap();
+        Self {
+            ids,
+            counts: buf("counts", experts * 4),
+            offsets: buf("offsets", (experts + 1) * 4),
+            cursor: buf("cursor", experts * 4),
+            tiles: buf("tiles", permute::max_tiles(pairs, block_m, experts) * 16),
+            args: ctx.indirect_storage("args", 24).unwrap(),
+            rows: buf("rows", pairs * 4),
+            pos: buf("pos", pairs * 4),
+        }
+    }
+
+    fn bindings(&self) -> PermuteBuffers<'_> {
+        PermuteBuffers {
+            ids: &self.ids,
+            counts: &self.counts,
+            offsets: &self.offsets,
+            cursor: &self.cursor,
+            tiles: &self.tiles,
+            args: &self.args,
+            rows: &self.rows,
+            pos: &self.pos,
+        }
+    }
+
+    fn read(&self, pairs: usize, experts: usize) -> Result {
+        let ctx = common::ctx();
+        let args: Vec<u32> = ctx.read_back(&self.args, 6).unwrap();
+        let tiles: Vec<u32> = ctx.read_back(&self.tiles, args[0] as usize * 4).unwrap();
+        Result {
+            offsets: ctx.read_back(&self.offsets, experts + 1).unwrap(),
+            rows: ctx.read_back(&self.rows, pairs).unwrap(),
+            pos: ctx.read_back(&self.pos, pairs).unwrap(),
+            tiles: tiles.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
+            args,
+        }
+    }
+
+    fn counts_left(&self, experts: usize) -> Vec<u32> {
+        common::ctx().read_back(&self.counts, experts).unwrap()
+    }
+}
+
 fn gpu_permute(ids: &[u32], experts: usize, block_m: u32, steps: usize) -> Result {
     let ctx = common::ctx();
     let pairs = ids.len();
-    let max_tiles = permute::max_tiles(pairs, block_m, experts);
-    let ids_b = ctx.storage_with("ids", ids).unwrap();
-    let counts = ctx.storage("counts", (experts * 4) as u64).unwrap();
-    let offsets = ctx.storage("offsets", ((experts + 1) * 4) as u64).unwrap();
-    let cursor = ctx.storage("cursor", (experts * 4) as u64).unwrap();
-    let tiles = ctx.storage("tiles", (max_tiles * 16) as u64).unwrap();
-    let args = ctx.indirect_storage("args", 24).unwrap();
-    let rows = ctx.storage("rows", (pairs * 4) as u64).unwrap();
-    let pos = ctx.storage("pos", (pairs * 4) as u64).unwrap();
-    let p = Permute::new(
-        ctx,
+    let b = Buffers::new(
+        ctx.storage_with("ids", ids).unwrap(),
+        pairs,
         experts,
-        PermuteBuffers {
-            ids: &ids_b,
-            counts: &counts,
-            offsets: &offsets,
-            cursor: &cursor,
-            tiles: &tiles,
-            args: &args,
-            rows: &rows,
-            pos: &pos,
-        },
-    )
-    .unwrap();
+        block_m,
+    );
+    let p = Permute::new(ctx, experts, b.bindings()).unwrap();
     let (host_counts, _) = permutation(ids, experts);
     // Several steps in a row: the scan must leave the counts zeroed for the next one, so the
     // host adds this step's counts to what is there.
     for step in 0..steps {
-        let left: Vec<u32> = ctx.read_back(&counts, experts).unwrap();
         if step > 0 {
+            let left = b.counts_left(experts);
             assert!(left.iter().all(|&c| c == 0), "the scan zeroes the counts");
         }
         ctx.queue
-            .write_buffer(&counts, 0, bytemuck::cast_slice(&host_counts));
+            .write_buffer(&b.counts, 0, bytemuck::cast_slice(&host_counts));
         common::run_pass(ctx, |pass| p.encode(ctx, pass, pairs, block_m, (3, 5)));
     }
-    let args_v: Vec<u32> = ctx.read_back(&args, 6).unwrap();
-    let tiles_flat: Vec<u32> = ctx.read_back(&tiles, args_v[0] as usize * 4).unwrap();
-    Result {
-        offsets: ctx.read_back(&offsets, experts + 1).unwrap(),
-        rows: ctx.read_back(&rows, pairs).unwrap(),
-        pos: ctx.read_back(&pos, pairs).unwrap(),
-        tiles: tiles_flat
-            .chunks(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect(),
-        args: args_v,
-    }
+    b.read(pairs, experts)
 }
 
 fn check(ids: &[u32], experts: usize, block_m: u32) {
@@ -188,38 +219,20 @@ fn gpu_select_permute(
     let pairs = tokens * k;
     let buf = |label, bytes: usize| ctx.storage(label, bytes as u64).unwrap();
     let logits_b = ctx.storage_with("logits", logits).unwrap();
-    let (corr, ids, weights, gate) = (
-        buf("corr", 4),
-        buf("ids", pairs * 4),
-        buf("w", pairs * 4),
-        buf("gate", tokens * 4),
-    );
-    let counts = buf("counts", experts * 4);
-    let (offsets, cursor) = (
-        buf("offsets", (experts + 1) * 4),
-        buf("cursor", experts * 4),
-    );
-    let tiles = buf("tiles", permute::max_tiles(pairs, block_m, experts) * 16);
-    let args = ctx.indirect_storage("args", 24).unwrap();
-    let (rows, pos) = (buf("rows", pairs * 4), buf("pos", pairs * 4));
+    let (corr, weights, gate) = (buf("corr", 4), buf("w", pairs * 4), buf("gate", tokens * 4));
+    let b = Buffers::new(buf("ids", pairs * 4), pairs, experts, block_m);
+    let bindings = b.bindings();
     let select = Select::new(
         ctx,
         spec,
         SelectBuffers {
             logits: &logits_b,
             correction: &corr,
-            ids: &ids,
+            ids: &b.ids,
             weights: &weights,
             shared_gate: &gate,
-            counts: Some(&counts),
-            permute: Some(SelectPermuteBuffers {
-                offsets: &offsets,
-                cursor: &cursor,
-                tiles: &tiles,
-                args: &args,
-                rows: &rows,
-                pos: &pos,
-            }),
+            counts: Some(&b.counts),
+            permute: Some(&bindings),
         },
     )
     .unwrap();
@@ -232,26 +245,15 @@ fn gpu_select_permute(
     common::run_pass(ctx, |pass| {
         permuted = select.encode(ctx, pass, tokens, kk, act, Some(shape));
     });
-    let args_v: Vec<u32> = ctx.read_back(&args, 6).unwrap();
-    let tiles_flat: Vec<u32> = ctx.read_back(&tiles, args_v[0] as usize * 4).unwrap();
-    let left: Vec<u32> = ctx.read_back(&counts, experts).unwrap();
     if permuted {
+        let left = b.counts_left(experts);
         assert!(
             left.iter().all(|&c| c == 0),
             "the permutation zeroes the counts"
         );
     }
-    let r = Result {
-        offsets: ctx.read_back(&offsets, experts + 1).unwrap(),
-        rows: ctx.read_back(&rows, pairs).unwrap(),
-        pos: ctx.read_back(&pos, pairs).unwrap(),
-        tiles: tiles_flat
-            .chunks(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect(),
-        args: args_v,
-    };
-    (permuted, ctx.read_back(&ids, pairs).unwrap(), r)
+    let ids = ctx.read_back(&b.ids, pairs).unwrap();
+    (permuted, ids, b.read(pairs, experts))
 }
 
 /// A selection of at most one workgroup (64 tokens) permutes the step itself, with dropped
@@ -280,4 +282,37 @@ fn selection_permutes_steps_of_one_workgroup_itself() {
             }
         }
     }
+}
+
+/// A selection must count into, and write the ids of, the permutation it is given.
+#[test]
+fn selection_refuses_a_permutation_of_other_buffers() {
+    let ctx = common::ctx();
+    let spec = RoutingSpec::softmax(8, 2, true);
+    let buf = |label, bytes: u64| ctx.storage(label, bytes).unwrap();
+    let (logits, corr, ids, weights, gate, counts) = (
+        buf("logits", 64),
+        buf("corr", 4),
+        buf("ids", 16),
+        buf("w", 16),
+        buf("gate", 4),
+        buf("counts", 32),
+    );
+    let other = Buffers::new(buf("other ids", 16), 4, 8, 1);
+    let bindings = other.bindings();
+    let result = Select::new(
+        ctx,
+        &spec,
+        SelectBuffers {
+            logits: &logits,
+            correction: &corr,
+            ids: &ids,
+            weights: &weights,
+            shared_gate: &gate,
+            counts: Some(&counts),
+            permute: Some(&bindings),
+        },
+    );
+    let err = result.err().expect("mismatched buffers are refused");
+    assert!(err.to_string().contains("permutation"), "{err}");
 }

@@ -52,6 +52,7 @@ pub fn max_tiles(pairs: usize, block_m: u32, experts: usize) -> usize {
 }
 
 /// The permutation's working buffers, all sized for `max_pairs` pairs.
+#[derive(Clone, Copy)]
 pub struct PermuteBuffers<'a> {
     pub ids: &'a wgpu::Buffer,
     pub counts: &'a wgpu::Buffer,

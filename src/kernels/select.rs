@@ -2,8 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::kernels::permute::PermuteBuffers;
 use crate::kernels::{Dispatch, WORKGROUP, groups};
 use crate::moe::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
 
@@ -28,17 +29,6 @@ pub struct SelectParams {
     pub col_blocks_b: u32,
 }
 
-/// The permutation's buffers (`shaders/permute_common.wgsl`), for a selection that also
-/// permutes a step of at most [`WORKGROUP`] tokens.
-pub struct SelectPermuteBuffers<'a> {
-    pub offsets: &'a wgpu::Buffer,
-    pub cursor: &'a wgpu::Buffer,
-    pub tiles: &'a wgpu::Buffer,
-    pub args: &'a wgpu::Buffer,
-    pub rows: &'a wgpu::Buffer,
-    pub pos: &'a wgpu::Buffer,
-}
-
 /// The tile height and column blocks of the grouped GEMMs that the permutation feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PermuteShape {
@@ -58,9 +48,10 @@ pub struct SelectBuffers<'a> {
     /// [experts] per-expert counts that every kept pick adds one to (the permutation's
     /// histogram; zero before the step), or `None` to count nothing.
     pub counts: Option<&'a wgpu::Buffer>,
-    /// With `counts`: the permutation's buffers, so that a step of at most [`WORKGROUP`]
-    /// tokens is permuted by the selection itself.
-    pub permute: Option<SelectPermuteBuffers<'a>>,
+    /// With `counts`: the permutation's buffers (`shaders/permute_common.wgsl`; their ids and
+    /// counts are these), so that a step of at most [`WORKGROUP`] tokens is permuted by the
+    /// selection itself.
+    pub permute: Option<&'a PermuteBuffers<'a>>,
 }
 
 pub struct Select {
@@ -109,12 +100,19 @@ impl Select {
             col_blocks_b: 0,
         };
         let b = &buffers;
+        if let Some(p) = b.permute
+            && (b.counts != Some(p.counts) || b.ids != p.ids)
+        {
+            return Err(Error::input(
+                "a selection that permutes must count into the permutation's counts and write its ids",
+            ));
+        }
         // One small buffer stands in for each one the pipeline never touches.
         let unused = ctx.storage("select: unused binding", 16)?;
         let counts = b.counts.unwrap_or(&unused);
-        let can_permute = b.counts.is_some() && b.permute.is_some();
-        let p = b.permute.as_ref();
-        let or_unused = |f: fn(&SelectPermuteBuffers<'a>) -> &'a wgpu::Buffer| p.map_or(&unused, f);
+        let can_permute = b.permute.is_some();
+        let p = b.permute;
+        let or_unused = |f: fn(&PermuteBuffers<'a>) -> &'a wgpu::Buffer| p.map_or(&unused, f);
         let dispatch = Dispatch::new(
             ctx,
             &key(spec, b.counts.is_some()),

@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
-use crate::kernels::select::{PermuteShape, Select, SelectBuffers, SelectPermuteBuffers};
+use crate::kernels::permute::PermuteBuffers;
+use crate::kernels::select::{PermuteShape, Select, SelectBuffers};
 use crate::moe::experts::MoeWeights;
 use crate::moe::layer::MoeLayerSpec;
 use crate::moe::routing::DynamicActivation;
@@ -97,7 +98,7 @@ impl Router {
         x: &wgpu::Buffer,
         out: &RouterOutputs,
         counts: Option<&wgpu::Buffer>,
-        permute: Option<SelectPermuteBuffers<'_>>,
+        permute: Option<&PermuteBuffers<'_>>,
     ) -> Result<Self> {
         let (h, cols) = (spec.hidden, logit_cols(spec));
         let matmul = DenseMatmul::new(

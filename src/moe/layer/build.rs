@@ -8,7 +8,6 @@ use crate::gpu::{Context, Staging};
 use crate::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
 use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
 use crate::kernels::permute::{self, Permute, PermuteBuffers};
-use crate::kernels::select::SelectPermuteBuffers;
 use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::arena::ExpertArena;
@@ -141,6 +140,16 @@ impl MoeLayer {
         let args = ctx.indirect_storage("gemm dispatch args", (permute::ARGS_WORDS * 4) as u64)?;
         let rows = ctx.storage("sorted rows", (pairs * 4) as u64)?;
         let pos = ctx.storage("pair positions", (pairs * 4) as u64)?;
+        let permute_buffers = PermuteBuffers {
+            ids: &route.ids,
+            counts: &counts,
+            offsets: &offsets,
+            cursor: &cursor,
+            tiles: &tiles,
+            args: &args,
+            rows: &rows,
+            pos: &pos,
+        };
         // Router and selection, which counts the pairs per expert and, for a step of few
         // tokens, builds the permutation too.
         let router_weights = RouterWeights::new(ctx, &spec, weights)?;
@@ -151,29 +160,9 @@ impl MoeLayer {
             &x,
             &route,
             Some(&counts),
-            Some(SelectPermuteBuffers {
-                offsets: &offsets,
-                cursor: &cursor,
-                tiles: &tiles,
-                args: &args,
-                rows: &rows,
-                pos: &pos,
-            }),
+            Some(&permute_buffers),
         )?;
-        let permute = Permute::new(
-            ctx,
-            e,
-            PermuteBuffers {
-                ids: &route.ids,
-                counts: &counts,
-                offsets: &offsets,
-                cursor: &cursor,
-                tiles: &tiles,
-                args: &args,
-                rows: &rows,
-                pos: &pos,
-            },
-        )?;
+        let permute = Permute::new(ctx, e, permute_buffers)?;
 
         // Grouped expert GEMMs over the arena.
         let arena = ExpertArena::new(ctx, h, i, e, slots, spec.format, spec.expert_bias)?;

@@ -8,6 +8,7 @@ use crate::bench::kernels::{CopyRun, DenseRun};
 use crate::bench::report::{
     DecodeBandwidth, GemmEfficiency, HostCost, ModelReport, SparseSpeedup, Submits,
 };
+use crate::bench::rounds::Rounds;
 use crate::bench::shapes::{RealModel, ScaledShape};
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
@@ -98,44 +99,6 @@ pub fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
         ExpertArena::expert_bytes(h, si, spec.format, spec.expert_bias)
     });
     (expert, router + shared)
-}
-
-/// Timings of several measurements taken in turn, round after round: a ratio of two of them is
-/// taken within each round, so that load from other processes, which on a shared machine
-/// changes over seconds, hits both sides of a ratio alike.
-struct Rounds {
-    /// [measurement][round] seconds.
-    secs: Vec<Vec<f64>>,
-}
-
-impl Rounds {
-    /// One warm-up round, then `repeats` timed rounds of every measurement in order.
-    fn run(repeats: usize, measurements: &mut [&mut dyn FnMut() -> Result<f64>]) -> Result<Self> {
-        for m in measurements.iter_mut() {
-            m()?;
-        }
-        let mut secs = vec![Vec::new(); measurements.len()];
-        for _ in 0..repeats.max(1) {
-            for (m, t) in measurements.iter_mut().zip(&mut secs) {
-                t.push(m()?);
-            }
-        }
-        Ok(Self { secs })
-    }
-
-    /// The median time of measurement `i` in ms.
-    fn ms(&self, i: usize) -> f64 {
-        median(&mut self.secs[i].clone()) * 1e3
-    }
-
-    /// Per round, time of `num` / time of `den`.
-    fn ratios(&self, num: usize, den: usize) -> Vec<f64> {
-        self.secs[num]
-            .iter()
-            .zip(&self.secs[den])
-            .map(|(n, d)| n / d)
-            .collect()
-    }
 }
 
 /// The decode figure's scale: halving from the prefill scale until one step would read at

@@ -20,6 +20,7 @@ pub mod attention;
 pub mod kernels;
 pub mod layers;
 pub mod report;
+pub mod rounds;
 pub mod shapes;
 
 use crate::error::Result;

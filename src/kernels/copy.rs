@@ -20,7 +20,7 @@ pub struct CopyParams {
 /// Workgroups a copy launches by default; each thread then loops over the rest.
 pub const DEFAULT_GROUPS: u32 = 4096;
 
-/// What a [`Copy`] does with the bytes it reads.
+/// What a [`struct@Copy`] does with the bytes it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyMode {
     /// Writes them to `dst`.

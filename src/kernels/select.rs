@@ -39,13 +39,13 @@ pub struct PermuteShape {
 pub struct SelectBuffers<'a> {
     /// [tokens, logit_stride] router logits (a shared-gate logit in the last column).
     pub logits: &'a wgpu::Buffer,
-    /// [experts] selection-only correction bias (any buffer without one).
+    /// `[experts]` selection-only correction bias (any buffer without one).
     pub correction: &'a wgpu::Buffer,
     pub ids: &'a wgpu::Buffer,
     pub weights: &'a wgpu::Buffer,
-    /// [tokens] sigmoid of the shared-expert gate logit.
+    /// `[tokens]` sigmoid of the shared-expert gate logit.
     pub shared_gate: &'a wgpu::Buffer,
-    /// [experts] per-expert counts that every kept pick adds one to (the permutation's
+    /// `[experts]` per-expert counts that every kept pick adds one to (the permutation's
     /// histogram; zero before the step), or `None` to count nothing.
     pub counts: Option<&'a wgpu::Buffer>,
     /// With `counts`: the permutation's buffers (`shaders/permute_common.wgsl`; their ids and

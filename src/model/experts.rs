@@ -201,7 +201,7 @@ const FP4: [f32; 16] = [
     0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
 ];
 
-/// Dequantises one expert's MXFP4 matrix to `[out, in]`: value = FP4[nibble] · 2^(scale − 127),
+/// Dequantises one expert's MXFP4 matrix to `[out, in]`: value = `FP4[nibble] · 2^(scale − 127)`,
 /// the low nibble holding the even element.
 pub fn dequant_mxfp4(blocks: &[u8], scales: &[u8], out: usize, inp: usize) -> Vec<f32> {
     let mut w = Vec::with_capacity(out * inp);

@@ -21,7 +21,7 @@ pub struct ExpertArena {
     pub gate_up_bias: wgpu::Buffer,
     /// [slots, hidden]
     pub down_bias: wgpu::Buffer,
-    /// [experts] slot of each expert, INVALID when not resident.
+    /// `[experts]` slot of each expert, INVALID when not resident.
     pub table: wgpu::Buffer,
 }
 

@@ -16,10 +16,10 @@ pub struct ExpertWeights {
     pub up: Vec<f32>,
     /// [hidden, inter]
     pub down: Vec<f32>,
-    /// [inter] each, gpt-oss only.
+    /// `[inter]` each, gpt-oss only.
     pub gate_bias: Option<Vec<f32>>,
     pub up_bias: Option<Vec<f32>>,
-    /// [hidden], gpt-oss only.
+    /// `[hidden]`, gpt-oss only.
     pub down_bias: Option<Vec<f32>>,
 }
 
@@ -112,7 +112,7 @@ impl ExpertSource for Vec<ExpertWeights> {
 #[derive(Debug, Clone)]
 pub struct SharedExpert {
     pub mlp: ExpertWeights,
-    /// [hidden] `shared_expert_gate` row: out += sigmoid(gate · x) · mlp(x).
+    /// `[hidden]` `shared_expert_gate` row: out += sigmoid(gate · x) · mlp(x).
     pub gate: Option<Vec<f32>>,
 }
 
@@ -120,9 +120,9 @@ pub struct SharedExpert {
 pub struct MoeWeights {
     /// [experts, hidden]
     pub router: Vec<f32>,
-    /// [experts]
+    /// `[experts]`
     pub router_bias: Option<Vec<f32>>,
-    /// [experts] DeepSeek-V3 `e_score_correction_bias`.
+    /// `[experts]` DeepSeek-V3 `e_score_correction_bias`.
     pub correction: Option<Vec<f32>>,
     pub shared: Option<SharedExpert>,
     pub experts: Arc<dyn ExpertSource>,

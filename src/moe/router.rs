@@ -60,7 +60,7 @@ pub struct RouterOutputs {
     pub ids: wgpu::Buffer,
     /// [max_tokens, k]
     pub weights: wgpu::Buffer,
-    /// [max_tokens] sigmoid of the shared-expert gate logit.
+    /// `[max_tokens]` sigmoid of the shared-expert gate logit.
     pub shared_gate: wgpu::Buffer,
 }
 
@@ -89,7 +89,7 @@ pub struct Router {
 
 impl Router {
     /// Routes `x` ([max_tokens, hidden] f32) into `out`, adding each pick to `counts`
-    /// ([experts], the permutation's histogram) where given; with `permute` too, the selection
+    /// (`[experts]`, the permutation's histogram) where given; with `permute` too, the selection
     /// of a step of at most 64 tokens also builds the permutation.
     pub fn new(
         ctx: &Context,

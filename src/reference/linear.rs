@@ -3,7 +3,7 @@
 use crate::kernels::matmul::Glu;
 use crate::moe::experts::ExpertWeights;
 
-/// `x` [rows, k] · `w` [n, k]ᵀ + `bias` [n], accumulated in f64.
+/// `x` `[rows, k]` · `w` `[n, k]`ᵀ + `bias` `[n]`, accumulated in f64.
 pub fn linear(
     x: &[f32],
     rows: usize,

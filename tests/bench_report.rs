@@ -43,13 +43,7 @@ fn round_ratios(v: &Value, what: &str, repeats: usize) -> Vec<f64> {
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    moe_gpu::gpu::median(&mut values)
 }
 
 #[test]

@@ -9,17 +9,26 @@ use moe_gpu::moe::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
 use moe_gpu::reference::route;
 use moe_gpu::synthetic::Rng;
 
+/// What one run of the kernel wrote: ids, weights, shared gate and (with counting) counts.
+struct Routed {
+    ids: Vec<u32>,
+    weights: Vec<f32>,
+    gate: Vec<f32>,
+    counts: Vec<u32>,
+}
+
 /// Runs the kernel on `logits` ([tokens, experts], plus a shared-gate column when the spec has
-/// one) and returns (ids, weights, shared gate).
-fn gpu_route(
+/// one), counting into a buffer that starts at `counts` where given.
+fn run_select(
     spec: &RoutingSpec,
     logits: &[f32],
     tokens: usize,
     correction: Option<&[f32]>,
     act: &DynamicActivation,
-) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    counts: Option<&[u32]>,
+) -> Routed {
     let ctx = common::ctx();
-    let k = spec.top_k;
+    let (k, e) = (spec.top_k, spec.experts);
     let logits_buf = ctx.storage_with("logits", logits).unwrap();
     let corr = ctx
         .storage_with("corr", correction.unwrap_or(&[0.0]))
@@ -27,6 +36,7 @@ fn gpu_route(
     let ids = ctx.storage("ids", (tokens * k * 4) as u64).unwrap();
     let weights = ctx.storage("w", (tokens * k * 4) as u64).unwrap();
     let gate = ctx.storage("gate", (tokens * 4) as u64).unwrap();
+    let counts_buf = counts.map(|start| ctx.storage_with("counts", start).unwrap());
     let select = Select::new(
         ctx,
         spec,
@@ -36,7 +46,7 @@ fn gpu_route(
             ids: &ids,
             weights: &weights,
             shared_gate: &gate,
-            counts: None,
+            counts: counts_buf.as_ref(),
             permute: None,
         },
     )
@@ -45,11 +55,24 @@ fn gpu_route(
     common::run_pass(ctx, |pass| {
         select.encode(ctx, pass, tokens, kk, act, None);
     });
-    (
-        ctx.read_back(&ids, tokens * k).unwrap(),
-        ctx.read_back(&weights, tokens * k).unwrap(),
-        ctx.read_back(&gate, tokens).unwrap(),
-    )
+    Routed {
+        ids: ctx.read_back(&ids, tokens * k).unwrap(),
+        weights: ctx.read_back(&weights, tokens * k).unwrap(),
+        gate: ctx.read_back(&gate, tokens).unwrap(),
+        counts: counts_buf.map_or_else(Vec::new, |c| ctx.read_back(&c, e).unwrap()),
+    }
+}
+
+/// Runs the kernel without counting and returns (ids, weights, shared gate).
+fn gpu_route(
+    spec: &RoutingSpec,
+    logits: &[f32],
+    tokens: usize,
+    correction: Option<&[f32]>,
+    act: &DynamicActivation,
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let r = run_select(spec, logits, tokens, correction, act, None);
+    (r.ids, r.weights, r.gate)
 }
 
 fn check(
@@ -255,36 +278,9 @@ fn gpu_count(
     act: &DynamicActivation,
     start: &[u32],
 ) -> (Vec<u32>, Vec<u32>) {
-    let ctx = common::ctx();
-    let (k, e) = (spec.top_k, spec.experts);
-    let logits_buf = ctx.storage_with("logits", logits).unwrap();
-    let corr = ctx.storage_with("corr", &vec![0.05f32; e]).unwrap();
-    let ids = ctx.storage("ids", (tokens * k * 4) as u64).unwrap();
-    let weights = ctx.storage("w", (tokens * k * 4) as u64).unwrap();
-    let gate = ctx.storage("gate", (tokens * 4) as u64).unwrap();
-    let counts = ctx.storage_with("counts", start).unwrap();
-    let select = Select::new(
-        ctx,
-        spec,
-        SelectBuffers {
-            logits: &logits_buf,
-            correction: &corr,
-            ids: &ids,
-            weights: &weights,
-            shared_gate: &gate,
-            counts: Some(&counts),
-            permute: None,
-        },
-    )
-    .unwrap();
-    let kk = act.effective_k(k).unwrap();
-    common::run_pass(ctx, |pass| {
-        select.encode(ctx, pass, tokens, kk, act, None);
-    });
-    (
-        ctx.read_back(&ids, tokens * k).unwrap(),
-        ctx.read_back(&counts, e).unwrap(),
-    )
+    let correction = vec![0.05f32; spec.experts];
+    let r = run_select(spec, logits, tokens, Some(&correction), act, Some(start));
+    (r.ids, r.counts)
 }
 
 /// With counting on, every kept pick adds one to its expert's count and dropped picks add

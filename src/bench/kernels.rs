@@ -128,12 +128,15 @@ impl CopyRun {
                 .collect::<Result<Vec<_>>>()
         };
         let mut best: Option<(f64, Self)> = None;
+        let mut tried = Vec::new();
         for max_groups in COPY_GROUPS {
             let copies = build(max_groups)?;
+            // Small copies clamp several sizes to the same grid: time each grid once.
             let groups = copies[0].groups();
-            if best.as_ref().is_some_and(|(_, b)| b.groups == groups) {
+            if tried.contains(&groups) {
                 continue;
             }
+            tried.push(groups);
             let run = Self {
                 copies,
                 next: Cell::new(0),

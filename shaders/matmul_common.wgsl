@@ -3,6 +3,8 @@
 //   dense   (GROUPED = false): rows r = 0..m of x, one weight matrix (slot 0);
 //   grouped (GROUPED = true):  a tile list of expert-sorted row blocks, one expert per tile, the
 //            expert's weights found through the slot table. Experts with no rows have no tiles.
+//            With TAIL the list is the tail tiles (experts' last tiles of few rows, for a
+//            pipeline compiled with a smaller TM), stored backwards from the end of `tiles`.
 // With GATHER the x row of sorted row r is token rows[r] / top_k, so x is never permuted.
 // With GLU the slot holds 2n weight rows, gate rows 0..n then up rows n..2n, and the output is
 // act(gate, up); otherwise it holds n rows and the output is x · Wᵀ (+ bias).
@@ -31,6 +33,7 @@ struct Params {
 }
 
 override GROUPED: bool = false;
+override TAIL: bool = false;   // GROUPED: read the tail tile list (see permute_common.wgsl)
 override GATHER: bool = false;
 override GLU: u32 = 0u;        // 0 none, 1 silu(g)·u, 2 gpt-oss clamped swiglu
 override BIAS: bool = false;
@@ -50,7 +53,7 @@ const INVALID: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // [slots, w_slot_vecs]: rows, then scales
 @group(0) @binding(3) var<storage, read> bias: array<f32>;       // [slots, bias_slot]
 @group(0) @binding(4) var<storage, read> slots: array<u32>;      // [experts] expert -> slot
-@group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // [tiles] (expert, row0, row_end, _)
+@group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // [max tiles] (expert, row0, row_end, _)
 @group(0) @binding(6) var<storage, read> rows: array<u32>;       // [pairs] sorted row -> pair id
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;  // [rows, out_stride]
 
@@ -64,7 +67,11 @@ struct Tile {
 fn tile_of(wg_x: u32) -> Tile {
     let block_m = WG_M * TM;
     if (GROUPED) {
-        let t = tiles[wg_x];
+        var i = wg_x;
+        if (TAIL) {
+            i = arrayLength(&tiles) - 1u - wg_x;
+        }
+        let t = tiles[i];
         return Tile(t.y, min(t.z, t.y + block_m), slots[t.x]);
     }
     return Tile(wg_x * block_m, p.m, 0u);

@@ -30,6 +30,7 @@ struct Params {
     block_m: u32,      // permute: rows per GEMM tile
     col_blocks_a: u32, // permute: column blocks of the first grouped GEMM
     col_blocks_b: u32, // permute: column blocks of the second grouped GEMM
+    tail_m: u32,       // permute: an expert's last tile of at most this many rows is a tail tile
 }
 
 override SCORE: u32 = 0u;
@@ -52,7 +53,7 @@ const NEG_INF: f32 = -3.4028235e38;
 @group(0) @binding(7) var<storage, read_write> offsets: array<u32>;    // [experts + 1] permute
 @group(0) @binding(8) var<storage, read_write> cursor: array<atomic<u32>>; // [experts] permute
 @group(0) @binding(9) var<storage, read_write> tiles: array<vec4<u32>>; // [max tiles] permute
-@group(0) @binding(10) var<storage, read_write> args: array<u32>;      // [6] permute
+@group(0) @binding(10) var<storage, read_write> args: array<u32>;      // [12] permute
 @group(0) @binding(11) var<storage, read_write> rows: array<u32>;      // [tokens · k_max] permute
 @group(0) @binding(12) var<storage, read_write> pos: array<u32>;       // [tokens · k_max] permute
 
@@ -134,7 +135,7 @@ fn main(
     if (p.permute != 0u) {
         // Every token's ids and counts are written before the permutation reads them.
         storageBarrier();
-        permute(lid, p.experts, p.block_m, p.col_blocks_a, p.col_blocks_b, p.tokens * p.k_max);
+        permute(lid, p.experts, p.block_m, p.tail_m, p.col_blocks_a, p.col_blocks_b, p.tokens * p.k_max);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Every matmul variant and tiling the autotuner may choose (and the fixed defaults) against
-//! `reference::linear`: dense and grouped, with the edge cases of the runtime (1 row, fewer
+//! `reference::linear`: dense and grouped (each tiling with its tail pipeline, where it has
+//! one, over experts' last tiles of few rows), with the edge cases of the runtime (1 row, fewer
 //! rows than a tile, experts with no rows, every row on one expert, a non-resident expert, odd
 //! k and n, strides that do and do not allow vec4 loads of x), in every weight format. Weights
 //! in f16, int8 and int4 are compared with a reference that uses the same rounded or
@@ -12,7 +13,10 @@ use common::matmul::all_tilings;
 
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use moe_gpu::kernels::matmul::{
+    Glu, GroupedMatmul, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat,
+};
+use moe_gpu::kernels::permute::TileLists;
 use moe_gpu::reference::{linear, linear::activate};
 use moe_gpu::synthetic::Rng;
 
@@ -91,6 +95,7 @@ fn spec(c: &Case, tiling: Tiling, grouped: bool, gather: bool) -> MatmulSpec {
         format: c.format,
         grouped,
         gather,
+        tail: false,
         tiling,
     }
 }
@@ -169,27 +174,28 @@ fn run_grouped(
         })
         .collect();
     let x = rng.normals(tokens * c.x_stride, 1.0);
-    // Expert-sorted rows and the tile list, as the permutation kernels would produce them.
+    // Expert-sorted rows and the tile lists (full, and tail where the tiling has a tail), as
+    // the permutation kernels would produce them.
     let mut rows: Vec<u32> = Vec::new();
-    let mut tiles: Vec<[u32; 4]> = Vec::new();
-    let bm = tiling.block_m() as usize;
+    let mut counts: Vec<u32> = Vec::new();
     for e in 0..experts {
         let start = rows.len();
         rows.extend((0..pairs as u32).filter(|&p| ids[p as usize] == e as u32));
-        for r0 in (start..rows.len()).step_by(bm) {
-            tiles.push([e as u32, r0 as u32, rows.len() as u32, 0]);
-        }
+        counts.push((rows.len() - start) as u32);
     }
+    let spec = spec(c, tiling, true, true);
+    let tail_m = spec.tail_spec().map_or(0, |t| t.tiling.block_m());
+    let tiles = TileLists::new(&counts, tiling.block_m(), tail_m);
     let (w, b) = upload_weights(ctx, c, &wt);
     let xb = ctx.storage_with("x", &x).unwrap();
     let sentinel = vec![f32::NAN; pairs * c.n];
     let out = ctx.storage_with("out", &sentinel).unwrap();
     let slots = ctx.storage_with("slots", &table).unwrap();
-    let tiles_b = ctx.storage_with("tiles", &tiles.concat()).unwrap();
+    let tiles_b = ctx.storage_with("tiles", &tiles.buffer_words()).unwrap();
     let rows_b = ctx.storage_with("rows", &rows).unwrap();
-    let mm = Matmul::new(
+    let mm = GroupedMatmul::new(
         ctx,
-        spec(c, tiling, true, true),
+        spec,
         c.x_stride,
         c.n,
         top_k,
@@ -207,7 +213,10 @@ fn run_grouped(
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        mm.encode_tiles(&mut pass, tiles.len() as u32);
+        mm.encode_tiles(
+            &mut pass,
+            (tiles.full.len() as u32, tiles.tail.len() as u32),
+        );
     }
     ctx.submit([enc.finish()]);
     let got: Vec<f32> = ctx.read_back(&out, pairs * c.n).unwrap();

@@ -64,6 +64,8 @@ pub struct MatmulSpec {
     pub grouped: bool,
     /// x rows are gathered through the permutation (token = pair / top_k).
     pub gather: bool,
+    /// Grouped: the tiles are the tail list (`TAIL` in `shaders/matmul_common.wgsl`).
+    pub tail: bool,
     pub tiling: Tiling,
 }
 
@@ -77,6 +79,7 @@ impl MatmulSpec {
             format: WeightFormat::F32,
             grouped: false,
             gather: false,
+            tail: false,
             tiling: Tiling::PREFILL,
         }
     }
@@ -92,6 +95,7 @@ impl MatmulSpec {
         };
         PipelineKey::new(kernel)
             .flag("GROUPED", self.grouped)
+            .flag("TAIL", self.tail)
             .flag("GATHER", self.gather)
             .with("GLU", self.glu.code())
             .flag("BIAS", self.bias)
@@ -101,6 +105,16 @@ impl MatmulSpec {
             .with("WG_N", t.wg_n as f64)
             .with("TM", t.tm as f64)
             .with("TN", t.tn as f64)
+    }
+
+    /// The same grouped GEMM over the tail tile list, with the tiling's tail, if it has one.
+    pub fn tail_spec(&self) -> Option<MatmulSpec> {
+        let tiling = self.tiling.tail().filter(|_| self.grouped)?;
+        Some(MatmulSpec {
+            tiling,
+            tail: true,
+            ..*self
+        })
     }
 
     /// Weight rows of one slot.
@@ -219,5 +233,60 @@ impl Matmul {
         offset: u64,
     ) {
         self.dispatch.dispatch_indirect(pass, args, offset);
+    }
+}
+
+/// A grouped GEMM as the permutation's tile lists feed it: one pipeline over the full tiles,
+/// and, where the tiling has a tail ([`Tiling::tail`]), one compiled for fewer rows over the
+/// tail tiles.
+pub struct GroupedMatmul {
+    pub full: Matmul,
+    pub tail: Option<Matmul>,
+}
+
+impl GroupedMatmul {
+    /// As [`Matmul::new`] for a grouped `spec`.
+    pub fn new(
+        ctx: &Context,
+        spec: MatmulSpec,
+        x_stride: usize,
+        out_stride: usize,
+        top_k: usize,
+        buffers: MatmulBuffers<'_>,
+    ) -> Result<Self> {
+        let tail = spec
+            .tail_spec()
+            .map(|t| Matmul::new(ctx, t, x_stride, out_stride, top_k, buffers))
+            .transpose()?;
+        Ok(Self {
+            full: Matmul::new(ctx, spec, x_stride, out_stride, top_k, buffers)?,
+            tail,
+        })
+    }
+
+    /// The most rows of an expert's last tile that go to the tail list; 0 without one.
+    pub fn tail_m(&self) -> u32 {
+        self.tail.as_ref().map_or(0, |t| t.spec.tiling.block_m())
+    }
+
+    /// Both lists, their sizes read from `args` at the byte offsets `(full, tail)`.
+    pub fn encode_indirect(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        args: &wgpu::Buffer,
+        offsets: (u64, u64),
+    ) {
+        self.full.encode_indirect(pass, args, offsets.0);
+        if let Some(tail) = &self.tail {
+            tail.encode_indirect(pass, args, offsets.1);
+        }
+    }
+
+    /// Both lists with host-written sizes (see [`crate::kernels::permute::TileLists`]).
+    pub fn encode_tiles(&self, pass: &mut wgpu::ComputePass<'_>, tiles: (u32, u32)) {
+        self.full.encode_tiles(pass, tiles.0);
+        if let Some(tail) = &self.tail {
+            tail.encode_tiles(pass, tiles.1);
+        }
     }
 }

@@ -31,22 +31,70 @@ pub struct ScanParams {
     pub col_blocks_b: u32,
     /// Pairs the scan's workgroup scatters itself; 0 when the scatter kernel follows.
     pub pairs: u32,
-    pub _pad: [u32; 3],
+    pub tail_m: u32,
+    pub _pad: [u32; 2],
 }
 
-/// Byte offsets of the two indirect dispatches the scan writes.
+/// Byte offsets of the four indirect dispatches the scan writes: the two GEMMs over the full
+/// tile list, then over the tail list.
 pub const ARGS_A: u64 = 0;
 pub const ARGS_B: u64 = 12;
+pub const ARGS_A_TAIL: u64 = 24;
+pub const ARGS_B_TAIL: u64 = 36;
 /// u32 words of the indirect-argument buffer.
-pub const ARGS_WORDS: usize = 6;
+pub const ARGS_WORDS: usize = 12;
+
+/// The grouped GEMMs that a permutation feeds: their tile height, the most rows of an expert's
+/// last tile that go to the tail list (0: no tail list), and their column blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PermuteShape {
+    pub block_m: u32,
+    pub tail_m: u32,
+    pub col_blocks: (u32, u32),
+}
+
+/// The tile lists the permutation builds, in order, for experts whose segments of `counts[e]`
+/// rows follow one another: (expert, row0, row_end, 0) per `block_m` rows, an expert's last
+/// tile in `tail` when it holds at most `tail_m` rows (as `shaders/permute_common.wgsl` does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TileLists {
+    pub full: Vec<[u32; 4]>,
+    pub tail: Vec<[u32; 4]>,
+}
+
+impl TileLists {
+    pub fn new(counts: &[u32], block_m: u32, tail_m: u32) -> Self {
+        let mut lists = Self::default();
+        let mut row = 0;
+        for (e, &c) in counts.iter().enumerate() {
+            for r0 in (0..c).step_by(block_m.max(1) as usize) {
+                let tile = [e as u32, row + r0, row + c, 0];
+                if c - r0 <= tail_m {
+                    lists.tail.push(tile);
+                } else {
+                    lists.full.push(tile);
+                }
+            }
+            row += c;
+        }
+        lists
+    }
+
+    /// A tile buffer's contents as the GEMMs read them: the full list from the start, the tail
+    /// list backwards from the end.
+    pub fn buffer_words(&self) -> Vec<u32> {
+        let tail = self.tail.iter().rev();
+        self.full.iter().chain(tail).flatten().copied().collect()
+    }
+}
 
 /// Steps of at most this many (token, slot) pairs are scattered by the scan's one workgroup
 /// (four pairs per thread at most), saving the scatter dispatch; larger ones get the scatter
 /// kernel's many workgroups.
 pub const SCAN_SCATTER_MAX_PAIRS: usize = 1024;
 
-/// Most tiles a launch can produce: every pair in its own partial tile is bounded by
-/// pairs / block_m + experts.
+/// Most tiles a launch can produce (full and tail lists together): every pair in its own
+/// partial tile is bounded by pairs / block_m + experts.
 pub fn max_tiles(pairs: usize, block_m: u32, experts: usize) -> usize {
     pairs.div_ceil(block_m as usize) + experts
 }
@@ -83,7 +131,8 @@ impl Permute {
                 col_blocks_a: 0,
                 col_blocks_b: 0,
                 pairs: 0,
-                _pad: [0; 3],
+                tail_m: 0,
+                _pad: [0; 2],
             },
             &[
                 b.counts, b.offsets, b.cursor, b.tiles, b.args, b.ids, b.rows, b.pos,
@@ -107,27 +156,26 @@ impl Permute {
         })
     }
 
-    /// Records the segments of `pairs` counted (token, slot) pairs: tiles hold `block_m` rows
-    /// and the two GEMMs have `col_blocks` column blocks each. One dispatch up to
-    /// [`SCAN_SCATTER_MAX_PAIRS`] pairs, two above.
+    /// Records the segments of `pairs` counted (token, slot) pairs and the tile lists of GEMMs
+    /// of `shape`. One dispatch up to [`SCAN_SCATTER_MAX_PAIRS`] pairs, two above.
     pub fn encode(
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
         pairs: usize,
-        block_m: u32,
-        col_blocks: (u32, u32),
+        shape: PermuteShape,
     ) {
         let fused = pairs <= SCAN_SCATTER_MAX_PAIRS;
         self.scan.set_params(
             ctx,
             ScanParams {
                 experts: self.experts as u32,
-                block_m,
-                col_blocks_a: col_blocks.0,
-                col_blocks_b: col_blocks.1,
+                block_m: shape.block_m,
+                col_blocks_a: shape.col_blocks.0,
+                col_blocks_b: shape.col_blocks.1,
                 pairs: if fused { pairs as u32 } else { 0 },
-                _pad: [0; 3],
+                tail_m: shape.tail_m,
+                _pad: [0; 2],
             },
         );
         self.scan.dispatch(pass, 1, 1);

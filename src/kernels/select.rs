@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Kernel, PipelineKey};
-use crate::kernels::permute::PermuteBuffers;
+use crate::kernels::permute::{PermuteBuffers, PermuteShape};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
 use crate::moe::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
 
@@ -27,13 +27,7 @@ pub struct SelectParams {
     pub block_m: u32,
     pub col_blocks_a: u32,
     pub col_blocks_b: u32,
-}
-
-/// The tile height and column blocks of the grouped GEMMs that the permutation feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PermuteShape {
-    pub block_m: u32,
-    pub col_blocks: (u32, u32),
+    pub tail_m: u32,
 }
 
 pub struct SelectBuffers<'a> {
@@ -98,6 +92,7 @@ impl Select {
             block_m: 1,
             col_blocks_a: 0,
             col_blocks_b: 0,
+            tail_m: 0,
         };
         let b = &buffers;
         if let Some(p) = b.permute
@@ -153,6 +148,7 @@ impl Select {
         let fused = permute.filter(|_| self.can_permute && tokens <= WORKGROUP as usize);
         let shape = fused.unwrap_or(PermuteShape {
             block_m: 1,
+            tail_m: 0,
             col_blocks: (0, 0),
         });
         self.dispatch.set_params(
@@ -166,6 +162,7 @@ impl Select {
                 block_m: shape.block_m,
                 col_blocks_a: shape.col_blocks.0,
                 col_blocks_b: shape.col_blocks.1,
+                tail_m: shape.tail_m,
                 ..self.dispatch.params()
             },
         );

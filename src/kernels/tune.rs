@@ -7,7 +7,7 @@
 //! computes the same function (tests/matmul_variants.rs), so tuning changes speed, not results
 //! beyond f32 rounding.
 //!
-//! The cache file is `tuning-v3.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
+//! The cache file is `tuning-v4.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
 //! directory (`$XDG_CACHE_HOME/moe-gpu`, `~/.cache/moe-gpu`, `~/Library/Caches/moe-gpu`,
 //! `%LOCALAPPDATA%\moe-gpu`). A cache that cannot be read or written is ignored.
 
@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
-use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::matmul::{Glu, GroupedMatmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::permute::TileLists;
 use crate::kernels::tiling::{TileKind, Tiling};
 use crate::moe::arena::ExpertArena;
 use crate::moe::experts::ExpertWeights;
 
 /// The cache file's name; the version changes whenever the candidates or the tuning problem do.
-const CACHE_FILE: &str = "tuning-v3.json";
+const CACHE_FILE: &str = "tuning-v4.json";
 
 /// Tuning problems: rows per expert. Prefill rows are spread unevenly around 16 (as random
 /// routing of 128 tokens over 64 experts with k = 8 spreads them), so that a tiling pays for
@@ -69,6 +70,7 @@ impl ExpertGemms {
             // Grouped gate/up reads token rows through the permutation; down reads its rows
             // in sorted order.
             gather: grouped && first,
+            tail: false,
             tiling,
         }
     }
@@ -182,12 +184,13 @@ fn pattern_expert(g: &ExpertGemms, e: usize) -> ExpertWeights {
 }
 
 /// The grouped gate/up and down GEMMs on the experts resident in an arena, for a fixed
-/// (token, slot) → expert assignment, with the tile list the permutation kernels would build:
-/// built once, timed many times.
+/// (token, slot) → expert assignment, with the tile lists the permutation kernels would build
+/// (full tiles, and tail tiles where the tiling has a tail): built once, timed many times.
 pub struct GroupedRun {
-    gate_up: Matmul,
-    down: Matmul,
-    tiles: u32,
+    gate_up: GroupedMatmul,
+    down: GroupedMatmul,
+    /// Tiles in the (full, tail) lists.
+    tiles: (u32, u32),
 }
 
 impl GroupedRun {
@@ -202,22 +205,21 @@ impl GroupedRun {
     ) -> Result<Self> {
         let (h, i, k) = (g.hidden, g.inter, top_k.max(1));
         let pairs = ids.len();
-        let mut rows: Vec<u32> = Vec::with_capacity(pairs);
-        let mut tiles: Vec<u32> = Vec::new();
-        let bm = tiling.block_m() as usize;
         let experts = ids
             .iter()
             .filter(|&&e| e != u32::MAX)
             .max()
             .map_or(0, |&e| e + 1);
+        let mut rows: Vec<u32> = Vec::with_capacity(pairs);
+        let mut counts = Vec::with_capacity(experts as usize);
         for e in 0..experts {
             let start = rows.len();
             rows.extend((0..pairs as u32).filter(|&p| ids[p as usize] == e));
-            for r0 in (start..rows.len()).step_by(bm) {
-                tiles.extend([e, r0 as u32, rows.len() as u32, 0]);
-            }
+            counts.push((rows.len() - start) as u32);
         }
-        let tile_count = (tiles.len() / 4) as u32;
+        let spec = |first| g.spec(first, tiling, true);
+        let tail_m = spec(true).tail_spec().map_or(0, |t| t.tiling.block_m());
+        let lists = TileLists::new(&counts, tiling.block_m(), tail_m);
         let tokens = pairs.div_ceil(k);
         let x: Vec<f32> = (0..tokens * h)
             .map(|v| (v % 7) as f32 * 0.25 - 0.75)
@@ -225,7 +227,7 @@ impl GroupedRun {
         let x = ctx.storage_with("tune x", &x)?;
         let hbuf = ctx.storage("tune hidden", (pairs * i * 4) as u64)?;
         let y = ctx.storage("tune y", (pairs * h * 4) as u64)?;
-        let tiles = ctx.storage_with("tune tiles", &tiles)?;
+        let tiles = ctx.storage_with("tune tiles", &lists.buffer_words())?;
         let rows = ctx.storage_with("tune rows", &rows)?;
         let buffers = |x, w, bias, out| MatmulBuffers {
             x,
@@ -236,17 +238,17 @@ impl GroupedRun {
             rows: &rows,
             out,
         };
-        let gate_up = Matmul::new(
+        let gate_up = GroupedMatmul::new(
             ctx,
-            g.spec(true, tiling, true),
+            spec(true),
             h,
             i,
             k,
             buffers(&x, &arena.gate_up, &arena.gate_up_bias, &hbuf),
         )?;
-        let down = Matmul::new(
+        let down = GroupedMatmul::new(
             ctx,
-            g.spec(false, tiling, true),
+            spec(false),
             i,
             h,
             k,
@@ -255,7 +257,7 @@ impl GroupedRun {
         Ok(Self {
             gate_up,
             down,
-            tiles: tile_count,
+            tiles: (lists.full.len() as u32, lists.tail.len() as u32),
         })
     }
 

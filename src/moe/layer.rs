@@ -17,7 +17,7 @@ pub use forward::{ForwardOptions, MoeOutput, check_input};
 use crate::gpu::Staging;
 use crate::kernels::INVALID;
 use crate::kernels::combine::{Combine, DownCombine};
-use crate::kernels::matmul::{Glu, Matmul, Tiling, WeightFormat};
+use crate::kernels::matmul::{Glu, GroupedMatmul, Tiling, WeightFormat};
 use crate::kernels::permute::Permute;
 use crate::kernels::tiling::TileKind;
 use crate::moe::arena::ExpertArena;
@@ -64,7 +64,7 @@ pub struct MoeLayer {
     route: RouterOutputs,
     /// [experts] tokens per expert, counted by the selection until the scan zeroes them.
     pub(crate) counts: wgpu::Buffer,
-    /// [6] indirect dispatch sizes of the grouped GEMMs.
+    /// [12] indirect dispatch sizes of the grouped GEMMs (full and tail tile lists).
     args: wgpu::Buffer,
     /// [max_tokens · k] expert-sorted row of each (token, slot) pair, `INVALID` if dropped.
     pos: wgpu::Buffer,
@@ -77,8 +77,8 @@ pub struct MoeLayer {
     /// Prefill and decode tilings (tuned per adapter and shape, or the defaults).
     tilings: [Tiling; 2],
     /// Indexed like `tilings`.
-    gate_up: [Matmul; 2],
-    down: [Matmul; 2],
+    gate_up: [GroupedMatmul; 2],
+    down: [GroupedMatmul; 2],
     shared: Option<DenseMlp>,
     combine: Combine,
     /// Decode steps' down GEMM + combine in one kernel, where the decode tiling is the

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
 use crate::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
-use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::matmul::{Glu, GroupedMatmul, MatmulBuffers, MatmulSpec, WeightFormat};
 use crate::kernels::permute::{self, Permute, PermuteBuffers};
 use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
@@ -176,6 +176,7 @@ impl MoeLayer {
             format: spec.format,
             grouped: true,
             gather,
+            tail: false,
             tiling,
         };
         let gate_up_buffers = MatmulBuffers {
@@ -199,7 +200,7 @@ impl MoeLayer {
         let mut gate_up = Vec::new();
         let mut down = Vec::new();
         for tiling in tilings {
-            gate_up.push(Matmul::new(
+            gate_up.push(GroupedMatmul::new(
                 ctx,
                 grouped(i, h, spec.glu, true, tiling),
                 h,
@@ -207,7 +208,7 @@ impl MoeLayer {
                 k,
                 gate_up_buffers,
             )?);
-            down.push(Matmul::new(
+            down.push(GroupedMatmul::new(
                 ctx,
                 grouped(h, i, Glu::None, false, tiling),
                 i,
@@ -245,7 +246,7 @@ impl MoeLayer {
             out: &out,
         };
         let combine = Combine::new(ctx, h, k, shared.is_some(), r.shared_gate, combine_buffers)?;
-        let decode_down = &down[1];
+        let decode_down = &down[1].full;
         let fusable = decode_down.spec.tiling.variant == MatmulVariant::Vector
             && matches!(spec.format, WeightFormat::F32 | WeightFormat::F16);
         let down_combine = if fusable {
@@ -333,7 +334,7 @@ impl MoeLayer {
     }
 }
 
-fn vec_to_pair(mut v: Vec<Matmul>) -> [Matmul; 2] {
+fn vec_to_pair(mut v: Vec<GroupedMatmul>) -> [GroupedMatmul; 2] {
     let second = v.pop();
     let first = v.pop();
     match (first, second) {

@@ -4,11 +4,14 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::permute;
-use crate::kernels::select::PermuteShape;
+use crate::kernels::permute::{self, PermuteShape};
 use crate::kernels::tiling::TileKind;
 use crate::moe::layer::{MoeLayer, kind_for};
 use crate::moe::routing::DynamicActivation;
+
+/// Where the scan writes the indirect sizes of each GEMM's (full, tail) tile lists.
+const GATE_UP_ARGS: (u64, u64) = (permute::ARGS_A, permute::ARGS_A_TAIL);
+const DOWN_ARGS: (u64, u64) = (permute::ARGS_B, permute::ARGS_B_TAIL);
 
 impl MoeLayer {
     /// Records router and selection, which also counts the pairs per expert, for `tokens`
@@ -32,9 +35,10 @@ impl MoeLayer {
         let v = self.variant(tokens);
         PermuteShape {
             block_m: self.tilings[v].block_m(),
+            tail_m: self.gate_up[v].tail_m(),
             col_blocks: (
-                self.gate_up[v].spec.col_blocks(),
-                self.down[v].spec.col_blocks(),
+                self.gate_up[v].full.spec.col_blocks(),
+                self.down[v].full.spec.col_blocks(),
             ),
         }
     }
@@ -63,9 +67,9 @@ impl MoeLayer {
             self.encode_permute(ctx, pass, tokens);
         }
         let v = self.variant(tokens);
-        self.gate_up[v].encode_indirect(pass, &self.args, permute::ARGS_A);
+        self.gate_up[v].encode_indirect(pass, &self.args, GATE_UP_ARGS);
         if fused.is_none() {
-            self.down[v].encode_indirect(pass, &self.args, permute::ARGS_B);
+            self.down[v].encode_indirect(pass, &self.args, DOWN_ARGS);
         }
         if let Some(shared) = &self.shared {
             shared.encode(ctx, pass, tokens);
@@ -89,21 +93,15 @@ impl MoeLayer {
         tokens: usize,
     ) {
         let shape = self.permute_shape(tokens);
-        self.permute.encode(
-            ctx,
-            pass,
-            tokens * self.top_k(),
-            shape.block_m,
-            shape.col_blocks,
-        );
+        self.permute.encode(ctx, pass, tokens * self.top_k(), shape);
     }
 
     /// The grouped GEMMs over the experts the slot table maps (unfused: a cache sync runs
     /// them round by round, and the combine follows the last round).
     pub(crate) fn encode_gemms(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
         let v = self.variant(tokens);
-        self.gate_up[v].encode_indirect(pass, &self.args, permute::ARGS_A);
-        self.down[v].encode_indirect(pass, &self.args, permute::ARGS_B);
+        self.gate_up[v].encode_indirect(pass, &self.args, GATE_UP_ARGS);
+        self.down[v].encode_indirect(pass, &self.args, DOWN_ARGS);
     }
 
     /// Records the whole layer, `out[..tokens] = moe(x[..tokens])`, submitting and syncing in

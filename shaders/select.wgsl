@@ -135,7 +135,8 @@ fn main(
     if (p.permute != 0u) {
         // Every token's ids and counts are written before the permutation reads them.
         storageBarrier();
-        permute(lid, p.experts, p.block_m, p.tail_m, p.col_blocks_a, p.col_blocks_b, p.tokens * p.k_max);
+        let pairs = p.tokens * p.k_max;
+        permute(lid, p.experts, p.block_m, p.tail_m, p.col_blocks_a, p.col_blocks_b, pairs);
     }
 }
 

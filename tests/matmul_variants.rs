@@ -16,7 +16,7 @@ use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{
     Glu, GroupedMatmul, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat,
 };
-use moe_gpu::kernels::permute::TileLists;
+use moe_gpu::kernels::permute::{TileLists, expert_sorted_rows};
 use moe_gpu::reference::{linear, linear::activate};
 use moe_gpu::synthetic::Rng;
 
@@ -176,16 +176,8 @@ fn run_grouped(
     let x = rng.normals(tokens * c.x_stride, 1.0);
     // Expert-sorted rows and the tile lists (full, and tail where the tiling has a tail), as
     // the permutation kernels would produce them.
-    let mut rows: Vec<u32> = Vec::new();
-    let mut counts: Vec<u32> = Vec::new();
-    for e in 0..experts {
-        let start = rows.len();
-        rows.extend((0..pairs as u32).filter(|&p| ids[p as usize] == e as u32));
-        counts.push((rows.len() - start) as u32);
-    }
-    let spec = spec(c, tiling, true, true);
-    let tail_m = spec.tail_spec().map_or(0, |t| t.tiling.block_m());
-    let tiles = TileLists::new(&counts, tiling.block_m(), tail_m);
+    let (rows, counts) = expert_sorted_rows(ids, experts);
+    let tiles = TileLists::new(&counts, tiling.block_m(), tiling.tail_m());
     let (w, b) = upload_weights(ctx, c, &wt);
     let xb = ctx.storage_with("x", &x).unwrap();
     let sentinel = vec![f32::NAN; pairs * c.n];
@@ -195,7 +187,7 @@ fn run_grouped(
     let rows_b = ctx.storage_with("rows", &rows).unwrap();
     let mm = GroupedMatmul::new(
         ctx,
-        spec,
+        spec(c, tiling, true, true),
         c.x_stride,
         c.n,
         top_k,

@@ -53,6 +53,20 @@ pub struct PermuteShape {
     pub col_blocks: (u32, u32),
 }
 
+/// The (token, slot) pairs of `ids` ([pairs] expert ids, `INVALID` for dropped slots) sorted
+/// by expert, each expert's in pair order, and the rows of each of `experts` experts: one
+/// permutation the scan and scatter may build (theirs orders pairs within an expert freely).
+pub fn expert_sorted_rows(ids: &[u32], experts: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut rows = Vec::with_capacity(ids.len());
+    let mut counts = Vec::with_capacity(experts);
+    for e in 0..experts as u32 {
+        let start = rows.len();
+        rows.extend((0..ids.len() as u32).filter(|&p| ids[p as usize] == e));
+        counts.push((rows.len() - start) as u32);
+    }
+    (rows, counts)
+}
+
 /// The tile lists the permutation builds, in order, for experts whose segments of `counts[e]`
 /// rows follow one another: (expert, row0, row_end, 0) per `block_m` rows, an expert's last
 /// tile in `tail` when it holds at most `tail_m` rows (as `shaders/permute_common.wgsl` does).

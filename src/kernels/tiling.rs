@@ -126,6 +126,12 @@ impl Tiling {
         })
     }
 
+    /// The most rows of an expert's last tile that go to the tail list: the tail's tile height,
+    /// 0 without a tail.
+    pub fn tail_m(self) -> u32 {
+        self.tail().map_or(0, Tiling::block_m)
+    }
+
     pub fn threads(self) -> u32 {
         self.wg_m * self.wg_n
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
 use crate::kernels::matmul::{Glu, GroupedMatmul, MatmulBuffers, MatmulSpec, WeightFormat};
-use crate::kernels::permute::TileLists;
+use crate::kernels::permute::{TileLists, expert_sorted_rows};
 use crate::kernels::tiling::{TileKind, Tiling};
 use crate::moe::arena::ExpertArena;
 use crate::moe::experts::ExpertWeights;
@@ -209,17 +209,9 @@ impl GroupedRun {
             .iter()
             .filter(|&&e| e != u32::MAX)
             .max()
-            .map_or(0, |&e| e + 1);
-        let mut rows: Vec<u32> = Vec::with_capacity(pairs);
-        let mut counts = Vec::with_capacity(experts as usize);
-        for e in 0..experts {
-            let start = rows.len();
-            rows.extend((0..pairs as u32).filter(|&p| ids[p as usize] == e));
-            counts.push((rows.len() - start) as u32);
-        }
-        let spec = |first| g.spec(first, tiling, true);
-        let tail_m = spec(true).tail_spec().map_or(0, |t| t.tiling.block_m());
-        let lists = TileLists::new(&counts, tiling.block_m(), tail_m);
+            .map_or(0, |&e| e as usize + 1);
+        let (rows, counts) = expert_sorted_rows(ids, experts);
+        let lists = TileLists::new(&counts, tiling.block_m(), tiling.tail_m());
         let tokens = pairs.div_ceil(k);
         let x: Vec<f32> = (0..tokens * h)
             .map(|v| (v % 7) as f32 * 0.25 - 0.75)
@@ -240,7 +232,7 @@ impl GroupedRun {
         };
         let gate_up = GroupedMatmul::new(
             ctx,
-            spec(true),
+            g.spec(true, tiling, true),
             h,
             i,
             k,
@@ -248,7 +240,7 @@ impl GroupedRun {
         )?;
         let down = GroupedMatmul::new(
             ctx,
-            spec(false),
+            g.spec(false, tiling, true),
             i,
             h,
             k,

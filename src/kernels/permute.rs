@@ -53,7 +53,7 @@ pub struct PermuteShape {
     pub col_blocks: (u32, u32),
 }
 
-/// The (token, slot) pairs of `ids` ([pairs] expert ids, `INVALID` for dropped slots) sorted
+/// The (token, slot) pairs of `ids` (`[pairs]` expert ids, `INVALID` for dropped slots) sorted
 /// by expert, each expert's in pair order, and the rows of each of `experts` experts: one
 /// permutation the scan and scatter may build (theirs orders pairs within an expert freely).
 pub fn expert_sorted_rows(ids: &[u32], experts: usize) -> (Vec<u32>, Vec<u32>) {

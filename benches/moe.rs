@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use moe_gpu::bench::kernels::{CopyRun, DenseRun};
-use moe_gpu::bench::layers::{synthetic_weights, weight_bytes};
+use moe_gpu::bench::layers::{record_step, synthetic_weights, weight_bytes};
 use moe_gpu::bench::shapes::RealModel;
-use moe_gpu::gpu::GpuTimer;
+use moe_gpu::gpu::{GpuTimer, Recorder};
 use moe_gpu::kernels::copy::CopyMode;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::kernels::tune::{ExpertGemms, GroupedRun};
-use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer};
+use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, MoeStep};
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{Context, Result};
 
@@ -96,7 +96,7 @@ fn layer_steps(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_custom(|n| {
                 gpu_iters(n, || {
-                    timer.time(&ctx, |enc| layer.encode(&ctx, enc, TOKENS, &act))
+                    timer.time(&ctx, |enc| record_step(&ctx, &layer, enc, TOKENS, &act))
                 })
             })
         });
@@ -126,7 +126,7 @@ fn decode_bandwidth(c: &mut Criterion) {
     group.bench_function("layer_step_weight_bytes", |b| {
         b.iter_custom(|n| {
             gpu_iters(n, || {
-                timer.time(&ctx, |enc| layer.encode(&ctx, enc, 1, &act))
+                timer.time(&ctx, |enc| record_step(&ctx, &layer, enc, 1, &act))
             })
         })
     });
@@ -151,11 +151,13 @@ fn host_encode(c: &mut Criterion) {
     c.bench_function("host_encode_one_layer_step", |b| {
         b.iter_custom(|n| {
             let start = Instant::now();
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            let mut rec = Recorder::new(&ctx);
             for _ in 0..n {
-                enc = layer.encode(&ctx, enc, 1, &act).expect("encode");
+                layer
+                    .record(&ctx, &mut rec, &MoeStep::new(1, &act))
+                    .expect("record");
             }
-            let commands = enc.finish();
+            let commands = rec.into_encoder().finish();
             let elapsed = start.elapsed();
             ctx.discard(commands);
             elapsed

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::kernels::INVALID;
+use crate::spec::INVALID;
 
 /// Buckets of the w_j / w_1 histograms, over [0, 1].
 pub const RATIO_BUCKETS: usize = 20;

@@ -9,10 +9,13 @@ pub mod calibration;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+#[cfg(test)]
+mod layering;
 pub mod model;
 pub mod moe;
 pub mod prune;
 pub mod reference;
+pub mod spec;
 pub mod synthetic;
 
 pub use error::{Error, Result};
@@ -21,4 +24,5 @@ pub use model::{
     ChatMessage, ChatTemplate, GenerateOptions, Generator, Logits, Model, ModelOptions, Sampling,
     TextStream, Tokenizer, stop_tokens,
 };
-pub use moe::{ForwardOptions, MoeLayer, MoeLayerSpec, MoeOutput, MoeWeights, RoutingSpec};
+pub use moe::{ForwardOptions, MoeLayer, MoeOutput};
+pub use spec::{MoeLayerSpec, MoeWeights, RoutingSpec};

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::kernels::matmul::Glu;
-use crate::moe::experts::{ExpertWeights, MoeWeights, SharedExpert};
-use crate::moe::layer::MoeLayerSpec;
+use crate::spec::layer::Glu;
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::weights::{ExpertWeights, MoeWeights, SharedExpert};
 
 /// SplitMix64: small, fast and reproducible across platforms.
 #[derive(Debug, Clone)]

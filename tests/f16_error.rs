@@ -15,8 +15,8 @@ use common::matmul::{all_tilings, gpu_dense};
 use common::nrmse;
 use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
-use moe_gpu::moe::layer::MoeLayerSpec;
 use moe_gpu::reference::linear;
+use moe_gpu::spec::MoeLayerSpec;
 use moe_gpu::synthetic::Rng;
 
 const TOKENS: [usize; 5] = [1, 2, 7, 33, 130];

@@ -4,10 +4,11 @@
 
 mod common;
 
+use moe_gpu::gpu::Recorder;
 use moe_gpu::kernels::matmul::{Glu, WeightFormat};
 use moe_gpu::moe::{
-    DynamicActivation, ForwardOptions, GroupScore, MoeLayer, MoeLayerSpec, MoeWeights, RoutingSpec,
-    Scoring,
+    DynamicActivation, ForwardOptions, GroupScore, MoeLayer, MoeLayerSpec, MoeStep, MoeWeights,
+    RoutingSpec, Scoring,
 };
 use moe_gpu::reference::moe_block;
 use moe_gpu::synthetic::{Rng, random_moe_weights};
@@ -285,17 +286,22 @@ fn parameters_may_not_change_under_a_recorded_dispatch() {
     let s = spec(24, 16, RoutingSpec::softmax(6, 2, true));
     let layer = MoeLayer::new(ctx, s.clone(), &random_moe_weights(&s, 3), 4).unwrap();
     let act = DynamicActivation::default();
-    let record = |tokens: usize| {
-        let enc = ctx.device.create_command_encoder(&Default::default());
-        layer.encode(ctx, enc, tokens, &act).unwrap()
+    let record = |rec: &mut Recorder, tokens: usize| {
+        layer
+            .record(ctx, rec, &MoeStep::new(tokens, &act))
+            .map(|_| ())
     };
-    ctx.submit([record(2).finish()]);
-    ctx.discard(record(3).finish());
-    ctx.submit([record(1).finish()]);
-    let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let enc = record(2);
-        layer.encode(ctx, enc, 3, &act).map(|e| e.finish())
-    }));
+    let steps = |tokens: &[usize]| {
+        let mut rec = Recorder::new(ctx);
+        for &t in tokens {
+            record(&mut rec, t)?;
+        }
+        Ok::<_, moe_gpu::Error>(rec.into_encoder().finish())
+    };
+    ctx.submit([steps(&[2]).unwrap()]);
+    ctx.discard(steps(&[3]).unwrap());
+    ctx.submit([steps(&[1]).unwrap()]);
+    let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| steps(&[2, 3])));
     let message = twice
         .err()
         .and_then(|p| p.downcast_ref::<String>().cloned())

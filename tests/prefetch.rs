@@ -5,12 +5,12 @@
 mod common;
 
 use moe_gpu::ForwardOptions;
-use moe_gpu::gpu::Staging;
+use moe_gpu::gpu::{Recorder, Staging};
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{Glu, WeightFormat};
 use moe_gpu::moe::{
-    DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStack, MoeWeights,
-    Policy, ResidencyOptions, ResidencyStats, RoutingSpec,
+    DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStack, MoeStep,
+    MoeWeights, Policy, ResidencyOptions, ResidencyStats, RoutingSpec,
 };
 use moe_gpu::synthetic::{Rng, random_moe_weights};
 
@@ -156,6 +156,7 @@ fn a_perfect_prediction_leaves_no_misses() {
     let build = |io: (wgpu::Buffer, wgpu::Buffer), slots| LayerBuild {
         max_tokens: chunk,
         io: Some(io),
+        buffers: None,
         slots,
         residency: &options,
         layer: 0,
@@ -166,20 +167,25 @@ fn a_perfect_prediction_leaves_no_misses() {
         MoeLayer::build(ctx, spec.clone(), &wb, build((x.clone(), out("b")), slots)).unwrap();
     assert!(b.attach_predictor(ctx, &x).unwrap());
     let full = MoeLayer::build(ctx, spec.clone(), &wb, build((x.clone(), out("f")), e)).unwrap();
-    assert!(!full.needs_sync());
+    assert!(!full.is_cached());
     let staging = Staging::new(ctx, "outputs", 2 * bytes);
     let act = DynamicActivation::default();
     let mut rng = Rng::new(12);
     for step in 0..12 {
         let input = rng.normals(chunk * HIDDEN, 1.0);
         ctx.queue.write_buffer(&x, 0, bytemuck::cast_slice(&input));
-        let enc = ctx.device.create_command_encoder(&Default::default());
-        let enc = a.encode_with_next(ctx, enc, chunk, &act, Some(&b)).unwrap();
-        let enc = b.encode(ctx, enc, chunk, &act).unwrap();
-        let mut enc = full.encode(ctx, enc, chunk, &act).unwrap();
-        staging.copy_from(&mut enc, &b.out, 0, 0, bytes);
-        staging.copy_from(&mut enc, &full.out, 0, bytes, bytes);
-        ctx.submit([enc.finish()]);
+        let mut rec = Recorder::new(ctx);
+        let plain = MoeStep::new(chunk, &act);
+        let with_next = MoeStep {
+            next: Some((&b, &act)),
+            ..plain
+        };
+        a.record(ctx, &mut rec, &with_next).unwrap();
+        b.record(ctx, &mut rec, &plain).unwrap();
+        full.record(ctx, &mut rec, &plain).unwrap();
+        rec.copy(&b.out, 0, &staging, 0, bytes);
+        rec.copy(&full.out, 0, &staging, bytes, bytes);
+        rec.submit();
         let got: Vec<f32> = staging.read(ctx, 2 * chunk * HIDDEN).unwrap();
         let (cached, resident) = got.split_at(chunk * HIDDEN);
         assert_eq!(bits(cached), bits(resident), "step {step}");
@@ -205,6 +211,7 @@ fn prefetch_needs_a_large_enough_hidden_buffer() {
     let build = LayerBuild {
         max_tokens: 4,
         io: None,
+        buffers: None,
         slots: 2,
         residency: &options,
         layer: 1,

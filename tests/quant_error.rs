@@ -23,9 +23,9 @@ use common::layer::outputs_against_reference;
 use common::{nmse, nrmse};
 use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
-use moe_gpu::moe::layer::MoeLayerSpec;
 use moe_gpu::reference::linear;
 use moe_gpu::reference::linear::activate;
+use moe_gpu::spec::MoeLayerSpec;
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{GenerateOptions, Model, ModelOptions, Sampling};
 

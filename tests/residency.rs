@@ -124,12 +124,13 @@ fn cache_mode_uploads_nothing_before_first_use() {
     let build = LayerBuild {
         max_tokens: 4,
         io: None,
+        buffers: None,
         slots: 3,
         residency: &options(Policy::Lru),
         layer: 0,
     };
     let layer = MoeLayer::build(ctx, spec, &w, build).unwrap();
-    assert!(layer.needs_sync());
+    assert!(layer.is_cached());
     let s = layer.stats();
     assert_eq!((s.bytes_uploaded, s.experts_ever_uploaded()), (0, 0));
     let table: Vec<u32> = ctx.read_back(&layer.arena.table, 12).unwrap();
@@ -146,7 +147,7 @@ fn full_residency_reads_nothing_back() {
         .unwrap();
     assert_eq!(slots, 12, "a tiny model is all resident by default");
     let layer = MoeLayer::new(ctx, spec, &w, 8).unwrap();
-    assert!(!layer.needs_sync());
+    assert!(!layer.is_cached());
     layer
         .forward(ctx, &Rng::new(1).normals(16 * 40, 1.0))
         .unwrap();
@@ -160,7 +161,7 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
     let ctx = common::ctx();
     let spec = synthetic_spec(12, 3);
     let per_expert =
-        moe_gpu::moe::arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
+        moe_gpu::kernels::expert_arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
     let with = |budget| ResidencyOptions {
         budget,
         ..Default::default()
@@ -187,6 +188,7 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
     let build = LayerBuild {
         max_tokens: 4,
         io: None,
+        buffers: None,
         slots: 2,
         residency: &ResidencyOptions::default(),
         layer: 0,
@@ -205,7 +207,7 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
 fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
     let ctx = common::ctx();
     let f32_bytes =
-        moe_gpu::moe::arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
+        moe_gpu::kernels::expert_arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
     for (format, slots) in [
         (WeightFormat::F32, 3),
         (WeightFormat::Int8, 8),
@@ -290,6 +292,7 @@ fn a_step_needing_exactly_slots_experts_evicts_none_of_them() {
     let build = |slots| LayerBuild {
         max_tokens: 2,
         io: None,
+        buffers: None,
         slots,
         residency: &opts,
         layer: 0,

@@ -8,7 +8,7 @@ mod common;
 use common::edit::read_config;
 use common::fixtures::dir;
 use moe_gpu::model::ModelConfig;
-use moe_gpu::model::rope::softmax_scale;
+use moe_gpu::model::attention_init::softmax_scale;
 use serde_json::{Value, json};
 
 fn config(set: &str, arch: &str, edit: impl FnOnce(&mut Value)) -> ModelConfig {

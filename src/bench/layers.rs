@@ -11,15 +11,16 @@ use crate::bench::report::{
 use crate::bench::rounds::Rounds;
 use crate::bench::shapes::{RealModel, ScaledShape};
 use crate::error::Result;
-use crate::gpu::{Context, GpuTimer, median};
+use crate::gpu::{Context, GpuTimer, Recorder, median};
 use crate::kernels::copy::CopyMode;
+use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::matmul::{Tiling, WeightFormat};
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{ExpertGemms, GroupedRun};
-use crate::moe::arena::ExpertArena;
-use crate::moe::experts::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
-use crate::moe::layer::{ForwardOptions, MoeLayer, MoeLayerSpec};
-use crate::moe::routing::DynamicActivation;
+use crate::moe::layer::{ForwardOptions, MoeLayer, MoeStep};
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::routing::DynamicActivation;
+use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
 use crate::synthetic::Rng;
 
 /// Experts made on demand from a seed: uniform values with the variance of the usual
@@ -164,7 +165,7 @@ pub fn bench_model(
     }
 
     progress(&format!("{}: sparse vs dense, {tokens} tokens", model.name));
-    let step = |layer: &MoeLayer| timer.time(ctx, |enc| layer.encode(ctx, enc, tokens, &act));
+    let step = |layer: &MoeLayer| timer.time(ctx, |enc| record_step(ctx, layer, enc, tokens, &act));
     let rounds = Rounds::run(reps, &mut [&mut || step(&sparse), &mut || step(&dense)])?;
     drop(dense);
     let ideal = model.experts as f64 / model.top_k as f64;
@@ -301,7 +302,7 @@ pub fn bench_model(
                 let token = tokens_rng.normals(dshape.hidden, 1.0);
                 ctx.queue
                     .write_buffer(&decoder.x, 0, bytemuck::cast_slice(&token));
-                timer.time(ctx, |enc| decoder.encode(ctx, enc, 1, &act))
+                timer.time(ctx, |enc| record_step(ctx, &decoder, enc, 1, &act))
             },
             &mut || copy.time(ctx, timer),
             &mut || read.time(ctx, timer),
@@ -363,11 +364,11 @@ fn host_cost(
     let mut samples = Vec::new();
     for _ in 0..9 {
         let start = Instant::now();
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let mut rec = Recorder::new(ctx);
         for _ in 0..layers {
-            enc = layer.encode(ctx, enc, 1, act)?;
+            layer.record(ctx, &mut rec, &MoeStep::new(1, act))?;
         }
-        let commands = enc.finish();
+        let commands = rec.into_encoder().finish();
         let elapsed = start.elapsed();
         ctx.discard(commands);
         samples.push(elapsed.as_secs_f64() * 1e6 / layers as f64);
@@ -378,4 +379,17 @@ fn host_cost(
         layers_encoded: layers,
         value: median(&mut samples),
     })
+}
+
+/// Records one step of `layer` after what `encoder` holds, for a [`GpuTimer`].
+pub fn record_step(
+    ctx: &Context,
+    layer: &MoeLayer,
+    encoder: wgpu::CommandEncoder,
+    tokens: usize,
+    act: &DynamicActivation,
+) -> Result<wgpu::CommandEncoder> {
+    let mut rec = Recorder::with_encoder(ctx, encoder);
+    layer.record(ctx, &mut rec, &MoeStep::new(tokens, act))?;
+    Ok(rec.into_encoder())
 }

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::kernels::matmul::{Glu, WeightFormat};
-use crate::moe::layer::MoeLayerSpec;
-use crate::moe::routing::{RoutingSpec, Scoring};
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::routing::{RoutingSpec, Scoring};
 
 /// A real MoE model's layer shape.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -23,48 +23,10 @@
 
 use half::f16;
 
-use crate::error::{Error, Result};
-
-/// Values per int4 scale group: one `vec4<u32>` word, the usual Q4 / GPTQ group size.
-pub const INT4_GROUP: usize = 32;
-
-/// How weights are stored on the GPU. Accumulation is f32 in every format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WeightFormat {
-    F32,
-    /// Two halves per u32, unpacked with `unpack2x16float`.
-    F16,
-    /// Symmetric int8, one f32 scale per row.
-    Int8,
-    /// Symmetric int4, one bf16 scale per group of [`INT4_GROUP`] values of a row.
-    Int4,
-}
+use crate::spec::format::{INT4_GROUP, WeightFormat};
+use crate::spec::weights::ExpertWeights;
 
 impl WeightFormat {
-    pub const ALL: [WeightFormat; 4] = [Self::F32, Self::F16, Self::Int8, Self::Int4];
-
-    /// The name the CLI and the reports use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
-            Self::Int8 => "int8",
-            Self::Int4 => "int4",
-        }
-    }
-
-    /// The format named `f32`, `f16`, `int8` or `int4`.
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| {
-                Error::input(format!(
-                    "unknown weight format `{name}`; use f32, f16, int8 or int4"
-                ))
-            })
-    }
-
     /// `WFMT` in `shaders/matmul_common.wgsl`.
     pub(crate) fn shader_code(self) -> f64 {
         match self {
@@ -196,20 +158,6 @@ impl WeightFormat {
     }
 }
 
-impl std::fmt::Display for WeightFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for WeightFormat {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::parse(s)
-    }
-}
-
 /// Symmetric int8 quantisation of one row: s = max|w| / 127, q = round(w / s).
 fn quantize_int8(row: &[f32]) -> (f32, Vec<i8>) {
     let scale = max_abs(row) / 127.0;
@@ -264,6 +212,22 @@ fn bf16_round_up(v: f32) -> u16 {
 
 fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)
+}
+
+impl ExpertWeights {
+    /// Packs gate rows then up rows as one `[2·inter, hidden]` matrix in `format` (one scale
+    /// block after both, for the quantised formats).
+    pub fn pack_gate_up(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(format.matrix_bytes(2 * inter, hidden) as usize / 4);
+        format.pack_stacked_into(&mut out, &[&self.gate, &self.up], hidden);
+        out
+    }
+
+    pub fn pack_down(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(format.matrix_bytes(hidden, inter) as usize / 4);
+        format.pack_into(&mut out, &self.down, hidden, inter);
+        out
+    }
 }
 
 #[cfg(test)]

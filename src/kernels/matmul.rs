@@ -5,8 +5,8 @@ use crate::gpu::{BUFFER_ALIGN, Context, Kernel, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 use bytemuck::{Pod, Zeroable};
 
-pub use crate::kernels::format::WeightFormat;
 pub use crate::kernels::tiling::{MatmulVariant, Tiling};
+pub use crate::spec::{Glu, WeightFormat};
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
@@ -26,17 +26,6 @@ pub struct MatmulParams {
     pub w_scale_vecs: u32,
 }
 
-/// The gated activation fused into a gate/up projection.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Glu {
-    /// Plain projection, no gate.
-    None,
-    /// silu(gate) · up.
-    Silu,
-    /// gpt-oss: gate ≤ limit, up ∈ [-limit, limit], (up + 1) · gate · σ(alpha · gate).
-    ClampedSwiglu { limit: f32, alpha: f32 },
-}
-
 impl Glu {
     fn code(self) -> f64 {
         match self {
@@ -44,11 +33,6 @@ impl Glu {
             Glu::Silu => 1.0,
             Glu::ClampedSwiglu { .. } => 2.0,
         }
-    }
-
-    /// Weight rows per output column: two (gate and up) for a GLU.
-    pub fn rows_per_output(self) -> usize {
-        if self == Glu::None { 1 } else { 2 }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod combine;
 pub mod copy;
 pub mod dense;
+pub mod expert_arena;
 pub mod format;
 pub mod matmul;
 pub mod norm;
@@ -26,8 +27,7 @@ use crate::gpu::{Context, Pipeline, PipelineKey};
 /// Threads per workgroup of the one-dimensional kernels.
 pub const WORKGROUP: u32 = 64;
 
-/// Sentinel id of a dropped (token, slot) pair, as in the shaders.
-pub const INVALID: u32 = u32::MAX;
+pub use crate::spec::INVALID;
 
 /// A pipeline bound to its buffers and parameter block: built once, encoded every step.
 pub struct Dispatch<P: Pod + PartialEq> {

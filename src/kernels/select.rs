@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, Kernel, PipelineKey};
 use crate::kernels::permute::{PermuteBuffers, PermuteShape};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
-use crate::moe::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
+use crate::spec::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
 
 /// Mirrors `Params` in `shaders/select.wgsl`.
 #[repr(C)]

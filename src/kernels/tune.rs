@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
+use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::matmul::{Glu, GroupedMatmul, MatmulBuffers, MatmulSpec, WeightFormat};
 use crate::kernels::permute::{TileLists, expert_sorted_rows};
 use crate::kernels::tiling::{TileKind, Tiling};
-use crate::moe::arena::ExpertArena;
-use crate::moe::experts::ExpertWeights;
+use crate::spec::weights::ExpertWeights;
 
 /// The cache file's name; the version changes whenever the candidates or the tuning problem do.
 const CACHE_FILE: &str = "tuning-v4.json";

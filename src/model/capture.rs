@@ -2,11 +2,10 @@
 //! output: what calibration needs (frequency, gate weights, REAP saliency, co-activation).
 
 use crate::error::Result;
+use crate::gpu::Recorder;
 use crate::gpu::{Context, Staging, decode};
-use crate::kernels::INVALID;
-use crate::model::decoder::Model;
-use crate::model::record::Recorder;
 use crate::moe::layer::MoeLayer;
+use crate::spec::INVALID;
 
 /// One MoE layer's routing for the tokens of a step.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,14 +56,11 @@ impl RoutingCapture {
         }
     }
 
-    /// Records copies of every MoE layer's routing and expert outputs (before the submit).
-    pub(crate) fn record<'a>(
-        &self,
-        rec: &mut Recorder<'_>,
-        layers: impl Iterator<Item = &'a MoeLayer>,
-    ) {
+    /// Records copies of the `index`-th MoE layer's routing and expert outputs, right after
+    /// its step (the next MoE layer overwrites the step buffers they share).
+    pub(crate) fn record_layer(&self, rec: &mut Recorder<'_>, index: usize, m: &MoeLayer) {
         let t = self.tokens;
-        for (m, &(_, k, h, offset)) in layers.zip(&self.layout) {
+        if let Some(&(_, k, h, offset)) = self.layout.get(index) {
             let pairs = (t * k * 4) as u64;
             let (out, pos) = m.expert_output_buffers();
             rec.copy(m.ids_buffer(), 0, &self.staging, offset, pairs);
@@ -108,24 +104,5 @@ impl RoutingCapture {
             });
         }
         Ok(())
-    }
-}
-
-impl Model {
-    /// Appends `ids` to the KV cache like [`Model::forward`] (one step: at most `max_batch`
-    /// tokens) and returns every MoE layer's routing of them, with expert output norms.
-    pub fn capture_routing(&mut self, ctx: &Context, ids: &[u32]) -> Result<Vec<LayerRouting>> {
-        if ids.len() > self.limits.batch {
-            return Err(crate::error::Error::input(format!(
-                "a routing capture runs in one step: {} tokens exceed max_batch = {}",
-                ids.len(),
-                self.limits.batch
-            )));
-        }
-        self.capture = Some(RoutingCapture::new(ctx, ids.len(), self.moe_layers()));
-        let result = self.forward(ctx, ids, crate::model::decoder::Logits::Last);
-        let capture = self.capture.take();
-        result?;
-        Ok(capture.map(|c| c.result).unwrap_or_default())
     }
 }

@@ -6,66 +6,13 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub use crate::model::arch::{Arch, MlpKind};
 use crate::model::json::Json;
 pub use crate::model::moe_config::MoeConfig;
 use crate::model::moe_config::{layer_experts, mlp_kinds, moe_config};
 pub use crate::model::rope::RopeConfig;
 use crate::model::rope::rope_config;
-use crate::moe::routing::RoutingSpec;
-
-/// The supported `model_type`s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    Mixtral,
-    Qwen2Moe,
-    Qwen3Moe,
-    Olmoe,
-    DeepseekV2,
-    DeepseekV3,
-    GptOss,
-}
-
-impl Arch {
-    pub fn parse(model_type: &str) -> Result<Self> {
-        Ok(match model_type {
-            "mixtral" => Arch::Mixtral,
-            "qwen2_moe" => Arch::Qwen2Moe,
-            "qwen3_moe" => Arch::Qwen3Moe,
-            "olmoe" => Arch::Olmoe,
-            "deepseek_v2" => Arch::DeepseekV2,
-            "deepseek_v3" => Arch::DeepseekV3,
-            "gpt_oss" => Arch::GptOss,
-            other => return Err(Error::UnknownArchitecture(other.to_string())),
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Mixtral => "mixtral",
-            Arch::Qwen2Moe => "qwen2_moe",
-            Arch::Qwen3Moe => "qwen3_moe",
-            Arch::Olmoe => "olmoe",
-            Arch::DeepseekV2 => "deepseek_v2",
-            Arch::DeepseekV3 => "deepseek_v3",
-            Arch::GptOss => "gpt_oss",
-        }
-    }
-
-    /// Prefix of layer `i`'s MLP / MoE tensors in the checkpoint.
-    pub fn mlp_prefix(self, layer: usize) -> String {
-        match self {
-            Arch::Mixtral => format!("model.layers.{layer}.block_sparse_moe."),
-            _ => format!("model.layers.{layer}.mlp."),
-        }
-    }
-}
-
-/// What the MLP of a decoder layer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MlpKind {
-    Moe,
-    Dense,
-}
+use crate::spec::routing::RoutingSpec;
 
 /// Per-head or whole-projection RMSNorm on q and k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use crate::gpu::{Context, Staging};
 use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::Glu;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
-use crate::model::attention::{AttentionBlock, AttentionInit};
+use crate::model::attention::AttentionBlock;
+use crate::model::attention_init::AttentionInit;
 use crate::model::capture::RoutingCapture;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
@@ -26,8 +27,9 @@ use crate::model::scratch::Scratch;
 use crate::moe::activation::ActivationPolicy;
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::DenseMlp;
-use crate::moe::routing::DynamicActivation;
 use crate::moe::stats::ResidencyStats;
+use crate::moe::step_buffers::{StepBuffers, StepShape};
+use crate::spec::routing::DynamicActivation;
 
 /// Which rows of logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,7 @@ impl Model {
         };
         let mut layers = Vec::with_capacity(cfg.layers);
         let moe_count = cfg.moe_layers().len();
+        let step_buffers = step_buffers(ctx, cfg, options, limits.batch)?;
         let residency = &options.residency;
         let mut first_moe = true;
         for l in 0..cfg.layers {
@@ -187,6 +190,7 @@ impl Model {
                     let build = LayerBuild {
                         max_tokens: limits.batch,
                         io: Some((s.x.clone(), s.mlp_out.clone())),
+                        buffers: step_buffers.clone(),
                         slots,
                         residency,
                         layer: l,
@@ -299,4 +303,22 @@ impl Model {
                 Mlp::Dense(_) => None,
             })
     }
+}
+
+/// The step buffers every MoE layer of `cfg` shares, sized for the largest (none without MoE
+/// layers).
+fn step_buffers(
+    ctx: &Context,
+    cfg: &ModelConfig,
+    options: &ModelOptions,
+    batch: usize,
+) -> Result<Option<Arc<StepBuffers>>> {
+    let shape = cfg
+        .moe_layers()
+        .into_iter()
+        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, options.expert_format), batch))
+        .reduce(StepShape::union);
+    shape
+        .map(|shape| StepBuffers::new(ctx, shape).map(Arc::new))
+        .transpose()
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::matmul::WeightFormat;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
-use crate::moe::arena::ExpertArena;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {

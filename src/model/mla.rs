@@ -10,7 +10,7 @@ use crate::gpu::Context;
 use crate::kernels::attention::{Attention, AttentionBuffers};
 use crate::kernels::norm::{NormShape, RmsNorm};
 use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
-use crate::model::attention::AttentionInit;
+use crate::model::attention_init::AttentionInit;
 use crate::model::linear::Linear;
 
 pub struct MlaAttention {

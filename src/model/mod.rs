@@ -1,7 +1,9 @@
 //! Hugging Face checkpoints: config.json, memory-mapped safetensors, tensor names per
 //! architecture, and the whole decoder on the GPU ([`Model`]).
 
+pub mod arch;
 pub mod attention;
+pub mod attention_init;
 pub mod calibrate;
 pub mod capture;
 pub mod chat;
@@ -14,10 +16,10 @@ pub mod generate;
 pub mod inspect;
 pub mod json;
 pub mod linear;
+pub mod memory;
 pub mod mla;
 pub mod moe_config;
 pub mod options;
-mod record;
 pub mod rope;
 pub mod sampling;
 pub mod scratch;

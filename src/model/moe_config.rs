@@ -3,9 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::matmul::Glu;
-use crate::model::config::{Arch, MlpKind};
+use crate::model::arch::{Arch, MlpKind};
 use crate::model::json::Json;
-use crate::moe::routing::{GroupScore, RoutingSpec, Scoring};
+use crate::spec::routing::{GroupScore, RoutingSpec, Scoring};
 
 /// The MoE part shared by every MoE layer of a model.
 #[derive(Debug, Clone, PartialEq)]

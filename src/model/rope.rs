@@ -4,7 +4,7 @@
 //! `mscale_all_dim` correction).
 
 use crate::error::{Error, Result};
-use crate::model::config::{Arch, ModelConfig};
+use crate::model::arch::Arch;
 use crate::model::json::Json;
 
 /// Rotary embedding settings, from `rope_parameters` or the older `rope_theta` / `rope_scaling`,
@@ -32,7 +32,7 @@ pub struct RopeConfig {
 }
 
 /// 0.1 · mscale · ln(scale) + 1 for scale > 1 (YaRN's magnitude correction).
-fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
+pub(crate) fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
     if scale <= 1.0 {
         1.0
     } else {
@@ -41,7 +41,7 @@ fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
 }
 
 impl RopeConfig {
-    fn is_yarn(&self) -> bool {
+    pub(crate) fn is_yarn(&self) -> bool {
         self.rope_type == "yarn"
     }
 
@@ -121,29 +121,6 @@ impl RopeConfig {
         }
         out
     }
-}
-
-/// The factor q · k is multiplied by: head_dim^-½ (DeepSeek: qk_head_dim^-½ · mscale² when
-/// YaRN has `mscale_all_dim`).
-pub fn softmax_scale(cfg: &ModelConfig) -> Result<f32> {
-    let a = &cfg.attention;
-    let qk_dim = match a.mla {
-        Some(m) => m.qk_nope_head_dim + m.qk_rope_head_dim,
-        None => a.head_dim,
-    };
-    if qk_dim == 0 {
-        return Err(Error::config("head_dim", "must be positive"));
-    }
-    let mut scale = (qk_dim as f64).powf(-0.5);
-    let deepseek = matches!(cfg.arch, Arch::DeepseekV2 | Arch::DeepseekV3);
-    if deepseek
-        && cfg.rope.is_yarn()
-        && let Some(all) = cfg.rope.mscale_all_dim.filter(|m| *m != 0.0)
-    {
-        let m = yarn_mscale(cfg.rope.factor, all);
-        scale *= m * m;
-    }
-    Ok(scale as f32)
 }
 
 pub(crate) fn rope_config(

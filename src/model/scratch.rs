@@ -76,16 +76,16 @@ fn attention_dims(cfg: &ModelConfig) -> (usize, usize, usize) {
     }
 }
 
-/// The attention state buffer: a (token, split) state for every query of a step whose keys
-/// take several passes, and [`MAX_SPLITS`] for split decode steps (as many as the binding
-/// limit allows).
-fn partials(
-    ctx: &Context,
+/// Bytes of the attention state buffer: a (token, split) state for every query of a step whose
+/// keys take several passes, and [`MAX_SPLITS`] for split decode steps (as many as a binding of
+/// `max_binding` bytes holds).
+fn partials_size(
     cfg: &ModelConfig,
     batch: usize,
     positions: usize,
     split_kv: SplitKv,
-) -> Result<wgpu::Buffer> {
+    max_binding: u64,
+) -> u64 {
     let (heads, qk_dim, v_dim) = attention_dims(cfg);
     let spec = AttentionSpec {
         heads,
@@ -100,14 +100,51 @@ fn partials(
         pass_keys: None,
     };
     let per_slot = partials_bytes(1, heads, v_dim);
-    let fit = (ctx.max_binding() / per_slot) as usize;
+    let fit = (max_binding / per_slot) as usize;
     let wanted = if split_kv == SplitKv::OFF {
         0
     } else {
         MAX_SPLITS.min(fit)
     };
     let slots = spec.min_partial_slots().max(wanted).max(1);
-    ctx.storage("attention partials", partials_bytes(slots, heads, v_dim))
+    partials_bytes(slots, heads, v_dim)
+}
+
+/// Bytes of every scratch buffer, by name, in allocation order: the residual stream and the
+/// layer activations for `batch` tokens, the attention states, the rotary table of `positions`
+/// rows and a small zero buffer.
+pub fn scratch_bytes(
+    cfg: &ModelConfig,
+    batch: usize,
+    positions: usize,
+    split_kv: SplitKv,
+    max_binding: u64,
+) -> [(&'static str, u64); 16] {
+    let rows = |cols: usize| (batch * cols.max(1) * 4) as u64;
+    let h = cfg.hidden;
+    let [q, k_raw, k_norm, v_raw, q_a, attn] = widths(cfg);
+    let rope_pairs = cfg.rope.table(1).len() * positions;
+    [
+        ("residual", rows(h)),
+        ("normed", rows(h)),
+        ("attention output", rows(h)),
+        ("mlp output", rows(h)),
+        ("q projected", rows(q)),
+        ("q normed", rows(q)),
+        ("q rotated", rows(q)),
+        ("k projected", rows(k_raw)),
+        ("k normed", rows(k_norm)),
+        ("v projected", rows(v_raw)),
+        ("q latent", rows(q_a)),
+        ("q latent normed", rows(q_a)),
+        ("attention heads", rows(attn)),
+        (
+            "attention partials",
+            partials_size(cfg, batch, positions, split_kv, max_binding),
+        ),
+        ("rope cos/sin", (rope_pairs * 8) as u64),
+        ("zeros", 16),
+    ]
 }
 
 impl Scratch {
@@ -118,26 +155,42 @@ impl Scratch {
         positions: usize,
         split_kv: SplitKv,
     ) -> Result<Self> {
-        let rows = |label: &str, cols: usize| ctx.storage(label, (batch * cols.max(1) * 4) as u64);
-        let h = cfg.hidden;
-        let [q, k_raw, k_norm, v_raw, q_a, attn] = widths(cfg);
+        let sizes = scratch_bytes(cfg, batch, positions, split_kv, ctx.max_binding());
+        let [
+            h,
+            x,
+            attn_out,
+            mlp_out,
+            q_raw,
+            q_norm,
+            q,
+            k_raw,
+            k_norm,
+            v_raw,
+            q_a,
+            q_a_norm,
+            attn,
+            partials,
+            ..,
+        ] = sizes;
+        let buf = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
         let table = cfg.rope.table(positions);
         Ok(Self {
             batch,
-            h: rows("residual", h)?,
-            x: rows("normed", h)?,
-            attn_out: rows("attention output", h)?,
-            mlp_out: rows("mlp output", h)?,
-            q_raw: rows("q projected", q)?,
-            q_norm: rows("q normed", q)?,
-            q: rows("q rotated", q)?,
-            k_raw: rows("k projected", k_raw)?,
-            k_norm: rows("k normed", k_norm)?,
-            v_raw: rows("v projected", v_raw)?,
-            q_a: rows("q latent", q_a)?,
-            q_a_norm: rows("q latent normed", q_a)?,
-            attn: rows("attention heads", attn)?,
-            partials: partials(ctx, cfg, batch, positions, split_kv)?,
+            h: buf(h)?,
+            x: buf(x)?,
+            attn_out: buf(attn_out)?,
+            mlp_out: buf(mlp_out)?,
+            q_raw: buf(q_raw)?,
+            q_norm: buf(q_norm)?,
+            q: buf(q)?,
+            k_raw: buf(k_raw)?,
+            k_norm: buf(k_norm)?,
+            v_raw: buf(v_raw)?,
+            q_a: buf(q_a)?,
+            q_a_norm: buf(q_a_norm)?,
+            attn: buf(attn)?,
+            partials: buf(partials)?,
             rope_table: ctx.storage_with(
                 "rope cos/sin",
                 bytemuck::cast_slice::<[f32; 2], f32>(&table),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
+use crate::gpu::Recorder;
 use crate::gpu::{Context, Staging, decode};
-use crate::model::record::Recorder;
 
 pub struct Trace {
     rows: usize,

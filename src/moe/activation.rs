@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::calibration::CalibrationStats;
 use crate::error::{Error, Result};
-use crate::kernels::INVALID;
-use crate::moe::routing::DynamicActivation;
+use crate::spec::INVALID;
+use crate::spec::routing::DynamicActivation;
 
 /// The skip threshold β: a pick j > 0 is dropped when w_j < β · w_1.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,9 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::moe::arena::ExpertArena;
-use crate::moe::layer::MoeLayerSpec;
+use crate::kernels::expert_arena::ExpertArena;
 use crate::moe::residency::Policy;
+use crate::spec::layer::MoeLayerSpec;
 
 /// The VRAM given to routed experts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,12 +79,41 @@ pub fn auto_budget(ctx: &Context) -> u64 {
     ctx.limits.max_buffer_size / 2
 }
 
+/// What an adapter allows expert arenas: its largest storage binding and the default budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArenaLimits {
+    /// `max_storage_buffer_binding_size`: each arena matrix is one binding.
+    pub max_binding: u64,
+    /// The budget of [`ExpertBudget::Auto`] ([`auto_budget`]).
+    pub auto_budget: u64,
+}
+
+impl ArenaLimits {
+    /// The limits of `ctx`'s adapter.
+    pub fn of(ctx: &Context) -> Self {
+        Self {
+            max_binding: ctx.max_binding(),
+            auto_budget: auto_budget(ctx),
+        }
+    }
+}
+
 impl ResidencyOptions {
     /// Slots per MoE layer for a model of `moe_layers` layers shaped like `spec`. A result of
     /// at least the expert count means every expert is resident.
     pub fn slots_per_layer(
         &self,
         ctx: &Context,
+        spec: &MoeLayerSpec,
+        moe_layers: usize,
+    ) -> Result<usize> {
+        self.slots_within(ArenaLimits::of(ctx), spec, moe_layers)
+    }
+
+    /// [`Self::slots_per_layer`] under explicit adapter limits (for planning without one).
+    pub fn slots_within(
+        &self,
+        limits: ArenaLimits,
         spec: &MoeLayerSpec,
         moe_layers: usize,
     ) -> Result<usize> {
@@ -97,7 +126,7 @@ impl ResidencyOptions {
             .format
             .matrix_bytes(2 * spec.inter, spec.hidden)
             .max(spec.format.matrix_bytes(spec.hidden, spec.inter));
-        let binding_cap = (ctx.max_binding() / largest.max(1)) as usize;
+        let binding_cap = (limits.max_binding / largest.max(1)) as usize;
         let slots = match self.budget {
             ExpertBudget::SlotsPerLayer(n) if n < k => {
                 return Err(Error::input(format!(
@@ -118,7 +147,7 @@ impl ResidencyOptions {
                 n.min(e)
             }
             ExpertBudget::Auto => {
-                let budget = auto_budget(ctx);
+                let budget = limits.auto_budget;
                 if e as u64 * per_expert * layers <= budget {
                     e
                 } else {
@@ -136,7 +165,7 @@ impl ResidencyOptions {
             what: format!("{slots} expert slots of {largest} bytes per matrix"),
             needed: slots as u64 * largest,
             limit_name: "max_storage_buffer_binding_size",
-            limit: ctx.max_binding(),
+            limit: limits.max_binding,
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{Glu, MatmulBuffers, WeightFormat};
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{self, ExpertGemms};
-use crate::moe::experts::ExpertWeights;
+use crate::spec::weights::ExpertWeights;
 
 /// Gate/up then down, each in the tuned prefill tiling for many tokens and the tuned decode
 /// matvec for a few (the same bits either way).

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
-use crate::kernels::INVALID;
-use crate::moe::arena::ExpertArena;
-use crate::moe::experts::ExpertSource;
-use crate::moe::layer::{MoeLayer, MoeLayerSpec};
+use crate::kernels::expert_arena::ExpertArena;
 use crate::moe::residency::{ExpertCache, Policy, Round, StepPlan, Upload};
 use crate::moe::router::{Router, RouterOutputs, RouterWeights};
-use crate::moe::routing::DynamicActivation;
 use crate::moe::stats::LayerStats;
+use crate::spec::INVALID;
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::routing::DynamicActivation;
+use crate::spec::weights::ExpertSource;
 
 /// The residency state of a layer whose experts do not all fit in its slots.
 pub(crate) struct Offload {
@@ -25,8 +25,6 @@ pub(crate) struct Offload {
     /// Experts predicted for this layer's coming step, most tokens first.
     prediction: Option<Vec<usize>>,
     pub predictor: Option<Predictor>,
-    /// The permutation ran during sync (a step served in rounds), not in encode_experts.
-    pub permuted: bool,
 }
 
 impl Offload {
@@ -45,7 +43,6 @@ impl Offload {
             counts_staging: Staging::new(ctx, "expert counts readback", (experts * 4) as u64),
             prediction: None,
             predictor: None,
-            permuted: false,
         })
     }
 
@@ -61,21 +58,23 @@ impl Offload {
     }
 
     /// Uploads the experts predicted for this step (call right after submitting, so that the
-    /// host work overlaps the GPU's) and returns the prediction for the accuracy statistics.
+    /// host work overlaps the GPU's) and returns the prediction, for the accuracy statistics,
+    /// with the number of experts it uploaded.
     pub fn prefetch(
         &mut self,
         ctx: &Context,
         arena: &ExpertArena,
         stats: &mut LayerStats,
-    ) -> Result<Option<Vec<usize>>> {
+    ) -> Result<Option<(Vec<usize>, usize)>> {
         let Some(predicted) = self.prediction.take() else {
             return Ok(None);
         };
-        for up in self.cache.prefetch(&predicted)? {
-            self.upload(ctx, arena, &up)?;
+        let uploads = self.cache.prefetch(&predicted)?;
+        for up in &uploads {
+            self.upload(ctx, arena, up)?;
             stats.uploaded(up.expert, true);
         }
-        Ok(Some(predicted))
+        Ok(Some((predicted, uploads.len())))
     }
 
     /// Reads the prediction the predictor computed for this layer's next step.
@@ -197,104 +196,5 @@ impl Predictor {
         let mut ranked: Vec<usize> = (0..experts).filter(|&e| counts[e] > 0).collect();
         ranked.sort_by_key(|&e| (std::cmp::Reverse(counts[e]), e));
         Ok(ranked)
-    }
-}
-
-impl MoeLayer {
-    /// Host work between [`MoeLayer::encode_route`] and [`MoeLayer::encode_experts`] in cache
-    /// mode: copies the step's per-expert counts (and `next`'s prediction) out of `encoder`,
-    /// submits it, uploads the experts predicted for this step while the GPU runs, reads the
-    /// counts, then uploads what is still missing. A step that needs more experts than slots
-    /// runs its GEMMs round by round here, each round its own submit. Returns the encoder to
-    /// record the experts into. Without cache mode it returns `encoder` untouched.
-    pub fn sync(
-        &self,
-        ctx: &Context,
-        mut encoder: wgpu::CommandEncoder,
-        tokens: usize,
-        next: Option<&MoeLayer>,
-    ) -> Result<wgpu::CommandEncoder> {
-        let Some(offload) = &self.offload else {
-            return Ok(encoder);
-        };
-        if next.is_some_and(|n| std::ptr::eq(n, self)) {
-            return Err(Error::input("an MoE layer cannot prefetch for itself"));
-        }
-        let mut off = offload.borrow_mut();
-        let mut stats = self.stats.borrow_mut();
-        let mut next_off = next
-            .and_then(|n| n.offload.as_ref())
-            .map(|o| o.borrow_mut())
-            .filter(|o| o.predictor.is_some());
-        off.copy_counts(&mut encoder, &self.counts);
-        if let Some(p) = next_off.as_ref().and_then(|o| o.predictor.as_ref()) {
-            p.copy_out(&mut encoder, tokens);
-        }
-        ctx.submit([encoder.finish()]);
-        let predicted = off.prefetch(ctx, &self.arena, &mut stats)?;
-        let counts = off.read_counts(ctx)?;
-        if let Some(n) = next_off.as_mut() {
-            n.take_prediction(ctx, tokens)?;
-        }
-        if let Some(p) = &predicted {
-            stats.record_prediction(p, &counts);
-        }
-        let plan = off.plan(&counts)?;
-        stats.record_step(tokens, &counts, Some(&plan));
-        let rounds = plan.rounds.len();
-        for (i, round) in plan.rounds.iter().enumerate() {
-            off.apply_round(ctx, &self.arena, round, &mut stats)?;
-            if i + 1 < rounds {
-                let mut enc = ctx.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    if i == 0 {
-                        self.encode_permute(ctx, &mut pass, tokens);
-                    }
-                    self.encode_gemms(&mut pass, tokens);
-                }
-                ctx.submit([enc.finish()]);
-                off.permuted = true;
-            }
-        }
-        stats.note_resident(off.cache.resident());
-        Ok(ctx.device.create_command_encoder(&Default::default()))
-    }
-
-    /// Lets this layer predict its experts one MoE layer early: its router is applied to
-    /// `hidden` ([max_tokens, hidden] f32, typically the previous MoE layer's input) when the
-    /// previous layer calls [`MoeLayer::encode_with_next`] with this layer as `next`. Returns
-    /// whether a predictor was attached: with every expert resident there is nothing to
-    /// prefetch and none is.
-    pub fn attach_predictor(&mut self, ctx: &Context, hidden: &wgpu::Buffer) -> Result<bool> {
-        let Some(offload) = &self.offload else {
-            return Ok(false);
-        };
-        let p = Predictor::new(
-            ctx,
-            &self.spec,
-            &self.router_weights,
-            hidden,
-            self.max_tokens,
-        )?;
-        offload.borrow_mut().predictor = Some(p);
-        Ok(true)
-    }
-
-    /// Records this layer's expert prediction for `tokens` tokens of its predictor's hidden
-    /// state, in the previous MoE layer's routing pass (nothing without a predictor).
-    pub fn encode_prediction(
-        &self,
-        ctx: &Context,
-        pass: &mut wgpu::ComputePass<'_>,
-        tokens: usize,
-        activation: &DynamicActivation,
-    ) -> Result<()> {
-        if let Some(off) = &self.offload
-            && let Some(p) = &off.borrow().predictor
-        {
-            p.encode(ctx, pass, tokens, activation)?;
-        }
-        Ok(())
     }
 }

@@ -72,7 +72,7 @@ pub struct Round {
 impl Round {
     /// The expert → slot table the GEMMs read during this round: only its experts mapped.
     pub fn table(&self, experts: usize) -> Vec<u32> {
-        let mut table = vec![crate::kernels::INVALID; experts];
+        let mut table = vec![crate::spec::INVALID; experts];
         for (&e, &s) in self.experts.iter().zip(&self.slots) {
             table[e] = s as u32;
         }

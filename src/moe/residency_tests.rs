@@ -164,12 +164,9 @@ fn each_round_keeps_the_slots_it_was_computed_with() {
     let t0 = p.rounds[0].table(6);
     assert_eq!(p.rounds[0].experts, [1, 4]);
     assert!(t0[1] != t0[4] && t0[1] < 2 && t0[4] < 2);
-    assert_eq!(t0[5], crate::kernels::INVALID);
+    assert_eq!(t0[5], crate::spec::INVALID);
     let t1 = p.rounds[1].table(6);
     assert_eq!(p.rounds[1].experts, [5]);
-    assert_eq!(
-        (t1[1], t1[4]),
-        (crate::kernels::INVALID, crate::kernels::INVALID)
-    );
+    assert_eq!((t1[1], t1[4]), (crate::spec::INVALID, crate::spec::INVALID));
     assert_eq!(t1[5] as usize, c.slot_of(5).unwrap());
 }

@@ -8,9 +8,9 @@ use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use crate::kernels::permute::{PermuteBuffers, PermuteShape};
 use crate::kernels::select::{Select, SelectBuffers};
-use crate::moe::experts::MoeWeights;
-use crate::moe::layer::MoeLayerSpec;
-use crate::moe::routing::DynamicActivation;
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::routing::DynamicActivation;
+use crate::spec::weights::MoeWeights;
 
 /// Router weights on the GPU.
 pub struct RouterWeights {

@@ -1,23 +1,20 @@
 //! A stack of MoE layers, each reading the previous one's output: the synthetic model of
-//! `moe demo` and the harness of the prefetch tests. It drives its layers the way a decoder
-//! should drive its MoE layers:
-//!
-//! - at build time, for each MoE layer L+1: `layer[L+1].attach_predictor(ctx, &hidden_L)`,
-//!   where `hidden_L` is a buffer holding layer L's hidden state when L routes (here L's input);
-//! - per step, for each MoE layer L in order, with `next` the following MoE layer (if any):
-//!   `encoder = layer[L].encode_with_next(ctx, encoder, tokens, &activation, next)?`, or the
-//!   same split into `encode_route` + `next.encode_prediction` in one pass, then
-//!   `sync(ctx, encoder, tokens, next)` if `needs_sync()`, then `encode_experts`.
-//!
-//! With every expert resident no layer syncs and the whole step is one submit.
+//! `moe demo` and the harness of the prefetch tests. Its layers share one set of step buffers,
+//! layer L+1 predicts its experts from layer L's input (`attach_predictor`), and a step records
+//! each layer with [`MoeLayer::record`], naming the following layer as `next`, as the decoder
+//! does. With every expert resident the whole step is one submit.
+
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Staging};
+use crate::gpu::{Context, Recorder, Staging};
 use crate::moe::budget::ResidencyOptions;
-use crate::moe::experts::MoeWeights;
-use crate::moe::layer::{LayerBuild, MoeLayer, MoeLayerSpec, check_input};
-use crate::moe::routing::DynamicActivation;
+use crate::moe::layer::{LayerBuild, MoeLayer, MoeStep, check_input};
 use crate::moe::stats::ResidencyStats;
+use crate::moe::step_buffers::{StepBuffers, StepShape};
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::routing::DynamicActivation;
+use crate::spec::weights::MoeWeights;
 
 pub struct MoeStack {
     pub layers: Vec<MoeLayer>,
@@ -48,11 +45,13 @@ impl MoeStack {
         let acts: Vec<wgpu::Buffer> = (0..=weights.len())
             .map(|i| ctx.storage(&format!("activations {i}"), bytes))
             .collect::<Result<_>>()?;
+        let buffers = Arc::new(StepBuffers::new(ctx, StepShape::of(spec, max_tokens))?);
         let mut layers: Vec<MoeLayer> = Vec::with_capacity(weights.len());
         for (l, w) in weights.iter().enumerate() {
             let build = LayerBuild {
                 max_tokens,
                 io: Some((acts[l].clone(), acts[l + 1].clone())),
+                buffers: Some(buffers.clone()),
                 slots,
                 residency,
                 layer: l,
@@ -83,18 +82,21 @@ impl MoeStack {
     }
 
     /// Records one step of every layer on the first `tokens` rows of [`Self::input`].
-    pub fn encode(
+    pub fn record(
         &self,
         ctx: &Context,
-        mut encoder: wgpu::CommandEncoder,
+        rec: &mut Recorder<'_>,
         tokens: usize,
         activation: &DynamicActivation,
-    ) -> Result<wgpu::CommandEncoder> {
+    ) -> Result<()> {
         for (l, layer) in self.layers.iter().enumerate() {
-            let next = self.layers.get(l + 1);
-            encoder = layer.encode_with_next(ctx, encoder, tokens, activation, next)?;
+            let step = MoeStep {
+                next: self.layers.get(l + 1).map(|n| (n, activation)),
+                ..MoeStep::new(tokens, activation)
+            };
+            layer.record(ctx, rec, &step)?;
         }
-        Ok(encoder)
+        Ok(())
     }
 
     /// Runs the stack on `x` ([tokens, hidden]), one step per `max_tokens` tokens.
@@ -111,12 +113,11 @@ impl MoeStack {
             let tokens = chunk.len() / self.hidden;
             ctx.queue
                 .write_buffer(self.input(), 0, bytemuck::cast_slice(chunk));
-            let encoder = ctx.device.create_command_encoder(&Default::default());
-            let mut encoder = self.encode(ctx, encoder, tokens, activation)?;
+            let mut rec = Recorder::new(ctx);
+            self.record(ctx, &mut rec, tokens, activation)?;
             let bytes = (chunk.len() * 4) as u64;
-            self.readback
-                .copy_from(&mut encoder, self.output(), 0, 0, bytes);
-            ctx.submit([encoder.finish()]);
+            rec.copy(self.output(), 0, &self.readback, 0, bytes);
+            rec.submit();
             out.extend(self.readback.read::<f32>(ctx, chunk.len())?);
         }
         Ok(out)

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::calibration::LayerStats;
 use crate::error::Result;
-use crate::moe::experts::{ExpertSource, ExpertWeights};
 use crate::prune::plan::LayerPlan;
+use crate::spec::weights::{ExpertSource, ExpertWeights};
 
 /// All of an expert's weights as one vector, for similarity.
 fn flat(w: &ExpertWeights) -> Vec<f32> {

@@ -4,7 +4,7 @@
 use crate::calibration::CalibrationStats;
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
-use crate::moe::routing::GroupScore;
+use crate::spec::routing::GroupScore;
 
 /// How experts are ranked and what happens to the dropped ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

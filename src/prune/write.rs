@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{Checkpoint, TensorEntry};
 use crate::model::config::{Arch, ModelConfig};
-use crate::moe::experts::ExpertWeights;
 use crate::prune::plan::{LayerPlan, PrunePlan};
+use crate::spec::weights::ExpertWeights;
 
 /// Merged weights: layer → kept expert (original id) → weights.
 pub type Merged = BTreeMap<usize, BTreeMap<usize, ExpertWeights>>;

@@ -1,7 +1,7 @@
 //! y = x · Wᵀ + b and the gated MLPs built from it.
 
-use crate::kernels::matmul::Glu;
-use crate::moe::experts::ExpertWeights;
+use crate::spec::layer::Glu;
+use crate::spec::weights::ExpertWeights;
 
 /// `x` `[rows, k]` · `w` `[n, k]`ᵀ + `bias` `[n]`, accumulated in f64.
 pub fn linear(

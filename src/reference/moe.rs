@@ -1,11 +1,12 @@
 //! A whole MoE block on the CPU, expert by expert, and the permutation's CSR segments.
 
 use crate::error::Result;
-use crate::kernels::INVALID;
-use crate::moe::experts::MoeWeights;
-use crate::moe::layer::MoeLayerSpec;
-use crate::moe::routing::DynamicActivation;
-use crate::reference::{glu_mlp, linear, route};
+use crate::reference::linear::{glu_mlp, linear};
+use crate::reference::routing::route;
+use crate::spec::INVALID;
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::routing::DynamicActivation;
+use crate::spec::weights::MoeWeights;
 
 /// Everything the reference computes for one block call.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Expert selection per routing family, by sorting: the CPU twin of `shaders/select.wgsl`.
 
-use crate::kernels::INVALID;
-use crate::moe::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
+use crate::spec::INVALID;
+use crate::spec::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
 
 fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())

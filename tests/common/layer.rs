@@ -1,9 +1,9 @@
 //! A whole MoE layer with its experts stored in some format, against the f32 reference.
 
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::moe::layer::MoeLayerSpec;
 use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer};
 use moe_gpu::reference::moe_block;
+use moe_gpu::spec::MoeLayerSpec;
 use moe_gpu::synthetic::{Rng, random_moe_weights};
 
 /// Builds `spec`'s layer from random f32 weights (`seed`) stored as `format`, runs it on

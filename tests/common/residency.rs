@@ -30,6 +30,7 @@ pub fn run(
     let build = LayerBuild {
         max_tokens: chunk,
         io: None,
+        buffers: None,
         slots,
         residency: &options(policy),
         layer: 0,

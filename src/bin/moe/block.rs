@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
+use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::moe::activation::ActivationSummary;
-use moe_gpu::moe::arena::ExpertArena;
 use moe_gpu::moe::{ForwardOptions, LayerBuild, MoeLayer, ResidencyStats};
 
 use crate::activation::activation_policy;
@@ -84,6 +84,7 @@ pub fn run(a: Args) -> Result<()> {
     let build = LayerBuild {
         max_tokens: chunk,
         io: None,
+        buffers: None,
         slots,
         residency: &options,
         layer: a.layer,

@@ -1,9 +1,15 @@
-//! `moe inspect`: architecture, layers, experts, routing, parameters and bytes of a checkpoint.
+//! `moe inspect`: architecture, layers, experts, routing, parameters and bytes of a checkpoint,
+//! and the GPU memory plan of loading it with the given options.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::inspect::ModelSummary;
+use moe_gpu::model::memory::MemoryPlan;
+use moe_gpu::model::{Checkpoint, ModelConfig, ModelOptions};
+use moe_gpu::moe::budget::ArenaLimits;
+use moe_gpu::moe::{ExpertBudget, ResidencyOptions, parse_bytes};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,14 +19,75 @@ pub struct Args {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
+    /// Tokens per forward step the memory plan is sized for.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_batch: usize,
+    /// KV-cache length of the plan (default: min(max_position_embeddings, 4096)).
+    #[arg(long, value_name = "N")]
+    max_context: Option<usize>,
+    /// VRAM for routed experts in the plan (e.g. 512M, 2G); default: this adapter's automatic
+    /// budget.
+    #[arg(long, value_name = "BYTES")]
+    expert_budget: Option<String>,
+    /// Expert weight format of the plan.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
+    dtype: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let s = ModelSummary::from_dir(&a.model)?;
+    let cfg = ModelConfig::load(&a.model)?;
+    let ckpt = Checkpoint::open(&a.model)?;
+    let budget = match &a.expert_budget {
+        Some(b) => ExpertBudget::Bytes(parse_bytes(b).context("--expert-budget")?),
+        None => ExpertBudget::Auto,
+    };
+    let options = ModelOptions {
+        max_batch: a.max_batch,
+        max_context: a.max_context,
+        expert_format: WeightFormat::parse(&a.dtype)?,
+        residency: ResidencyOptions {
+            budget,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let ctx = moe_gpu::Context::new()?;
+    let plan = MemoryPlan::new(&cfg, &ckpt, &options, ArenaLimits::of(&ctx))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut value = serde_json::to_value(&s)?;
+        value["memory"] = serde_json::to_value(&plan)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", s.report());
+        print!("{}{}", s.report(), report(&plan));
     }
     Ok(())
+}
+
+fn report(p: &MemoryPlan) -> String {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    let mut s = format!(
+        "memory plan                  max_batch {}, max_context {}, {} experts\n",
+        p.max_batch, p.max_context, p.expert_format
+    );
+    let rows = [
+        (
+            "  expert slots",
+            format!(
+                "{} ({} per MoE layer × {} layers)",
+                mib(p.expert_slots),
+                p.slots_per_layer,
+                p.moe_layers
+            ),
+        ),
+        ("  other weights", mib(p.other_weights)),
+        ("  KV cache", mib(p.kv_cache)),
+        ("  activations", mib(p.activations)),
+        ("  staging", mib(p.staging)),
+        ("  total", mib(p.total)),
+    ];
+    for (k, v) in rows {
+        s.push_str(&format!("{k:<28} {v}\n"));
+    }
+    s
 }

@@ -1,13 +1,16 @@
-//! The forward step of [`Model`]: embedding rows from the host, every layer recorded into one
-//! compute pass (handing the encoder to an expert cache's sync where a layer needs it), the
-//! final norm and LM head for the rows whose logits are wanted, one submit, one readback.
+//! The forward step of [`Model`]: embedding rows from the host, each layer recorded by one
+//! function (attention, then the MLP or the MoE step, which submits in the middle only for an
+//! expert cache), the final norm and LM head for the rows whose logits are wanted, one submit,
+//! one readback.
 
 use crate::error::{Error, Result};
+use crate::gpu::Recorder;
 use crate::gpu::{Context, decode};
+use crate::model::capture::{LayerRouting, RoutingCapture};
 use crate::model::decoder::{Logits, Mlp, Model};
-use crate::model::record::Recorder;
 use crate::model::trace::Trace;
-use crate::moe::layer::MoeLayer;
+use crate::moe::layer::{MoeLayer, MoeStep};
+use crate::spec::routing::DynamicActivation;
 
 impl Model {
     /// Checks that `ids` can be appended to the cache.
@@ -110,7 +113,6 @@ impl Model {
         mut trace: Option<&mut Trace>,
     ) -> Result<()> {
         let t = ids.len();
-        let pos0 = self.position;
         let s = &self.scratch;
         ctx.queue
             .write_buffer(&s.h, 0, bytemuck::cast_slice(&self.embed(ids)?));
@@ -119,38 +121,15 @@ impl Model {
             tr.capture(&mut rec, "embed.output", &s.h);
         }
         let moe: Vec<(usize, &MoeLayer)> = self.moe_layers().collect();
-        let mut moe_index = 0;
-        for (l, layer) in self.layers.iter().enumerate() {
-            layer.input_norm.encode(ctx, rec.pass(), t);
-            if l > 0
-                && let Some(tr) = trace.as_deref_mut()
-            {
-                tr.capture(&mut rec, &format!("layers.{}.output", l - 1), &s.h);
-            }
-            layer.attention.encode(ctx, rec.pass(), t, pos0);
-            layer.post_norm.encode(ctx, rec.pass(), t);
-            if let Some(tr) = trace.as_deref_mut() {
-                tr.capture(&mut rec, &format!("layers.{l}.attn.output"), &s.attn_out);
-            }
-            match &layer.mlp {
-                Mlp::Dense(mlp) => mlp.encode(ctx, rec.pass(), t),
-                Mlp::Moe(layer) => {
-                    moe_index += 1;
-                    let next = moe.get(moe_index).copied();
-                    layer.encode_route(ctx, rec.pass(), t, &self.activation[l])?;
-                    if let Some((next_l, next)) = next {
-                        next.encode_prediction(ctx, rec.pass(), t, &self.activation[next_l])?;
-                    }
-                    let next = next.map(|(_, m)| m);
-                    if layer.needs_sync() {
-                        let encoder = layer.sync(ctx, rec.take_encoder(), t, next)?;
-                        rec.resume(encoder);
-                    }
-                    layer.encode_experts(ctx, rec.pass(), t);
-                }
-            }
-            if let Some(tr) = trace.as_deref_mut() {
-                tr.capture(&mut rec, &format!("layers.{l}.mlp.output"), &s.mlp_out);
+        let mut routed = RoutedCopies::default();
+        for l in 0..self.layers.len() {
+            let next = moe
+                .iter()
+                .find(|(i, _)| *i > l)
+                .map(|&(i, m)| (m, &self.activation[i]));
+            let moe_layer = self.record_layer(ctx, &mut rec, l, t, next, trace.as_deref_mut())?;
+            if let Some(layer) = moe_layer {
+                self.copy_routing(&mut rec, layer, t, &mut routed);
             }
         }
         if logit_rows > 0 {
@@ -165,26 +144,14 @@ impl Model {
             self.lm_head
                 .copy_out(rec.encoder(), &self.logits, logit_rows);
         }
-        let ids_bytes = |layer: &MoeLayer| (t * layer.top_k() * 4) as u64;
-        if let Some(capture) = &self.capture {
-            capture.record(&mut rec, moe.iter().map(|(_, m)| *m));
-        }
-        if let Some(staging) = &self.routing {
-            let mut offset = 0;
-            for (_, layer) in &moe {
-                rec.copy(layer.ids_buffer(), 0, staging, offset, ids_bytes(layer));
-                offset += ids_bytes(layer);
-            }
-        }
         rec.submit();
         if let Some(staging) = &self.routing {
-            let total: u64 = moe.iter().map(|(_, l)| ids_bytes(l)).sum();
-            let raw = staging.read_bytes(ctx, total)?;
+            let raw = staging.read_bytes(ctx, routed.bytes)?;
             let mut offset = 0;
             for (_, layer) in &moe {
-                let ids: Vec<u32> = decode(&raw, offset, t * layer.top_k());
-                layer.observe_routing(t, &ids);
-                offset += ids_bytes(layer);
+                let n = t * layer.top_k();
+                layer.observe_routing(t, &decode::<u32>(&raw, offset, n));
+                offset += (n * 4) as u64;
             }
         }
         if let Some(capture) = self.capture.as_mut() {
@@ -192,5 +159,98 @@ impl Model {
         }
         self.position += t;
         Ok(())
+    }
+
+    /// Records decoder layer `l` for `t` tokens: input norm (adding the previous MLP output to
+    /// the residual), attention, post-attention norm, then the dense MLP or the MoE step.
+    /// Returns the MoE layer it ran, if any.
+    fn record_layer(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        l: usize,
+        t: usize,
+        next: Option<(&MoeLayer, &DynamicActivation)>,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Option<&MoeLayer>> {
+        let s = &self.scratch;
+        let layer = &self.layers[l];
+        layer.input_norm.encode(ctx, rec.pass(), t);
+        if l > 0
+            && let Some(tr) = trace.as_deref_mut()
+        {
+            tr.capture(rec, &format!("layers.{}.output", l - 1), &s.h);
+        }
+        layer.attention.encode(ctx, rec.pass(), t, self.position);
+        layer.post_norm.encode(ctx, rec.pass(), t);
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.capture(rec, &format!("layers.{l}.attn.output"), &s.attn_out);
+        }
+        let moe = match &layer.mlp {
+            Mlp::Dense(mlp) => {
+                mlp.encode(ctx, rec.pass(), t);
+                None
+            }
+            Mlp::Moe(moe) => {
+                let step = MoeStep {
+                    next,
+                    ..MoeStep::new(t, &self.activation[l])
+                };
+                moe.record(ctx, rec, &step)?;
+                Some(moe.as_ref())
+            }
+        };
+        if let Some(tr) = trace {
+            tr.capture(rec, &format!("layers.{l}.mlp.output"), &s.mlp_out);
+        }
+        Ok(moe)
+    }
+
+    /// Copies what the routing statistics and a routing capture read of an MoE layer's step,
+    /// right after it: the layers share their step buffers, so the next one overwrites them.
+    fn copy_routing(
+        &self,
+        rec: &mut Recorder<'_>,
+        layer: &MoeLayer,
+        t: usize,
+        routed: &mut RoutedCopies,
+    ) {
+        if let Some(staging) = &self.routing {
+            let bytes = (t * layer.top_k() * 4) as u64;
+            rec.copy(layer.ids_buffer(), 0, staging, routed.bytes, bytes);
+            routed.bytes += bytes;
+        }
+        if let Some(capture) = &self.capture {
+            capture.record_layer(rec, routed.layers, layer);
+        }
+        routed.layers += 1;
+    }
+}
+
+/// How much of a step's routing has been copied out so far.
+#[derive(Default)]
+struct RoutedCopies {
+    /// MoE layers done.
+    layers: usize,
+    /// Bytes of expert ids in the routing statistics' staging buffer.
+    bytes: u64,
+}
+
+impl Model {
+    /// Appends `ids` to the KV cache like [`Model::forward`] (one step: at most `max_batch`
+    /// tokens) and returns every MoE layer's routing of them, with expert output norms.
+    pub fn capture_routing(&mut self, ctx: &Context, ids: &[u32]) -> Result<Vec<LayerRouting>> {
+        if ids.len() > self.limits.batch {
+            return Err(Error::input(format!(
+                "a routing capture runs in one step: {} tokens exceed max_batch = {}",
+                ids.len(),
+                self.limits.batch
+            )));
+        }
+        self.capture = Some(RoutingCapture::new(ctx, ids.len(), self.moe_layers()));
+        let result = self.forward(ctx, ids, Logits::Last);
+        let capture = self.capture.take();
+        result?;
+        Ok(capture.map(|c| c.result).unwrap_or_default())
     }
 }

@@ -1,23 +1,45 @@
-//! Building a layer once: buffers for `max_tokens`, the router, permutation, grouped GEMMs
-//! (tuned per adapter), shared expert and combine, then the expert arena and its residency mode.
+//! Building a layer once: its kernels bound to the step buffers (shared, or its own), the
+//! router, permutation, grouped GEMMs (tuned per adapter), shared expert and combine, then the
+//! expert arena and its residency mode.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{OnceCell, RefCell};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Staging};
+use crate::gpu::Context;
 use crate::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
+use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::matmul::{Glu, GroupedMatmul, MatmulBuffers, MatmulSpec, WeightFormat};
-use crate::kernels::permute::{self, Permute, PermuteBuffers};
+use crate::kernels::permute::{Permute, PermuteBuffers};
 use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
-use crate::moe::arena::ExpertArena;
 use crate::moe::budget::ResidencyOptions;
-use crate::moe::experts::MoeWeights;
-use crate::moe::layer::{LayerBuild, MoeLayer, MoeLayerSpec};
+use crate::moe::layer::state::MoeLayer;
 use crate::moe::mlp::DenseMlp;
 use crate::moe::offload::Offload;
-use crate::moe::router::{Router, RouterOutputs, RouterWeights, logit_cols};
+use crate::moe::router::{Router, RouterWeights};
 use crate::moe::stats::LayerStats;
+use crate::moe::step_buffers::{StepBuffers, StepShape};
+use crate::spec::layer::MoeLayerSpec;
+use crate::spec::weights::MoeWeights;
+
+/// How to build a layer beyond its shape and weights.
+pub struct LayerBuild<'a> {
+    pub max_tokens: usize,
+    /// Caller-owned [max_tokens, hidden] f32 input and output; the layer allocates its own
+    /// when `None`.
+    pub io: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// The step buffers of the model the layer belongs to, shared with its other MoE layers
+    /// (they run one after another); the layer allocates its own when `None`.
+    pub buffers: Option<Arc<StepBuffers>>,
+    /// Expert slots, from [`ResidencyOptions::slots_per_layer`]. At least the expert count:
+    /// every expert is uploaded now and steps need no readback. Fewer: cache mode, where an
+    /// expert is uploaded only when a step first needs it.
+    pub slots: usize,
+    pub residency: &'a ResidencyOptions,
+    /// Decoder layer index, for statistics and traces.
+    pub layer: usize,
+}
 
 impl MoeLayer {
     /// Builds the layer with its own input and output buffers and every expert resident.
@@ -31,6 +53,7 @@ impl MoeLayer {
         let build = LayerBuild {
             max_tokens,
             io: None,
+            buffers: None,
             slots,
             residency: &ResidencyOptions::default(),
             layer: 0,
@@ -52,6 +75,7 @@ impl MoeLayer {
         let build = LayerBuild {
             max_tokens,
             io: Some((x, out)),
+            buffers: None,
             slots,
             residency: &ResidencyOptions::default(),
             layer: 0,
@@ -96,7 +120,6 @@ impl MoeLayer {
             )));
         }
         let slots = b.slots.min(e);
-        let pairs = max_tokens * k;
         let (x, out) = match b.io {
             Some((x, out)) => {
                 let need = (max_tokens * h * 4) as u64;
@@ -118,9 +141,16 @@ impl MoeLayer {
             }
         };
 
-        let counts = ctx.storage("expert counts", (e * 4) as u64)?;
-        let route = RouterOutputs::new(ctx, &spec, max_tokens)?;
-        // Expert GEMM tilings, then the permutation and tile list (sized for the smaller tile).
+        let buffers = match b.buffers {
+            Some(shared) => {
+                shared.check_fits(StepShape::of(&spec, max_tokens))?;
+                shared
+            }
+            None => Arc::new(StepBuffers::new(ctx, StepShape::of(&spec, max_tokens))?),
+        };
+        let sb = &*buffers;
+        let route = &sb.route;
+        // Expert GEMM tilings (tuned per adapter and shape, or the defaults).
         let gemms = ExpertGemms {
             hidden: h,
             inter: i,
@@ -130,25 +160,15 @@ impl MoeLayer {
         };
         let tilings =
             [TileKind::Prefill, TileKind::Decode].map(|kind| tune::tiling(ctx, kind, &gemms));
-        let min_block = tilings.iter().map(|t| t.block_m()).min().unwrap_or(1);
-        let offsets = ctx.storage("expert offsets", ((e + 1) * 4) as u64)?;
-        let cursor = ctx.storage("expert cursor", (e * 4) as u64)?;
-        let tiles = ctx.storage(
-            "gemm tiles",
-            (permute::max_tiles(pairs, min_block, e) * 16) as u64,
-        )?;
-        let args = ctx.indirect_storage("gemm dispatch args", (permute::ARGS_WORDS * 4) as u64)?;
-        let rows = ctx.storage("sorted rows", (pairs * 4) as u64)?;
-        let pos = ctx.storage("pair positions", (pairs * 4) as u64)?;
         let permute_buffers = PermuteBuffers {
             ids: &route.ids,
-            counts: &counts,
-            offsets: &offsets,
-            cursor: &cursor,
-            tiles: &tiles,
-            args: &args,
-            rows: &rows,
-            pos: &pos,
+            counts: &sb.counts,
+            offsets: &sb.offsets,
+            cursor: &sb.cursor,
+            tiles: &sb.tiles,
+            args: &sb.args,
+            rows: &sb.rows,
+            pos: &sb.pos,
         };
         // Router and selection, which counts the pairs per expert and, for a step of few
         // tokens, builds the permutation too.
@@ -158,16 +178,14 @@ impl MoeLayer {
             &spec,
             &router_weights,
             &x,
-            &route,
-            Some(&counts),
+            route,
+            Some(&sb.counts),
             Some(&permute_buffers),
         )?;
         let permute = Permute::new(ctx, e, permute_buffers)?;
 
         // Grouped expert GEMMs over the arena.
         let arena = ExpertArena::new(ctx, h, i, e, slots, spec.format, spec.expert_bias)?;
-        let hbuf = ctx.storage("expert hidden", (pairs * i * 4) as u64)?;
-        let y = ctx.storage("expert output", (pairs * h * 4) as u64)?;
         let grouped = |n, kk, glu, gather, tiling| MatmulSpec {
             n,
             k: kk,
@@ -184,18 +202,18 @@ impl MoeLayer {
             w: &arena.gate_up,
             bias: &arena.gate_up_bias,
             slots: &arena.table,
-            tiles: &tiles,
-            rows: &rows,
-            out: &hbuf,
+            tiles: &sb.tiles,
+            rows: &sb.rows,
+            out: &sb.hidden,
         };
         let down_buffers = MatmulBuffers {
-            x: &hbuf,
+            x: &sb.hidden,
             w: &arena.down,
             bias: &arena.down_bias,
             slots: &arena.table,
-            tiles: &tiles,
-            rows: &rows,
-            out: &y,
+            tiles: &sb.tiles,
+            rows: &sb.rows,
+            out: &sb.expert_out,
         };
         let mut gate_up = Vec::new();
         let mut down = Vec::new();
@@ -219,10 +237,6 @@ impl MoeLayer {
         }
 
         // Shared expert and combine.
-        let shared_out = ctx.storage(
-            "shared expert output",
-            (spec.shared_inter.map_or(1, |_| max_tokens) * h * 4) as u64,
-        )?;
         let shared = match (&weights.shared, spec.shared_inter) {
             (Some(s), Some(si)) => Some(DenseMlp::new(
                 ctx,
@@ -233,15 +247,15 @@ impl MoeLayer {
                 spec.format,
                 max_tokens,
                 &x,
-                &shared_out,
+                &sb.shared_out,
             )?),
             _ => None,
         };
         let combine_buffers = CombineBuffers {
             weights: &route.weights,
-            pos: &pos,
-            y: &y,
-            shared_out: &shared_out,
+            pos: &sb.pos,
+            y: &sb.expert_out,
+            shared_out: &sb.shared_out,
             shared_gate: &route.shared_gate,
             out: &out,
         };
@@ -266,9 +280,6 @@ impl MoeLayer {
             None
         };
 
-        let readback_bytes = (max_tokens * (h + logit_cols(&spec) + 2 * k) * 4) as u64;
-        let readback = Staging::new(ctx, "moe readback", readback_bytes);
-
         let [gp, gd] = vec_to_pair(gate_up);
         let [dp, dd] = vec_to_pair(down);
         let expert_bytes = ExpertArena::expert_bytes(h, i, spec.format, spec.expert_bias);
@@ -285,11 +296,7 @@ impl MoeLayer {
             max_tokens,
             x,
             out,
-            route,
-            counts,
-            args,
-            pos,
-            expert_out: y,
+            buffers,
             arena,
             router_weights,
             tilings,
@@ -301,9 +308,8 @@ impl MoeLayer {
             combine,
             down_combine,
             offload,
-            select_permuted: Cell::new(false),
             stats: RefCell::new(stats),
-            readback,
+            readback: OnceCell::new(),
         })
     }
 

@@ -2,10 +2,11 @@
 //! `max_tokens`, read back the output (and, on request, the routing).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, decode};
-use crate::moe::layer::MoeLayer;
+use crate::gpu::{Context, Recorder, Staging, decode};
+use crate::moe::layer::state::MoeLayer;
+use crate::moe::layer::step::MoeStep;
 use crate::moe::router::logit_cols;
-use crate::moe::routing::DynamicActivation;
+use crate::spec::routing::DynamicActivation;
 
 /// What a forward step returns.
 #[derive(Debug, Clone, Default)]
@@ -76,8 +77,8 @@ impl MoeLayer {
         let tokens = x.len() / h;
         let logit_cols = logit_cols(&self.spec);
         ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
-        let encoder = ctx.device.create_command_encoder(&Default::default());
-        let mut encoder = self.encode(ctx, encoder, tokens, &options.activation)?;
+        let mut rec = Recorder::new(ctx);
+        self.record(ctx, &mut rec, &MoeStep::new(tokens, &options.activation))?;
 
         let out_bytes = (tokens * h * 4) as u64;
         let logit_bytes = (tokens * logit_cols * 4) as u64;
@@ -89,26 +90,19 @@ impl MoeLayer {
             } else {
                 0
             };
-        let staging = &self.readback;
-        staging.copy_from(&mut encoder, &self.out, 0, 0, out_bytes);
+        let staging = self.readback.get_or_init(|| {
+            let bytes = (self.max_tokens * (h + logit_cols + 2 * k) * 4) as u64;
+            Staging::new(ctx, "moe readback", bytes)
+        });
+        let route = &self.buffers.route;
+        rec.copy(&self.out, 0, staging, 0, out_bytes);
         if capture {
-            staging.copy_from(&mut encoder, &self.route.logits, 0, out_bytes, logit_bytes);
-            staging.copy_from(
-                &mut encoder,
-                &self.route.ids,
-                0,
-                out_bytes + logit_bytes,
-                pair_bytes,
-            );
-            staging.copy_from(
-                &mut encoder,
-                &self.route.weights,
-                0,
-                out_bytes + logit_bytes + pair_bytes,
-                pair_bytes,
-            );
+            rec.copy(&route.logits, 0, staging, out_bytes, logit_bytes);
+            let ids_at = out_bytes + logit_bytes;
+            rec.copy(&route.ids, 0, staging, ids_at, pair_bytes);
+            rec.copy(&route.weights, 0, staging, ids_at + pair_bytes, pair_bytes);
         }
-        ctx.submit([encoder.finish()]);
+        rec.submit();
         let bytes = staging.read_bytes(ctx, total)?;
         let mut result = MoeOutput {
             output: decode(&bytes, 0, tokens * h),

@@ -1,7 +1,8 @@
 //! A command recorder that keeps one compute pass open across kernels and layers, ending it
-//! only for copies and for the host syncs an expert cache asks for.
+//! only for copies and for the submits an expert cache makes in the middle of a step.
 
-use crate::gpu::{Context, Staging};
+use crate::gpu::buffer::Staging;
+use crate::gpu::context::Context;
 
 pub struct Recorder<'a> {
     ctx: &'a Context,
@@ -38,9 +39,9 @@ impl<'a> Recorder<'a> {
             .get_or_insert_with(|| ctx.device.create_command_encoder(&Default::default()))
     }
 
-    /// Takes the encoder (with any open pass ended) to hand to code that submits it, such as
-    /// an expert cache's sync; give the encoder to continue with back with [`Self::resume`].
-    pub fn take_encoder(&mut self) -> wgpu::CommandEncoder {
+    /// The encoder holding what was recorded and not yet submitted (with any open pass
+    /// ended), to finish or submit by the caller.
+    pub fn into_encoder(mut self) -> wgpu::CommandEncoder {
         self.pass = None;
         let ctx = self.ctx;
         self.encoder
@@ -48,9 +49,13 @@ impl<'a> Recorder<'a> {
             .unwrap_or_else(|| ctx.device.create_command_encoder(&Default::default()))
     }
 
-    pub fn resume(&mut self, encoder: wgpu::CommandEncoder) {
-        self.pass = None;
-        self.encoder = Some(encoder);
+    /// A recorder that continues `encoder` (for timers that write timestamps around a step).
+    pub fn with_encoder(ctx: &'a Context, encoder: wgpu::CommandEncoder) -> Self {
+        Self {
+            ctx,
+            encoder: Some(encoder),
+            pass: None,
+        }
     }
 
     /// Records a copy of `bytes` bytes of `src` (from `src_offset`) into `staging` at `dst_offset`.

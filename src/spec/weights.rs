@@ -1,10 +1,9 @@
-//! Host-side expert weights and where they come from.
+//! Host-side expert weights (f32, `nn.Linear` layout) and where they come from.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::kernels::matmul::WeightFormat;
-use crate::moe::layer::MoeLayerSpec;
+use crate::spec::layer::MoeLayerSpec;
 
 /// One SwiGLU-style MLP in `nn.Linear` layout ([out, in], row-major, f32): a routed expert, a
 /// shared expert or a dense MLP layer.
@@ -61,20 +60,6 @@ impl ExpertWeights {
             }
         }
         Ok(())
-    }
-
-    /// Packs gate rows then up rows as one `[2·inter, hidden]` matrix in `format` (one scale
-    /// block after both, for the quantised formats).
-    pub fn pack_gate_up(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
-        let mut out = Vec::with_capacity(format.matrix_bytes(2 * inter, hidden) as usize / 4);
-        format.pack_stacked_into(&mut out, &[&self.gate, &self.up], hidden);
-        out
-    }
-
-    pub fn pack_down(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
-        let mut out = Vec::with_capacity(format.matrix_bytes(hidden, inter) as usize / 4);
-        format.pack_into(&mut out, &self.down, hidden, inter);
-        out
     }
 
     /// [gate_bias ++ up_bias], zeros where absent.

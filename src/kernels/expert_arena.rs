@@ -3,9 +3,9 @@
 
 use crate::error::Result;
 use crate::gpu::Context;
-use crate::kernels::INVALID;
 use crate::kernels::matmul::WeightFormat;
-use crate::moe::experts::ExpertWeights;
+use crate::spec::INVALID;
+use crate::spec::weights::ExpertWeights;
 
 pub struct ExpertArena {
     pub slots: usize,

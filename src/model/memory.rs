@@ -1,0 +1,174 @@
+//! What loading a model will allocate on the GPU, by kind, before loading it: expert slots,
+//! the other weights, the KV cache, activations (the decoder's scratch buffers and the one set
+//! of MoE step buffers its MoE layers share) and staging for readback. `moe inspect` prints it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::kernels::attention::SplitKv;
+use crate::kernels::expert_arena::ExpertArena;
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::ModelConfig;
+use crate::model::experts::moe_layer_spec_for;
+use crate::model::options::ModelOptions;
+use crate::model::scratch::scratch_bytes;
+use crate::moe::budget::ArenaLimits;
+use crate::moe::step_buffers::StepShape;
+use crate::spec::format::WeightFormat;
+
+/// GPU bytes a model needs, by kind, for the options it is loaded with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryPlan {
+    pub max_batch: usize,
+    pub max_context: usize,
+    /// The binding limit and default expert budget the plan assumes.
+    pub max_binding: u64,
+    pub auto_expert_budget: u64,
+    pub expert_format: String,
+    pub moe_layers: usize,
+    /// Expert slots per MoE layer (the expert count when every expert is resident).
+    pub slots_per_layer: usize,
+    pub bytes_per_expert: u64,
+    /// Routed expert slots of every MoE layer, with their slot tables.
+    pub expert_slots: u64,
+    /// Attention, norms, routers, shared experts, dense MLPs and the LM head (the embedding
+    /// table stays in host memory).
+    pub other_weights: u64,
+    pub kv_cache: u64,
+    /// Every layer's activations: one set, since layers run one after another.
+    pub activations: u64,
+    /// Host-visible buffers the runtime reads back (logits, and a cached layer's routing).
+    pub staging: u64,
+    pub total: u64,
+    /// The activation buffers by name.
+    pub activation_parts: BTreeMap<String, u64>,
+}
+
+/// Bytes of an f32 vector on the GPU.
+fn f32s(n: usize) -> u64 {
+    (n * 4) as u64
+}
+
+impl MemoryPlan {
+    /// The plan of `cfg` (tensors from `ckpt`) loaded with `options` on an adapter with
+    /// `limits`.
+    pub fn new(
+        cfg: &ModelConfig,
+        ckpt: &Checkpoint,
+        options: &ModelOptions,
+        limits: ArenaLimits,
+    ) -> Result<Self> {
+        let r = options.resolve(cfg)?;
+        let moe = cfg.moe_layers();
+        let h = cfg.hidden;
+        let mut activation_parts = BTreeMap::new();
+        let split_kv = if r.context < options.split_kv.min_keys {
+            SplitKv::OFF
+        } else {
+            options.split_kv
+        };
+        for (name, bytes) in scratch_bytes(cfg, r.batch, r.context, split_kv, limits.max_binding) {
+            activation_parts.insert(name.to_string(), bytes);
+        }
+        activation_parts.insert("final norm".into(), f32s(r.logit_rows * h));
+        let (mut expert_slots, mut slots, mut per_expert, mut staging) = (0, 0, 0, 0);
+        let mut shape: Option<StepShape> = None;
+        for (i, &l) in moe.iter().enumerate() {
+            let spec = moe_layer_spec_for(cfg, l, options.expert_format);
+            let (e, k) = (spec.routing.experts, spec.routing.top_k);
+            slots = options
+                .residency
+                .slots_within(limits, &spec, moe.len())?
+                .min(e);
+            per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
+            expert_slots += slots as u64 * per_expert + f32s(e);
+            let s = StepShape::of(&spec, r.batch);
+            shape = Some(shape.map_or(s, |o| o.union(s)));
+            if slots < e {
+                // Cache mode: the per-expert counts read back each step, and (prefetching) the
+                // predictor's router outputs and ids read back from the second layer on.
+                staging += f32s(e);
+                if options.residency.prefetch && i > 0 {
+                    let predictor = StepShape::of(&spec, r.batch);
+                    let [_, logits, ids, weights, gate, ..] = predictor.buffer_bytes();
+                    *activation_parts
+                        .entry("prefetch router outputs".into())
+                        .or_default() += logits.1 + ids.1 + weights.1 + gate.1;
+                    staging += f32s(r.batch * k);
+                }
+            }
+        }
+        if let Some(shape) = shape {
+            activation_parts.insert("moe step buffers".into(), shape.bytes());
+        }
+        staging += f32s(r.logit_rows * cfg.vocab);
+        if options.routing_stats {
+            staging += moe.len() as u64 * f32s(r.batch * cfg.moe.routing.top_k);
+        }
+        let kv_cache = (0..cfg.layers).map(|_| kv_bytes(cfg, r.context)).sum();
+        let other_weights = other_weights(cfg, ckpt, options)?;
+        let activations = activation_parts.values().sum();
+        Ok(Self {
+            max_batch: r.batch,
+            max_context: r.context,
+            max_binding: limits.max_binding,
+            auto_expert_budget: limits.auto_budget,
+            expert_format: options.expert_format.name().into(),
+            moe_layers: moe.len(),
+            slots_per_layer: slots,
+            bytes_per_expert: per_expert,
+            expert_slots,
+            other_weights,
+            kv_cache,
+            activations,
+            staging,
+            total: expert_slots + other_weights + kv_cache + activations + staging,
+            activation_parts,
+        })
+    }
+}
+
+/// One layer's K and V caches of `positions` rows (MLA caches keys and values per head).
+fn kv_bytes(cfg: &ModelConfig, positions: usize) -> u64 {
+    let a = &cfg.attention;
+    let (k, v) = match a.mla {
+        Some(m) => (
+            a.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim),
+            a.heads * m.v_head_dim,
+        ),
+        None => (a.kv_heads * a.head_dim, a.kv_heads * a.head_dim),
+    };
+    f32s(positions * (k + v))
+}
+
+/// Every checkpoint tensor the GPU holds besides routed experts: matrices in the dense format
+/// (routers in f32, shared experts in the expert format), vectors in f32; the LM head, which
+/// is the embedding table when tied.
+fn other_weights(cfg: &ModelConfig, ckpt: &Checkpoint, options: &ModelOptions) -> Result<u64> {
+    let mut bytes = 0;
+    for name in ckpt.names() {
+        if name.contains(".experts.") || name == "model.embed_tokens.weight" {
+            continue;
+        }
+        let shape = &ckpt.entry(name)?.shape;
+        bytes += match shape.as_slice() {
+            [rows, cols] => {
+                let format = if name.contains("shared_expert") && !name.contains("gate.weight") {
+                    options.expert_format
+                } else if name.ends_with("mlp.gate.weight") || name.contains("router") {
+                    WeightFormat::F32
+                } else {
+                    options.dense_format
+                };
+                format.matrix_bytes(*rows, *cols)
+            }
+            dims => f32s(dims.iter().product()),
+        };
+    }
+    if cfg.tie_embeddings {
+        bytes += options.dense_format.matrix_bytes(cfg.vocab, cfg.hidden);
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,182 @@
+//! The buffers one MoE step writes between its input and its output: routing, permutation,
+//! expert activations and the shared expert's output. Layers run one after another, so a model
+//! allocates one set, sized for its largest MoE layer and `max_tokens`, and every layer binds
+//! it; a layer built on its own allocates its own.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::kernels::permute;
+use crate::moe::router::{RouterOutputs, logit_cols};
+use crate::spec::layer::MoeLayerSpec;
+
+/// What the step buffers must hold: the largest of each dimension over the layers sharing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepShape {
+    pub max_tokens: usize,
+    pub hidden: usize,
+    pub inter: usize,
+    pub experts: usize,
+    pub top_k: usize,
+    /// Router logit columns: the experts, plus a shared-expert gate column where there is one.
+    pub logit_cols: usize,
+    /// Whether any layer has a shared expert (else its output buffer is a placeholder).
+    pub shared: bool,
+}
+
+impl StepShape {
+    /// The shape one layer of `spec` needs for steps of up to `max_tokens` tokens.
+    pub fn of(spec: &MoeLayerSpec, max_tokens: usize) -> Self {
+        Self {
+            max_tokens,
+            hidden: spec.hidden,
+            inter: spec.inter,
+            experts: spec.routing.experts,
+            top_k: spec.routing.top_k,
+            logit_cols: logit_cols(spec),
+            shared: spec.shared_inter.is_some(),
+        }
+    }
+
+    /// The smallest shape that holds both.
+    pub fn union(self, o: Self) -> Self {
+        Self {
+            max_tokens: self.max_tokens.max(o.max_tokens),
+            hidden: self.hidden.max(o.hidden),
+            inter: self.inter.max(o.inter),
+            experts: self.experts.max(o.experts),
+            top_k: self.top_k.max(o.top_k),
+            logit_cols: self.logit_cols.max(o.logit_cols),
+            shared: self.shared || o.shared,
+        }
+    }
+
+    fn pairs(&self) -> usize {
+        self.max_tokens * self.top_k
+    }
+
+    /// Bytes of each buffer, by name, in allocation order.
+    pub fn buffer_bytes(&self) -> [(&'static str, u64); 12] {
+        let (t, e, pairs) = (self.max_tokens, self.experts, self.pairs());
+        let words = |n: usize| (n * 4) as u64;
+        // The tile list is sized for one-row tiles, the most any tiling produces.
+        let tiles = permute::max_tiles(pairs, 1, e) * 4;
+        [
+            ("expert counts", words(e)),
+            ("router logits", words(t * self.logit_cols)),
+            ("expert ids", words(pairs)),
+            ("expert weights", words(pairs)),
+            ("shared gate", words(t)),
+            ("expert offsets", words(e + 1)),
+            ("expert cursor", words(e)),
+            ("gemm tiles", words(tiles)),
+            ("gemm dispatch args", words(permute::ARGS_WORDS)),
+            ("sorted rows", words(pairs)),
+            ("pair positions", words(pairs)),
+            ("expert hidden", words(pairs * self.inter)),
+        ]
+    }
+
+    /// Bytes of the expert outputs and the shared expert's output.
+    fn output_bytes(&self) -> [(&'static str, u64); 2] {
+        let shared_rows = if self.shared { self.max_tokens } else { 1 };
+        [
+            ("expert output", (self.pairs() * self.hidden * 4) as u64),
+            (
+                "shared expert output",
+                (shared_rows * self.hidden * 4) as u64,
+            ),
+        ]
+    }
+
+    /// Everything the step buffers allocate, in bytes.
+    pub fn bytes(&self) -> u64 {
+        let outputs = self.output_bytes();
+        self.buffer_bytes()
+            .iter()
+            .chain(outputs.iter())
+            .map(|(_, b)| b)
+            .sum()
+    }
+}
+
+/// The buffers of one MoE step, shared by the layers built on them.
+pub struct StepBuffers {
+    pub shape: StepShape,
+    /// `[experts]` tokens per expert, counted by the selection until the scan zeroes them.
+    pub counts: wgpu::Buffer,
+    /// Logits, ids, weights and shared gate of the last step.
+    pub route: RouterOutputs,
+    /// `[experts + 1]` segment starts; `[experts]` scatter cursors.
+    pub offsets: wgpu::Buffer,
+    pub cursor: wgpu::Buffer,
+    /// `[tiles, 4]` GEMM tiles (full list from the start, tail list from the end).
+    pub tiles: wgpu::Buffer,
+    /// `[12]` indirect dispatch sizes of the grouped GEMMs (full and tail tile lists).
+    pub args: wgpu::Buffer,
+    /// `[max_tokens · k]` token of each expert-sorted row.
+    pub rows: wgpu::Buffer,
+    /// `[max_tokens · k]` expert-sorted row of each (token, slot) pair, `INVALID` if dropped.
+    pub pos: wgpu::Buffer,
+    /// `[max_tokens · k, inter]` gate/up activations in expert-sorted rows.
+    pub hidden: wgpu::Buffer,
+    /// `[max_tokens · k, hidden]` expert outputs in expert-sorted rows.
+    pub expert_out: wgpu::Buffer,
+    /// `[max_tokens, hidden]` shared expert output (`[1, hidden]` without a shared expert).
+    pub shared_out: wgpu::Buffer,
+}
+
+impl StepBuffers {
+    pub fn new(ctx: &Context, shape: StepShape) -> Result<Self> {
+        if shape.max_tokens == 0 || shape.top_k == 0 || shape.experts == 0 {
+            return Err(Error::input(format!(
+                "step buffers need at least one token, expert and pick: {shape:?}"
+            )));
+        }
+        let [
+            counts,
+            logits,
+            ids,
+            weights,
+            shared_gate,
+            offsets,
+            cursor,
+            tiles,
+            args,
+            rows,
+            pos,
+            hidden,
+        ] = shape.buffer_bytes();
+        let [expert_out, shared_out] = shape.output_bytes();
+        let storage = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
+        Ok(Self {
+            shape,
+            counts: storage(counts)?,
+            route: RouterOutputs {
+                logits: storage(logits)?,
+                ids: storage(ids)?,
+                weights: storage(weights)?,
+                shared_gate: storage(shared_gate)?,
+            },
+            offsets: storage(offsets)?,
+            cursor: storage(cursor)?,
+            tiles: storage(tiles)?,
+            args: ctx.indirect_storage(args.0, args.1)?,
+            rows: storage(rows)?,
+            pos: storage(pos)?,
+            hidden: storage(hidden)?,
+            expert_out: storage(expert_out)?,
+            shared_out: storage(shared_out)?,
+        })
+    }
+
+    /// Refuses a layer these buffers are too small for.
+    pub fn check_fits(&self, need: StepShape) -> Result<()> {
+        if self.shape.union(need) != self.shape {
+            return Err(Error::input(format!(
+                "step buffers built for {:?} cannot hold a layer that needs {need:?}",
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+}

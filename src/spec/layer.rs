@@ -1,0 +1,38 @@
+//! The shape and math of one MoE layer, and the gated activation of its experts.
+
+use crate::spec::format::WeightFormat;
+use crate::spec::routing::RoutingSpec;
+
+/// The shape and math of one MoE layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeLayerSpec {
+    pub hidden: usize,
+    /// Routed expert width (`moe_intermediate_size`).
+    pub inter: usize,
+    pub routing: RoutingSpec,
+    pub glu: Glu,
+    /// Experts carry biases (gpt-oss).
+    pub expert_bias: bool,
+    /// Width of the shared expert, if the layer has one.
+    pub shared_inter: Option<usize>,
+    /// Storage format of expert weights.
+    pub format: WeightFormat,
+}
+
+/// The gated activation fused into a gate/up projection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Glu {
+    /// Plain projection, no gate.
+    None,
+    /// silu(gate) · up.
+    Silu,
+    /// gpt-oss: gate ≤ limit, up ∈ [-limit, limit], (up + 1) · gate · σ(alpha · gate).
+    ClampedSwiglu { limit: f32, alpha: f32 },
+}
+
+impl Glu {
+    /// Weight rows per output column: two (gate and up) for a GLU.
+    pub fn rows_per_output(self) -> usize {
+        if self == Glu::None { 1 } else { 2 }
+    }
+}

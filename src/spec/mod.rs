@@ -1,0 +1,17 @@
+//! The plain data that kernels, the CPU reference and the MoE layer share: the routing spec,
+//! the layer spec, the gated activation, the weight format, host expert weights and the
+//! invalid-id marker. It depends on nothing of the crate but its error type, so the reference
+//! built on it stays independent of the GPU code it checks.
+
+pub mod format;
+pub mod layer;
+pub mod routing;
+pub mod weights;
+
+pub use format::{INT4_GROUP, WeightFormat};
+pub use layer::{Glu, MoeLayerSpec};
+pub use routing::{DynamicActivation, GroupScore, MAX_GROUPS, RoutingSpec, Scoring};
+pub use weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
+
+/// Sentinel id of a dropped (token, slot) pair, as in the shaders.
+pub const INVALID: u32 = u32::MAX;

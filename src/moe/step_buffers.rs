@@ -180,3 +180,49 @@ impl StepBuffers {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Qwen3-30B-A3B: hidden 2048, 128 experts of width 768, top-8, no shared expert.
+    const QWEN3_30B: StepShape = StepShape {
+        max_tokens: 256,
+        hidden: 2048,
+        inter: 768,
+        experts: 128,
+        top_k: 8,
+        logit_cols: 128,
+        shared: false,
+    };
+
+    #[test]
+    fn one_set_of_step_buffers_replaces_one_per_layer() {
+        let one = QWEN3_30B.bytes();
+        // Before, each of the 48 MoE layers allocated the same buffers plus a readback staging
+        // buffer of output, logits, ids and weights.
+        let s = QWEN3_30B;
+        let readback = (s.max_tokens * (s.hidden + s.logit_cols + 2 * s.top_k) * 4) as u64;
+        let before = 48 * (one + readback);
+        println!(
+            "Qwen3-30B-A3B, max_batch 256: step buffers {one} bytes once; \
+             before: 48 × ({one} + {readback} readback) = {before} bytes"
+        );
+        // The two [tokens · k, width] expert activations dominate.
+        assert_eq!(one, 23_278_132);
+        assert!(before > 1_200_000_000);
+    }
+
+    #[test]
+    fn the_union_holds_both_shapes() {
+        let small = StepShape {
+            hidden: 64,
+            shared: true,
+            ..QWEN3_30B
+        };
+        let u = QWEN3_30B.union(small);
+        assert_eq!(u.hidden, 2048);
+        assert!(u.shared);
+        assert!(u.bytes() >= QWEN3_30B.bytes().max(small.bytes()));
+    }
+}

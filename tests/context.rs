@@ -59,9 +59,10 @@ fn context_adopts_an_application_device() {
 
 #[test]
 fn a_pipeline_that_fails_validation_is_an_error_naming_the_kernel() {
-    use moe_gpu::gpu::{Kernel, PipelineKey};
+    use moe_gpu::gpu::{Override, PipelineKey};
+    use moe_gpu::kernels::matmul::MATMUL;
     let ctx = common::ctx();
-    let key = PipelineKey::new(Kernel::Matmul).with("NO_SUCH_CONSTANT", 1.0);
+    let key = PipelineKey::new(&MATMUL).with(Override("NO_SUCH_CONSTANT"), 1.0);
     let err = ctx
         .pipeline(&key)
         .err()

@@ -1,13 +1,11 @@
 //! The device seam: choose an adapter (or adopt the application's device) and hold the queue,
 //! limits, features and the pipeline cache that every kernel goes through.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
-use crate::kernels::tiling::Tiling;
 
 /// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
 /// `MOE_GPU_ADAPTER` and `MOE_GPU_TUNE`; the defaults pick the high-performance adapter of any
@@ -20,8 +18,8 @@ pub struct ContextOptions {
     pub adapter_name: Option<String>,
     /// Prefer a low-power adapter over the high-performance one.
     pub low_power: bool,
-    /// Time the matmul tilings at first use of a shape and keep the fastest (see
-    /// [`crate::kernels::tune`]); off means the fixed defaults.
+    /// Time the matmul tilings at first use of a shape and keep the fastest (the kernels'
+    /// `tune` module); off means the fixed defaults.
     pub autotune: bool,
 }
 
@@ -85,8 +83,6 @@ pub struct Context {
     /// that no block changes under a recorded dispatch.
     epoch: Arc<AtomicU64>,
     autotune: AtomicBool,
-    /// Tuned tilings by cache key; `None` until the disk cache has been read.
-    pub(crate) tuned: Mutex<Option<HashMap<String, Tiling>>>,
 }
 
 /// Optional features we use when the adapter has them.
@@ -144,7 +140,6 @@ impl Context {
             submits: AtomicU64::new(0),
             epoch: Arc::new(AtomicU64::new(0)),
             autotune: AtomicBool::new(autotune_from_env()),
-            tuned: Mutex::new(None),
         }
     }
 

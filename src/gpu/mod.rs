@@ -1,13 +1,16 @@
-//! The wgpu layer: device context, buffers and the pipeline cache.
+//! The wgpu layer: device context, buffers, kernel descriptions and the pipeline cache. It
+//! knows no particular kernel; those are declared in `src/kernels/`.
 
 mod buffer;
 mod context;
+mod kernel;
 mod pipeline;
 mod recorder;
 mod timer;
 
 pub use buffer::{BUFFER_ALIGN, Staging, decode};
 pub use context::{Context, ContextOptions, parse_backend};
-pub use pipeline::{Binding, Kernel, Pipeline, PipelineKey};
+pub use kernel::{Access, Binding, KernelDef, Override};
+pub use pipeline::{Pipeline, PipelineKey};
 pub use recorder::Recorder;
 pub use timer::{GpuTimer, TimeSource, median};

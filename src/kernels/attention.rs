@@ -13,7 +13,7 @@ mod plan;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
 use passes::Passes;
@@ -42,6 +42,48 @@ pub struct AttentionParams {
     pub direct: u32,
     pub _pad: [u32; 3],
 }
+
+/// The attention family's parameters and `SINKS`, first in both kernels' source.
+const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
+
+/// Add each head's sink logit to the softmax.
+pub const SINKS: Override = Override("SINKS");
+
+/// One thread per (token, head, key split) (`shaders/attention.wgsl`), one parameter block
+/// per pass.
+pub static ATTENTION: KernelDef = KernelDef {
+    name: "attention",
+    parts: &[
+        ATTENTION_COMMON,
+        include_str!("../../shaders/attention.wgsl"),
+    ],
+    bindings: &[
+        Binding::uniform_dynamic("p"),   // AttentionParams, one block per pass
+        Binding::read("q"),              // [tokens, heads, qk_dim] (q_stride per token)
+        Binding::read("k"),              // [rows, kv_heads, qk_dim] (k_stride per row)
+        Binding::read("v"),              // [rows, kv_heads, v_dim] (v_stride per row)
+        Binding::read("sinks"),          // [heads] (SINKS only)
+        Binding::read_write("partials"), // [tokens, heads, splits, 2 + v_dim] (m, l, acc)
+        Binding::read_write("out"),      // [tokens, heads, v_dim] (direct steps)
+    ],
+    overrides: &[SINKS],
+};
+
+/// The fixed-order merge of the key splits (`shaders/attention_combine.wgsl`).
+pub static ATTENTION_COMBINE: KernelDef = KernelDef {
+    name: "attention_combine",
+    parts: &[
+        ATTENTION_COMMON,
+        include_str!("../../shaders/attention_combine.wgsl"),
+    ],
+    bindings: &[
+        Binding::uniform("p"),      // AttentionParams
+        Binding::read("partials"),  // [tokens, heads, splits, 2 + v_dim] (m, l, acc)
+        Binding::read("sinks"),     // [heads] (SINKS only)
+        Binding::read_write("out"), // [tokens, heads, v_dim]
+    ],
+    overrides: &[SINKS],
+};
 
 /// Largest value head (`MAX_V` in `attention.wgsl`: accumulators in registers). DeepSeek's
 /// latent attention needs kv_lora_rank = 512.
@@ -219,12 +261,12 @@ impl Attention {
             direct: 1,
             _pad: [0; 3],
         };
-        let key = |kernel| PipelineKey::new(kernel).flag("SINKS", s.sinks);
+        let key = |kernel| PipelineKey::new(kernel).flag(SINKS, s.sinks);
         let max_passes = s.max_keys().div_ceil(s.pass_keys());
-        let passes = Passes::new(ctx, &key(Kernel::Attention), max_passes, &b)?;
+        let passes = Passes::new(ctx, &key(&ATTENTION), max_passes, &b)?;
         let combine = Dispatch::new(
             ctx,
-            &key(Kernel::AttentionCombine),
+            &key(&ATTENTION_COMBINE),
             base,
             &[b.partials, b.sinks, b.out],
         )?;

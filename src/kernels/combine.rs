@@ -4,10 +4,75 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, PipelineKey};
-use crate::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulParams, WeightFormat};
+use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
+use crate::kernels::matmul::{
+    self, Glu, MATMUL_COMMON, MATVEC_COMMON, Matmul, MatmulBuffers, MatmulParams, WeightFormat,
+};
 use crate::kernels::tiling::MatmulVariant;
 use crate::kernels::{Dispatch, WORKGROUP, groups};
+
+/// Add a shared-expert output.
+pub const SHARED: Override = Override("SHARED");
+/// Scale the shared-expert output by a per-token gate.
+pub const SHARED_GATE: Override = Override("SHARED_GATE");
+
+/// The weighted gather of each token's expert rows (`shaders/combine.wgsl`).
+pub static COMBINE: KernelDef = KernelDef {
+    name: "combine",
+    parts: &[include_str!("../../shaders/combine.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),        // CombineParams
+        Binding::read("weights"),     // [tokens, k_max]
+        Binding::read("pos"),         // [tokens, k_max] pair -> row
+        Binding::read("y"),           // [pairs, y_stride] sorted rows
+        Binding::read("shared_out"),  // [tokens, y_stride]
+        Binding::read("shared_gate"), // [tokens]
+        Binding::read_write("out"),   // [tokens, hidden]
+    ],
+    overrides: &[SHARED, SHARED_GATE],
+};
+
+/// The decode down projection fused with the combine (`shaders/down_combine.wgsl`): the
+/// matvec's bindings, with `out` the combined output, then the combine's.
+pub static DOWN_COMBINE: KernelDef = KernelDef {
+    name: "down_combine",
+    parts: &[
+        MATMUL_COMMON,
+        MATVEC_COMMON,
+        include_str!("../../shaders/down_combine.wgsl"),
+    ],
+    bindings: &[
+        Binding::uniform("p"),        // MatmulParams
+        Binding::read("x"),           // [pairs, x_stride] expert hidden rows
+        Binding::read("w"),           // [slots, w_slot_vecs] down weights
+        Binding::read("bias"),        // [slots, bias_slot]
+        Binding::read("slots"),       // [experts] expert -> slot
+        Binding::read("tiles"),       // [max tiles] (expert, row0, row_end, _)
+        Binding::read("rows"),        // [pairs] sorted row -> pair id
+        Binding::read_write("out"),   // [tokens, n] combined output
+        Binding::read("ids"),         // [tokens, top_k] expert of each pair
+        Binding::read("pos"),         // [tokens, top_k] sorted row of each pair
+        Binding::read("route_w"),     // [tokens, top_k] routing weights
+        Binding::read("shared_out"),  // [tokens, n]
+        Binding::read("shared_gate"), // [tokens]
+        Binding::read_write("y"),     // [pairs, n] expert outputs, sorted rows
+    ],
+    overrides: &[
+        matmul::GROUPED,
+        matmul::TAIL,
+        matmul::GATHER,
+        matmul::GLU,
+        matmul::BIAS,
+        matmul::WFMT,
+        matmul::X_VEC4,
+        matmul::WG_M,
+        matmul::WG_N,
+        matmul::TM,
+        matmul::TN,
+        SHARED,
+        SHARED_GATE,
+    ],
+};
 
 /// Mirrors `Params` in `shaders/combine.wgsl`.
 #[repr(C)]
@@ -43,9 +108,9 @@ impl Combine {
         shared_gate: bool,
         b: CombineBuffers<'_>,
     ) -> Result<Self> {
-        let key = PipelineKey::new(Kernel::Combine)
-            .flag("SHARED", shared)
-            .flag("SHARED_GATE", shared_gate);
+        let key = PipelineKey::new(&COMBINE)
+            .flag(SHARED, shared)
+            .flag(SHARED_GATE, shared_gate);
         let params = CombineParams {
             tokens: 0,
             hidden: hidden as u32,
@@ -116,9 +181,9 @@ impl DownCombine {
         }
         let key = spec
             .key(down.params().x_stride.is_multiple_of(4))
-            .for_kernel(Kernel::DownCombine)
-            .flag("SHARED", shared)
-            .flag("SHARED_GATE", shared_gate);
+            .for_kernel(&DOWN_COMBINE)
+            .flag(SHARED, shared)
+            .flag(SHARED_GATE, shared_gate);
         let params = MatmulParams {
             m: 0,
             out_stride: hidden as u32,

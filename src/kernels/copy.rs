@@ -4,8 +4,23 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
+
+/// Only read `src`, writing one sum per thread to `dst`.
+pub const READ_ONLY: Override = Override("READ_ONLY");
+
+/// The copy or read (`shaders/copy.wgsl`).
+pub static COPY: KernelDef = KernelDef {
+    name: "copy",
+    parts: &[include_str!("../../shaders/copy.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),      // CopyParams
+        Binding::read("src"),       // [words] vec4<u32>
+        Binding::read_write("dst"), // [words] vec4<u32>, or [stride] sums
+    ],
+    overrides: &[READ_ONLY],
+};
 
 /// Mirrors `Params` in `shaders/copy.wgsl`.
 #[repr(C)]
@@ -65,7 +80,7 @@ impl Copy {
             _pad0: 0,
             _pad1: 0,
         };
-        let key = PipelineKey::new(Kernel::Copy).flag("READ_ONLY", mode == CopyMode::Read);
+        let key = PipelineKey::new(&COPY).flag(READ_ONLY, mode == CopyMode::Read);
         let dispatch = Dispatch::new(ctx, &key, params, &[src, dst])?;
         Ok(Self { dispatch, groups })
     }

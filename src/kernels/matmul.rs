@@ -1,12 +1,89 @@
 //! `shaders/matmul.wgsl`: y = act(x · Wᵀ + b), dense or grouped over experts.
 
 use crate::error::{Error, Result};
-use crate::gpu::{BUFFER_ALIGN, Context, Kernel, PipelineKey};
+use crate::gpu::{BUFFER_ALIGN, Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 use bytemuck::{Pod, Zeroable};
 
 pub use crate::kernels::tiling::{MatmulVariant, Tiling};
 pub use crate::spec::{Glu, WeightFormat};
+
+/// The matmul family's shared declarations (parameters, bindings, override constants, weight
+/// decoding), first in every matmul kernel's source.
+pub(crate) const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+/// The matvec helpers, after [`MATMUL_COMMON`] in the decode kernels.
+pub(crate) const MATVEC_COMMON: &str = include_str!("../../shaders/matvec_common.wgsl");
+
+/// Rows come from the expert tile list rather than 0..m.
+pub const GROUPED: Override = Override("GROUPED");
+/// Grouped: the tiles are the tail list.
+pub const TAIL: Override = Override("TAIL");
+/// x rows are gathered through the permutation.
+pub const GATHER: Override = Override("GATHER");
+/// The fused activation ([`Glu`]'s code).
+pub const GLU: Override = Override("GLU");
+/// Add the per-slot bias.
+pub const BIAS: Override = Override("BIAS");
+/// The weight storage (0 f32, 1 f16 pairs, 2 int8, 3 int4).
+pub const WFMT: Override = Override("WFMT");
+/// x rows are read as aligned vec4s.
+pub const X_VEC4: Override = Override("X_VEC4");
+/// Threads along rows ([`Tiling::wg_m`]).
+pub const WG_M: Override = Override("WG_M");
+/// Threads along columns ([`Tiling::wg_n`]).
+pub const WG_N: Override = Override("WG_N");
+/// Rows per thread ([`Tiling::tm`]).
+pub const TM: Override = Override("TM");
+/// Columns per thread ([`Tiling::tn`]).
+pub const TN: Override = Override("TN");
+
+/// The override constants of every matmul kernel, declared in [`MATMUL_COMMON`].
+const OVERRIDES: &[Override] = &[
+    GROUPED, TAIL, GATHER, GLU, BIAS, WFMT, X_VEC4, WG_M, WG_N, TM, TN,
+];
+
+/// The bindings of every matmul kernel, declared in [`MATMUL_COMMON`].
+const BINDINGS: &[Binding] = &[
+    Binding::uniform("p"),      // MatmulParams
+    Binding::read("x"),         // [m or tokens, x_stride] f32
+    Binding::read("w"),         // [slots, w_slot_vecs] words: rows, then scales
+    Binding::read("bias"),      // [slots, bias_slot]
+    Binding::read("slots"),     // [experts] expert -> slot
+    Binding::read("tiles"),     // [max tiles] (expert, row0, row_end, _)
+    Binding::read("rows"),      // [pairs] sorted row -> pair id
+    Binding::read_write("out"), // [rows, out_stride]
+];
+
+/// Register-blocked matmul (`shaders/matmul.wgsl`).
+pub static MATMUL: KernelDef = KernelDef {
+    name: "matmul",
+    parts: &[MATMUL_COMMON, include_str!("../../shaders/matmul.wgsl")],
+    bindings: BINDINGS,
+    overrides: OVERRIDES,
+};
+
+/// Shared-memory tiled matmul (`shaders/matmul_tiled.wgsl`).
+pub static MATMUL_TILED: KernelDef = KernelDef {
+    name: "matmul_tiled",
+    parts: &[
+        MATMUL_COMMON,
+        include_str!("../../shaders/matmul_tiled.wgsl"),
+    ],
+    bindings: BINDINGS,
+    overrides: OVERRIDES,
+};
+
+/// Decode matvec (`shaders/matmul_vec.wgsl`).
+pub static MATMUL_VEC: KernelDef = KernelDef {
+    name: "matmul_vec",
+    parts: &[
+        MATMUL_COMMON,
+        MATVEC_COMMON,
+        include_str!("../../shaders/matmul_vec.wgsl"),
+    ],
+    bindings: BINDINGS,
+    overrides: OVERRIDES,
+};
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
@@ -73,22 +150,22 @@ impl MatmulSpec {
     pub(crate) fn key(&self, x_vec4: bool) -> PipelineKey {
         let t = self.tiling;
         let kernel = match t.variant {
-            MatmulVariant::Registers => Kernel::Matmul,
-            MatmulVariant::SharedTiles => Kernel::MatmulTiled,
-            MatmulVariant::Vector => Kernel::MatmulVec,
+            MatmulVariant::Registers => &MATMUL,
+            MatmulVariant::SharedTiles => &MATMUL_TILED,
+            MatmulVariant::Vector => &MATMUL_VEC,
         };
         PipelineKey::new(kernel)
-            .flag("GROUPED", self.grouped)
-            .flag("TAIL", self.tail)
-            .flag("GATHER", self.gather)
-            .with("GLU", self.glu.code())
-            .flag("BIAS", self.bias)
-            .with("WFMT", self.format.shader_code())
-            .flag("X_VEC4", x_vec4)
-            .with("WG_M", t.wg_m as f64)
-            .with("WG_N", t.wg_n as f64)
-            .with("TM", t.tm as f64)
-            .with("TN", t.tn as f64)
+            .flag(GROUPED, self.grouped)
+            .flag(TAIL, self.tail)
+            .flag(GATHER, self.gather)
+            .with(GLU, self.glu.code())
+            .flag(BIAS, self.bias)
+            .with(WFMT, self.format.shader_code())
+            .flag(X_VEC4, x_vec4)
+            .with(WG_M, t.wg_m as f64)
+            .with(WG_N, t.wg_n as f64)
+            .with(TM, t.tm as f64)
+            .with(TN, t.tn as f64)
     }
 
     /// The same grouped GEMM over the tail tile list, with the tiling's tail, if it has one.

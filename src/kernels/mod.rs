@@ -1,5 +1,6 @@
-//! One module per WGSL kernel: its `#[repr(C)]` parameter struct (mirrored in the shader), the
-//! override constants it is specialised with, and how it is dispatched.
+//! One module per WGSL kernel: its `#[repr(C)]` parameter struct (mirrored in the shader), its
+//! [`KernelDef`] (source, bindings, the override constants it is specialised with), and how it
+//! is dispatched.
 
 pub mod attention;
 pub mod combine;
@@ -22,7 +23,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytemuck::Pod;
 
 use crate::error::Result;
-use crate::gpu::{Context, Pipeline, PipelineKey};
+use crate::gpu::{Context, KernelDef, Pipeline, PipelineKey};
+
+/// Every kernel of moe-gpu (tests/kernel_bindings.rs checks each against its WGSL).
+pub static ALL_KERNELS: [&KernelDef; 13] = [
+    &matmul::MATMUL,
+    &matmul::MATMUL_TILED,
+    &matmul::MATMUL_VEC,
+    &combine::DOWN_COMBINE,
+    &copy::COPY,
+    &select::SELECT,
+    &permute::SCAN,
+    &permute::SCATTER,
+    &combine::COMBINE,
+    &norm::RMS_NORM,
+    &rope::ROPE,
+    &attention::ATTENTION,
+    &attention::ATTENTION_COMBINE,
+];
 
 /// Threads per workgroup of the one-dimensional kernels.
 pub const WORKGROUP: u32 = 64;
@@ -50,10 +68,10 @@ impl<P: Pod + PartialEq> Dispatch<P> {
         buffers: &[&wgpu::Buffer],
     ) -> Result<Self> {
         let pipeline = ctx.pipeline(key)?;
-        let params_buffer = ctx.uniform(pipeline.kernel.name(), &params);
+        let params_buffer = ctx.uniform(pipeline.kernel.name, &params);
         let mut all: Vec<&wgpu::Buffer> = vec![&params_buffer];
         all.extend_from_slice(buffers);
-        let bind = pipeline.bind(ctx, &all);
+        let bind = pipeline.bind(ctx, &all)?;
         Ok(Self {
             pipeline,
             bind,
@@ -76,7 +94,7 @@ impl<P: Pod + PartialEq> Dispatch<P> {
             debug_assert!(
                 self.recorded_in.get() != Some(self.epoch.load(Ordering::Relaxed)),
                 "kernel `{}`: parameters changed after a dispatch was recorded for the same submission",
-                self.pipeline.kernel.name()
+                self.pipeline.kernel.name
             );
             ctx.queue
                 .write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&params));

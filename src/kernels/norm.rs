@@ -3,8 +3,25 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::Result;
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
+
+/// Add `delta` to the residual stream `x` (and store it) before the norm.
+pub const ADD: Override = Override("ADD");
+
+/// RMSNorm over rows (`shaders/rmsnorm.wgsl`).
+pub static RMS_NORM: KernelDef = KernelDef {
+    name: "rmsnorm",
+    parts: &[include_str!("../../shaders/rmsnorm.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),      // NormParams
+        Binding::read("delta"),     // [rows, in_stride] (ADD only)
+        Binding::read_write("x"),   // [rows, in_stride] residual stream
+        Binding::read("weight"),    // [width]
+        Binding::read_write("out"), // [rows, out_stride]
+    ],
+    overrides: &[ADD],
+};
 
 /// Mirrors `Params` in `shaders/rmsnorm.wgsl`.
 #[repr(C)]
@@ -80,7 +97,7 @@ impl RmsNorm {
             _pad0: 0,
             _pad1: 0,
         };
-        let key = PipelineKey::new(Kernel::RmsNorm).flag("ADD", add);
+        let key = PipelineKey::new(&RMS_NORM).flag(ADD, add);
         let dispatch = Dispatch::new(ctx, &key, params, &[b.delta, b.x, b.weight, b.out])?;
         Ok(Self { shape, dispatch })
     }

@@ -8,8 +8,44 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::Result;
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::gpu::{Binding, Context, KernelDef, PipelineKey};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
+
+/// The permutation's body, first in the scan's and the selection's source.
+pub(crate) const PERMUTE_COMMON: &str = include_str!("../../shaders/permute_common.wgsl");
+
+/// The exclusive scan of the counts, the tile lists and the indirect dispatch sizes
+/// (`shaders/scan.wgsl`).
+pub static SCAN: KernelDef = KernelDef {
+    name: "scan",
+    parts: &[PERMUTE_COMMON, include_str!("../../shaders/scan.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),          // ScanParams
+        Binding::read_write("counts"),  // [experts], zeroed by the scan
+        Binding::read_write("offsets"), // [experts + 1]
+        Binding::read_write("cursor"),  // [experts]
+        Binding::read_write("tiles"),   // [max tiles]
+        Binding::read_write("args"),    // [12] four indirect dispatches
+        Binding::read("ids"),           // [pairs] expert of each pair
+        Binding::read_write("rows"),    // [pairs] position -> pair
+        Binding::read_write("pos"),     // [pairs] pair -> position
+    ],
+    overrides: &[],
+};
+
+/// The scatter of (token, slot) pairs into expert-sorted order (`shaders/scatter.wgsl`).
+pub static SCATTER: KernelDef = KernelDef {
+    name: "scatter",
+    parts: &[include_str!("../../shaders/scatter.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),         // PairParams
+        Binding::read("ids"),          // [pairs]
+        Binding::read_write("cursor"), // [experts]
+        Binding::read_write("rows"),   // [pairs] position -> pair
+        Binding::read_write("pos"),    // [pairs] pair -> position
+    ],
+    overrides: &[],
+};
 
 /// Mirrors `Params` in `shaders/scatter.wgsl`.
 #[repr(C)]
@@ -138,7 +174,7 @@ impl Permute {
     pub fn new(ctx: &Context, experts: usize, b: PermuteBuffers<'_>) -> Result<Self> {
         let scan = Dispatch::new(
             ctx,
-            &PipelineKey::new(Kernel::Scan),
+            &PipelineKey::new(&SCAN),
             ScanParams {
                 experts: experts as u32,
                 block_m: 1,
@@ -154,7 +190,7 @@ impl Permute {
         )?;
         let scatter = Dispatch::new(
             ctx,
-            &PipelineKey::new(Kernel::Scatter),
+            &PipelineKey::new(&SCATTER),
             PairParams {
                 pairs: 0,
                 experts: experts as u32,

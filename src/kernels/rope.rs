@@ -4,8 +4,24 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, PipelineKey};
+use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
+
+/// Rotate interleaved pairs (2i, 2i + 1) rather than halves (i, i + rot_dim / 2).
+pub const INTERLEAVE: Override = Override("INTERLEAVE");
+
+/// Rotary embedding fused with a strided copy (`shaders/rope.wgsl`).
+pub static ROPE: KernelDef = KernelDef {
+    name: "rope",
+    parts: &[include_str!("../../shaders/rope.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),      // RopeParams
+        Binding::read("src"),       // [tokens, src_stride]
+        Binding::read("table"),     // [positions, rot_dim / 2] (cos, sin)
+        Binding::read_write("dst"), // [rows, dst_stride]
+    ],
+    overrides: &[INTERLEAVE],
+};
 
 /// Mirrors `Params` in `shaders/rope.wgsl`.
 #[repr(C)]
@@ -96,7 +112,7 @@ impl Rope {
             pos0: 0,
             _pad: [0; 3],
         };
-        let key = PipelineKey::new(Kernel::Rope).flag("INTERLEAVE", l.interleave);
+        let key = PipelineKey::new(&ROPE).flag(INTERLEAVE, l.interleave);
         let dispatch = Dispatch::new(ctx, &key, params, &[b.src, b.table, b.dst])?;
         Ok(Self { layout, dispatch })
     }

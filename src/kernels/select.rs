@@ -3,10 +3,46 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Kernel, PipelineKey};
-use crate::kernels::permute::{PermuteBuffers, PermuteShape};
+use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
+use crate::kernels::permute::{PERMUTE_COMMON, PermuteBuffers, PermuteShape};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
 use crate::spec::routing::{DynamicActivation, GroupScore, RoutingSpec, Scoring};
+
+/// Scoring: 0 softmax, 1 sigmoid, 2 top-k then softmax.
+pub const SCORE: Override = Override("SCORE");
+/// Add the correction bias for the choice (not the weights).
+pub const CORRECTION: Override = Override("CORRECTION");
+/// Group score: 0 no groups, 1 max, 2 sum of the top two.
+pub const GROUP: Override = Override("GROUP");
+/// Renormalise the chosen weights.
+pub const RENORM: Override = Override("RENORM");
+/// The last logit column is a shared-expert gate.
+pub const SHARED_GATE: Override = Override("SHARED_GATE");
+/// Count the picks per expert (and permute small steps).
+pub const COUNT: Override = Override("COUNT");
+
+/// Every routing family's selection (`shaders/select.wgsl`), which permutes small steps
+/// itself.
+pub static SELECT: KernelDef = KernelDef {
+    name: "select",
+    parts: &[PERMUTE_COMMON, include_str!("../../shaders/select.wgsl")],
+    bindings: &[
+        Binding::uniform("p"),              // SelectParams
+        Binding::read("logits"),            // [tokens, logit_stride]
+        Binding::read("correction"),        // [experts]
+        Binding::read_write("ids"),         // [tokens, k_max]
+        Binding::read_write("weights"),     // [tokens, k_max]
+        Binding::read_write("shared_gate"), // [tokens]
+        Binding::read_write("counts"),      // [experts] COUNT: += picks
+        Binding::read_write("offsets"),     // [experts + 1] permute
+        Binding::read_write("cursor"),      // [experts] permute
+        Binding::read_write("tiles"),       // [max tiles] permute
+        Binding::read_write("args"),        // [12] permute
+        Binding::read_write("rows"),        // [tokens · k_max] permute
+        Binding::read_write("pos"),         // [tokens · k_max] permute
+    ],
+    overrides: &[SCORE, CORRECTION, GROUP, RENORM, SHARED_GATE, COUNT],
+};
 
 /// Mirrors `Params` in `shaders/select.wgsl`.
 #[repr(C)]
@@ -64,13 +100,13 @@ fn key(spec: &RoutingSpec, count: bool) -> PipelineKey {
         GroupScore::Max => 1.0,
         GroupScore::TopTwoSum => 2.0,
     };
-    PipelineKey::new(Kernel::Select)
-        .with("SCORE", score)
-        .flag("CORRECTION", spec.correction_bias)
-        .with("GROUP", group)
-        .flag("RENORM", spec.renormalize)
-        .flag("SHARED_GATE", spec.shared_gate)
-        .flag("COUNT", count)
+    PipelineKey::new(&SELECT)
+        .with(SCORE, score)
+        .flag(CORRECTION, spec.correction_bias)
+        .with(GROUP, group)
+        .flag(RENORM, spec.renormalize)
+        .flag(SHARED_GATE, spec.shared_gate)
+        .flag(COUNT, count)
 }
 
 impl Select {

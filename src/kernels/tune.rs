@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
@@ -35,6 +36,10 @@ const MAX_TUNED_SIZE: usize = 1024;
 /// to matter, so they keep the default rather than pay for tuning (test fixtures, toy demos).
 const MIN_TUNED_WEIGHTS: usize = 16 * 1024;
 const TUNE_REPEATS: usize = 5;
+
+/// Tuned tilings by cache key, for every context of the process (the key names the adapter);
+/// `None` until the disk cache has been read.
+static TUNED: Mutex<Option<HashMap<String, Tiling>>> = Mutex::new(None);
 
 /// The two expert GEMMs of a layer: gate/up (with its activation) over hidden, then down.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,7 +88,7 @@ pub fn tiling(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Tiling {
         return default;
     }
     let key = cache_key(ctx, kind, g);
-    let mut cache = ctx.tuned.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = TUNED.lock().unwrap_or_else(|p| p.into_inner());
     let map = cache.get_or_insert_with(load_cache);
     if let Some(t) = map.get(&key)
         && t.validate(ctx).is_ok()

@@ -46,24 +46,9 @@ impl Passes {
             size: wgpu::BufferSize::new(size),
         };
         let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out];
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(uniform),
-        }];
-        entries.extend(
-            storage
-                .iter()
-                .enumerate()
-                .map(|(i, buf)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: buf.as_entire_binding(),
-                }),
-        );
-        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("attention"),
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
+        let mut resources = vec![wgpu::BindingResource::Buffer(uniform)];
+        resources.extend(storage.iter().map(|buf| buf.as_entire_binding()));
+        let bind = pipeline.bind_resources(ctx, &resources)?;
         let never = AttentionParams::zeroed();
         Ok(Self {
             pipeline,

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::gpu::Context;
+use crate::gpu::context::Context;
 
 /// Usage of every storage buffer: bound to kernels, filled by uploads, copied out for readback.
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE

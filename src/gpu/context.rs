@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::gpu::pipeline::PipelineCache;
+use crate::gpu::pipeline::{Pipeline, PipelineCache, PipelineKey};
 
 /// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
 /// `MOE_GPU_ADAPTER` and `MOE_GPU_TUNE`; the defaults pick the high-performance adapter of any
@@ -75,7 +75,7 @@ pub struct Context {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    pub(crate) pipelines: PipelineCache,
+    pipelines: PipelineCache,
     /// Command-buffer submissions made through [`Context::submit`].
     submits: AtomicU64,
     /// Advanced by every submit and every [`Context::discard`]: dispatches recorded in one
@@ -92,6 +92,11 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
 
 impl Context {
+    /// The pipeline for `key`, built on first use.
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<Pipeline>> {
+        self.pipelines.get(&self.device, key)
+    }
+
     /// Picks an adapter according to `MOE_GPU_BACKEND` / `MOE_GPU_ADAPTER` and creates a device.
     pub fn new() -> Result<Self> {
         Self::with_options(&ContextOptions::from_env()?)

@@ -7,7 +7,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::Context;
 use crate::gpu::kernel::{Access, KernelDef, Override};
 
 /// A kernel plus the values of its override constants: the cache key. Kernels are told apart
@@ -74,10 +73,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Creates a bind group from whole buffers given in `@binding` order, one per declared
     /// binding.
-    pub fn bind(&self, ctx: &Context, buffers: &[&wgpu::Buffer]) -> Result<wgpu::BindGroup> {
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        buffers: &[&wgpu::Buffer],
+    ) -> Result<wgpu::BindGroup> {
         let resources: Vec<wgpu::BindingResource> =
             buffers.iter().map(|b| b.as_entire_binding()).collect();
-        self.bind_resources(ctx, &resources)
+        self.bind_resources(device, &resources)
     }
 
     /// Creates a bind group from resources given in `@binding` order (for a uniform bound
@@ -85,7 +88,7 @@ impl Pipeline {
     /// declared binding.
     pub fn bind_resources(
         &self,
-        ctx: &Context,
+        device: &wgpu::Device,
         resources: &[wgpu::BindingResource<'_>],
     ) -> Result<wgpu::BindGroup> {
         let declared = self.kernel.bindings;
@@ -109,7 +112,7 @@ impl Pipeline {
                 resource: r.clone(),
             })
             .collect();
-        Ok(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.kernel.name),
             layout: &self.layout,
             entries: &entries,
@@ -123,19 +126,17 @@ pub struct PipelineCache {
     built: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
-impl Context {
-    /// The pipeline for `key`, built on first use.
-    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<Pipeline>> {
-        if let Some(p) = self.pipelines.lock().get(key) {
+impl PipelineCache {
+    /// The pipeline for `key`, built on `device` on first use.
+    pub fn get(&self, device: &wgpu::Device, key: &PipelineKey) -> Result<Arc<Pipeline>> {
+        if let Some(p) = self.lock().get(key) {
             return Ok(p.clone());
         }
-        let built = Arc::new(build_pipeline(self, key)?);
-        self.pipelines.lock().insert(key.clone(), built.clone());
+        let built = Arc::new(build_pipeline(device, key)?);
+        self.lock().insert(key.clone(), built.clone());
         Ok(built)
     }
-}
 
-impl PipelineCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PipelineKey, Arc<Pipeline>>> {
         self.built
             .lock()
@@ -143,9 +144,8 @@ impl PipelineCache {
     }
 }
 
-fn build_pipeline(ctx: &Context, key: &PipelineKey) -> Result<Pipeline> {
+fn build_pipeline(device: &wgpu::Device, key: &PipelineKey) -> Result<Pipeline> {
     let kernel = key.kernel;
-    let device = &ctx.device;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name),

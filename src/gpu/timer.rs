@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::gpu::{Context, Staging};
+use crate::gpu::buffer::Staging;
+use crate::gpu::context::Context;
 
 /// Where a [`GpuTimer`]'s figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

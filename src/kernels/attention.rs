@@ -10,38 +10,13 @@
 mod passes;
 mod plan;
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
 use passes::Passes;
+pub use passes::{AttentionBuffers, AttentionParams};
 pub use plan::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
-
-/// Mirrors `Params` in `shaders/attention_common.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct AttentionParams {
-    pub tokens: u32,
-    pub pos0: u32,
-    pub heads: u32,
-    pub group: u32,
-    pub qk_dim: u32,
-    pub v_dim: u32,
-    pub q_stride: u32,
-    pub k_stride: u32,
-    pub v_stride: u32,
-    pub out_stride: u32,
-    pub window: u32,
-    pub scale: f32,
-    pub splits: u32,
-    pub chunk: u32,
-    pub pass_start: u32,
-    pub pass_keys: u32,
-    pub direct: u32,
-    pub _pad: [u32; 3],
-}
 
 /// The attention family's parameters and `SINKS`, first in both kernels' source.
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
@@ -194,23 +169,6 @@ impl AttentionSpec {
     }
 }
 
-pub struct AttentionBuffers<'a> {
-    /// [tokens, heads, qk_dim]
-    pub q: &'a wgpu::Buffer,
-    /// [positions, kv_heads, qk_dim]
-    pub k: &'a wgpu::Buffer,
-    /// [positions, kv_heads, v_dim]
-    pub v: &'a wgpu::Buffer,
-    /// `[heads]` (any buffer without sinks)
-    pub sinks: &'a wgpu::Buffer,
-    /// [slots, heads, 2 + v_dim] per-split running softmax state (size it with
-    /// [`AttentionSpec::partials_bytes`]); its size sets how many (token, split) slots a step
-    /// may use, at least [`AttentionSpec::min_partial_slots`].
-    pub partials: &'a wgpu::Buffer,
-    /// [tokens, heads, v_dim]
-    pub out: &'a wgpu::Buffer,
-}
-
 pub struct Attention {
     spec: AttentionSpec,
     policy: SplitKv,
@@ -286,7 +244,12 @@ impl Attention {
 
     /// How a step of `tokens` queries at positions pos0.. divides its keys.
     pub fn split_for(&self, tokens: usize, pos0: usize) -> KeySplit {
-        plan::split_for(&self.spec, self.policy, self.slots, tokens, pos0)
+        plan::split_for(
+            self.policy,
+            self.slots,
+            tokens,
+            self.spec.keys(tokens, pos0),
+        )
     }
 
     /// Attends `tokens` queries at positions pos0.. over cache rows 0..pos0 + tokens, split as

@@ -71,7 +71,7 @@ impl<P: Pod + PartialEq> Dispatch<P> {
         let params_buffer = ctx.uniform(pipeline.kernel.name, &params);
         let mut all: Vec<&wgpu::Buffer> = vec![&params_buffer];
         all.extend_from_slice(buffers);
-        let bind = pipeline.bind(ctx, &all)?;
+        let bind = pipeline.bind(&ctx.device, &all)?;
         Ok(Self {
             pipeline,
             bind,

@@ -4,11 +4,51 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use bytemuck::Zeroable;
+use bytemuck::{Pod, Zeroable};
 
 use crate::error::Result;
 use crate::gpu::{Context, Pipeline, PipelineKey};
-use crate::kernels::attention::{AttentionBuffers, AttentionParams};
+
+/// Mirrors `Params` in `shaders/attention_common.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct AttentionParams {
+    pub tokens: u32,
+    pub pos0: u32,
+    pub heads: u32,
+    pub group: u32,
+    pub qk_dim: u32,
+    pub v_dim: u32,
+    pub q_stride: u32,
+    pub k_stride: u32,
+    pub v_stride: u32,
+    pub out_stride: u32,
+    pub window: u32,
+    pub scale: f32,
+    pub splits: u32,
+    pub chunk: u32,
+    pub pass_start: u32,
+    pub pass_keys: u32,
+    pub direct: u32,
+    pub _pad: [u32; 3],
+}
+
+pub struct AttentionBuffers<'a> {
+    /// [tokens, heads, qk_dim]
+    pub q: &'a wgpu::Buffer,
+    /// [positions, kv_heads, qk_dim]
+    pub k: &'a wgpu::Buffer,
+    /// [positions, kv_heads, v_dim]
+    pub v: &'a wgpu::Buffer,
+    /// `[heads]` (any buffer without sinks)
+    pub sinks: &'a wgpu::Buffer,
+    /// [slots, heads, 2 + v_dim] per-split running softmax state (size it with
+    /// [`super::AttentionSpec::partials_bytes`]); its size sets how many (token, split) slots a step
+    /// may use, at least [`super::AttentionSpec::min_partial_slots`].
+    pub partials: &'a wgpu::Buffer,
+    /// [tokens, heads, v_dim]
+    pub out: &'a wgpu::Buffer,
+}
 
 /// The attention kernel with one parameter block per pass, chosen by a dynamic offset.
 pub(super) struct Passes {
@@ -48,7 +88,7 @@ impl Passes {
         let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out];
         let mut resources = vec![wgpu::BindingResource::Buffer(uniform)];
         resources.extend(storage.iter().map(|buf| buf.as_entire_binding()));
-        let bind = pipeline.bind_resources(ctx, &resources)?;
+        let bind = pipeline.bind_resources(&ctx.device, &resources)?;
         let never = AttentionParams::zeroed();
         Ok(Self {
             pipeline,

@@ -1,8 +1,6 @@
 //! How a step divides each query's keys: the split-KV (flash-decoding) policy and the
 //! (token, split) states of the partials buffer.
 
-use crate::kernels::attention::AttentionSpec;
-
 /// Steps of at most this many queries may split their keys (decode steps); longer steps have
 /// enough (token, head) pairs to fill the device without splitting.
 pub const SPLIT_MAX_TOKENS: usize = 4;
@@ -69,16 +67,10 @@ impl KeySplit {
     }
 }
 
-/// Split where `policy` says so and `slots` hold at least two splits per query, into as many
-/// splits of at least `min_chunk` keys as the slots (and [`MAX_SPLITS`]) allow; else whole.
-pub(super) fn split_for(
-    spec: &AttentionSpec,
-    policy: SplitKv,
-    slots: usize,
-    tokens: usize,
-    pos0: usize,
-) -> KeySplit {
-    let keys = spec.keys(tokens, pos0);
+/// Split the `keys` of a step of `tokens` queries where `policy` says so and `slots` hold at
+/// least two splits per query, into as many splits of at least `min_chunk` keys as the slots
+/// (and [`MAX_SPLITS`]) allow; else whole.
+pub(super) fn split_for(policy: SplitKv, slots: usize, tokens: usize, keys: usize) -> KeySplit {
     let max_splits = (slots / tokens.max(1)).min(MAX_SPLITS);
     if policy.applies(tokens, keys) && max_splits >= 2 {
         let splits = keys.div_ceil(policy.min_chunk).min(max_splits);

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::spec::layer::Glu;
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::Glu;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weights::{ExpertWeights, MoeWeights, SharedExpert};
 
 /// SplitMix64: small, fast and reproducible across platforms.

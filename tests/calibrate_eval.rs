@@ -10,9 +10,9 @@ use common::edit::temp_dir;
 use common::fixtures::{Fixture, dir};
 use moe_gpu::calibration::CalibrationStats;
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::calibrate::{builtin_ids, calibrate};
+use moe_gpu::model::collect_calibration::{builtin_ids, calibrate};
 use moe_gpu::model::eval::evaluate;
-use moe_gpu::moe::activation::{ActivationPolicy, SkipThreshold};
+use moe_gpu::moe::activation_policy::{ActivationPolicy, SkipThreshold};
 use moe_gpu::reference::glu_mlp;
 use moe_gpu::{Model, ModelOptions};
 

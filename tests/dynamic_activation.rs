@@ -8,7 +8,7 @@ use moe_gpu::calibration::{CalibrationStats, LayerStats};
 use moe_gpu::kernels::INVALID;
 use moe_gpu::model::ModelConfig;
 use moe_gpu::moe::DynamicActivation;
-use moe_gpu::moe::activation::{ActivationPolicy, ActivationSummary, SkipThreshold};
+use moe_gpu::moe::activation_policy::{ActivationPolicy, ActivationSummary, SkipThreshold};
 use moe_gpu::reference::moe_block;
 
 fn run(arch: &str, act: DynamicActivation) -> (Vec<u32>, Vec<f32>, Vec<f32>) {

@@ -6,7 +6,7 @@ mod common;
 use moe_gpu::Sampling;
 use moe_gpu::gpu::Staging;
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::linear::LmHead;
+use moe_gpu::model::projection::LmHead;
 use moe_gpu::model::sampling::{Sampler, filter};
 use moe_gpu::reference::linear;
 use moe_gpu::synthetic::Rng;

@@ -18,7 +18,7 @@ use crate::kernels::matmul::{Tiling, WeightFormat};
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{ExpertGemms, GroupedRun};
 use crate::moe::layer::{ForwardOptions, MoeLayer, MoeStep};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
 use crate::synthetic::Rng;

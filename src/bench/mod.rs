@@ -16,7 +16,7 @@
 //! weights once reaches against the copy on this adapter; alongside the grouped GEMMs, the
 //! same rows spread evenly over the experts show what uneven routing costs.
 
-pub mod attention;
+pub mod attention_splits;
 pub mod kernels;
 pub mod layers;
 pub mod report;

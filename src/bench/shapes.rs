@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::kernels::matmul::{Glu, WeightFormat};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::{RoutingSpec, Scoring};
 
 /// A real MoE model's layer shape.

@@ -7,16 +7,16 @@
 //! long contexts split the keys (flash-decoding): one thread per head would otherwise walk the
 //! whole cache alone.
 
+mod key_split;
 mod passes;
-mod plan;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
+pub use key_split::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
 use passes::Passes;
 pub use passes::{AttentionBuffers, AttentionParams};
-pub use plan::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
 
 /// The attention family's parameters and `SINKS`, first in both kernels' source.
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
@@ -244,7 +244,7 @@ impl Attention {
 
     /// How a step of `tokens` queries at positions pos0.. divides its keys.
     pub fn split_for(&self, tokens: usize, pos0: usize) -> KeySplit {
-        plan::split_for(
+        key_split::split_for(
             self.policy,
             self.slots,
             tokens,

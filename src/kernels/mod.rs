@@ -7,7 +7,6 @@ pub mod combine;
 pub mod copy;
 pub mod dense;
 pub mod expert_arena;
-pub mod format;
 pub mod matmul;
 pub mod norm;
 pub mod permute;
@@ -15,6 +14,7 @@ pub mod rope;
 pub mod select;
 pub mod tiling;
 pub mod tune;
+pub mod weight_packing;
 
 use std::cell::Cell;
 use std::sync::Arc;

@@ -9,8 +9,8 @@ use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::arch::Arch;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
-use crate::model::linear::{Linear, LinearIo};
-use crate::model::rope::yarn_mscale;
+use crate::model::projection::{Linear, LinearIo};
+use crate::model::rope_config::yarn_mscale;
 use crate::model::scratch::Scratch;
 
 /// The factor q · k is multiplied by: head_dim^-½ (DeepSeek: qk_head_dim^-½ · mscale² when

@@ -10,8 +10,8 @@ pub use crate::model::arch::{Arch, MlpKind};
 use crate::model::json::Json;
 pub use crate::model::moe_config::MoeConfig;
 use crate::model::moe_config::{layer_experts, mlp_kinds, moe_config};
-pub use crate::model::rope::RopeConfig;
-use crate::model::rope::rope_config;
+pub use crate::model::rope_config::RopeConfig;
+use crate::model::rope_config::rope_config;
 use crate::spec::routing::RoutingSpec;
 
 /// Per-head or whole-projection RMSNorm on q and k.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-mod forward;
+mod forward_step;
 
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
@@ -15,16 +15,16 @@ use crate::gpu::{Context, Staging};
 use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::Glu;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
-use crate::model::attention::AttentionBlock;
+use crate::model::attention_block::AttentionBlock;
 use crate::model::attention_init::AttentionInit;
 use crate::model::capture::RoutingCapture;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
-use crate::model::experts::{load_mlp, load_moe_weights, moe_layer_spec_for};
-use crate::model::linear::LmHead;
+use crate::model::expert_loading::{load_mlp, load_moe_weights, moe_layer_spec_for};
 use crate::model::options::{ModelOptions, Resolved};
+use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
-use crate::moe::activation::ActivationPolicy;
+use crate::moe::activation_policy::ActivationPolicy;
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::DenseMlp;
 use crate::moe::stats::ResidencyStats;

@@ -11,12 +11,12 @@ use crate::kernels::attention::SplitKv;
 use crate::kernels::expert_arena::ExpertArena;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
-use crate::model::experts::moe_layer_spec_for;
+use crate::model::expert_loading::moe_layer_spec_for;
 use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
 use crate::moe::budget::ArenaLimits;
 use crate::moe::step_buffers::StepShape;
-use crate::spec::format::WeightFormat;
+use crate::spec::weight_format::WeightFormat;
 
 /// GPU bytes a model needs, by kind, for the options it is loaded with.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -11,7 +11,7 @@ use crate::kernels::attention::{Attention, AttentionBuffers};
 use crate::kernels::norm::{NormShape, RmsNorm};
 use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
 use crate::model::attention_init::AttentionInit;
-use crate::model::linear::Linear;
+use crate::model::projection::Linear;
 
 pub struct MlaAttention {
     /// q_a_proj and q_a_layernorm when q is low-rank (q_lora_rank set).

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::expert_arena::ExpertArena;
 use crate::moe::residency::Policy;
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 
 /// The VRAM given to routed experts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

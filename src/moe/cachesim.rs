@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::moe::residency::{ExpertCache, Policy};
-use crate::moe::trace::RoutingTrace;
+use crate::moe::routing_trace::RoutingTrace;
 
 /// What a replay counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -138,7 +138,7 @@ fn check_slots(trace: &RoutingTrace, slots: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::moe::trace::{TraceStep, ZipfTrace};
+    use crate::moe::routing_trace::{TraceStep, ZipfTrace};
 
     /// A one-layer trace of single-expert steps, k = 1.
     fn pages(experts: usize, seq: &[usize]) -> RoutingTrace {

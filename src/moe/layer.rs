@@ -11,15 +11,15 @@
 //! - `build.rs`: building it once;
 //! - `step.rs`: recording one step;
 //! - `cache_step.rs`: the expert-cache part of a step (readback, uploads, rounds);
-//! - `forward.rs`: the host-facing API (upload, one submit per chunk, readback).
+//! - `host_forward.rs`: the host-facing API (upload, one submit per chunk, readback).
 
 mod build;
 mod cache_step;
-mod forward;
+mod host_forward;
 mod state;
 mod step;
 
 pub use build::LayerBuild;
-pub use forward::{ForwardOptions, MoeOutput, check_input};
+pub use host_forward::{ForwardOptions, MoeOutput, check_input};
 pub use state::MoeLayer;
 pub use step::{CacheRounds, MoeStep, Permutation, StepRecord};

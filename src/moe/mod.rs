@@ -1,7 +1,7 @@
 //! The MoE layer: routing spec, expert weights and VRAM slots, the GPU layer itself, and the
 //! expert cache that lets a model run with fewer slots than experts.
 
-pub mod activation;
+pub mod activation_policy;
 pub mod budget;
 pub mod cachesim;
 pub mod layer;
@@ -9,10 +9,10 @@ pub mod mlp;
 mod offload;
 pub mod residency;
 pub mod router;
+pub mod routing_trace;
 pub mod stack;
 pub mod stats;
 pub mod step_buffers;
-pub mod trace;
 
 pub use budget::{ExpertBudget, ResidencyOptions, parse_bytes};
 pub use layer::{ForwardOptions, LayerBuild, MoeLayer, MoeOutput, MoeStep, StepRecord};

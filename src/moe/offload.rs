@@ -11,7 +11,7 @@ use crate::moe::residency::{ExpertCache, Policy, Round, StepPlan, Upload};
 use crate::moe::router::{Router, RouterOutputs, RouterWeights};
 use crate::moe::stats::LayerStats;
 use crate::spec::INVALID;
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::ExpertSource;
 

@@ -8,7 +8,7 @@ use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use crate::kernels::permute::{PermuteBuffers, PermuteShape};
 use crate::kernels::select::{Select, SelectBuffers};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::MoeWeights;
 

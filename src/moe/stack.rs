@@ -12,7 +12,7 @@ use crate::moe::budget::ResidencyOptions;
 use crate::moe::layer::{LayerBuild, MoeLayer, MoeStep, check_input};
 use crate::moe::stats::ResidencyStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::MoeWeights;
 

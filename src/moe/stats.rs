@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::moe::residency::StepPlan;
-use crate::moe::trace::{RoutingTrace, TraceStep};
+use crate::moe::routing_trace::{RoutingTrace, TraceStep};
 
 /// What one MoE layer's expert residency did.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::permute;
 use crate::moe::router::{RouterOutputs, logit_cols};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 
 /// What the step buffers must hold: the largest of each dimension over the layers sharing them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

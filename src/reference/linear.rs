@@ -1,6 +1,6 @@
 //! y = x · Wᵀ + b and the gated MLPs built from it.
 
-use crate::spec::layer::Glu;
+use crate::spec::layer_spec::Glu;
 use crate::spec::weights::ExpertWeights;
 
 /// `x` `[rows, k]` · `w` `[n, k]`ᵀ + `bias` `[n]`, accumulated in f64.

@@ -1,4 +1,5 @@
 //! Plain CPU versions of every kernel and of whole layers: the oracle the GPU is tested against.
+//! Each file has the name of the kernel (`kernels/`) or spec (`spec/`) it mirrors.
 //! Written for clarity, in f64 where it helps, and independent of the shaders' structure.
 
 pub mod attention;

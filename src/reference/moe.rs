@@ -4,7 +4,7 @@ use crate::error::Result;
 use crate::reference::linear::{glu_mlp, linear};
 use crate::reference::routing::route;
 use crate::spec::INVALID;
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::MoeWeights;
 

@@ -3,14 +3,14 @@
 //! invalid-id marker. It depends on nothing of the crate but its error type, so the reference
 //! built on it stays independent of the GPU code it checks.
 
-pub mod format;
-pub mod layer;
+pub mod layer_spec;
 pub mod routing;
+pub mod weight_format;
 pub mod weights;
 
-pub use format::{INT4_GROUP, WeightFormat};
-pub use layer::{Glu, MoeLayerSpec};
+pub use layer_spec::{Glu, MoeLayerSpec};
 pub use routing::{DynamicActivation, GroupScore, MAX_GROUPS, RoutingSpec, Scoring};
+pub use weight_format::{INT4_GROUP, WeightFormat};
 pub use weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
 
 /// Sentinel id of a dropped (token, slot) pair, as in the shaders.

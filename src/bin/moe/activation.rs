@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use moe_gpu::Model;
 use moe_gpu::calibration::CalibrationStats;
-use moe_gpu::moe::activation::{ActivationPolicy, ActivationSummary, SkipThreshold};
+use moe_gpu::moe::activation_policy::{ActivationPolicy, ActivationSummary, SkipThreshold};
 
 /// The policy from `--top-k`, `--skip-threshold`, `--top-p` and `--calibration` values.
 pub fn activation_policy(

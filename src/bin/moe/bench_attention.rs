@@ -1,9 +1,9 @@
 //! `moe bench-attention`: a decode step's attention over long KV caches, split-KV against the
-//! unsplit kernel, at real models' attention shapes (see `moe_gpu::bench::attention`).
+//! unsplit kernel, at real models' attention shapes (see `moe_gpu::bench::attention_splits`).
 
 use anyhow::{Result, bail};
 use moe_gpu::Context;
-use moe_gpu::bench::attention::{ATTENTION_SHAPES, AttentionFigure, bench_attention};
+use moe_gpu::bench::attention_splits::{ATTENTION_SHAPES, AttentionFigure, bench_attention};
 use moe_gpu::gpu::GpuTimer;
 
 #[derive(clap::Args)]

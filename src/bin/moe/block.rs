@@ -9,7 +9,7 @@ use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
-use moe_gpu::moe::activation::ActivationSummary;
+use moe_gpu::moe::activation_policy::ActivationSummary;
 use moe_gpu::moe::{ForwardOptions, LayerBuild, MoeLayer, ResidencyStats};
 
 use crate::activation::activation_policy;

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use moe_gpu::moe::Policy;
 use moe_gpu::moe::cachesim::{PolicyResult, SimReport, compare};
 use moe_gpu::moe::residency::DEFAULT_LFU_HALF_LIFE;
-use moe_gpu::moe::trace::{RoutingTrace, ZipfTrace};
+use moe_gpu::moe::routing_trace::{RoutingTrace, ZipfTrace};
 
 #[derive(clap::Args)]
 pub struct Args {

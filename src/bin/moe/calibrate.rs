@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use moe_gpu::model::calibrate::calibrate;
+use moe_gpu::model::collect_calibration::calibrate;
 use moe_gpu::{Context, Model, ModelOptions};
 
 use crate::data::load_tokens;

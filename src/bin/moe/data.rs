@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use moe_gpu::Tokenizer;
-use moe_gpu::model::calibrate::{BUILTIN_TEXT, builtin_ids, split};
+use moe_gpu::model::collect_calibration::{BUILTIN_TEXT, builtin_ids, split};
 
 /// Token ids of `path` (whitespace- or comma-separated integers, or text encoded with the
 /// model's tokenizer), or of the built-in set when `path` is None: the built-in text with a

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use moe_gpu::model::sampling::argmax;
-use moe_gpu::model::synthetic::{SyntheticShape, write_olmoe};
+use moe_gpu::model::synthetic_checkpoint::{SyntheticShape, write_olmoe};
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{Context, Logits, Model, ModelOptions};
 

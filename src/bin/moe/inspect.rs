@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::inspect::ModelSummary;
 use moe_gpu::model::memory::MemoryPlan;
+use moe_gpu::model::summary::ModelSummary;
 use moe_gpu::model::{Checkpoint, ModelConfig, ModelOptions};
 use moe_gpu::moe::budget::ArenaLimits;
 use moe_gpu::moe::{ExpertBudget, ResidencyOptions, parse_bytes};

@@ -20,7 +20,7 @@ use crate::moe::offload::Offload;
 use crate::moe::router::{Router, RouterWeights};
 use crate::moe::stats::LayerStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weights::MoeWeights;
 
 /// How to build a layer beyond its shape and weights.

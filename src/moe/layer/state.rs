@@ -16,7 +16,7 @@ use crate::moe::router::{Router, RouterWeights};
 use crate::moe::stats::LayerStats;
 use crate::moe::step_buffers::StepBuffers;
 use crate::spec::INVALID;
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 
 /// One MoE layer built for steps of up to `max_tokens` tokens.
 pub struct MoeLayer {

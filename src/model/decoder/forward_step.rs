@@ -8,7 +8,7 @@ use crate::gpu::Recorder;
 use crate::gpu::{Context, decode};
 use crate::model::capture::{LayerRouting, RoutingCapture};
 use crate::model::decoder::{Logits, Mlp, Model};
-use crate::model::trace::Trace;
+use crate::model::tensor_trace::Trace;
 use crate::moe::layer::{MoeLayer, MoeStep};
 use crate::spec::routing::DynamicActivation;
 

@@ -9,8 +9,8 @@ use crate::kernels::norm::{NormShape, RmsNorm};
 use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
 use crate::model::attention_init::AttentionInit;
 use crate::model::config::QkNorm;
-use crate::model::linear::Linear;
 use crate::model::mla::MlaAttention;
+use crate::model::projection::Linear;
 
 /// Multi-head attention with GQA: Mixtral, Qwen2/3-MoE, OLMoE, gpt-oss.
 pub struct StandardAttention {

@@ -23,7 +23,7 @@
 
 use half::f16;
 
-use crate::spec::format::{INT4_GROUP, WeightFormat};
+use crate::spec::weight_format::{INT4_GROUP, WeightFormat};
 use crate::spec::weights::ExpertWeights;
 
 impl WeightFormat {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::kernels::matmul::WeightFormat;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, ModelConfig};
-use crate::spec::layer::MoeLayerSpec;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
 
 /// The MoE layer spec shared by every MoE layer of `cfg` (see [`moe_layer_spec_for`] for

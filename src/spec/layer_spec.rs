@@ -1,7 +1,7 @@
 //! The shape and math of one MoE layer, and the gated activation of its experts.
 
-use crate::spec::format::WeightFormat;
 use crate::spec::routing::RoutingSpec;
+use crate::spec::weight_format::WeightFormat;
 
 /// The shape and math of one MoE layer.
 #[derive(Debug, Clone, PartialEq)]

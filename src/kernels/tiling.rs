@@ -92,7 +92,7 @@ impl Tiling {
 
     /// The tilings the autotuner times for `kind`: register blocks (best on CPU adapters) and
     /// shared-memory tiles (best on real GPUs). Every one passes the reference sweep
-    /// (tests/matmul_variants.rs).
+    /// (tests/kernels/matmul_variants.rs).
     pub fn candidates(kind: TileKind) -> Vec<Tiling> {
         match kind {
             TileKind::Prefill => vec![

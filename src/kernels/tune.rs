@@ -4,8 +4,8 @@
 //! matrices hold fewer than 16K weights keep the default: the tiling cannot matter there, and
 //! tests and toy models pay nothing. With tuning off
 //! ([`Context::set_autotune`], `MOE_GPU_TUNE=0`) the fixed defaults are used. Every candidate
-//! computes the same function (tests/matmul_variants.rs), so tuning changes speed, not results
-//! beyond f32 rounding.
+//! computes the same function (tests/kernels/matmul_variants.rs), so tuning changes speed, not
+//! results beyond f32 rounding.
 //!
 //! The cache file is `tuning-v4.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
 //! directory (`$XDG_CACHE_HOME/moe-gpu`, `~/.cache/moe-gpu`, `~/Library/Caches/moe-gpu`,

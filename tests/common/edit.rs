@@ -1,5 +1,4 @@
 //! Copies of fixture checkpoints with edited tensors or config, in temporary directories.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,4 @@
 //! Access to the Hugging Face reference fixtures in tests/fixtures/<set>/<arch>/.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -57,10 +56,6 @@ impl Fixture {
             .into_iter()
             .map(|v| v as u32)
             .collect()
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.expected.contains(name)
     }
 
     /// Layers L for which `{prefix}L.{suffix}` exists, ascending.

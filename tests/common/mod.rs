@@ -1,4 +1,8 @@
 //! Shared test helpers: one GPU context per test binary, tolerances, comparisons.
+//!
+//! Each of the test binaries (kernels, layer, model, cli, loaders) compiles this module and
+//! uses a part of it, so what one binary leaves unused is not dead: every helper here is used
+//! by at least one binary.
 #![allow(dead_code)]
 
 pub mod attention;
@@ -15,7 +19,7 @@ use moe_gpu::Context;
 
 /// The GPU context for this test binary. Fails (never skips) when no adapter exists. Layers
 /// use the fixed default tilings: no test depends on what the autotuner picked (each tiling
-/// has its own sweep in tests/matmul_variants.rs).
+/// has its own sweep in tests/kernels/matmul_variants.rs).
 pub fn ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| match Context::new() {

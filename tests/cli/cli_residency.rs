@@ -1,0 +1,160 @@
+//! The residency options of the `moe` command line: `block` with an expert budget gives the
+//! same output as with every expert resident and writes statistics and a trace; `cache-sim`
+//! replays that trace to the same misses; bad budgets fail with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use moe_gpu::model::Checkpoint;
+
+use crate::common::fixtures;
+
+fn moe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moe"))
+        .args(args)
+        .output()
+        .expect("running the moe binary")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("moe-cli-residency-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// The fixture's block input of layer 0 as a file `moe block` reads.
+fn block_input(arch: &str) -> (PathBuf, PathBuf) {
+    let dir = fixtures::dir("hf-tiny-alt", arch);
+    let fx = fixtures::Fixture::open("hf-tiny-alt", arch);
+    let x = fx.f32("block.layers.0.input");
+    let path = tmp(&format!("{arch}-input.safetensors"));
+    let hidden = fx
+        .expected
+        .shape("block.layers.0.input")
+        .unwrap()
+        .last()
+        .copied()
+        .unwrap();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![x.len() / hidden, hidden],
+        bytemuck::cast_slice(&x),
+    )
+    .unwrap();
+    safetensors::serialize_to_file([("input", view)], None, &path).unwrap();
+    (dir.join("model"), path)
+}
+
+fn output_bits(path: &Path) -> Vec<u32> {
+    let f = Checkpoint::open_file(path).unwrap();
+    f.f32_any("output")
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+#[test]
+fn block_with_a_budget_matches_full_residency_and_its_trace_replays() {
+    let (model, input) = block_input("olmoe");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (full_out, small_out) = (tmp("full.safetensors"), tmp("small.safetensors"));
+    let (stats, trace) = (tmp("stats.json"), tmp("trace.json"));
+    let base = [
+        "block",
+        "--model",
+        &s(&model),
+        "--layer",
+        "0",
+        "--input",
+        &s(&input),
+        "--chunk-tokens",
+        "3",
+    ];
+    let o = moe(&[&base[..], &["--output", &s(&full_out)]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("all resident"), "{}", stderr(&o));
+    let o = moe(&[
+        &base[..],
+        &[
+            "--output",
+            &s(&small_out),
+            "--expert-slots",
+            "4",
+            "--stats",
+            &s(&stats),
+            "--trace-out",
+            &s(&trace),
+        ],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(output_bits(&small_out), output_bits(&full_out));
+
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    for field in [
+        "hits",
+        "misses",
+        "bytes_uploaded",
+        "expert_bytes_total",
+        "experts_ever_activated",
+        "experts_ever_uploaded",
+        "experts_resident_max",
+        "prefetch_hits",
+        "prefetch_precision",
+        "prefetch_recall",
+        "per_layer",
+    ] {
+        assert!(st.get(field).is_some(), "stats lack {field}: {st}");
+    }
+    assert_eq!(st["experts_resident_max"], 4);
+    assert_eq!(st["experts_ever_activated"], st["experts_ever_uploaded"]);
+    assert!(st["per_layer"][0]["histogram"].is_array());
+
+    let o = moe(&["cache-sim", "--trace", &s(&trace), "--slots", "4", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sim: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lru = &sim[0]["policies"][0];
+    assert_eq!(lru["policy"], "lru");
+    assert_eq!(lru["misses"], st["misses"], "replay agrees with the run");
+    assert!(sim[0]["optimal"]["hits"].as_u64() >= lru["hits"].as_u64());
+    for f in [&input, &full_out, &small_out, &stats, &trace] {
+        std::fs::remove_file(f).ok();
+    }
+}
+
+#[test]
+fn budgets_below_k_experts_fail_clearly() {
+    let (model, input) = block_input("mixtral");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = tmp("never.safetensors");
+    let base = [
+        "block",
+        "--model",
+        &s(&model),
+        "--layer",
+        "0",
+        "--input",
+        &s(&input),
+        "--output",
+        &s(&out),
+    ];
+    let o = moe(&[&base[..], &["--expert-slots", "1"]].concat());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("below k = 2"), "{}", stderr(&o));
+    let o = moe(&[&base[..], &["--expert-budget", "1K"]].concat());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("k = 2 slots"), "{}", stderr(&o));
+    let o = moe(&[&base[..], &["--expert-budget", "12X"]].concat());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a byte count"), "{}", stderr(&o));
+    let o = moe(&["cache-sim", "--zipf", "1", "--top-k", "4", "--slots", "2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("below k = 4"), "{}", stderr(&o));
+    std::fs::remove_file(&input).ok();
+}

@@ -1,0 +1,10 @@
+//! The `cli` test binary: the `moe` command line end to end (block, inspect, residency,
+//! generate, bench).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bench_report;
+mod cli;
+mod cli_residency;
+mod generate_cli;

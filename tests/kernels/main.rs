@@ -1,0 +1,17 @@
+//! The `kernels` test binary: each GPU kernel against `src/reference` over shape sweeps, every
+//! matmul tiling, the error of f16 and quantised weights, rope tables, and the device seam.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod context;
+mod f16_error;
+mod kernel_attention;
+mod kernel_bindings;
+mod kernel_decoder;
+mod kernel_matmul;
+mod kernel_permute;
+mod kernel_select;
+mod matmul_variants;
+mod quant_error;
+mod rope_tables;

@@ -1,0 +1,12 @@
+//! The `layer` test binary: the whole MoE layer against the reference and the HF fixtures,
+//! routing flags, dynamic activation, and the expert cache with its prefetch.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod dynamic_activation;
+mod fixtures_block;
+mod moe_layer;
+mod prefetch;
+mod residency;
+mod routing_flags;

@@ -1,0 +1,9 @@
+//! The `loaders` test binary: checkpoint layouts and config spellings, chat templates, and
+//! bad input that must end in a clear error.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod chat_template;
+mod checkpoints;

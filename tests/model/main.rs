@@ -1,0 +1,11 @@
+//! The `model` test binary: the whole decoder against the HF fixtures, the generation API,
+//! sampling and the LM head, calibration and evaluation, and pruning.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod calibrate_eval;
+mod generate_api;
+mod generate_fixtures;
+mod prune;
+mod sampling_and_lm_head;

@@ -70,6 +70,7 @@ impl Context {
 
     fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_binding(label, bytes)?;
+        self.note_allocation(padded(bytes));
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: padded(bytes),
@@ -96,6 +97,7 @@ pub struct Staging {
 
 impl Staging {
     pub fn new(ctx: &Context, label: &str, bytes: u64) -> Self {
+        ctx.note_allocation(padded(bytes));
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: padded(bytes),

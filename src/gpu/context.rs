@@ -83,6 +83,9 @@ pub struct Context {
     /// that no block changes under a recorded dispatch.
     epoch: Arc<AtomicU64>,
     autotune: AtomicBool,
+    /// Bytes of the storage and staging buffers created through this context, freed or not
+    /// (what a [`crate::model::memory::MemoryPlan`] predicts; uniforms are not counted).
+    allocated: AtomicU64,
 }
 
 /// Optional features we use when the adapter has them.
@@ -145,7 +148,18 @@ impl Context {
             submits: AtomicU64::new(0),
             epoch: Arc::new(AtomicU64::new(0)),
             autotune: AtomicBool::new(autotune_from_env()),
+            allocated: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes of every storage and staging buffer created through this context so far.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Counts a buffer of `bytes` bytes in [`Self::allocated_bytes`].
+    pub(crate) fn note_allocation(&self, bytes: u64) {
+        self.allocated.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Whether layers tune their matmul tilings (else they use the fixed defaults).

@@ -7,5 +7,6 @@ mod common;
 mod calibrate_eval;
 mod generate_api;
 mod generate_fixtures;
+mod memory_plan;
 mod prune;
 mod sampling_and_lm_head;

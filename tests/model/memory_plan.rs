@@ -1,0 +1,92 @@
+//! `MemoryPlan` against what loading a model really allocates: on every fixture, with every
+//! expert resident and as an expert cache, the planned bytes match the context's count of
+//! storage and staging buffers.
+
+use moe_gpu::Context;
+use moe_gpu::model::memory::MemoryPlan;
+use moe_gpu::model::{Checkpoint, Model, ModelConfig, ModelOptions};
+use moe_gpu::moe::budget::ArenaLimits;
+use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+
+use crate::common::{self, fixtures};
+
+/// A context of its own (so its allocation count is this model's alone), without tuning,
+/// whose candidate timings would allocate buffers of their own.
+fn fresh_context() -> Context {
+    common::ctx();
+    let ctx = Context::new().expect("an adapter");
+    ctx.set_autotune(false);
+    ctx
+}
+
+fn check(set: &str, arch: &str, options: &ModelOptions) {
+    let dir = fixtures::dir(set, arch).join("model");
+    let ctx = fresh_context();
+    let cfg = ModelConfig::load(&dir).unwrap();
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let plan = MemoryPlan::new(&cfg, &ckpt, options, ArenaLimits::of(&ctx)).unwrap();
+    let before = ctx.allocated_bytes();
+    let model = Model::load_with(&ctx, &dir, options).unwrap();
+    let real = ctx.allocated_bytes() - before;
+    drop(model);
+    // Buffers are padded to 16 bytes and small placeholder bindings are not planned: allow
+    // 64 bytes per planned buffer (about 40 per layer) and nothing proportional.
+    let slack = 64 * 40 * cfg.layers as u64 + 4096;
+    assert!(
+        plan.total.abs_diff(real) <= slack,
+        "{set}/{arch}: planned {} bytes ({plan:?}), allocated {real}",
+        plan.total
+    );
+}
+
+#[test]
+fn the_memory_plan_matches_what_loading_allocates() {
+    let resident = ModelOptions {
+        max_batch: 16,
+        max_context: Some(64),
+        ..Default::default()
+    };
+    let cached = ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::SlotsPerLayer(4),
+            ..Default::default()
+        },
+        ..resident.clone()
+    };
+    for set in fixtures::SETS {
+        for arch in fixtures::ARCHS {
+            check(set, arch, &resident);
+            check(set, arch, &cached);
+        }
+    }
+}
+
+#[test]
+fn activations_are_planned_once_for_all_layers() {
+    let dir = fixtures::dir("hf-tiny", "qwen3_moe").join("model");
+    let cfg = ModelConfig::load(&dir).unwrap();
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let limits = ArenaLimits {
+        max_binding: 128 << 20,
+        auto_budget: 1 << 30,
+    };
+    let plan = |max_batch| {
+        let options = ModelOptions {
+            max_batch,
+            ..Default::default()
+        };
+        MemoryPlan::new(&cfg, &ckpt, &options, limits).unwrap()
+    };
+    let (small, large) = (plan(8), plan(64));
+    let step = |p: &MemoryPlan| p.activation_parts["moe step buffers"];
+    assert!(step(&large) > step(&small));
+    assert_eq!(small.expert_slots, large.expert_slots);
+    assert_eq!(
+        small.total,
+        small.expert_slots
+            + small.other_weights
+            + small.kv_cache
+            + small.activations
+            + small.staging
+    );
+}

@@ -14,8 +14,11 @@ pub const RATIO_BUCKETS: usize = 20;
 /// Statistics of one MoE layer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayerStats {
+    /// Decoder layer index.
     pub layer: usize,
+    /// Routed experts.
     pub experts: usize,
+    /// Experts per token.
     pub top_k: usize,
     /// Tokens observed.
     pub tokens: u64,
@@ -41,6 +44,7 @@ pub struct LayerStats {
 }
 
 impl LayerStats {
+    /// Empty statistics of decoder layer `layer`.
     pub fn new(layer: usize, experts: usize, top_k: usize) -> Self {
         let j = top_k.saturating_sub(1);
         Self {
@@ -125,22 +129,29 @@ impl LayerStats {
 /// Statistics of every MoE layer of a model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CalibrationStats {
+    /// Model name (its directory).
     pub model: String,
+    /// Architecture (`model_type`).
     pub architecture: String,
+    /// Tokens observed.
     pub tokens: u64,
+    /// Each MoE layer's statistics.
     pub layers: Vec<LayerStats>,
 }
 
 impl CalibrationStats {
+    /// The statistics of decoder layer `layer`, if it is an MoE layer.
     pub fn layer(&self, layer: usize) -> Option<&LayerStats> {
         self.layers.iter().find(|l| l.layer == layer)
     }
 
+    /// Writes the statistics as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::input(e.to_string()))?;
         std::fs::write(path, text).map_err(|e| Error::io(path, e))
     }
 
+    /// Reads statistics written by [`Self::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| {

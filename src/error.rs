@@ -11,35 +11,67 @@ pub enum Error {
 
     /// The adapter refused to create a device.
     #[error("could not create a GPU device on {adapter}: {message}")]
-    Device { adapter: String, message: String },
+    Device {
+        /// Name of the adapter.
+        adapter: String,
+        /// wgpu's error.
+        message: String,
+    },
 
     /// A WGSL shader or compute pipeline failed validation.
     #[error("kernel `{kernel}` failed to build: {message}")]
-    Shader { kernel: String, message: String },
+    Shader {
+        /// Name of the kernel.
+        kernel: String,
+        /// The validation error.
+        message: String,
+    },
 
     /// A GPU operation (submit, map, poll) failed at run time.
     #[error("GPU error during {what}: {message}")]
-    Gpu { what: String, message: String },
+    Gpu {
+        /// The operation that failed.
+        what: String,
+        /// wgpu's error.
+        message: String,
+    },
 
     /// Reading or writing a file failed. The cause is part of the message (not a `source`),
     /// so error chains print it once.
     #[error("{}: {cause}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The OS error.
         cause: std::io::Error,
     },
 
     /// A safetensors file is malformed, truncated or not a safetensors file at all.
     #[error("{}: not a valid safetensors file: {message}", path.display())]
-    Checkpoint { path: PathBuf, message: String },
+    Checkpoint {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 
     /// A tensor is missing or has the wrong shape or dtype.
     #[error("tensor `{name}`: {message}")]
-    Tensor { name: String, message: String },
+    Tensor {
+        /// Tensor name in the checkpoint.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
     /// config.json is missing a field, has a wrong value, or asks for math we do not implement.
     #[error("config.json field `{field}`: {message}")]
-    Config { field: String, message: String },
+    Config {
+        /// The config.json field (dotted for nested ones).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
     /// The checkpoint's `model_type` is not one we can run.
     #[error(
@@ -53,14 +85,23 @@ pub enum Error {
 
     /// tokenizer.json is missing or invalid, or text could not be encoded or decoded.
     #[error("tokenizer {}: {message}", path.display())]
-    Tokenizer { path: PathBuf, message: String },
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 
     /// A buffer would exceed a device limit and cannot be split.
     #[error("{what} needs {needed} bytes, over the device limit {limit_name} = {limit} bytes")]
     DeviceLimit {
+        /// The buffer, by label.
         what: String,
+        /// Bytes it would take.
         needed: u64,
+        /// The `wgpu::Limits` field, e.g. `max_storage_buffer_binding_size`.
         limit_name: &'static str,
+        /// The limit's value, in bytes.
         limit: u64,
     },
 }

@@ -14,11 +14,17 @@ use crate::synthetic::Rng;
 /// A real model's attention as the decoder runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AttentionShape {
+    /// Model name.
     pub name: &'static str,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads.
     pub kv_heads: usize,
+    /// Query/key width per head.
     pub qk_dim: usize,
+    /// Value width per head.
     pub v_dim: usize,
+    /// Whether the heads have attention sinks (gpt-oss).
     pub sinks: bool,
 }
 
@@ -70,15 +76,21 @@ pub const ATTENTION_SHAPES: [AttentionShape; 5] = [
 /// One shape at one context length.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttentionFigure {
+    /// Model name.
     pub model: &'static str,
+    /// Its attention shape.
     pub shape: AttentionShape,
     /// Keys the query sees (cache positions).
     pub positions: usize,
     /// One thread per head over every key (in passes of at most `pass_keys` keys).
     pub unsplit_ms: f64,
+    /// Keys per pass of the unsplit kernel.
     pub pass_keys: usize,
+    /// Key splits of the split kernel.
     pub splits: usize,
+    /// Keys per split.
     pub chunk: usize,
+    /// Time of the split kernel and its merge, in milliseconds.
     pub split_ms: f64,
     /// unsplit_ms / split_ms.
     pub speedup: f64,

@@ -21,6 +21,7 @@ pub struct DenseRun {
 }
 
 impl DenseRun {
+    /// Builds the two matmuls with random weights in `g`'s format.
     pub fn new(ctx: &Context, g: &ExpertGemms, rows: usize, tiling: Tiling) -> Result<Self> {
         let (h, i) = (g.hidden, g.inter);
         let mut rng = Rng::new(2);

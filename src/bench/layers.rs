@@ -124,6 +124,7 @@ fn decode_scale(ctx: &Context, model: &RealModel, config: &BenchConfig) -> usize
     scale
 }
 
+/// Measures every figure of [`ModelReport`] for `model`, reporting progress lines to `progress`.
 pub fn bench_model(
     ctx: &Context,
     timer: &GpuTimer,

@@ -36,6 +36,7 @@ pub use shapes::{MODELS, RealModel, ScaledShape};
 pub struct BenchConfig {
     /// `quick`, `full` or `tiny`, reported as is.
     pub mode: String,
+    /// Real model shapes to benchmark.
     pub models: Vec<RealModel>,
     /// Hidden and intermediate sizes are the real ones divided by this for the prefill figures.
     pub prefill_scale: usize,
@@ -45,7 +46,9 @@ pub struct BenchConfig {
     /// which one step reads at least this many weight bytes, so that launch overhead does not
     /// hide the bandwidth.
     pub decode_bytes: u64,
+    /// Timings per figure; each figure is their median.
     pub repeats: usize,
+    /// Storage format of the expert weights.
     pub format: WeightFormat,
     /// Layer steps recorded per host-cost measurement.
     pub host_layers: usize,

@@ -12,13 +12,17 @@ use crate::kernels::matmul::Tiling;
 pub const SCHEMA: &str = "moe-gpu-bench/2";
 
 #[derive(Debug, Clone, Serialize)]
+/// The JSON report of `moe bench`: the adapter and, per real model imitated, the figures.
 pub struct BenchReport {
+    /// [`SCHEMA`], the layout version.
     pub schema: &'static str,
     /// `quick`, `full` or `tiny`.
     pub mode: String,
     /// The command line that reproduces this report.
     pub command: String,
+    /// The adapter the figures were measured on.
     pub adapter: AdapterReport,
+    /// Whether GPU timestamps or host wall-clock times were used.
     pub time_source: TimeSource,
     /// Storage format of the expert weights (`f32` or `f16`).
     pub weight_format: String,
@@ -26,29 +30,43 @@ pub struct BenchReport {
     pub autotune: bool,
     /// Timings per figure; each figure is their median.
     pub repeats: usize,
+    /// One entry per benchmarked model shape.
     pub models: Vec<ModelReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The adapter as wgpu reports it.
 pub struct AdapterReport {
+    /// Adapter name, e.g. `NVIDIA H100` or `llvmpipe`.
     pub name: String,
+    /// Backend: `Vulkan`, `Metal`, `Dx12` or `Gl`.
     pub backend: String,
+    /// Discrete, integrated, virtual or CPU.
     pub device_type: String,
+    /// Driver name and version.
     pub driver: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The figures measured for one real model's (scaled) layer shape.
 pub struct ModelReport {
+    /// Name of the imitated model.
     pub model: &'static str,
     /// The real layer shape this one imitates.
     pub real: RealModel,
     /// Tilings the layers ran with (prefill: many rows per expert; decode: a matvec).
     pub prefill_tiling: Tiling,
+    /// Tiling of the decode-step expert GEMMs.
     pub decode_tiling: Tiling,
+    /// MoE layer step against its dense equivalent.
     pub sparse_speedup: SparseSpeedup,
+    /// Grouped GEMM throughput against dense matmuls of equal FLOPs.
     pub grouped_gemm_efficiency: GemmEfficiency,
+    /// Decode step weight bandwidth against a copy kernel.
     pub decode_bandwidth_efficiency: DecodeBandwidth,
+    /// Host time to record one layer step, in microseconds.
     pub host_us_per_layer: HostCost,
+    /// Queue submissions per forward step.
     pub submits_per_step: Submits,
     /// Expert, router and shared-expert bytes uploaded to build this model's layers.
     pub uploaded_bytes: u64,
@@ -57,7 +75,9 @@ pub struct ModelReport {
 /// The MoE layer against the same layer routing every token to all experts.
 #[derive(Debug, Clone, Serialize)]
 pub struct SparseSpeedup {
+    /// The layer shape measured.
     pub shape: ScaledShape,
+    /// Tokens per step.
     pub tokens: usize,
     /// One whole layer step with k experts per token.
     pub sparse_ms: f64,
@@ -76,17 +96,25 @@ pub struct SparseSpeedup {
 /// The prefill grouped GEMMs (gate/up + down) against plain dense matmuls of the same FLOPs.
 #[derive(Debug, Clone, Serialize)]
 pub struct GemmEfficiency {
+    /// The layer shape measured.
     pub shape: ScaledShape,
+    /// Tokens per step.
     pub tokens: usize,
     /// (token, expert) rows: tokens · k.
     pub rows: usize,
+    /// FLOPs of the gate/up and down GEMMs over all rows.
     pub flops: f64,
+    /// Time of the grouped GEMMs, in milliseconds.
     pub grouped_ms: f64,
+    /// `flops` over `grouped_ms`, in GFLOP/s.
     pub grouped_gflop_per_s: f64,
+    /// Tiling the grouped GEMMs ran with.
     pub grouped_tiling: Tiling,
     /// The fastest of the tuner's candidate tilings on the dense matmuls.
     pub dense_ms: f64,
+    /// `flops` over `dense_ms`, in GFLOP/s.
     pub dense_gflop_per_s: f64,
+    /// The tiling that gave `dense_ms`.
     pub dense_tiling: Tiling,
     /// Dense / grouped time of each round (the two timed in turn): the grouped GEMMs' GFLOP/s
     /// over the dense matmuls'.
@@ -103,11 +131,15 @@ pub struct GemmEfficiency {
 /// A one-token decode layer step's weight traffic against a plain copy kernel.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecodeBandwidth {
+    /// The layer shape measured.
     pub shape: ScaledShape,
+    /// Tokens per step (1).
     pub tokens: usize,
     /// Router, the k selected experts and the shared expert: what one step must read.
     pub weight_bytes: u64,
+    /// Time of the layer step, in milliseconds.
     pub layer_ms: f64,
+    /// `weight_bytes` over `layer_ms`, in GB/s.
     pub weight_gb_per_s: f64,
     /// Bytes one copy reads plus bytes it writes (it copies weight_bytes, from a pool of
     /// sources as large as the layer's routed experts, so it is as cold in the caches as the
@@ -115,6 +147,7 @@ pub struct DecodeBandwidth {
     pub copy_bytes_moved: u64,
     /// Workgroups of the copy: the fastest of a few grid sizes.
     pub copy_groups: u32,
+    /// Time of the copy, in milliseconds.
     pub copy_ms: f64,
     /// (bytes read + bytes written) / time, the usual copy-bandwidth convention.
     pub copy_gb_per_s: f64,
@@ -123,7 +156,9 @@ pub struct DecodeBandwidth {
     pub read_bytes: u64,
     /// Workgroups of the read: the fastest of the same grid sizes.
     pub read_groups: u32,
+    /// Time of the read, in milliseconds.
     pub read_ms: f64,
+    /// `read_bytes` over `read_ms`, in GB/s.
     pub read_gb_per_s: f64,
     /// The read's bytes per second over the copy's (bytes moved), median over rounds: the
     /// highest `value` this adapter allows.
@@ -138,18 +173,24 @@ pub struct DecodeBandwidth {
 /// Host time to record one layer step (encoder, passes, dispatches; no GPU wait).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostCost {
+    /// The layer shape measured.
     pub shape: ScaledShape,
+    /// Tokens per step.
     pub tokens: usize,
     /// Layer steps recorded into one encoder for the measurement.
     pub layers_encoded: usize,
+    /// Microseconds per layer step.
     pub value: f64,
 }
 
 /// Queue submissions of one forward step (upload, layer, readback) with every expert resident.
 #[derive(Debug, Clone, Serialize)]
 pub struct Submits {
+    /// The layer shape measured.
     pub shape: ScaledShape,
+    /// Tokens per step.
     pub tokens: usize,
+    /// Submissions counted by [`crate::Context::submit_count`].
     pub value: u64,
 }
 

@@ -11,11 +11,15 @@ use crate::spec::routing::{RoutingSpec, Scoring};
 /// A real MoE model's layer shape.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RealModel {
+    /// Model name, e.g. `Qwen3-30B-A3B`.
     pub name: &'static str,
+    /// Hidden size.
     pub hidden: usize,
     /// Routed expert width (`moe_intermediate_size`).
     pub inter: usize,
+    /// Routed experts per layer.
     pub experts: usize,
+    /// Experts per token.
     pub top_k: usize,
     /// Width of the shared expert(s) together, if any.
     pub shared_inter: Option<usize>,
@@ -85,16 +89,24 @@ pub const MODELS: [RealModel; 5] = [
 /// A real model with hidden and intermediate sizes divided by `scale`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScaledShape {
+    /// Name of the real model.
     pub imitates: &'static str,
+    /// Divisor of the real hidden and intermediate sizes.
     pub scale: usize,
+    /// Hidden size after scaling.
     pub hidden: usize,
+    /// Routed expert width after scaling.
     pub inter: usize,
+    /// Routed experts per layer (not scaled).
     pub experts: usize,
+    /// Experts per token (not scaled).
     pub top_k: usize,
+    /// Shared expert width after scaling, if the model has one.
     pub shared_inter: Option<usize>,
 }
 
 impl RealModel {
+    /// The built-in model shape named `name` (case-insensitive).
     pub fn by_name(name: &str) -> Option<RealModel> {
         MODELS
             .iter()
@@ -102,6 +114,7 @@ impl RealModel {
             .find(|m| m.name.eq_ignore_ascii_case(name))
     }
 
+    /// This shape with hidden and intermediate sizes divided by `scale` (at least 1 each).
     pub fn scaled(&self, scale: usize) -> ScaledShape {
         let s = scale.max(1);
         ScaledShape {

@@ -23,6 +23,7 @@ pub enum Access {
 pub struct Binding {
     /// The WGSL variable's name.
     pub name: &'static str,
+    /// How the kernel accesses it.
     pub access: Access,
 }
 

@@ -13,6 +13,7 @@ use crate::gpu::kernel::{Access, KernelDef, Override};
 /// by name.
 #[derive(Debug, Clone)]
 pub struct PipelineKey {
+    /// The kernel.
     pub kernel: &'static KernelDef,
     /// Sorted by name; values as f64 bits.
     constants: Vec<(Override, u64)>,
@@ -65,8 +66,11 @@ impl PipelineKey {
 
 /// A built pipeline and the layout its bind groups must follow.
 pub struct Pipeline {
+    /// The kernel it was built from.
     pub kernel: &'static KernelDef,
+    /// The compute pipeline.
     pub pipeline: wgpu::ComputePipeline,
+    /// The bind group layout its bind groups must follow.
     pub layout: wgpu::BindGroupLayout,
 }
 

@@ -4,6 +4,8 @@
 use crate::gpu::buffer::Staging;
 use crate::gpu::context::Context;
 
+/// Records kernels into one command encoder, keeping a compute pass open between them; see the
+/// crate docs for recording a [`crate::MoeLayer`] step.
 pub struct Recorder<'a> {
     ctx: &'a Context,
     encoder: Option<wgpu::CommandEncoder>,
@@ -11,6 +13,7 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
+    /// An empty recorder; nothing is encoded until the first pass or copy.
     pub fn new(ctx: &'a Context) -> Self {
         Self {
             ctx,

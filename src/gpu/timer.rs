@@ -31,6 +31,7 @@ pub struct GpuTimer {
 }
 
 impl GpuTimer {
+    /// A timer using timestamp queries where the device has them, host wall-clock time otherwise.
     pub fn new(ctx: &Context) -> Self {
         let wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
@@ -52,6 +53,7 @@ impl GpuTimer {
         Self { queries }
     }
 
+    /// Which clock the measurements come from.
     pub fn source(&self) -> TimeSource {
         if self.queries.is_some() {
             TimeSource::Timestamps

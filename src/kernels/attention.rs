@@ -15,8 +15,9 @@ use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
 pub use key_split::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
+pub use passes::AttentionBuffers;
+pub(crate) use passes::AttentionParams;
 use passes::Passes;
-pub use passes::{AttentionBuffers, AttentionParams};
 
 /// The attention family's parameters and `SINKS`, first in both kernels' source.
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
@@ -70,12 +71,17 @@ const HEADS_PER_GROUP: u32 = 16;
 /// The shape, math and capacity of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionSpec {
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (a divisor of `heads`).
     pub kv_heads: usize,
+    /// Query/key width per head.
     pub qk_dim: usize,
+    /// Value width per head.
     pub v_dim: usize,
     /// Keys within this many positions of the query (itself included); None = all.
     pub window: Option<usize>,
+    /// Per-head attention sinks (gpt-oss): a learned logit in every softmax.
     pub sinks: bool,
     /// Multiplies q · k.
     pub scale: f32,
@@ -89,6 +95,8 @@ pub struct AttentionSpec {
 }
 
 impl AttentionSpec {
+    /// Checks the shape: `heads` a multiple of `kv_heads`, head widths in range, a positive window
+    /// and nonzero capacities.
     pub fn validate(&self) -> Result<()> {
         if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return Err(Error::input(format!(
@@ -169,6 +177,8 @@ impl AttentionSpec {
     }
 }
 
+/// Causal attention over a KV cache, bound to its buffers: one pass per `pass_keys` keys or a key
+/// split, then the merge of the partial states.
 pub struct Attention {
     spec: AttentionSpec,
     policy: SplitKv,
@@ -238,6 +248,7 @@ impl Attention {
         })
     }
 
+    /// The shape it was built for.
     pub fn spec(&self) -> &AttentionSpec {
         &self.spec
     }

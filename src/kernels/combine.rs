@@ -77,7 +77,7 @@ pub static DOWN_COMBINE: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/combine.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct CombineParams {
+pub(crate) struct CombineParams {
     pub tokens: u32,
     pub hidden: u32,
     pub k_max: u32,
@@ -85,21 +85,31 @@ pub struct CombineParams {
 }
 
 #[derive(Clone, Copy)]
+/// The buffers of a [`Combine`].
 pub struct CombineBuffers<'a> {
+    /// `[tokens, k]` f32 routing weights (0 for dropped slots).
     pub weights: &'a wgpu::Buffer,
+    /// `[tokens, k]` u32 sorted row of each (token, slot) pair.
     pub pos: &'a wgpu::Buffer,
+    /// `[pairs, hidden]` f32 expert output rows, in sorted order.
     pub y: &'a wgpu::Buffer,
+    /// `[tokens, hidden]` f32 shared-expert output (unread without one).
     pub shared_out: &'a wgpu::Buffer,
+    /// `[tokens]` f32 shared-expert gate logits (unread without a gate).
     pub shared_gate: &'a wgpu::Buffer,
+    /// `[tokens, hidden]` f32 layer output.
     pub out: &'a wgpu::Buffer,
 }
 
+/// The weighted gather of each token's expert rows plus the shared expert, bound to its buffers.
 pub struct Combine {
     hidden: usize,
     dispatch: Dispatch<CombineParams>,
 }
 
 impl Combine {
+    /// Builds the combine of `hidden`-wide rows for up to `k_max` experts per token; `shared` adds
+    /// the shared-expert output, `shared_gate` scales it by its gate.
     pub fn new(
         ctx: &Context,
         hidden: usize,
@@ -126,6 +136,7 @@ impl Combine {
         Ok(Self { hidden, dispatch })
     }
 
+    /// Records the combine of the first `tokens` tokens.
     pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
         self.dispatch.set_params(
             ctx,
@@ -147,6 +158,7 @@ pub struct DownCombineBuffers<'a> {
     pub down: MatmulBuffers<'a>,
     /// [tokens, k] expert ids.
     pub ids: &'a wgpu::Buffer,
+    /// The combine's buffers (its `y` is unused: the rows come from the down GEMM).
     pub combine: CombineBuffers<'a>,
 }
 

@@ -25,7 +25,7 @@ pub static COPY: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/copy.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct CopyParams {
+pub(crate) struct CopyParams {
     pub words: u32,
     pub stride: u32,
     pub _pad0: u32,
@@ -52,6 +52,7 @@ pub struct Copy {
 }
 
 impl Copy {
+    /// Builds the copy (or read) of `bytes` bytes of `src` into `dst`.
     pub fn new(
         ctx: &Context,
         mode: CopyMode,
@@ -90,6 +91,7 @@ impl Copy {
         self.groups
     }
 
+    /// Records the copy.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.dispatch.dispatch(pass, self.groups, 1);
     }

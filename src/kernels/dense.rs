@@ -10,6 +10,7 @@ use crate::kernels::matmul::{Matmul, MatmulBuffers, MatmulSpec, Tiling};
 /// Rows up to which [`DenseMatmul`] runs its matvec.
 pub const MATVEC_MAX_ROWS: usize = 2;
 
+/// A dense matmul bound to its buffers: a matvec for a few rows, the tiled kernel for more.
 pub struct DenseMatmul {
     tiles: Matmul,
     matvec: Matmul,

@@ -7,10 +7,15 @@ use crate::kernels::matmul::WeightFormat;
 use crate::spec::INVALID;
 use crate::spec::weights::ExpertWeights;
 
+/// VRAM slots for the expert weights of one layer, and the table mapping experts to slots.
 pub struct ExpertArena {
+    /// Experts the arena holds at once.
     pub slots: usize,
+    /// Hidden size.
     pub hidden: usize,
+    /// Expert width.
     pub inter: usize,
+    /// Storage format of the weights.
     pub format: WeightFormat,
     /// [slots, 2·inter, hidden (padded)] gate rows then up rows, each slot ending in its scale
     /// block in the quantised formats (see `kernels::format`).
@@ -26,6 +31,8 @@ pub struct ExpertArena {
 }
 
 impl ExpertArena {
+    /// Allocates `slots` slots for a layer of `experts` experts, none resident; without `bias`
+    /// the bias buffers hold one zero slot.
     pub fn new(
         ctx: &Context,
         hidden: usize,

@@ -88,7 +88,7 @@ pub static MATMUL_VEC: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct MatmulParams {
+pub(crate) struct MatmulParams {
     pub m: u32,
     pub n: u32,
     pub k: u32,
@@ -116,10 +116,15 @@ impl Glu {
 /// Everything that fixes a matmul pipeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MatmulSpec {
+    /// Output columns.
     pub n: usize,
+    /// Input columns (the reduction length).
     pub k: usize,
+    /// Gated activation fused into the output (gate and up rows interleaved in the weights).
     pub glu: Glu,
+    /// Adds a per-slot bias.
     pub bias: bool,
+    /// Storage format of the weights.
     pub format: WeightFormat,
     /// Rows come from the expert tile list rather than 0..m.
     pub grouped: bool,
@@ -127,10 +132,12 @@ pub struct MatmulSpec {
     pub gather: bool,
     /// Grouped: the tiles are the tail list (`TAIL` in `shaders/matmul_common.wgsl`).
     pub tail: bool,
+    /// Workgroup shape and register tile.
     pub tiling: Tiling,
 }
 
 impl MatmulSpec {
+    /// A plain f32 matmul `[m, k]` · `[n, k]`ᵀ with the default prefill tiling.
     pub fn dense(n: usize, k: usize) -> Self {
         Self {
             n,
@@ -188,6 +195,7 @@ impl MatmulSpec {
         self.format.matrix_bytes(self.weight_rows(), self.k)
     }
 
+    /// Workgroups along the output columns.
     pub fn col_blocks(&self) -> u32 {
         groups(self.n, self.tiling.block_n())
     }
@@ -197,17 +205,25 @@ impl MatmulSpec {
 /// dense mode) may be any small buffer.
 #[derive(Clone, Copy)]
 pub struct MatmulBuffers<'a> {
+    /// `[m or tokens, x_stride]` f32 input rows.
     pub x: &'a wgpu::Buffer,
+    /// `[slots, slot words]` packed weights: the rows, then their scales.
     pub w: &'a wgpu::Buffer,
+    /// `[slots, weight rows]` f32 biases.
     pub bias: &'a wgpu::Buffer,
+    /// `[experts]` u32 slot of each expert.
     pub slots: &'a wgpu::Buffer,
+    /// `[max tiles, 4]` u32 tile list from the permutation.
     pub tiles: &'a wgpu::Buffer,
+    /// `[pairs]` u32 pair of each sorted row.
     pub rows: &'a wgpu::Buffer,
+    /// `[rows, out_stride]` f32 output.
     pub out: &'a wgpu::Buffer,
 }
 
 /// A matmul bound to its buffers.
 pub struct Matmul {
+    /// What the pipeline was built for.
     pub spec: MatmulSpec,
     dispatch: Dispatch<MatmulParams>,
 }
@@ -262,7 +278,7 @@ impl Matmul {
     }
 
     /// The parameter block (its `m` is the last dense encode's).
-    pub fn params(&self) -> MatmulParams {
+    pub(crate) fn params(&self) -> MatmulParams {
         self.dispatch.params()
     }
 
@@ -301,7 +317,9 @@ impl Matmul {
 /// and, where the tiling has a tail ([`Tiling::tail`]), one compiled for fewer rows over the
 /// tail tiles.
 pub struct GroupedMatmul {
+    /// The GEMM over the full tile list.
     pub full: Matmul,
+    /// The GEMM over the tail tile list, where the tiling has a tail.
     pub tail: Option<Matmul>,
 }
 

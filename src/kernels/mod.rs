@@ -48,7 +48,7 @@ pub const WORKGROUP: u32 = 64;
 pub use crate::spec::INVALID;
 
 /// A pipeline bound to its buffers and parameter block: built once, encoded every step.
-pub struct Dispatch<P: Pod + PartialEq> {
+pub(crate) struct Dispatch<P: Pod + PartialEq> {
     pipeline: Arc<Pipeline>,
     bind: wgpu::BindGroup,
     params_buffer: wgpu::Buffer,

@@ -26,7 +26,7 @@ pub static RMS_NORM: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/rmsnorm.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct NormParams {
+pub(crate) struct NormParams {
     pub rows: u32,
     pub width: u32,
     pub in_stride: u32,
@@ -62,6 +62,7 @@ impl NormShape {
     }
 }
 
+/// The buffers of an [`RmsNorm`].
 pub struct NormBuffers<'a> {
     /// [rows, in_stride] residual update, read only with `add` (any buffer otherwise).
     pub delta: &'a wgpu::Buffer,
@@ -80,6 +81,8 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// Builds the norm of `shape` with epsilon `eps`; `add` first adds `delta` to the residual
+    /// stream `x` in place.
     pub fn new(
         ctx: &Context,
         shape: NormShape,

@@ -50,7 +50,7 @@ pub static SCATTER: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/scatter.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct PairParams {
+pub(crate) struct PairParams {
     pub pairs: u32,
     pub experts: u32,
     pub _pad0: u32,
@@ -60,7 +60,7 @@ pub struct PairParams {
 /// Mirrors `Params` in `shaders/scan.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct ScanParams {
+pub(crate) struct ScanParams {
     pub experts: u32,
     pub block_m: u32,
     pub col_blocks_a: u32,
@@ -74,8 +74,11 @@ pub struct ScanParams {
 /// Byte offsets of the four indirect dispatches the scan writes: the two GEMMs over the full
 /// tile list, then over the tail list.
 pub const ARGS_A: u64 = 0;
+/// Byte offset of the down GEMM's dispatch over the full tiles.
 pub const ARGS_B: u64 = 12;
+/// Byte offset of the gate/up GEMM's dispatch over the tail tiles.
 pub const ARGS_A_TAIL: u64 = 24;
+/// Byte offset of the down GEMM's dispatch over the tail tiles.
 pub const ARGS_B_TAIL: u64 = 36;
 /// u32 words of the indirect-argument buffer.
 pub const ARGS_WORDS: usize = 12;
@@ -84,8 +87,11 @@ pub const ARGS_WORDS: usize = 12;
 /// last tile that go to the tail list (0: no tail list), and their column blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PermuteShape {
+    /// Rows per tile of the GEMMs.
     pub block_m: u32,
+    /// Most rows of an expert's last tile that go to the tail list (0: no tail list).
     pub tail_m: u32,
+    /// Column blocks of the gate/up and of the down GEMM.
     pub col_blocks: (u32, u32),
 }
 
@@ -108,11 +114,14 @@ pub fn expert_sorted_rows(ids: &[u32], experts: usize) -> (Vec<u32>, Vec<u32>) {
 /// tile in `tail` when it holds at most `tail_m` rows (as `shaders/permute_common.wgsl` does).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TileLists {
+    /// Tiles of `block_m` rows, and an expert's last tile when it holds more than `tail_m` rows.
     pub full: Vec<[u32; 4]>,
+    /// An expert's last tile when it holds at most `tail_m` rows.
     pub tail: Vec<[u32; 4]>,
 }
 
 impl TileLists {
+    /// The tile lists of experts holding `counts[e]` rows each, in expert order.
     pub fn new(counts: &[u32], block_m: u32, tail_m: u32) -> Self {
         let mut lists = Self::default();
         let mut row = 0;
@@ -152,13 +161,21 @@ pub fn max_tiles(pairs: usize, block_m: u32, experts: usize) -> usize {
 /// The permutation's working buffers, all sized for `max_pairs` pairs.
 #[derive(Clone, Copy)]
 pub struct PermuteBuffers<'a> {
+    /// `[pairs]` u32 expert of each (token, slot) pair.
     pub ids: &'a wgpu::Buffer,
+    /// `[experts]` u32 pairs per expert (the selection's counts; zeroed by the scan).
     pub counts: &'a wgpu::Buffer,
+    /// `[experts + 1]` u32 first sorted row of each expert.
     pub offsets: &'a wgpu::Buffer,
+    /// `[experts]` u32 scatter cursors.
     pub cursor: &'a wgpu::Buffer,
+    /// `[max tiles, 4]` u32 tile lists (expert, row0, row_end, 0).
     pub tiles: &'a wgpu::Buffer,
+    /// `[12]` u32: four indirect dispatch sizes (see [`ARGS_A`]).
     pub args: &'a wgpu::Buffer,
+    /// `[pairs]` u32 pair of each sorted row.
     pub rows: &'a wgpu::Buffer,
+    /// `[pairs]` u32 sorted row of each pair.
     pub pos: &'a wgpu::Buffer,
 }
 
@@ -171,6 +188,7 @@ pub struct Permute {
 }
 
 impl Permute {
+    /// Builds the scan and scatter pipelines for `experts` experts over the buffers `b`.
     pub fn new(ctx: &Context, experts: usize, b: PermuteBuffers<'_>) -> Result<Self> {
         let scan = Dispatch::new(
             ctx,

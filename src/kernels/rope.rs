@@ -26,7 +26,7 @@ pub static ROPE: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/rope.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct RopeParams {
+pub(crate) struct RopeParams {
     pub tokens: u32,
     pub heads: u32,
     pub dim: u32,
@@ -49,17 +49,25 @@ pub struct RopeParams {
 /// KV cache, the position of token 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RopeLayout {
+    /// Heads to rotate and copy.
     pub heads: usize,
+    /// Columns copied per head.
     pub dim: usize,
+    /// First rotated column of each head.
     pub rot_start: usize,
     /// Rotated columns; 0 copies only.
     pub rot_dim: usize,
+    /// Source floats per token.
     pub src_stride: usize,
     /// 0 broadcasts one source head to every destination head.
     pub src_head_stride: usize,
+    /// Source float offset of head 0.
     pub src_offset: usize,
+    /// Destination floats per row.
     pub dst_stride: usize,
+    /// Destination floats between heads.
     pub dst_head_stride: usize,
+    /// Destination float offset of head 0.
     pub dst_offset: usize,
     /// Write token t to row pos0 + t (a KV cache) rather than row t.
     pub dst_at_position: bool,
@@ -67,6 +75,7 @@ pub struct RopeLayout {
     pub interleave: bool,
 }
 
+/// The buffers of a [`Rope`].
 pub struct RopeBuffers<'a> {
     /// [tokens, src_stride]
     pub src: &'a wgpu::Buffer,
@@ -76,12 +85,14 @@ pub struct RopeBuffers<'a> {
     pub dst: &'a wgpu::Buffer,
 }
 
+/// The rotate-and-copy kernel bound to one layout and its buffers.
 pub struct Rope {
     layout: RopeLayout,
     dispatch: Dispatch<RopeParams>,
 }
 
 impl Rope {
+    /// Builds the pipeline for `layout` over the buffers `b`.
     pub fn new(ctx: &Context, layout: RopeLayout, b: RopeBuffers<'_>) -> Result<Self> {
         let l = &layout;
         if l.dim == 0

@@ -47,7 +47,7 @@ pub static SELECT: KernelDef = KernelDef {
 /// Mirrors `Params` in `shaders/select.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct SelectParams {
+pub(crate) struct SelectParams {
     pub tokens: u32,
     pub experts: u32,
     pub k: u32,
@@ -66,12 +66,15 @@ pub struct SelectParams {
     pub tail_m: u32,
 }
 
+/// The buffers of a [`Select`].
 pub struct SelectBuffers<'a> {
     /// [tokens, logit_stride] router logits (a shared-gate logit in the last column).
     pub logits: &'a wgpu::Buffer,
     /// `[experts]` selection-only correction bias (any buffer without one).
     pub correction: &'a wgpu::Buffer,
+    /// `[tokens, k]` u32 selected experts (`INVALID` for dropped picks).
     pub ids: &'a wgpu::Buffer,
+    /// `[tokens, k]` f32 routing weights (0 for dropped picks).
     pub weights: &'a wgpu::Buffer,
     /// `[tokens]` sigmoid of the shared-expert gate logit.
     pub shared_gate: &'a wgpu::Buffer,
@@ -84,6 +87,8 @@ pub struct SelectBuffers<'a> {
     pub permute: Option<&'a PermuteBuffers<'a>>,
 }
 
+/// The top-k selection of each token's experts from router logits (`shaders/select.wgsl`), bound to
+/// its buffers.
 pub struct Select {
     dispatch: Dispatch<SelectParams>,
     can_permute: bool,
@@ -110,6 +115,7 @@ fn key(spec: &RoutingSpec, count: bool) -> PipelineKey {
 }
 
 impl Select {
+    /// Builds the selection for `spec` over `buffers`; it counts and permutes when they ask for it.
     pub fn new<'a>(ctx: &Context, spec: &RoutingSpec, buffers: SelectBuffers<'a>) -> Result<Self> {
         spec.validate()?;
         let params = SelectParams {

@@ -20,10 +20,15 @@ pub enum MatmulVariant {
 /// A matmul variant and its tile: WG_M × WG_N threads, each computing TM rows × TN columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Tiling {
+    /// Which matmul kernel.
     pub variant: MatmulVariant,
+    /// Threads along rows.
     pub wg_m: u32,
+    /// Threads along columns.
     pub wg_n: u32,
+    /// Rows per thread.
     pub tm: u32,
+    /// Columns per thread.
     pub tn: u32,
 }
 
@@ -40,7 +45,9 @@ pub enum TileKind {
 /// Largest TM and TN, and TM·TN: the kernels keep TM·TN accumulators (twice with a GLU) in
 /// registers.
 pub const MAX_TM: u32 = 8;
+/// Largest TN.
 pub const MAX_TN: u32 = 16;
+/// Largest TM·TN.
 pub const MAX_THREAD_OUTPUTS: u32 = 64;
 /// Largest TN of the matvec, whose columns are the components of two vec4 accumulators.
 pub const MAX_VECTOR_TN: u32 = 8;
@@ -51,6 +58,7 @@ impl Tiling {
     /// One row per expert: a matvec that reads each weight once.
     pub const DECODE: Tiling = Tiling::vector(64, 4);
 
+    /// The register-tiled kernel with this tile.
     pub const fn registers(wg_m: u32, wg_n: u32, tm: u32, tn: u32) -> Self {
         Self {
             variant: MatmulVariant::Registers,
@@ -72,6 +80,7 @@ impl Tiling {
         }
     }
 
+    /// The shared-memory tiled kernel with this tile.
     pub const fn shared(wg_m: u32, wg_n: u32, tm: u32, tn: u32) -> Self {
         Self {
             variant: MatmulVariant::SharedTiles,
@@ -132,6 +141,7 @@ impl Tiling {
         self.tail().map_or(0, Tiling::block_m)
     }
 
+    /// Threads per workgroup.
     pub fn threads(self) -> u32 {
         self.wg_m * self.wg_n
     }

@@ -44,10 +44,15 @@ static TUNED: Mutex<Option<HashMap<String, Tiling>>> = Mutex::new(None);
 /// The two expert GEMMs of a layer: gate/up (with its activation) over hidden, then down.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExpertGemms {
+    /// Hidden size.
     pub hidden: usize,
+    /// Expert width.
     pub inter: usize,
+    /// Gated activation of gate/up.
     pub glu: Glu,
+    /// The experts carry biases.
     pub bias: bool,
+    /// Storage format of the weights.
     pub format: WeightFormat,
 }
 

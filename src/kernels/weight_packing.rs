@@ -223,6 +223,7 @@ impl ExpertWeights {
         out
     }
 
+    /// Packs the `[hidden, inter]` down matrix in `format`.
     pub fn pack_down(&self, format: WeightFormat, hidden: usize, inter: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(format.matrix_bytes(hidden, inter) as usize / 4);
         format.pack_into(&mut out, &self.down, hidden, inter);

@@ -6,16 +6,25 @@ use crate::error::{Error, Result};
 /// The supported `model_type`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
+    /// `mixtral`.
     Mixtral,
+    /// `qwen2_moe`.
     Qwen2Moe,
+    /// `qwen3_moe`.
     Qwen3Moe,
+    /// `olmoe`.
     Olmoe,
+    /// `deepseek_v2`.
     DeepseekV2,
+    /// `deepseek_v3`.
     DeepseekV3,
+    /// `gpt_oss`.
     GptOss,
 }
 
 impl Arch {
+    /// The architecture of a config.json `model_type`; [`crate::Error::UnknownArchitecture`] for
+    /// others.
     pub fn parse(model_type: &str) -> Result<Self> {
         Ok(match model_type {
             "mixtral" => Arch::Mixtral,
@@ -29,6 +38,7 @@ impl Arch {
         })
     }
 
+    /// The `model_type` string.
     pub fn name(self) -> &'static str {
         match self {
             Arch::Mixtral => "mixtral",
@@ -53,6 +63,8 @@ impl Arch {
 /// What the MLP of a decoder layer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MlpKind {
+    /// A routed MoE layer.
     Moe,
+    /// A dense MLP.
     Dense,
 }

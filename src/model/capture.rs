@@ -12,6 +12,7 @@ use crate::spec::INVALID;
 pub struct LayerRouting {
     /// Decoder layer index.
     pub layer: usize,
+    /// Experts per token.
     pub top_k: usize,
     /// [tokens, k], `INVALID` for dropped slots.
     pub ids: Vec<u32>,

@@ -26,10 +26,12 @@ use crate::error::{Error, Result};
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
+    /// The message text.
     pub content: String,
 }
 
 impl ChatMessage {
+    /// A message from `role` with `content`.
     pub fn new(role: &str, content: &str) -> Self {
         Self {
             role: role.into(),

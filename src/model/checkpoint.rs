@@ -14,11 +14,15 @@ use crate::error::{Error, Result};
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
 pub struct TensorEntry {
+    /// Index of the safetensors file holding it.
     pub file: usize,
+    /// Element type as stored.
     pub dtype: Dtype,
+    /// Shape, outermost dimension first.
     pub shape: Vec<usize>,
     /// Byte range inside the file's mapping.
     pub start: usize,
+    /// End of the byte range (exclusive).
     pub end: usize,
 }
 
@@ -31,6 +35,7 @@ struct Shard {
 
 /// A checkpoint's tensors, memory-mapped; nothing is read until a tensor is asked for.
 pub struct Checkpoint {
+    /// The checkpoint directory.
     pub dir: PathBuf,
     shards: Vec<Shard>,
     tensors: HashMap<String, TensorEntry>,
@@ -128,14 +133,17 @@ impl Checkpoint {
         self.shards.get(file).and_then(|s| s.metadata.as_ref())
     }
 
+    /// Whether the checkpoint has a tensor `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
 
+    /// Every tensor name, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(|s| s.as_str())
     }
 
+    /// Where tensor `name` lives; [`crate::Error::Tensor`] if it is missing.
     pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
         self.tensors.get(name).ok_or_else(|| {
             let shards: Vec<String> = self
@@ -161,6 +169,7 @@ impl Checkpoint {
         Ok(&self.shards[e.file].map[e.start..e.end])
     }
 
+    /// The shape of tensor `name`.
     pub fn shape(&self, name: &str) -> Result<&[usize]> {
         Ok(&self.entry(name)?.shape)
     }

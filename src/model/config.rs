@@ -17,6 +17,7 @@ use crate::spec::routing::RoutingSpec;
 /// Per-head or whole-projection RMSNorm on q and k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QkNorm {
+    /// No q/k norm.
     None,
     /// Qwen3: RMSNorm over each head's `head_dim`.
     PerHead,
@@ -27,46 +28,72 @@ pub enum QkNorm {
 /// DeepSeek multi-head latent attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MlaConfig {
+    /// Rank of the q compression (`q_lora_rank`); `None` projects q directly.
     pub q_lora_rank: Option<usize>,
+    /// Rank of the joint k/v latent (`kv_lora_rank`).
     pub kv_lora_rank: usize,
+    /// Per-head q/k width without rotary embedding (`qk_nope_head_dim`).
     pub qk_nope_head_dim: usize,
+    /// Per-head q/k width with rotary embedding (`qk_rope_head_dim`).
     pub qk_rope_head_dim: usize,
+    /// Per-head value width (`v_head_dim`).
     pub v_head_dim: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// The attention shape from config.json.
 pub struct AttentionConfig {
+    /// Query heads (`num_attention_heads`).
     pub heads: usize,
+    /// Key/value heads (`num_key_value_heads`).
     pub kv_heads: usize,
+    /// Width of each head (`head_dim`, else `hidden_size / num_attention_heads`).
     pub head_dim: usize,
+    /// The q/k norm of the architecture.
     pub qk_norm: QkNorm,
     /// gpt-oss per-head attention sinks.
     pub sinks: bool,
+    /// Multi-head latent attention (DeepSeek), replacing the plain q/k/v projections.
     pub mla: Option<MlaConfig>,
+    /// Keys per query on sliding-window layers (`sliding_window`).
     pub sliding_window: Option<usize>,
     /// Per layer: uses the sliding window.
     pub sliding_layers: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// A model's config.json, parsed into what the decoder needs.
 pub struct ModelConfig {
+    /// Architecture, from `model_type`.
     pub arch: Arch,
+    /// Hidden size (`hidden_size`).
     pub hidden: usize,
+    /// Decoder layers (`num_hidden_layers`).
     pub layers: usize,
+    /// Vocabulary size (`vocab_size`).
     pub vocab: usize,
+    /// Epsilon of the RMSNorms (`rms_norm_eps`).
     pub rms_eps: f64,
+    /// Longest context the model was trained for (`max_position_embeddings`).
     pub max_positions: usize,
+    /// The LM head reuses the embedding matrix (`tie_word_embeddings`).
     pub tie_embeddings: bool,
+    /// Attention shape.
     pub attention: AttentionConfig,
+    /// Rotary embedding.
     pub rope: RopeConfig,
+    /// MoE layers' shape and routing.
     pub moe: MoeConfig,
+    /// Per layer: MoE or dense MLP.
     pub mlp_kinds: Vec<MlpKind>,
     /// Routed experts of each layer (0 for dense layers); differs between layers only in
     /// checkpoints pruned per layer (`moe_gpu_experts_per_layer`).
     pub layer_experts: Vec<usize>,
     /// Width of dense MLP layers.
     pub dense_inter: usize,
+    /// `bos_token_id`, if set.
     pub bos_token_id: Option<u32>,
+    /// `eos_token_id` (one id or a list).
     pub eos_token_ids: Vec<u32>,
 }
 
@@ -84,6 +111,7 @@ impl ModelConfig {
         Self::from_json(&value)
     }
 
+    /// Parses a config.json already read as JSON.
     pub fn from_json(value: &Value) -> Result<Self> {
         let c = Json(value);
         let model_type = c
@@ -144,6 +172,7 @@ impl ModelConfig {
         })
     }
 
+    /// Indices of the MoE layers.
     pub fn moe_layers(&self) -> Vec<usize> {
         (0..self.layers)
             .filter(|&i| self.mlp_kinds[i] == MlpKind::Moe)
@@ -163,6 +192,7 @@ impl ModelConfig {
         }
     }
 
+    /// Indices of the dense-MLP layers.
     pub fn dense_layers(&self) -> Vec<usize> {
         (0..self.layers)
             .filter(|&i| self.mlp_kinds[i] == MlpKind::Dense)

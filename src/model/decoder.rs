@@ -42,7 +42,9 @@ pub enum Logits {
 
 /// A layer's MLP.
 pub enum Mlp {
+    /// A dense MLP.
     Dense(Box<DenseMlp>),
+    /// A routed MoE layer.
     Moe(Box<MoeLayer>),
 }
 
@@ -57,24 +59,27 @@ struct Layer {
 
 /// A Hugging Face MoE checkpoint loaded onto the GPU, with its KV cache.
 ///
-/// ```no_run
+/// ```
 /// use moe_gpu::{Context, GenerateOptions, Model, Sampling};
 ///
 /// let ctx = Context::new()?;
-/// let mut model = Model::load(&ctx, "path/to/OLMoE-1B-7B".as_ref())?;
+/// // A real checkpoint directory works the same, e.g. OLMoE-1B-7B's.
+/// let mut model = Model::load(&ctx, "tests/fixtures/hf-tiny/olmoe/model".as_ref())?;
 /// let options = GenerateOptions {
-///     max_new_tokens: 32,
+///     max_new_tokens: 3,
 ///     sampling: Sampling::Greedy,
 ///     ..GenerateOptions::for_model(&model)
 /// };
-/// let mut generator = model.generate(&ctx, &[1, 412, 2119], options)?;
+/// let mut generator = model.generate(&ctx, &[1, 41, 211], options)?;
 /// while let Some(token) = generator.next_token()? {
 ///     println!("{token}");
 /// }
 /// # Ok::<(), moe_gpu::Error>(())
 /// ```
 pub struct Model {
+    /// The parsed config.json.
     pub config: ModelConfig,
+    /// Context, batch and logit rows the buffers were sized for.
     pub limits: Resolved,
     ckpt: Arc<Checkpoint>,
     embed_name: String,
@@ -101,6 +106,8 @@ impl Model {
         Self::load_with(ctx, dir, &ModelOptions::default())
     }
 
+    /// Loads the checkpoint in `dir` with `options` (context and batch sizes, weight formats,
+    /// expert residency).
     pub fn load_with(ctx: &Context, dir: &Path, options: &ModelOptions) -> Result<Self> {
         let config = ModelConfig::load(dir)?;
         let limits = options.resolve(&config)?;

@@ -10,8 +10,11 @@ use crate::gpu::Context;
 use crate::model::decoder::{Logits, Model};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+/// What `moe eval` measures: the student checkpoint against its teacher on the same sequences.
 pub struct EvalReport {
+    /// Sequences evaluated.
     pub sequences: usize,
+    /// Tokens evaluated.
     pub tokens: usize,
     /// Mean over tokens of KL(teacher ‖ student) of the next-token distributions, in nats.
     pub kl_per_token: f64,
@@ -19,11 +22,15 @@ pub struct EvalReport {
     pub top1_agreement: f64,
     /// Routed expert weight bytes the student reads per token, summed over MoE layers.
     pub student_expert_bytes_per_token: f64,
+    /// The same for the teacher.
     pub teacher_expert_bytes_per_token: f64,
     /// Routed expert weight bytes of the whole model (what pruning shrinks).
     pub student_expert_bytes_total: u64,
+    /// The same for the teacher.
     pub teacher_expert_bytes_total: u64,
+    /// Student forward throughput, tokens per second.
     pub student_tokens_per_s: f64,
+    /// Teacher forward throughput, tokens per second.
     pub teacher_tokens_per_s: f64,
 }
 

@@ -13,9 +13,11 @@ use crate::model::sampling::{Sampler, Sampling};
 pub struct GenerateOptions {
     /// New tokens at most (exactly this many with `ignore_eos`, context permitting).
     pub max_new_tokens: usize,
+    /// Greedy or random sampling.
     pub sampling: Sampling,
     /// Generation ends when one of these is sampled; the stop token itself is not returned.
     pub stop_tokens: Vec<u32>,
+    /// Ignore `stop_tokens` and generate `max_new_tokens`.
     pub ignore_eos: bool,
 }
 
@@ -48,7 +50,9 @@ pub enum FinishReason {
 /// Timings of one generation.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GenerationStats {
+    /// Tokens of the prompt.
     pub prompt_tokens: usize,
+    /// Tokens returned.
     pub generated_tokens: usize,
     /// Prompt forward pass(es), including the readback of the last logits.
     pub prefill: Duration,
@@ -56,14 +60,17 @@ pub struct GenerationStats {
     pub time_to_first_token: Duration,
     /// Decode steps (forward + readback + sampling).
     pub decode: Duration,
+    /// Decode steps run.
     pub decode_steps: usize,
 }
 
 impl GenerationStats {
+    /// Prompt tokens per second of prefill.
     pub fn prefill_tokens_per_s(&self) -> f64 {
         self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
     }
 
+    /// Decode steps per second (0 before the first).
     pub fn decode_tokens_per_s(&self) -> f64 {
         if self.decode_steps == 0 {
             return 0.0;
@@ -184,6 +191,7 @@ impl Generator<'_> {
         self.model
     }
 
+    /// The prompt's token ids.
     pub fn prompt(&self) -> &[u32] {
         &self.prompt
     }
@@ -193,10 +201,12 @@ impl Generator<'_> {
         &self.generated
     }
 
+    /// Why generation ended; `None` while it goes on.
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finished
     }
 
+    /// Timings so far.
     pub fn stats(&self) -> GenerationStats {
         self.stats
     }

@@ -2,8 +2,8 @@
 //! architecture, and the whole decoder on the GPU ([`Model`]).
 
 pub mod arch;
-pub mod attention_block;
-pub mod attention_init;
+pub(crate) mod attention_block;
+pub(crate) mod attention_init;
 pub mod capture;
 pub mod chat;
 pub mod checkpoint;
@@ -13,15 +13,15 @@ pub mod decoder;
 pub mod eval;
 pub mod expert_loading;
 pub mod generate;
-pub mod json;
+pub(crate) mod json;
 pub mod memory;
-pub mod mla;
+pub(crate) mod mla;
 pub mod moe_config;
 pub mod options;
 pub mod projection;
 pub mod rope_config;
 pub mod sampling;
-pub mod scratch;
+pub(crate) mod scratch;
 pub mod stop;
 pub mod summary;
 pub mod synthetic_checkpoint;

@@ -10,11 +10,15 @@ use crate::spec::routing::{GroupScore, RoutingSpec, Scoring};
 /// The MoE part shared by every MoE layer of a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoeConfig {
+    /// Routing of the MoE layers.
     pub routing: RoutingSpec,
     /// Routed expert width.
     pub inter: usize,
+    /// Shared expert width, if the layers have one.
     pub shared_inter: Option<usize>,
+    /// Gated activation of the experts.
     pub glu: Glu,
+    /// Experts carry biases (gpt-oss).
     pub expert_bias: bool,
 }
 

@@ -53,8 +53,11 @@ impl Default for ModelOptions {
 /// Options with every default filled in and checked against the config.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resolved {
+    /// KV cache positions.
     pub context: usize,
+    /// Most tokens per forward step.
     pub batch: usize,
+    /// Most rows of logits one forward returns.
     pub logit_rows: usize,
 }
 
@@ -62,6 +65,7 @@ pub struct Resolved {
 const MAX_BATCH: usize = 65535;
 
 impl ModelOptions {
+    /// Fills in the defaults and checks the options against `cfg`.
     pub fn resolve(&self, cfg: &ModelConfig) -> Result<Resolved> {
         let context = self.max_context.unwrap_or(cfg.max_positions.min(4096));
         if context == 0 || context > cfg.max_positions {

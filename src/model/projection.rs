@@ -11,9 +11,13 @@ const DECODE_ROWS: usize = 4;
 
 /// Where a projection reads and writes: `x` [tokens, x_stride], `out` [tokens, out_stride].
 pub struct LinearIo<'a> {
+    /// Input rows.
     pub x: &'a wgpu::Buffer,
+    /// Floats between input rows.
     pub x_stride: usize,
+    /// Output rows.
     pub out: &'a wgpu::Buffer,
+    /// Floats between output rows.
     pub out_stride: usize,
 }
 
@@ -105,7 +109,9 @@ impl Linear {
 
 /// One vocabulary chunk of the LM head: columns `first..first + len` of the logits.
 pub struct HeadChunk {
+    /// First vocabulary column of the chunk.
     pub first: usize,
+    /// Columns in the chunk.
     pub len: usize,
     /// [rows, len] logits of this chunk.
     pub out: wgpu::Buffer,
@@ -114,7 +120,9 @@ pub struct HeadChunk {
 
 /// The LM head, split into as few vocabulary chunks as the binding limit allows.
 pub struct LmHead {
+    /// Vocabulary size (logit columns).
     pub vocab: usize,
+    /// The chunks, in vocabulary order.
     pub chunks: Vec<HeadChunk>,
 }
 

@@ -11,6 +11,7 @@ use crate::model::json::Json;
 /// with transformers' defaults filled in (see `model::rope` for the tables they give).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RopeConfig {
+    /// Base of the rotation frequencies (`rope_theta`).
     pub theta: f64,
     /// `default` or `yarn`.
     pub rope_type: String,
@@ -21,11 +22,17 @@ pub struct RopeConfig {
     /// YaRN pre-training context: the top-level field, else the rope parameter, else
     /// max_position_embeddings (as transformers' `standardize_rope_params`).
     pub original_max_position_embeddings: usize,
+    /// YaRN `beta_fast`.
     pub beta_fast: f64,
+    /// YaRN `beta_slow`.
     pub beta_slow: f64,
+    /// YaRN `mscale`.
     pub mscale: Option<f64>,
+    /// YaRN `mscale_all_dim`.
     pub mscale_all_dim: Option<f64>,
+    /// YaRN `attention_factor`, overriding the one derived from `mscale`.
     pub attention_factor: Option<f64>,
+    /// YaRN `truncate`: round the correction range to whole dimensions.
     pub truncate: bool,
     /// Rotate interleaved pairs (DeepSeek) rather than halves.
     pub interleave: bool,

@@ -12,14 +12,19 @@ pub enum Sampling {
     /// A draw from softmax(logits / temperature), restricted to the `top_k` most likely tokens
     /// and then to the smallest set whose probability reaches `top_p`.
     Random {
+        /// Divides the logits; must be positive.
         temperature: f32,
+        /// Keep only the `top_k` most likely tokens.
         top_k: Option<usize>,
+        /// Nucleus sampling: keep the smallest set whose probability reaches `top_p`.
         top_p: Option<f32>,
+        /// Seed of the draws.
         seed: u64,
     },
 }
 
 impl Sampling {
+    /// Checks the temperature is positive, `top_k` at least 1 and `top_p` in `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if let Sampling::Random {
             temperature,
@@ -44,12 +49,14 @@ impl Sampling {
     }
 }
 
+/// Draws tokens from logits according to a [`Sampling`].
 pub struct Sampler {
     sampling: Sampling,
     rng: Rng,
 }
 
 impl Sampler {
+    /// A sampler, after [`Sampling::validate`].
     pub fn new(sampling: Sampling) -> Result<Self> {
         sampling.validate()?;
         let seed = match sampling {

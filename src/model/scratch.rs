@@ -7,8 +7,6 @@ use crate::kernels::attention::{AttentionSpec, MAX_SPLITS, SplitKv, partials_byt
 use crate::model::config::ModelConfig;
 
 pub struct Scratch {
-    /// Tokens per forward step the buffers hold.
-    pub batch: usize,
     /// [batch, hidden] the residual stream.
     pub h: wgpu::Buffer,
     /// [batch, hidden] the current norm's output (attention and MLP input).
@@ -176,7 +174,6 @@ impl Scratch {
         let buf = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
         let table = cfg.rope.table(positions);
         Ok(Self {
-            batch,
             h: buf(h)?,
             x: buf(x)?,
             attn_out: buf(attn_out)?,

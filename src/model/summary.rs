@@ -12,24 +12,44 @@ use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
 
 #[derive(Debug, Clone, Serialize)]
+/// What `moe inspect` reports about a checkpoint: shape, routing, parameter counts and expert
+/// sizes.
 pub struct ModelSummary {
+    /// Architecture name, e.g. `olmoe`.
     pub architecture: String,
+    /// Hidden size.
     pub hidden_size: usize,
+    /// Vocabulary size.
     pub vocab_size: usize,
+    /// Decoder layers.
     pub layers: usize,
+    /// Indices of the MoE layers.
     pub moe_layers: Vec<usize>,
+    /// Indices of the dense-MLP layers.
     pub dense_layers: Vec<usize>,
+    /// Routed experts per MoE layer.
     pub experts: usize,
+    /// Experts per token.
     pub top_k: usize,
+    /// Routed expert width (`moe_intermediate_size`).
     pub expert_intermediate_size: usize,
+    /// Shared expert width, if the model has one.
     pub shared_expert_intermediate_size: Option<usize>,
+    /// One line describing the routing ([`crate::RoutingSpec::describe`]).
     pub routing: String,
+    /// Parameters of every tensor in the checkpoint (MXFP4 blocks count two per byte).
     pub total_params: u64,
+    /// Parameters a token runs through: all but the routed experts, plus k experts per MoE layer.
     pub activated_params_per_token: u64,
+    /// Parameters of the routed experts (tensors named `.experts.`).
     pub routed_expert_params: u64,
+    /// `routed_expert_params` over the routed experts of all layers.
     pub params_per_expert: u64,
+    /// Checkpoint bytes of one routed expert, on average.
     pub bytes_per_expert_checkpoint: u64,
+    /// VRAM bytes of one expert stored as f32.
     pub bytes_per_expert_gpu_f32: u64,
+    /// VRAM bytes of one expert stored as f16.
     pub bytes_per_expert_gpu_f16: u64,
     /// int8 with a scale per row, scales included.
     pub bytes_per_expert_gpu_int8: u64,
@@ -52,6 +72,7 @@ fn params_of(name: &str, shape: &[usize]) -> u64 {
 }
 
 impl ModelSummary {
+    /// Summarises the checkpoint in `dir` (config.json and its safetensors).
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let cfg = ModelConfig::load(dir)?;
         let ckpt = Checkpoint::open(dir)?;

@@ -15,15 +15,23 @@ use crate::synthetic::Rng;
 /// The shape of a synthetic OLMoE model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyntheticShape {
+    /// Decoder layers.
     pub layers: usize,
+    /// Hidden size.
     pub hidden: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads.
     pub kv_heads: usize,
+    /// Routed experts per layer.
     pub experts: usize,
+    /// Experts per token.
     pub top_k: usize,
     /// Expert width (`intermediate_size`).
     pub inter: usize,
+    /// Vocabulary size.
     pub vocab: usize,
+    /// `max_position_embeddings`.
     pub max_positions: usize,
 }
 

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::gpu::Recorder;
 use crate::gpu::{Context, Staging, decode};
 
+/// Named activations read back from one forward step ([`crate::Model::trace`]).
 pub struct Trace {
     rows: usize,
     hidden: usize,
@@ -71,6 +72,7 @@ impl Trace {
         self.tensors.get(name).map(|v| v.as_slice())
     }
 
+    /// The names of the captured tensors, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(|k| k.as_str())
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// A Hugging Face tokenizer (tokenizer.json).
 pub struct Tokenizer {
     path: PathBuf,
     inner: tokenizers::Tokenizer,
@@ -27,6 +28,7 @@ impl Tokenizer {
         Self::from_file(&path)
     }
 
+    /// Reads a tokenizer.json at `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
@@ -72,6 +74,7 @@ pub struct TextStream<'t> {
 }
 
 impl<'t> TextStream<'t> {
+    /// An empty stream over `tokenizer`.
     pub fn new(tokenizer: &'t Tokenizer) -> Self {
         Self {
             tokenizer,

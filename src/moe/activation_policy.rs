@@ -11,6 +11,7 @@ use crate::spec::routing::DynamicActivation;
 /// The skip threshold β: a pick j > 0 is dropped when w_j < β · w_1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SkipThreshold {
+    /// The same β for every layer.
     Fixed(f32),
     /// Per layer, the median of w_2 / w_1 measured by calibration (NAEE).
     Auto,
@@ -34,8 +35,11 @@ impl SkipThreshold {
 /// Dynamic activation for a whole model, resolved per layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActivationPolicy {
+    /// Experts per token instead of the checkpoint's k.
     pub top_k: Option<usize>,
+    /// The skip threshold β.
     pub skip: SkipThreshold,
+    /// Keep picks until their routing probability mass reaches this (1 keeps all).
     pub top_p: f32,
 }
 
@@ -77,10 +81,13 @@ impl ActivationPolicy {
 /// Experts a batch of tokens actually activated, and the expert weight bytes that saved.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ActivationSummary {
+    /// Tokens counted.
     pub tokens: usize,
     /// The checkpoint's k.
     pub top_k: usize,
+    /// Mean experts activated per token.
     pub activated_experts_per_token: f64,
+    /// Bytes of one expert.
     pub expert_bytes: u64,
     /// Expert weight bytes a token reads: activated experts × bytes per expert.
     pub weight_bytes_per_token: f64,

@@ -22,28 +22,39 @@ pub enum ExpertBudget {
 
 /// Expert residency options of a layer or a model.
 ///
-/// ```no_run
+/// ```
 /// use std::sync::Arc;
 /// use moe_gpu::kernels::matmul::WeightFormat;
 /// use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
-/// use moe_gpu::moe::{ExpertBudget, LayerBuild, MoeLayer, ResidencyOptions, ResidencyStats, parse_bytes};
+/// use moe_gpu::moe::{
+///     ExpertBudget, LayerBuild, MoeLayer, ResidencyOptions, ResidencyStats, parse_bytes,
+/// };
 /// use moe_gpu::Context;
 ///
 /// # fn main() -> moe_gpu::Result<()> {
 /// let ctx = Context::new()?;
-/// let dir = std::path::Path::new("path/to/hf-model");
+/// let dir = std::path::Path::new("tests/fixtures/hf-tiny/olmoe/model");
 /// let cfg = ModelConfig::load(dir)?;
 /// let ckpt = Arc::new(Checkpoint::open(dir)?);
-/// let spec = moe_layer_spec(&cfg, WeightFormat::F16);
+/// let spec = moe_layer_spec(&cfg, WeightFormat::F32);
 /// let options = ResidencyOptions {
-///     budget: ExpertBudget::Bytes(parse_bytes("2G")?),
+///     // Room for about half of the fixture's experts: the layer runs as an expert cache.
+///     budget: ExpertBudget::Bytes(parse_bytes("400K")?),
 ///     ..Default::default()
 /// };
 /// let slots = options.slots_per_layer(&ctx, &spec, cfg.moe_layers().len())?;
 /// let layer = cfg.moe_layers()[0];
 /// let weights = load_moe_weights(&ckpt, &cfg, layer)?;
-/// let build = LayerBuild { max_tokens: 256, io: None, slots, residency: &options, layer };
+/// let build = LayerBuild {
+///     max_tokens: 16,
+///     io: None,
+///     buffers: None,
+///     slots,
+///     residency: &options,
+///     layer,
+/// };
 /// let moe = MoeLayer::build(&ctx, spec, &weights, build)?;
+/// assert!(moe.is_cached());
 /// moe.forward(&ctx, &vec![0.1f32; 4 * cfg.hidden])?;
 /// let stats = ResidencyStats::from_layers(vec![moe.stats()]);
 /// println!("{} hits, {} misses", stats.hits, stats.misses);
@@ -52,7 +63,9 @@ pub enum ExpertBudget {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResidencyOptions {
+    /// How much VRAM the routed experts may take.
     pub budget: ExpertBudget,
+    /// Which expert a full cache evicts.
     pub policy: Policy,
     /// Predict and upload the next MoE layer's experts while this one computes.
     pub prefetch: bool,

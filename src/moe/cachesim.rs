@@ -15,11 +15,14 @@ use crate::moe::routing_trace::RoutingTrace;
 /// What a replay counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Replay {
+    /// Accesses to a resident expert.
     pub hits: u64,
+    /// Accesses that needed an upload.
     pub misses: u64,
 }
 
 impl Replay {
+    /// hits / (hits + misses), 0 with no accesses.
     pub fn hit_rate(&self) -> f64 {
         let total = self.hits + self.misses;
         if total == 0 {
@@ -33,9 +36,13 @@ impl Replay {
 /// One policy's result next to the optimum.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyResult {
+    /// The policy's name (see [`crate::moe::Policy::name`]).
     pub policy: String,
+    /// Accesses to a resident expert.
     pub hits: u64,
+    /// Accesses that needed an upload.
     pub misses: u64,
+    /// hits / (hits + misses).
     pub hit_rate: f64,
     /// hit_rate / MIN's hit_rate; absent when MIN hits nothing.
     pub ratio_to_optimal: Option<f64>,
@@ -44,12 +51,17 @@ pub struct PolicyResult {
 /// Every policy at one slot count.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimReport {
+    /// Expert slots per layer.
     pub slots: usize,
+    /// MoE layers in the trace.
     pub layers: usize,
+    /// Steps in the trace.
     pub steps: usize,
+    /// (layer, expert) accesses in the trace.
     pub accesses: u64,
     /// Belady's MIN.
     pub optimal: PolicyResult,
+    /// Each simulated policy.
     pub policies: Vec<PolicyResult>,
 }
 

@@ -83,6 +83,7 @@ impl DenseMlp {
         Ok(Self { gate_up, down })
     }
 
+    /// Records the MLP over the first `tokens` rows.
     pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
         self.gate_up.encode(ctx, pass, tokens);
         self.down.encode(ctx, pass, tokens);

@@ -20,7 +20,10 @@ pub enum Policy {
     /// Least frequently used, where each use counts 1 and counts halve every `half_life`
     /// steps, so that experts that were popular long ago age out (ties: least recently used).
     /// Counts are kept for every expert, resident or not.
-    Lfu { half_life: f64 },
+    Lfu {
+        /// Steps after which a use counts half.
+        half_life: f64,
+    },
 }
 
 /// Half-life, in steps of the layer, of [`Policy::Lfu`] use counts when none is given.
@@ -43,6 +46,7 @@ impl Policy {
         }
     }
 
+    /// Name for reports, e.g. `lru` or `lfu (half-life 64 steps)`.
     pub fn name(&self) -> String {
         match self {
             Policy::Lru => "lru".to_string(),
@@ -54,7 +58,9 @@ impl Policy {
 /// One expert copied into a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upload {
+    /// The expert uploaded.
     pub expert: usize,
+    /// The slot it goes to.
     pub slot: usize,
     /// The expert whose slot this was.
     pub evicted: Option<usize>,
@@ -63,9 +69,11 @@ pub struct Upload {
 /// Experts resident together and computed together: the uploads are done first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Round {
+    /// The experts computed in this round.
     pub experts: Vec<usize>,
     /// The slot of each of `experts` during this round (a later round may reuse it).
     pub slots: Vec<usize>,
+    /// Uploads to make before the round's GEMMs.
     pub uploads: Vec<Upload>,
 }
 
@@ -97,6 +105,7 @@ impl StepPlan {
         self.rounds.iter().map(|r| r.uploads.len()).sum()
     }
 
+    /// Every upload of the step, round by round.
     pub fn uploads(&self) -> impl Iterator<Item = &Upload> {
         self.rounds.iter().flat_map(|r| &r.uploads)
     }
@@ -141,14 +150,17 @@ impl ExpertCache {
         })
     }
 
+    /// Routed experts of the layer.
     pub fn experts(&self) -> usize {
         self.slot_of.len()
     }
 
+    /// Expert slots.
     pub fn slots(&self) -> usize {
         self.held.len()
     }
 
+    /// The eviction policy.
     pub fn policy(&self) -> Policy {
         self.policy
     }
@@ -158,6 +170,7 @@ impl ExpertCache {
         self.held.iter().filter(|h| h.is_some()).count()
     }
 
+    /// The slot holding `expert`, if it is resident.
     pub fn slot_of(&self, expert: usize) -> Option<usize> {
         self.slot_of.get(expert).copied().flatten()
     }

@@ -30,6 +30,7 @@ pub fn logit_cols(spec: &MoeLayerSpec) -> usize {
 }
 
 impl RouterWeights {
+    /// Uploads the router weights, bias and correction bias of `weights`.
     pub fn new(ctx: &Context, spec: &MoeLayerSpec, weights: &MoeWeights) -> Result<Self> {
         let e = spec.routing.experts;
         let mut w = weights.router.clone();
@@ -65,6 +66,7 @@ pub struct RouterOutputs {
 }
 
 impl RouterOutputs {
+    /// Allocates the outputs for steps of up to `max_tokens` tokens.
     pub fn new(ctx: &Context, spec: &MoeLayerSpec, max_tokens: usize) -> Result<Self> {
         let pairs = (max_tokens * spec.routing.top_k * 4) as u64;
         Ok(Self {

@@ -24,6 +24,7 @@ pub struct TraceStep {
 /// A routing trace of one or more MoE layers over a sequence of steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingTrace {
+    /// [`TRACE_FORMAT`].
     pub format: String,
     /// Routed experts per layer.
     pub experts: usize,
@@ -31,10 +32,12 @@ pub struct RoutingTrace {
     pub top_k: usize,
     /// Decoder layer index of each traced MoE layer.
     pub layers: Vec<usize>,
+    /// The recorded steps, in order.
     pub steps: Vec<TraceStep>,
 }
 
 impl RoutingTrace {
+    /// An empty trace of MoE layers `layers` with `experts` experts and k = `top_k`.
     pub fn new(experts: usize, top_k: usize, layers: Vec<usize>) -> Self {
         Self {
             format: TRACE_FORMAT.to_string(),
@@ -94,6 +97,7 @@ impl RoutingTrace {
         Ok(trace)
     }
 
+    /// Writes the trace as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string(self)
             .map_err(|e| Error::input(format!("serialising the trace: {e}")))?;
@@ -114,16 +118,24 @@ impl RoutingTrace {
 /// distinct experts with probability ∝ 1 / rank^exponent (exponent 0 is uniform).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ZipfTrace {
+    /// Routed experts per layer.
     pub experts: usize,
+    /// Experts per token.
     pub top_k: usize,
+    /// MoE layers traced.
     pub layers: usize,
+    /// Steps.
     pub steps: usize,
+    /// Tokens per step.
     pub tokens_per_step: usize,
+    /// Zipf exponent of the expert popularity (0: uniform).
     pub exponent: f64,
+    /// Seed of the expert ranking and the picks.
     pub seed: u64,
 }
 
 impl ZipfTrace {
+    /// Draws the trace.
     pub fn generate(&self) -> Result<RoutingTrace> {
         let z = self;
         if z.experts == 0 || z.top_k == 0 || z.top_k > z.experts {

@@ -16,7 +16,10 @@ use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::MoeWeights;
 
+/// MoE layers run back to back on the GPU, each reading the previous one's output, sharing one set
+/// of step buffers.
 pub struct MoeStack {
+    /// The layers, in order.
     pub layers: Vec<MoeLayer>,
     /// [layers + 1] activations: layer l reads `acts[l]` and writes `acts[l + 1]`.
     acts: Vec<wgpu::Buffer>,

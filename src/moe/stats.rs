@@ -10,7 +10,9 @@ use crate::moe::routing_trace::{RoutingTrace, TraceStep};
 pub struct LayerStats {
     /// Decoder layer index (as given to the layer's options).
     pub layer: usize,
+    /// Routed experts of the layer.
     pub experts: usize,
+    /// Expert slots in VRAM (at least `experts` in `resident` mode).
     pub slots: usize,
     /// `resident` (every expert uploaded at build, no readback) or `cache`.
     pub mode: &'static str,
@@ -28,13 +30,17 @@ pub struct LayerStats {
     pub misses: u64,
     /// Every expert byte copied to VRAM: at build (`resident`), on misses and on prefetches.
     pub bytes_uploaded: u64,
+    /// Experts uploaded ahead of their step because they were predicted.
     pub prefetch_uploads: u64,
     /// Hits on experts that were resident only thanks to a prefetch.
     pub prefetch_hits: u64,
     /// Σ over predicted steps of |predicted|, |predicted ∩ activated| and |activated|.
     pub predicted: u64,
+    /// Σ of |predicted ∩ activated|.
     pub predicted_and_activated: u64,
+    /// Σ of |activated| over the predicted steps.
     pub activated_when_predicted: u64,
+    /// Most experts resident at once.
     pub resident_max: usize,
     /// Tokens routed to each expert, over all observed steps.
     pub histogram: Vec<u64>,
@@ -47,6 +53,7 @@ pub struct LayerStats {
 }
 
 impl LayerStats {
+    /// Empty statistics of decoder layer `layer`; `slots >= experts` means `resident` mode.
     pub fn new(
         layer: usize,
         experts: usize,
@@ -72,10 +79,12 @@ impl LayerStats {
         }
     }
 
+    /// Distinct experts activated by some step.
     pub fn experts_ever_activated(&self) -> usize {
         self.activated.iter().filter(|&&b| b).count()
     }
 
+    /// Distinct experts uploaded at some point.
     pub fn experts_ever_uploaded(&self) -> usize {
         self.uploaded.iter().filter(|&&b| b).count()
     }
@@ -121,6 +130,7 @@ impl LayerStats {
         self.activated_when_predicted += counts.iter().filter(|&&c| c > 0).count() as u64;
     }
 
+    /// Raises `resident_max` to `resident` if higher.
     pub fn note_resident(&mut self, resident: usize) {
         self.resident_max = self.resident_max.max(resident);
     }
@@ -129,31 +139,42 @@ impl LayerStats {
 /// Residency statistics summed over the MoE layers of a model, as `--stats` writes them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResidencyStats {
+    /// Needed experts resident when their step began, all layers.
     pub hits: u64,
+    /// Needed experts uploaded during their step, all layers.
     pub misses: u64,
     /// hits / (hits + misses).
     pub hit_rate: f64,
+    /// Expert bytes copied to VRAM, all layers.
     pub bytes_uploaded: u64,
     /// Bytes of every routed expert of every MoE layer.
     pub expert_bytes_total: u64,
+    /// Routed experts of all MoE layers.
     pub experts_total: usize,
     /// Distinct (layer, expert) pairs ever activated / ever uploaded.
     pub experts_ever_activated: usize,
+    /// (See `experts_ever_activated`.)
     pub experts_ever_uploaded: usize,
     /// Most experts resident at once, all layers together.
     pub experts_resident_max: usize,
+    /// Routing readbacks, all layers.
     pub readbacks: u64,
+    /// GEMM rounds beyond the first, all layers.
     pub extra_rounds: u64,
+    /// Experts uploaded because they were predicted, all layers.
     pub prefetch_uploads: u64,
+    /// Hits on experts resident only thanks to a prefetch, all layers.
     pub prefetch_hits: u64,
     /// |predicted ∩ activated| / |predicted|, over steps with a prediction.
     pub prefetch_precision: Option<f64>,
     /// |predicted ∩ activated| / |activated|, over steps with a prediction.
     pub prefetch_recall: Option<f64>,
+    /// Each layer's own statistics.
     pub per_layer: Vec<LayerStats>,
 }
 
 impl ResidencyStats {
+    /// Sums the statistics of a model's MoE layers.
     pub fn from_layers(layers: Vec<LayerStats>) -> Self {
         let sum = |f: fn(&LayerStats) -> u64| layers.iter().map(f).sum::<u64>();
         let (hits, misses) = (sum(|l| l.hits), sum(|l| l.misses));

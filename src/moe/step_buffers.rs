@@ -12,10 +12,15 @@ use crate::spec::layer_spec::MoeLayerSpec;
 /// What the step buffers must hold: the largest of each dimension over the layers sharing them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StepShape {
+    /// Tokens per step.
     pub max_tokens: usize,
+    /// Hidden size.
     pub hidden: usize,
+    /// Routed expert width.
     pub inter: usize,
+    /// Routed experts.
     pub experts: usize,
+    /// Experts per token.
     pub top_k: usize,
     /// Router logit columns: the experts, plus a shared-expert gate column where there is one.
     pub logit_cols: usize,
@@ -101,6 +106,7 @@ impl StepShape {
 
 /// The buffers of one MoE step, shared by the layers built on them.
 pub struct StepBuffers {
+    /// What the buffers were sized for.
     pub shape: StepShape,
     /// `[experts]` tokens per expert, counted by the selection until the scan zeroes them.
     pub counts: wgpu::Buffer,
@@ -108,6 +114,7 @@ pub struct StepBuffers {
     pub route: RouterOutputs,
     /// `[experts + 1]` segment starts; `[experts]` scatter cursors.
     pub offsets: wgpu::Buffer,
+    /// `[experts]` u32 scatter cursors.
     pub cursor: wgpu::Buffer,
     /// `[tiles, 4]` GEMM tiles (full list from the start, tail list from the end).
     pub tiles: wgpu::Buffer,
@@ -126,6 +133,7 @@ pub struct StepBuffers {
 }
 
 impl StepBuffers {
+    /// Allocates the buffers for `shape`.
     pub fn new(ctx: &Context, shape: StepShape) -> Result<Self> {
         if shape.max_tokens == 0 || shape.top_k == 0 || shape.experts == 0 {
             return Err(Error::input(format!(

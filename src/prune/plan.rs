@@ -18,6 +18,7 @@ pub enum PruneMethod {
 }
 
 impl PruneMethod {
+    /// Parses `frequency`, `reap` or `merge`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "frequency" => Ok(Self::Frequency),
@@ -35,7 +36,9 @@ impl PruneMethod {
 pub enum Keep {
     /// Every expert (the checkpoint is rewritten unchanged).
     All,
+    /// This many experts per layer.
     Count(usize),
+    /// This fraction of each layer's experts (at least one).
     Fraction(f64),
 }
 
@@ -68,6 +71,7 @@ impl Keep {
 /// The plan for one MoE layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerPlan {
+    /// Decoder layer index.
     pub layer: usize,
     /// Original ids of the kept experts, ascending: new id i is `keep[i]`.
     pub keep: Vec<usize>,
@@ -76,8 +80,11 @@ pub struct LayerPlan {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// What `moe prune` does to a checkpoint: the method and each MoE layer's plan.
 pub struct PrunePlan {
+    /// How experts were ranked and what happens to the dropped ones.
     pub method: PruneMethod,
+    /// One plan per MoE layer.
     pub layers: Vec<LayerPlan>,
     /// What was rounded or adjusted, for the user.
     pub notes: Vec<String>,

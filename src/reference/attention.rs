@@ -4,15 +4,25 @@
 /// [positions, kv_heads, qk_dim] and `v` [positions, kv_heads, v_dim] for positions
 /// 0..pos0 + tokens.
 pub struct AttentionInput<'a> {
+    /// `[tokens, heads, qk_dim]` queries.
     pub q: &'a [f32],
+    /// `[positions, kv_heads, qk_dim]` keys.
     pub k: &'a [f32],
+    /// `[positions, kv_heads, v_dim]` values.
     pub v: &'a [f32],
+    /// Query tokens.
     pub tokens: usize,
+    /// Position of the first query token.
     pub pos0: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads.
     pub kv_heads: usize,
+    /// Query/key width per head.
     pub qk_dim: usize,
+    /// Value width per head.
     pub v_dim: usize,
+    /// Factor applied to q · k before the softmax.
     pub scale: f32,
     /// Query position p sees keys p - window + 1 ..= p.
     pub window: Option<usize>,

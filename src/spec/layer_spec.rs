@@ -6,10 +6,13 @@ use crate::spec::weight_format::WeightFormat;
 /// The shape and math of one MoE layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoeLayerSpec {
+    /// Hidden size.
     pub hidden: usize,
     /// Routed expert width (`moe_intermediate_size`).
     pub inter: usize,
+    /// How tokens pick experts.
     pub routing: RoutingSpec,
+    /// Gated activation of the experts.
     pub glu: Glu,
     /// Experts carry biases (gpt-oss).
     pub expert_bias: bool,
@@ -27,7 +30,12 @@ pub enum Glu {
     /// silu(gate) · up.
     Silu,
     /// gpt-oss: gate ≤ limit, up ∈ [-limit, limit], (up + 1) · gate · σ(alpha · gate).
-    ClampedSwiglu { limit: f32, alpha: f32 },
+    ClampedSwiglu {
+        /// Clamp of gate (above) and up (both sides).
+        limit: f32,
+        /// Slope of the sigmoid.
+        alpha: f32,
+    },
 }
 
 impl Glu {

@@ -28,16 +28,23 @@ pub enum GroupScore {
 /// The routing math of one MoE layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingSpec {
+    /// Routed experts.
     pub experts: usize,
+    /// Experts per token (k).
     pub top_k: usize,
+    /// How router logits become scores.
     pub scoring: Scoring,
+    /// How a group of experts is scored for group-limited routing.
     pub group: GroupScore,
+    /// Expert groups (`n_group`; 1 without groups).
     pub n_group: usize,
+    /// Groups a token may pick experts from (`topk_group`).
     pub topk_group: usize,
     /// Add `e_score_correction_bias` to the selection key only.
     pub correction_bias: bool,
     /// Divide the selected weights by their sum (+ `renorm_eps`).
     pub renormalize: bool,
+    /// Added to the sum of the selected weights when renormalising.
     pub renorm_eps: f32,
     /// Multiply every selected weight by this (DeepSeek `routed_scaling_factor`).
     pub scale: f32,
@@ -171,6 +178,7 @@ impl DynamicActivation {
         }
     }
 
+    /// Checks `skip_beta` is in `[0, 1]` and `top_p` in `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if !(self.skip_beta >= 0.0 && self.skip_beta <= 1.0) {
             return Err(Error::input(format!(

@@ -9,6 +9,7 @@ pub const INT4_GROUP: usize = 32;
 /// How weights are stored on the GPU. Accumulation is f32 in every format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
+    /// Plain f32.
     F32,
     /// Two halves per u32, unpacked with `unpack2x16float`.
     F16,
@@ -19,6 +20,7 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
+    /// Every format, from widest to narrowest.
     pub const ALL: [WeightFormat; 4] = [Self::F32, Self::F16, Self::Int8, Self::Int4];
 
     /// The name the CLI and the reports use.

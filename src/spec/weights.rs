@@ -17,6 +17,7 @@ pub struct ExpertWeights {
     pub down: Vec<f32>,
     /// `[inter]` each, gpt-oss only.
     pub gate_bias: Option<Vec<f32>>,
+    /// `[inter]`, gpt-oss only.
     pub up_bias: Option<Vec<f32>>,
     /// `[hidden]`, gpt-oss only.
     pub down_bias: Option<Vec<f32>>,
@@ -69,6 +70,7 @@ impl ExpertWeights {
         out
     }
 
+    /// The down bias, or `hidden` zeros.
     pub fn down_bias_or_zero(&self, hidden: usize) -> Vec<f32> {
         self.down_bias.clone().unwrap_or_else(|| vec![0.0; hidden])
     }
@@ -77,7 +79,9 @@ impl ExpertWeights {
 /// Where a layer's routed experts come from: memory, or a memory-mapped checkpoint that
 /// converts one expert at a time.
 pub trait ExpertSource: Send + Sync {
+    /// Routed experts.
     fn num_experts(&self) -> usize;
+    /// The weights of expert `expert` (read and converted now for a checkpoint).
     fn load(&self, expert: usize) -> Result<ExpertWeights>;
 }
 
@@ -96,6 +100,7 @@ impl ExpertSource for Vec<ExpertWeights> {
 /// A shared expert, gated per token (Qwen2-MoE) or always on (DeepSeek).
 #[derive(Debug, Clone)]
 pub struct SharedExpert {
+    /// The expert's projections.
     pub mlp: ExpertWeights,
     /// `[hidden]` `shared_expert_gate` row: out += sigmoid(gate · x) · mlp(x).
     pub gate: Option<Vec<f32>>,
@@ -109,7 +114,9 @@ pub struct MoeWeights {
     pub router_bias: Option<Vec<f32>>,
     /// `[experts]` DeepSeek-V3 `e_score_correction_bias`.
     pub correction: Option<Vec<f32>>,
+    /// The shared expert, if the layer has one.
     pub shared: Option<SharedExpert>,
+    /// The routed experts.
     pub experts: Arc<dyn ExpertSource>,
 }
 

@@ -53,7 +53,9 @@ impl Default for SplitKv {
 /// writes the output directly; anything else goes through the combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySplit {
+    /// Runs of keys per query, each with its own partial state.
     pub splits: usize,
+    /// Keys per run.
     pub chunk: usize,
 }
 

@@ -12,7 +12,7 @@ use crate::gpu::{Context, Pipeline, PipelineKey};
 /// Mirrors `Params` in `shaders/attention_common.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
-pub struct AttentionParams {
+pub(crate) struct AttentionParams {
     pub tokens: u32,
     pub pos0: u32,
     pub heads: u32,
@@ -33,6 +33,7 @@ pub struct AttentionParams {
     pub _pad: [u32; 3],
 }
 
+/// The buffers of an [`super::Attention`].
 pub struct AttentionBuffers<'a> {
     /// [tokens, heads, qk_dim]
     pub q: &'a wgpu::Buffer,

@@ -25,6 +25,7 @@ use crate::spec::weights::MoeWeights;
 
 /// How to build a layer beyond its shape and weights.
 pub struct LayerBuild<'a> {
+    /// Most tokens per step.
     pub max_tokens: usize,
     /// Caller-owned [max_tokens, hidden] f32 input and output; the layer allocates its own
     /// when `None`.
@@ -36,6 +37,7 @@ pub struct LayerBuild<'a> {
     /// every expert is uploaded now and steps need no readback. Fewer: cache mode, where an
     /// expert is uploaded only when a step first needs it.
     pub slots: usize,
+    /// Budget and policy of the expert cache.
     pub residency: &'a ResidencyOptions,
     /// Decoder layer index, for statistics and traces.
     pub layer: usize,

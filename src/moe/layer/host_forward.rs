@@ -26,6 +26,7 @@ pub struct MoeOutput {
 pub struct ForwardOptions {
     /// Also read back router logits, expert ids and weights.
     pub capture_routing: bool,
+    /// Expert count overrides and skipping.
     pub activation: DynamicActivation,
 }
 

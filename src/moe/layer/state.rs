@@ -20,7 +20,9 @@ use crate::spec::layer_spec::MoeLayerSpec;
 
 /// One MoE layer built for steps of up to `max_tokens` tokens.
 pub struct MoeLayer {
+    /// Shape and routing the layer was built for.
     pub spec: MoeLayerSpec,
+    /// Most tokens per step.
     pub max_tokens: usize,
     /// [max_tokens, hidden] input.
     pub x: wgpu::Buffer,
@@ -28,6 +30,7 @@ pub struct MoeLayer {
     pub out: wgpu::Buffer,
     /// Routing, permutation and expert activations: shared by the layers of a model.
     pub(super) buffers: Arc<StepBuffers>,
+    /// The expert weights in VRAM.
     pub arena: ExpertArena,
     pub(super) router_weights: RouterWeights,
     pub(super) router: Router,
@@ -109,10 +112,12 @@ impl MoeLayer {
         }
     }
 
+    /// Routed experts.
     pub fn experts(&self) -> usize {
         self.spec.routing.experts
     }
 
+    /// Experts per token (the checkpoint's k).
     pub fn top_k(&self) -> usize {
         self.spec.routing.top_k
     }

@@ -16,7 +16,9 @@ const DOWN_ARGS: (u64, u64) = (permute::ARGS_B, permute::ARGS_B_TAIL);
 /// One step to record: the first `tokens` rows of the layer's input.
 #[derive(Clone, Copy)]
 pub struct MoeStep<'a> {
+    /// Tokens in the step (at most the layer's `max_tokens`).
     pub tokens: usize,
+    /// Expert count overrides and skipping for this step.
     pub activation: &'a DynamicActivation,
     /// The following MoE layer and its activation: where it has a predictor (see
     /// [`MoeLayer::attach_predictor`]), this step also predicts its experts, so that its
@@ -61,9 +63,11 @@ pub struct CacheRounds {
 /// What one recorded step runs: the plan [`MoeLayer::record`] followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepRecord {
+    /// Tokens in the step.
     pub tokens: usize,
     /// Decode (matvec) or prefill (tiled) expert GEMMs.
     pub kind: TileKind,
+    /// Which kernel put the pairs in expert order.
     pub permutation: Permutation,
     /// Whether the down projection runs inside the combine.
     pub fused_down_combine: bool,

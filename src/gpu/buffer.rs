@@ -96,6 +96,7 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// A staging buffer of `bytes` bytes (rounded up to [`BUFFER_ALIGN`]).
     pub fn new(ctx: &Context, label: &str, bytes: u64) -> Self {
         ctx.note_allocation(padded(bytes));
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {

@@ -70,10 +70,15 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
 /// Build one with [`Context::new`] (adapter chosen from the environment) or adopt the
 /// application's own device with [`Context::from_device`].
 pub struct Context {
+    /// The device every buffer and pipeline is created on.
     pub device: wgpu::Device,
+    /// The queue every submission and upload goes to.
     pub queue: wgpu::Queue,
+    /// Name, backend, driver and device type of the adapter.
     pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with (binding and buffer sizes among them).
     pub limits: wgpu::Limits,
+    /// The features the device was created with (f16, subgroups, timestamps where present).
     pub features: wgpu::Features,
     pipelines: PipelineCache,
     /// Command-buffer submissions made through [`Context::submit`].

@@ -21,26 +21,34 @@ use crate::spec::weight_format::WeightFormat;
 /// GPU bytes a model needs, by kind, for the options it is loaded with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemoryPlan {
+    /// Tokens per forward step the activations are sized for.
     pub max_batch: usize,
+    /// KV-cache rows per layer.
     pub max_context: usize,
-    /// The binding limit and default expert budget the plan assumes.
+    /// The adapter's largest storage binding, in bytes, which the plan assumes.
     pub max_binding: u64,
+    /// The expert budget of `ExpertBudget::Auto` on that adapter, in bytes.
     pub auto_expert_budget: u64,
+    /// Storage format of the routed experts (`f32`, `f16`, `int8`, `int4`).
     pub expert_format: String,
+    /// MoE layers of the model.
     pub moe_layers: usize,
     /// Expert slots per MoE layer (the expert count when every expert is resident).
     pub slots_per_layer: usize,
+    /// GPU bytes of one routed expert in `expert_format`, biases included.
     pub bytes_per_expert: u64,
     /// Routed expert slots of every MoE layer, with their slot tables.
     pub expert_slots: u64,
     /// Attention, norms, routers, shared experts, dense MLPs and the LM head (the embedding
     /// table stays in host memory).
     pub other_weights: u64,
+    /// K and V caches of every layer, `max_context` rows each.
     pub kv_cache: u64,
     /// Every layer's activations: one set, since layers run one after another.
     pub activations: u64,
     /// Host-visible buffers the runtime reads back (logits, and a cached layer's routing).
     pub staging: u64,
+    /// The sum of the five kinds above.
     pub total: u64,
     /// The activation buffers by name.
     pub activation_parts: BTreeMap<String, u64>,

@@ -24,7 +24,7 @@ fn nmse(got: &[f32], want: &[f32]) -> f64 {
 }
 
 /// CPU: act(x·Wgᵀ + bg, x·Wuᵀ + bu) or x·Wᵀ + b, with weights as the storage format holds them.
-fn cpu(spec: &MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
+pub(crate) fn cpu(spec: &MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
     let w = spec.format.dequantize(w, spec.weight_rows(), spec.k);
     let (n, k) = (spec.n, spec.k);
     let b = spec.bias.then_some(bias);

@@ -16,7 +16,7 @@ use moe_gpu::synthetic::Rng;
 
 use crate::common;
 
-struct Result {
+pub(crate) struct Result {
     offsets: Vec<u32>,
     rows: Vec<u32>,
     pos: Vec<u32>,
@@ -28,7 +28,7 @@ struct Result {
 /// Tile heights and tail lists the tests run: none, and the register kernel's halves.
 const SHAPES: [(u32, u32); 4] = [(1, 0), (4, 0), (4, 2), (8, 4)];
 
-fn shape(block_m: u32, tail_m: u32) -> PermuteShape {
+pub(crate) fn shape(block_m: u32, tail_m: u32) -> PermuteShape {
     PermuteShape {
         block_m,
         tail_m,
@@ -104,7 +104,12 @@ impl Buffers {
     }
 }
 
-fn gpu_permute(ids: &[u32], experts: usize, shape: PermuteShape, steps: usize) -> Result {
+pub(crate) fn gpu_permute(
+    ids: &[u32],
+    experts: usize,
+    shape: PermuteShape,
+    steps: usize,
+) -> Result {
     let ctx = common::ctx();
     let pairs = ids.len();
     let b = Buffers::new(
@@ -134,7 +139,7 @@ fn check(ids: &[u32], experts: usize, block_m: u32, tail_m: u32) {
     check_result(&gpu_permute(ids, experts, shape, 2), ids, experts, shape);
 }
 
-fn check_result(r: &Result, ids: &[u32], experts: usize, shape: PermuteShape) {
+pub(crate) fn check_result(r: &Result, ids: &[u32], experts: usize, shape: PermuteShape) {
     let (block_m, tail_m) = (shape.block_m, shape.tail_m);
     let (counts, offsets) = permutation(ids, experts);
     assert_eq!(r.offsets, offsets, "offsets");

@@ -64,7 +64,7 @@ fn run_select(
 }
 
 /// Runs the kernel without counting and returns (ids, weights, shared gate).
-fn gpu_route(
+pub(crate) fn gpu_route(
     spec: &RoutingSpec,
     logits: &[f32],
     tokens: usize,

@@ -1,5 +1,6 @@
 //! The `kernels` test binary: each GPU kernel against `src/reference` over shape sweeps, every
-//! matmul tiling, the error of f16 and quantised weights, rope tables, and the device seam.
+//! matmul tiling, the error of f16 and quantised weights, rope tables, and the device seam;
+//! and one table-driven harness over every op, shape and weight format (ops.rs).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -13,5 +14,6 @@ mod kernel_matmul;
 mod kernel_permute;
 mod kernel_select;
 mod matmul_variants;
+mod ops;
 mod quant_error;
 mod rope_tables;

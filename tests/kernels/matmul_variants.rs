@@ -19,16 +19,17 @@ use moe_gpu::synthetic::Rng;
 use crate::common;
 use crate::common::matmul::all_tilings;
 
-const TOL: f32 = 1e-5;
+pub(crate) const TOL: f32 = 1e-5;
 
-struct Case {
-    n: usize,
-    k: usize,
-    glu: Glu,
-    bias: bool,
-    format: WeightFormat,
+#[derive(Clone, Copy)]
+pub(crate) struct Case {
+    pub n: usize,
+    pub k: usize,
+    pub glu: Glu,
+    pub bias: bool,
+    pub format: WeightFormat,
     /// x row stride; a multiple of 4 turns on vec4 loads of x.
-    x_stride: usize,
+    pub x_stride: usize,
 }
 
 /// Per-slot weights as f32 [slots][rows, k]: as generated (`raw`, what is packed) and as the
@@ -145,10 +146,20 @@ fn run_dense(ctx: &Context, tiling: Tiling, c: &Case, m: usize, seed: u64) {
     );
 }
 
+/// What a grouped GEMM wrote for the rows of resident experts, what the reference gives for
+/// them, and whether the rows of the non-resident expert stayed untouched (NaN sentinel).
+pub(crate) struct GroupedRun {
+    pub got: Vec<f32>,
+    pub want: Vec<f32>,
+    pub missing_untouched: bool,
+}
+
 /// Grouped over `experts` experts, `tokens` tokens with `top_k` picks each given by `ids`.
-/// Expert `missing` (if any) is not resident: its rows must stay untouched (NaN sentinel).
+/// Expert `missing` (if any) is not resident: its rows must stay untouched. `gather`: x rows
+/// are tokens gathered through the permutation (gate/up); otherwise x holds one row per sorted
+/// pair (down).
 #[allow(clippy::too_many_arguments)]
-fn run_grouped(
+pub(crate) fn grouped_outputs(
     ctx: &Context,
     tiling: Tiling,
     c: &Case,
@@ -156,8 +167,9 @@ fn run_grouped(
     top_k: usize,
     ids: &[u32],
     missing: Option<usize>,
+    gather: bool,
     seed: u64,
-) {
+) -> GroupedRun {
     let mut rng = Rng::new(seed);
     let pairs = ids.len();
     let tokens = pairs / top_k;
@@ -172,7 +184,8 @@ fn run_grouped(
             }
         })
         .collect();
-    let x = rng.normals(tokens * c.x_stride, 1.0);
+    let x_rows = if gather { tokens } else { pairs };
+    let x = rng.normals(x_rows * c.x_stride, 1.0);
     // Expert-sorted rows and the tile lists (full, and tail where the tiling has a tail), as
     // the permutation kernels would produce them.
     let (rows, counts) = expert_sorted_rows(ids, experts);
@@ -186,7 +199,7 @@ fn run_grouped(
     let rows_b = ctx.storage_with("rows", &rows).unwrap();
     let mm = GroupedMatmul::new(
         ctx,
-        spec(c, tiling, true, true),
+        spec(c, tiling, true, gather),
         c.x_stride,
         c.n,
         top_k,
@@ -210,26 +223,52 @@ fn run_grouped(
         );
     }
     ctx.submit([enc.finish()]);
-    let got: Vec<f32> = ctx.read_back(&out, pairs * c.n).unwrap();
-    let what = format!(
-        "{tiling:?} grouped tokens={tokens} k={top_k} experts={experts} n={} k={} {:?} {:?}",
-        c.n, c.k, c.glu, c.format
-    );
+    let all: Vec<f32> = ctx.read_back(&out, pairs * c.n).unwrap();
+    let mut run = GroupedRun {
+        got: Vec::new(),
+        want: Vec::new(),
+        missing_untouched: true,
+    };
     for (r, &pair) in rows.iter().enumerate() {
         let e = ids[pair as usize] as usize;
-        let row = &got[r * c.n..(r + 1) * c.n];
+        let row = &all[r * c.n..(r + 1) * c.n];
         if Some(e) == missing {
-            assert!(
-                row.iter().all(|v| v.is_nan()),
-                "{what}: row of a missing expert written"
-            );
+            run.missing_untouched &= row.iter().all(|v| v.is_nan());
             continue;
         }
-        let t = pair as usize / top_k;
-        let xr = &x[t * c.x_stride..t * c.x_stride + c.k];
-        let want = expected_row(c, &wt, experts - 1 - e, xr);
-        common::assert_close(&format!("{what} row {r}"), row, &want, TOL);
+        let xi = if gather { pair as usize / top_k } else { r };
+        let xr = &x[xi * c.x_stride..xi * c.x_stride + c.k];
+        run.got.extend_from_slice(row);
+        run.want.extend(expected_row(c, &wt, experts - 1 - e, xr));
     }
+    run
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_grouped(
+    ctx: &Context,
+    tiling: Tiling,
+    c: &Case,
+    experts: usize,
+    top_k: usize,
+    ids: &[u32],
+    missing: Option<usize>,
+    seed: u64,
+) {
+    let run = grouped_outputs(ctx, tiling, c, experts, top_k, ids, missing, true, seed);
+    let what = format!(
+        "{tiling:?} grouped tokens={} k={top_k} experts={experts} n={} k={} {:?} {:?}",
+        ids.len() / top_k,
+        c.n,
+        c.k,
+        c.glu,
+        c.format
+    );
+    assert!(
+        run.missing_untouched,
+        "{what}: row of a missing expert written"
+    );
+    common::assert_close(&what, &run.got, &run.want, TOL);
 }
 
 /// Four pipelines per tiling: plain with bias in f32 and int8 with a stride that forbids vec4

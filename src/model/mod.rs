@@ -28,6 +28,7 @@ pub mod synthetic_checkpoint;
 pub mod tensor_trace;
 pub mod tokenizer;
 
+pub use attention_init::softmax_scale;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use checkpoint::Checkpoint;
 pub use config::{Arch, MlpKind, ModelConfig};

@@ -4,7 +4,7 @@
 //! 0.707. Within 1e-6 relative.
 
 use moe_gpu::model::ModelConfig;
-use moe_gpu::model::attention_init::softmax_scale;
+use moe_gpu::model::softmax_scale;
 use serde_json::{Value, json};
 
 use crate::common::edit::read_config;

@@ -16,7 +16,9 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 /// f32 buffers as `array<vec4<f32>>`, whose last element must lie inside the binding.
 pub const BUFFER_ALIGN: u64 = 16;
 
-fn padded(bytes: u64) -> u64 {
+/// The size of a buffer created for `bytes` bytes: rounded up to [`BUFFER_ALIGN`], at least one
+/// unit.
+pub fn padded(bytes: u64) -> u64 {
     bytes.max(1).div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN
 }
 

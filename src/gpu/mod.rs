@@ -8,7 +8,7 @@ mod pipeline;
 mod recorder;
 mod timer;
 
-pub use buffer::{BUFFER_ALIGN, Staging, decode};
+pub use buffer::{BUFFER_ALIGN, Staging, decode, padded};
 pub use context::{Context, ContextOptions, parse_backend};
 pub use kernel::{Access, Binding, KernelDef, Override};
 pub use pipeline::{Pipeline, PipelineKey};

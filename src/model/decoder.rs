@@ -26,7 +26,7 @@ use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
 use crate::moe::activation_policy::ActivationPolicy;
 use crate::moe::layer::{LayerBuild, MoeLayer};
-use crate::moe::mlp::DenseMlp;
+use crate::moe::mlp::{DenseMlp, MlpIo};
 use crate::moe::stats::ResidencyStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
 use crate::spec::routing::DynamicActivation;
@@ -186,8 +186,11 @@ impl Model {
                         Glu::Silu,
                         options.dense_format,
                         limits.batch,
-                        &s.x,
-                        &s.mlp_out,
+                        MlpIo {
+                            x: &s.x,
+                            hidden: &s.mlp_hidden,
+                            out: &s.mlp_out,
+                        },
                     )?))
                 }
                 MlpKind::Moe => {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::gpu::padded;
 use crate::kernels::attention::SplitKv;
 use crate::kernels::expert_arena::ExpertArena;
 use crate::model::checkpoint::Checkpoint;
@@ -16,6 +17,7 @@ use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
 use crate::moe::budget::ArenaLimits;
 use crate::moe::step_buffers::StepShape;
+use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weight_format::WeightFormat;
 
 /// GPU bytes a model needs, by kind, for the options it is loaded with.
@@ -54,9 +56,9 @@ pub struct MemoryPlan {
     pub activation_parts: BTreeMap<String, u64>,
 }
 
-/// Bytes of an f32 vector on the GPU.
+/// Bytes of an f32 vector on the GPU, padded as its buffer is.
 fn f32s(n: usize) -> u64 {
-    (n * 4) as u64
+    padded((n * 4) as u64)
 }
 
 impl MemoryPlan {
@@ -78,10 +80,11 @@ impl MemoryPlan {
             options.split_kv
         };
         for (name, bytes) in scratch_bytes(cfg, r.batch, r.context, split_kv, limits.max_binding) {
-            activation_parts.insert(name.to_string(), bytes);
+            activation_parts.insert(name.to_string(), padded(bytes));
         }
         activation_parts.insert("final norm".into(), f32s(r.logit_rows * h));
         let (mut expert_slots, mut slots, mut per_expert, mut staging) = (0, 0, 0, 0);
+        let mut other_weights = other_weights(cfg, ckpt, options)?;
         let mut shape: Option<StepShape> = None;
         for (i, &l) in moe.iter().enumerate() {
             let spec = moe_layer_spec_for(cfg, l, options.expert_format);
@@ -91,7 +94,14 @@ impl MemoryPlan {
                 .slots_within(limits, &spec, moe.len())?
                 .min(e);
             per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
-            expert_slots += slots as u64 * per_expert + f32s(e);
+            expert_slots += arena_bytes(&spec, slots);
+            // The router's bias and selection-only correction vectors (with the shared-expert
+            // gate row) and the zero biases of a bias-free shared expert.
+            let cols = spec.routing.experts + usize::from(spec.routing.shared_gate);
+            other_weights += f32s(cols) + f32s(if spec.routing.correction_bias { e } else { 1 });
+            if let Some(si) = spec.shared_inter.filter(|_| !spec.expert_bias) {
+                other_weights += f32s(2 * si) + f32s(h);
+            }
             let s = StepShape::of(&spec, r.batch);
             shape = Some(shape.map_or(s, |o| o.union(s)));
             if slots < e {
@@ -116,7 +126,8 @@ impl MemoryPlan {
             staging += moe.len() as u64 * f32s(r.batch * cfg.moe.routing.top_k);
         }
         let kv_cache = (0..cfg.layers).map(|_| kv_bytes(cfg, r.context)).sum();
-        let other_weights = other_weights(cfg, ckpt, options)?;
+        // A dense layer's MLP has zero biases.
+        other_weights += cfg.dense_layers().len() as u64 * (f32s(2 * cfg.dense_inter) + f32s(h));
         let activations = activation_parts.values().sum();
         Ok(Self {
             max_batch: r.batch,
@@ -138,6 +149,18 @@ impl MemoryPlan {
     }
 }
 
+/// One MoE layer's expert arena: gate/up and down slots, their biases (one zero slot without
+/// biases) and the slot table.
+fn arena_bytes(spec: &MoeLayerSpec, slots: usize) -> u64 {
+    let (h, i, f) = (spec.hidden, spec.inter, spec.format);
+    let bias_slots = if spec.expert_bias { slots } else { 1 };
+    padded(slots as u64 * f.matrix_bytes(2 * i, h))
+        + padded(slots as u64 * f.matrix_bytes(h, i))
+        + f32s(bias_slots * 2 * i)
+        + f32s(bias_slots * h)
+        + f32s(spec.routing.experts)
+}
+
 /// One layer's K and V caches of `positions` rows (MLA caches keys and values per head).
 fn kv_bytes(cfg: &ModelConfig, positions: usize) -> u64 {
     let a = &cfg.attention;
@@ -148,7 +171,7 @@ fn kv_bytes(cfg: &ModelConfig, positions: usize) -> u64 {
         ),
         None => (a.kv_heads * a.head_dim, a.kv_heads * a.head_dim),
     };
-    f32s(positions * (k + v))
+    f32s(positions * k) + f32s(positions * v)
 }
 
 /// Every checkpoint tensor the GPU holds besides routed experts: matrices in the dense format
@@ -170,13 +193,13 @@ fn other_weights(cfg: &ModelConfig, ckpt: &Checkpoint, options: &ModelOptions) -
                 } else {
                     options.dense_format
                 };
-                format.matrix_bytes(*rows, *cols)
+                padded(format.matrix_bytes(*rows, *cols))
             }
             dims => f32s(dims.iter().product()),
         };
     }
     if cfg.tie_embeddings {
-        bytes += options.dense_format.matrix_bytes(cfg.vocab, cfg.hidden);
+        bytes += padded(options.dense_format.matrix_bytes(cfg.vocab, cfg.hidden));
     }
     Ok(bytes)
 }

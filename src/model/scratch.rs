@@ -15,6 +15,8 @@ pub struct Scratch {
     pub attn_out: wgpu::Buffer,
     /// [batch, hidden] MLP / MoE output.
     pub mlp_out: wgpu::Buffer,
+    /// `[batch, dense_inter]` the dense MLP layers' activations between gate/up and down.
+    pub mlp_hidden: wgpu::Buffer,
     /// [batch, heads · qk_dim] q as projected; q after its norm; q rotated.
     pub q_raw: wgpu::Buffer,
     pub q_norm: wgpu::Buffer,
@@ -117,16 +119,22 @@ pub fn scratch_bytes(
     positions: usize,
     split_kv: SplitKv,
     max_binding: u64,
-) -> [(&'static str, u64); 16] {
+) -> [(&'static str, u64); 17] {
     let rows = |cols: usize| (batch * cols.max(1) * 4) as u64;
     let h = cfg.hidden;
     let [q, k_raw, k_norm, v_raw, q_a, attn] = widths(cfg);
     let rope_pairs = cfg.rope.table(1).len() * positions;
+    let dense_hidden = if cfg.dense_layers().is_empty() {
+        16
+    } else {
+        rows(cfg.dense_inter)
+    };
     [
         ("residual", rows(h)),
         ("normed", rows(h)),
         ("attention output", rows(h)),
         ("mlp output", rows(h)),
+        ("mlp hidden", dense_hidden),
         ("q projected", rows(q)),
         ("q normed", rows(q)),
         ("q rotated", rows(q)),
@@ -159,6 +167,7 @@ impl Scratch {
             x,
             attn_out,
             mlp_out,
+            mlp_hidden,
             q_raw,
             q_norm,
             q,
@@ -178,6 +187,7 @@ impl Scratch {
             x: buf(x)?,
             attn_out: buf(attn_out)?,
             mlp_out: buf(mlp_out)?,
+            mlp_hidden: buf(mlp_hidden)?,
             q_raw: buf(q_raw)?,
             q_norm: buf(q_norm)?,
             q: buf(q)?,

@@ -1,7 +1,7 @@
 //! A dense gated MLP on the GPU (shared experts, DeepSeek's dense layers): the matmul kernel in
 //! dense mode, gate/up fused with the activation, then down.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{Glu, MatmulBuffers, WeightFormat};
@@ -16,9 +16,21 @@ pub struct DenseMlp {
     down: DenseMatmul,
 }
 
+/// The buffers a [`DenseMlp`] reads and writes, owned by the caller so that the MLPs of a
+/// model share them.
+#[derive(Clone, Copy)]
+pub struct MlpIo<'a> {
+    /// `[max_tokens, hidden]` input.
+    pub x: &'a wgpu::Buffer,
+    /// `[max_tokens, inter]` (or wider) activations between gate/up and down.
+    pub hidden: &'a wgpu::Buffer,
+    /// `[max_tokens, hidden]` output.
+    pub out: &'a wgpu::Buffer,
+}
+
 impl DenseMlp {
-    /// Uploads `w` ([inter, hidden] gate/up, [hidden, inter] down) and binds it to read `x`
-    /// ([tokens, hidden]) and write `out` ([tokens, hidden]).
+    /// Uploads `w` (`[inter, hidden]` gate/up, `[hidden, inter]` down) and binds it to `io`
+    /// for steps of up to `max_tokens` tokens.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &Context,
@@ -28,16 +40,22 @@ impl DenseMlp {
         glu: Glu,
         format: WeightFormat,
         max_tokens: usize,
-        x: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        io: MlpIo<'_>,
     ) -> Result<Self> {
+        let need = (max_tokens * inter * 4) as u64;
+        if io.hidden.size() < need {
+            return Err(Error::input(format!(
+                "MLP hidden buffer of {} bytes; [{max_tokens}, {inter}] f32 needs {need}",
+                io.hidden.size()
+            )));
+        }
+        let (x, out, h) = (io.x, io.out, io.hidden);
         let bias = w.gate_bias.is_some();
         w.check("mlp", hidden, inter, bias)?;
         let gate_up_w = ctx.storage_with("mlp gate_up", &w.pack_gate_up(format, hidden, inter))?;
         let down_w = ctx.storage_with("mlp down", &w.pack_down(format, hidden, inter))?;
         let gate_up_b = ctx.storage_with("mlp gate_up bias", &w.gate_up_bias(inter))?;
         let down_b = ctx.storage_with("mlp down bias", &w.down_bias_or_zero(hidden))?;
-        let h = ctx.storage("mlp hidden", (max_tokens * inter * 4) as u64)?;
         let slot0 = ctx.storage_with("slot 0", &[0u32])?;
         let gemms = ExpertGemms {
             hidden,
@@ -61,7 +79,7 @@ impl DenseMlp {
                 slots: &slot0,
                 tiles: &slot0,
                 rows: &slot0,
-                out: &h,
+                out: h,
             },
         )?;
         let down = DenseMatmul::new(
@@ -71,7 +89,7 @@ impl DenseMlp {
             inter,
             hidden,
             MatmulBuffers {
-                x: &h,
+                x: h,
                 w: &down_w,
                 bias: &down_b,
                 slots: &slot0,

@@ -4,7 +4,7 @@
 //! it; a layer built on its own allocates its own.
 
 use crate::error::{Error, Result};
-use crate::gpu::Context;
+use crate::gpu::{Context, padded};
 use crate::kernels::permute;
 use crate::moe::router::{RouterOutputs, logit_cols};
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -24,8 +24,8 @@ pub struct StepShape {
     pub top_k: usize,
     /// Router logit columns: the experts, plus a shared-expert gate column where there is one.
     pub logit_cols: usize,
-    /// Whether any layer has a shared expert (else its output buffer is a placeholder).
-    pub shared: bool,
+    /// Widest shared expert of the layers, 0 without one (its buffers are then placeholders).
+    pub shared_inter: usize,
 }
 
 impl StepShape {
@@ -38,7 +38,7 @@ impl StepShape {
             experts: spec.routing.experts,
             top_k: spec.routing.top_k,
             logit_cols: logit_cols(spec),
-            shared: spec.shared_inter.is_some(),
+            shared_inter: spec.shared_inter.unwrap_or(0),
         }
     }
 
@@ -51,7 +51,7 @@ impl StepShape {
             experts: self.experts.max(o.experts),
             top_k: self.top_k.max(o.top_k),
             logit_cols: self.logit_cols.max(o.logit_cols),
-            shared: self.shared || o.shared,
+            shared_inter: self.shared_inter.max(o.shared_inter),
         }
     }
 
@@ -81,11 +81,19 @@ impl StepShape {
         ]
     }
 
-    /// Bytes of the expert outputs and the shared expert's output.
-    fn output_bytes(&self) -> [(&'static str, u64); 2] {
-        let shared_rows = if self.shared { self.max_tokens } else { 1 };
+    /// Bytes of the expert outputs and the shared expert's activations and output.
+    fn output_bytes(&self) -> [(&'static str, u64); 3] {
+        let shared_rows = if self.shared_inter > 0 {
+            self.max_tokens
+        } else {
+            1
+        };
         [
             ("expert output", (self.pairs() * self.hidden * 4) as u64),
+            (
+                "shared expert hidden",
+                (shared_rows * self.shared_inter.max(1) * 4) as u64,
+            ),
             (
                 "shared expert output",
                 (shared_rows * self.hidden * 4) as u64,
@@ -93,13 +101,13 @@ impl StepShape {
         ]
     }
 
-    /// Everything the step buffers allocate, in bytes.
+    /// Everything the step buffers allocate, in bytes (each buffer padded as created).
     pub fn bytes(&self) -> u64 {
         let outputs = self.output_bytes();
         self.buffer_bytes()
             .iter()
             .chain(outputs.iter())
-            .map(|(_, b)| b)
+            .map(|&(_, b)| padded(b))
             .sum()
     }
 }
@@ -128,6 +136,8 @@ pub struct StepBuffers {
     pub hidden: wgpu::Buffer,
     /// `[max_tokens · k, hidden]` expert outputs in expert-sorted rows.
     pub expert_out: wgpu::Buffer,
+    /// `[max_tokens, shared_inter]` shared expert activations (a placeholder without one).
+    pub shared_hidden: wgpu::Buffer,
     /// `[max_tokens, hidden]` shared expert output (`[1, hidden]` without a shared expert).
     pub shared_out: wgpu::Buffer,
 }
@@ -154,7 +164,7 @@ impl StepBuffers {
             pos,
             hidden,
         ] = shape.buffer_bytes();
-        let [expert_out, shared_out] = shape.output_bytes();
+        let [expert_out, shared_hidden, shared_out] = shape.output_bytes();
         let storage = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
         Ok(Self {
             shape,
@@ -173,6 +183,7 @@ impl StepBuffers {
             pos: storage(pos)?,
             hidden: storage(hidden)?,
             expert_out: storage(expert_out)?,
+            shared_hidden: storage(shared_hidden)?,
             shared_out: storage(shared_out)?,
         })
     }
@@ -201,7 +212,7 @@ mod tests {
         experts: 128,
         top_k: 8,
         logit_cols: 128,
-        shared: false,
+        shared_inter: 0,
     };
 
     #[test]
@@ -217,7 +228,7 @@ mod tests {
              before: 48 × ({one} + {readback} readback) = {before} bytes"
         );
         // The two [tokens · k, width] expert activations dominate.
-        assert_eq!(one, 23_278_132);
+        assert_eq!(one, 23_278_160);
         assert!(before > 1_200_000_000);
     }
 
@@ -225,12 +236,12 @@ mod tests {
     fn the_union_holds_both_shapes() {
         let small = StepShape {
             hidden: 64,
-            shared: true,
+            shared_inter: 96,
             ..QWEN3_30B
         };
         let u = QWEN3_30B.union(small);
         assert_eq!(u.hidden, 2048);
-        assert!(u.shared);
+        assert_eq!(u.shared_inter, 96);
         assert!(u.bytes() >= QWEN3_30B.bytes().max(small.bytes()));
     }
 }

@@ -15,7 +15,7 @@ use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::budget::ResidencyOptions;
 use crate::moe::layer::state::MoeLayer;
-use crate::moe::mlp::DenseMlp;
+use crate::moe::mlp::{DenseMlp, MlpIo};
 use crate::moe::offload::Offload;
 use crate::moe::router::{Router, RouterWeights};
 use crate::moe::stats::LayerStats;
@@ -248,8 +248,11 @@ impl MoeLayer {
                 spec.glu,
                 spec.format,
                 max_tokens,
-                &x,
-                &sb.shared_out,
+                MlpIo {
+                    x: &x,
+                    hidden: &sb.shared_hidden,
+                    out: &sb.shared_out,
+                },
             )?),
             _ => None,
         };

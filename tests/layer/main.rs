@@ -10,3 +10,4 @@ mod moe_layer;
 mod prefetch;
 mod residency;
 mod routing_flags;
+mod step_record;

@@ -121,10 +121,20 @@ impl ModelConfig {
         let hidden = c.usize("hidden_size")?;
         let layers = c.usize("num_hidden_layers")?;
         let vocab = c.usize("vocab_size")?;
-        if hidden == 0 || layers == 0 || vocab == 0 {
+        for (field, value) in [
+            ("hidden_size", hidden),
+            ("num_hidden_layers", layers),
+            ("vocab_size", vocab),
+        ] {
+            if value == 0 {
+                return Err(Error::config(field, "must be positive"));
+            }
+        }
+        let rms_eps = c.f64_or("rms_norm_eps", 1e-6)?;
+        if !(rms_eps.is_finite() && rms_eps > 0.0) {
             return Err(Error::config(
-                "hidden_size",
-                "hidden_size, num_hidden_layers and vocab_size must be positive",
+                "rms_norm_eps",
+                format!("is {rms_eps}; it must be positive and finite"),
             ));
         }
         if let Some(act) = c
@@ -154,7 +164,7 @@ impl ModelConfig {
             hidden,
             layers,
             vocab,
-            rms_eps: c.f64_or("rms_norm_eps", 1e-6)?,
+            rms_eps,
             max_positions,
             tie_embeddings: c.bool_or("tie_word_embeddings", false)?,
             attention,

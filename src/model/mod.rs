@@ -20,6 +20,7 @@ pub mod moe_config;
 pub mod options;
 pub mod projection;
 pub mod rope_config;
+mod safetensors_header;
 pub mod sampling;
 pub(crate) mod scratch;
 pub mod stop;

@@ -100,3 +100,23 @@ pub fn edited_model(
     write_config(&dst, &c);
     dst
 }
+
+/// Rewrites the JSON header of safetensors file `path` with `edit`, keeping the data bytes as
+/// they are: for headers no writer would produce (duplicate keys, offsets past the end).
+pub fn edit_header(path: &Path, edit: impl FnOnce(&str) -> String) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap().trim_end();
+    let new = edit(header);
+    let mut out = (new.len() as u64).to_le_bytes().to_vec();
+    out.extend(new.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// The header of safetensors file `path`, as JSON.
+pub fn read_header(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+}

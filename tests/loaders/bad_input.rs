@@ -145,6 +145,30 @@ fn k_larger_than_the_expert_count_is_an_error() {
 }
 
 #[test]
+fn bad_config_values_blame_their_own_field() {
+    for (field, value, expected) in [
+        (
+            "num_hidden_layers",
+            serde_json::json!(0),
+            "`num_hidden_layers`",
+        ),
+        ("rms_norm_eps", serde_json::json!(-1.0), "`rms_norm_eps`"),
+        ("rms_norm_eps", serde_json::json!(0.0), "`rms_norm_eps`"),
+    ] {
+        let d = edited_model(
+            &model("mixtral"),
+            "cfg",
+            |_| {},
+            |c| {
+                c[field] = value.clone();
+            },
+        );
+        let e = err_of(ModelConfig::load(&d));
+        assert!(e.contains(expected), "{field} = {value}: {e}");
+    }
+}
+
+#[test]
 fn non_moe_layer_and_layer_out_of_range_are_errors() {
     let e = err_of(load_layer(&model("deepseek_v2_dense1"), 0));
     assert!(e.contains("layer 0 is not an MoE layer"), "{e}");

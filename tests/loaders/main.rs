@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bad_checkpoint;
 mod bad_input;
 mod chat_template;
 mod checkpoints;

@@ -2,9 +2,17 @@
 //! abort: a closed stdout, absurd `moe demo` sizes, statistics of another model for
 //! `moe prune`, and `moe block` input large enough to overflow the router.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::common::fixtures::dir;
+
+fn moe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moe"))
+        .args(args)
+        .output()
+        .unwrap()
+}
 
 /// Runs `moe args` with its stdout a pipe whose read end is closed at once, as `| head -0`
 /// would, and returns the exit status and stderr.
@@ -45,5 +53,46 @@ fn a_closed_stdout_ends_each_printing_command_quietly() {
         let (status, err) = with_stdout_closed(&args);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(status.code(), Some(0), "{args:?}: {status}: {err}");
+    }
+}
+
+#[test]
+fn absurd_demo_sizes_fail_fast_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--hidden", "1000000000"], "--hidden"),
+        (&["--vocab", "100000000000"], "--vocab"),
+        (&["--experts", "1000000000"], "--experts"),
+        (&["--inter", "100000000000"], "--inter"),
+        (&["--layers", "100000000"], "--layers"),
+        (&["--prompt-tokens", "100000000000"], "--prompt-tokens"),
+        (&["--decode-steps", "100000000000"], "--decode-steps"),
+        (
+            &["--decode-steps", "18446744073709551615"],
+            "--decode-steps",
+        ),
+        (&["--hidden", "18446744073709551615"], "--hidden"),
+        (&["--heads", "0"], "--heads"),
+        (&["--heads", "3"], "--heads"),
+        (&["--top-k", "0"], "--top-k"),
+        (&["--top-k", "65"], "--top-k"),
+        (&["--layers", "0"], "--layers"),
+        (&["--vocab", "0"], "--vocab"),
+        (&["--experts", "0"], "--experts"),
+        (&["--inter", "0"], "--inter"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["demo"];
+        args.extend_from_slice(flags);
+        let t0 = Instant::now();
+        let out = moe(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(err.contains(needle), "{flags:?}: `{needle}` not in: {err}");
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{flags:?} took {:?}",
+            t0.elapsed()
+        );
     }
 }

@@ -12,31 +12,32 @@ use moe_gpu::model::synthetic_checkpoint::{SyntheticShape, write_olmoe};
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{Context, Logits, Model, ModelOptions};
 
+use crate::demo_limits::{DEFAULT, Sizes};
 use crate::out::outln;
 use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Decoder layers (all MoE).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DEFAULT.layers)]
     layers: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DEFAULT.hidden)]
     hidden: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT.heads)]
     heads: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULT.inter)]
     inter: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT.experts)]
     experts: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT.top_k)]
     top_k: usize,
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT.vocab)]
     vocab: usize,
     /// Tokens in the prompt (one prefill step).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT.prompt_tokens)]
     prompt_tokens: usize,
     /// Greedy decode steps after the prefill.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = DEFAULT.decode_steps)]
     decode_steps: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -58,7 +59,21 @@ impl Drop for TempDir {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let sizes = Sizes {
+        layers: a.layers,
+        hidden: a.hidden,
+        heads: a.heads,
+        inter: a.inter,
+        experts: a.experts,
+        top_k: a.top_k,
+        vocab: a.vocab,
+        prompt_tokens: a.prompt_tokens,
+        decode_steps: a.decode_steps,
+    };
+    sizes.check_values()?;
+    sizes.check_host()?;
     let ctx = Context::new()?;
+    sizes.check_gpu(&ctx.limits)?;
     outln!("adapter: {}", ctx.describe())?;
     let shape = SyntheticShape {
         layers: a.layers,

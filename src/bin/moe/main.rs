@@ -8,6 +8,7 @@ mod cache_sim;
 mod calibrate;
 mod data;
 mod demo;
+mod demo_limits;
 mod eval;
 mod generate;
 mod inspect;

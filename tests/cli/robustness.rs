@@ -2,9 +2,13 @@
 //! abort: a closed stdout, absurd `moe demo` sizes, statistics of another model for
 //! `moe prune`, and `moe block` input large enough to overflow the router.
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use moe_gpu::calibration::{CalibrationStats, LayerStats};
+
+use crate::common::edit::temp_dir;
 use crate::common::fixtures::dir;
 
 fn moe(args: &[&str]) -> Output {
@@ -95,4 +99,73 @@ fn absurd_demo_sizes_fail_fast_naming_the_flag() {
             t0.elapsed()
         );
     }
+}
+
+/// Statistics shaped like `model`'s MoE layers with `experts` and `top_k`, under
+/// `architecture`, written to `path`.
+fn write_stats(path: &Path, architecture: &str, layers: &[usize], experts: usize, top_k: usize) {
+    let stats = CalibrationStats {
+        model: "elsewhere".into(),
+        architecture: architecture.into(),
+        tokens: 0,
+        layers: layers
+            .iter()
+            .map(|&l| LayerStats::new(l, experts, top_k))
+            .collect(),
+    };
+    stats.save(path).unwrap();
+}
+
+#[test]
+fn prune_refuses_statistics_of_another_model() {
+    // hf-tiny olmoe: 2 MoE layers of 16 experts, top-4.
+    let model = dir("hf-tiny", "olmoe").join("model");
+    let d = temp_dir("cli-prune-mismatch");
+    let cases: &[(&str, &[usize], usize, &str)] = &[
+        ("qwen2_moe", &[0, 1], 4, "qwen2_moe"),
+        ("olmoe", &[0, 1, 2], 4, "layer"),
+        ("olmoe", &[0, 1], 3, "top"),
+    ];
+    for (i, (arch, layers, k, needle)) in cases.iter().enumerate() {
+        let stats = d.join(format!("stats{i}.json"));
+        write_stats(&stats, arch, layers, 16, *k);
+        let out_dir = d.join(format!("out{i}"));
+        let out = moe(&[
+            "prune",
+            "--model",
+            model.to_str().unwrap(),
+            "--stats",
+            stats.to_str().unwrap(),
+            "--keep",
+            "8",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{arch} {layers:?} k={k}: {err}");
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+        assert!(
+            !out_dir.join("config.json").exists(),
+            "{i}: wrote a checkpoint"
+        );
+    }
+    // Statistics of the model itself still prune it.
+    let stats = d.join("own.json");
+    write_stats(&stats, "olmoe", &[0, 1], 16, 4);
+    let out = moe(&[
+        "prune",
+        "--model",
+        model.to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
+        "--keep",
+        "8",
+        "--out",
+        d.join("own").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::out::outln;
 use anyhow::{Result, bail};
 use moe_gpu::calibration::CalibrationStats;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
@@ -40,6 +41,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let cfg = ModelConfig::load(&a.model)?;
     let stats = CalibrationStats::load(&a.stats)?;
+    stats.check_model(&cfg)?;
     let method = PruneMethod::parse(&a.method)?;
     let keep = Keep::parse(&a.keep)?;
     let mut p = plan(&cfg, &stats, keep, a.per_layer == "adaptive", method)?;
@@ -59,7 +61,7 @@ pub fn run(a: Args) -> Result<()> {
         eprintln!("note: {note}");
     }
     for lp in &p.layers {
-        println!(
+        outln!(
             "layer {}: keep {} of {} experts {:?}{}",
             lp.layer,
             lp.keep.len(),
@@ -70,8 +72,8 @@ pub fn run(a: Args) -> Result<()> {
             } else {
                 format!(", merged (dropped → kept) {:?}", lp.merges)
             }
-        );
+        )?;
     }
-    println!("wrote {}", a.out.display());
+    outln!("wrote {}", a.out.display())?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use moe_gpu::calibration::{CalibrationStats, LayerStats};
 
-use crate::common::edit::temp_dir;
+use crate::common::edit::{Raw, temp_dir, write_tensors};
 use crate::common::fixtures::dir;
 
 fn moe(args: &[&str]) -> Output {
@@ -168,4 +168,31 @@ fn prune_refuses_statistics_of_another_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn block_refuses_input_that_would_overflow_the_router() {
+    let model = dir("hf-tiny", "olmoe").join("model");
+    let d = temp_dir("cli-block-huge");
+    let input = d.join("in.safetensors");
+    let output = d.join("out.safetensors");
+    let t = [("input".to_string(), Raw::f32(vec![2, 64], &[3e38; 128]))]
+        .into_iter()
+        .collect();
+    write_tensors(&input, &t);
+    let out = moe(&[
+        "block",
+        "--model",
+        model.to_str().unwrap(),
+        "--layer",
+        "0",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("token 0, column 0"), "{err}");
+    assert!(!output.exists(), "wrote {}", output.display());
 }

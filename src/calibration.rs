@@ -6,7 +6,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::ModelConfig;
 use crate::spec::INVALID;
 
 /// Buckets of the w_j / w_1 histograms, over [0, 1].
@@ -144,50 +143,6 @@ impl CalibrationStats {
     /// The statistics of decoder layer `layer`, if it is an MoE layer.
     pub fn layer(&self, layer: usize) -> Option<&LayerStats> {
         self.layers.iter().find(|l| l.layer == layer)
-    }
-
-    /// Checks that the statistics were gathered on a model shaped like `cfg`: the same
-    /// architecture, the same MoE layers, and in each the same expert count and k. The error
-    /// names what differs (statistics of another model would prune the wrong experts).
-    pub fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
-        let differs = |what: String| {
-            Err(Error::input(format!(
-                "the calibration statistics (of {}) do not match this model: {what}",
-                self.model
-            )))
-        };
-        if self.architecture != cfg.arch.name() {
-            return differs(format!(
-                "architecture {} in the statistics, {} in the model",
-                self.architecture,
-                cfg.arch.name()
-            ));
-        }
-        let mut theirs: Vec<usize> = self.layers.iter().map(|l| l.layer).collect();
-        theirs.sort_unstable();
-        let ours = cfg.moe_layers();
-        if theirs != ours {
-            return differs(format!(
-                "MoE layers {theirs:?} in the statistics, {ours:?} in the model"
-            ));
-        }
-        let k = cfg.moe.routing.top_k;
-        for l in &self.layers {
-            let experts = cfg.experts_in(l.layer);
-            if l.experts != experts {
-                return differs(format!(
-                    "layer {} has {} experts in the statistics, {experts} in the model",
-                    l.layer, l.experts
-                ));
-            }
-            if l.top_k != k {
-                return differs(format!(
-                    "layer {} routes to top-{} in the statistics, top-{k} in the model",
-                    l.layer, l.top_k
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Writes the statistics as JSON.

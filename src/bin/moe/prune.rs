@@ -41,7 +41,6 @@ pub fn run(a: Args) -> Result<()> {
     }
     let cfg = ModelConfig::load(&a.model)?;
     let stats = CalibrationStats::load(&a.stats)?;
-    stats.check_model(&cfg)?;
     let method = PruneMethod::parse(&a.method)?;
     let keep = Keep::parse(&a.keep)?;
     let mut p = plan(&cfg, &stats, keep, a.per_layer == "adaptive", method)?;

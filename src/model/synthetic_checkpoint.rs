@@ -68,7 +68,32 @@ impl SyntheticShape {
                  divide heads and top_k ≤ experts ({s:?})"
             )));
         }
+        if s.bytes().is_none() {
+            return Err(Error::input(format!(
+                "synthetic model: the checkpoint's size overflows 2^64 bytes ({s:?})"
+            )));
+        }
         Ok(())
+    }
+
+    /// Bytes of the f32 weights (an upper bound when `kv_heads < heads`), or None if the
+    /// count overflows `u64`.
+    pub fn bytes(&self) -> Option<u64> {
+        let s = self;
+        let [layers, hidden, experts, inter, vocab] =
+            [s.layers, s.hidden, s.experts, s.inter, s.vocab].map(|v| v as u64);
+        let expert = inter.checked_mul(hidden)?.checked_mul(3)?;
+        let moe = experts.checked_mul(expert.checked_add(hidden)?)?;
+        let attention = hidden.checked_mul(hidden)?.checked_mul(4)?;
+        let layer = moe
+            .checked_add(attention)?
+            .checked_add(hidden.checked_mul(4)?)?;
+        let embeddings = vocab.checked_mul(hidden)?.checked_mul(2)?;
+        layers
+            .checked_mul(layer)?
+            .checked_add(embeddings)?
+            .checked_add(hidden)?
+            .checked_mul(4)
     }
 }
 

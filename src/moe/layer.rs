@@ -20,6 +20,6 @@ mod state;
 mod step;
 
 pub use build::LayerBuild;
-pub use host_forward::{ForwardOptions, MoeOutput, check_input};
+pub use host_forward::{ForwardOptions, MAX_INPUT_MAGNITUDE, MoeOutput, check_input};
 pub use state::MoeLayer;
 pub use step::{CacheRounds, MoeStep, Permutation, StepRecord};

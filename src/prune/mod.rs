@@ -3,7 +3,9 @@
 
 pub mod merge;
 pub mod plan;
+pub mod stats_match;
 pub mod write;
 
 pub use plan::{Keep, LayerPlan, PruneMethod, PrunePlan, plan};
+pub use stats_match::check_stats;
 pub use write::write_pruned;

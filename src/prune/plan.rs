@@ -4,6 +4,7 @@
 use crate::calibration::CalibrationStats;
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
+use crate::prune::stats_match::check_stats;
 use crate::spec::routing::GroupScore;
 
 /// How experts are ranked and what happens to the dropped ones.
@@ -181,7 +182,7 @@ fn adaptive_counts(scores: &[Vec<f64>], total: usize, min: usize) -> Vec<usize> 
     counts(lo)
 }
 
-/// Plans which experts every MoE layer keeps.
+/// Plans which experts every MoE layer keeps; `stats` must match the model ([`check_stats`]).
 pub fn plan(
     cfg: &ModelConfig,
     stats: &CalibrationStats,
@@ -189,6 +190,7 @@ pub fn plan(
     adaptive: bool,
     method: PruneMethod,
 ) -> Result<PrunePlan> {
+    check_stats(stats, cfg)?;
     let r = &cfg.moe.routing;
     let e = r.experts;
     let layers = cfg.moe_layers();

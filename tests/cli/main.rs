@@ -8,3 +8,4 @@ mod bench_report;
 mod cli;
 mod cli_residency;
 mod generate_cli;
+mod robustness;

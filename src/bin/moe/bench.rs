@@ -1,6 +1,7 @@
 //! `moe bench`: sparse speedup, grouped GEMM efficiency, decode bandwidth efficiency, host cost
 //! and submits per step, at shapes that imitate real models (see `moe_gpu::bench`).
 
+use crate::out::{out, outln};
 use anyhow::{Result, bail};
 use moe_gpu::bench::{self, BenchConfig, MODELS, RealModel};
 use moe_gpu::kernels::matmul::WeightFormat;
@@ -80,9 +81,9 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("moe bench ({}) on {}", config.mode, ctx.describe());
     let report = bench::run(&ctx, &config, &command, &mut |line| eprintln!("  {line}"))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text())?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `moe bench-attention`: a decode step's attention over long KV caches, split-KV against the
 //! unsplit kernel, at real models' attention shapes (see `moe_gpu::bench::attention_splits`).
 
+use crate::out::outln;
 use anyhow::{Result, bail};
 use moe_gpu::Context;
 use moe_gpu::bench::attention_splits::{ATTENTION_SHAPES, AttentionFigure, bench_attention};
@@ -51,10 +52,10 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<32} {:>9} {:>11} {:>7} {:>6} {:>9} {:>8}",
         "shape (heads/kv heads, qk/v)",
         "positions",
@@ -63,10 +64,10 @@ pub fn run(a: Args) -> Result<()> {
         "chunk",
         "split ms",
         "speedup"
-    );
+    )?;
     for f in &figures {
         let s = &f.shape;
-        println!(
+        outln!(
             "{:<32} {:>9} {:>11.3} {:>7} {:>6} {:>9.3} {:>7.2}×",
             format!(
                 "{} {}/{}, {}/{}",
@@ -82,7 +83,7 @@ pub fn run(a: Args) -> Result<()> {
             f.chunk,
             f.split_ms,
             f.speedup
-        );
+        )?;
     }
     Ok(())
 }

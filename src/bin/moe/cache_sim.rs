@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::out::outln;
 use anyhow::{Result, bail};
 use moe_gpu::moe::Policy;
 use moe_gpu::moe::cachesim::{PolicyResult, SimReport, compare};
@@ -75,24 +76,29 @@ pub fn run(a: Args) -> Result<()> {
         .map(|&n| compare(&trace, n, &policies))
         .collect::<Result<_, _>>()?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "trace: {} layers, {} steps, {} expert activations ({} experts, k = {})",
         trace.layers.len(),
         trace.steps.len(),
         trace.accesses(),
         trace.experts,
         trace.top_k
-    );
-    println!(
+    )?;
+    outln!(
         "{:>11}  {:<24} {:>10} {:>10} {:>9} {:>7}",
-        "slots/layer", "policy", "hits", "misses", "hit rate", "vs MIN"
-    );
+        "slots/layer",
+        "policy",
+        "hits",
+        "misses",
+        "hit rate",
+        "vs MIN"
+    )?;
     for r in &reports {
         for p in std::iter::once(&r.optimal).chain(&r.policies) {
-            println!("{:>11}  {}", r.slots, row(p));
+            outln!("{:>11}  {}", r.slots, row(p))?;
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use moe_gpu::model::collect_calibration::calibrate;
 use moe_gpu::{Context, Model, ModelOptions};
 
 use crate::data::load_tokens;
+use crate::out::outln;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,22 +46,22 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     let stats = calibrate(&ctx, &mut model, &data, &a.model.display().to_string())?;
     stats.save(&a.out)?;
-    println!(
+    outln!(
         "{} tokens over {} sequences → {}",
         stats.tokens,
         data.len(),
         a.out.display()
-    );
+    )?;
     for s in &stats.layers {
         let used = s.count.iter().filter(|c| **c > 0).count();
         let top = s.frequency.iter().cloned().fold(0.0, f64::max);
-        println!(
+        outln!(
             "layer {:>3}: {used}/{} experts used, busiest routed {:.1}% of tokens, median w2/w1 {:.3}",
             s.layer,
             s.experts,
             top * 100.0,
             s.auto_skip_beta()
-        );
+        )?;
     }
     Ok(())
 }

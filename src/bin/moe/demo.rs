@@ -12,30 +12,32 @@ use moe_gpu::model::synthetic_checkpoint::{SyntheticShape, write_olmoe};
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{Context, Logits, Model, ModelOptions};
 
+use crate::demo_limits::{DEFAULT, Sizes};
+use crate::out::outln;
 use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Decoder layers (all MoE).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DEFAULT.layers)]
     layers: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DEFAULT.hidden)]
     hidden: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT.heads)]
     heads: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULT.inter)]
     inter: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT.experts)]
     experts: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT.top_k)]
     top_k: usize,
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT.vocab)]
     vocab: usize,
     /// Tokens in the prompt (one prefill step).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT.prompt_tokens)]
     prompt_tokens: usize,
     /// Greedy decode steps after the prefill.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = DEFAULT.decode_steps)]
     decode_steps: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -57,8 +59,22 @@ impl Drop for TempDir {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let sizes = Sizes {
+        layers: a.layers,
+        hidden: a.hidden,
+        heads: a.heads,
+        inter: a.inter,
+        experts: a.experts,
+        top_k: a.top_k,
+        vocab: a.vocab,
+        prompt_tokens: a.prompt_tokens,
+        decode_steps: a.decode_steps,
+    };
+    sizes.check_values()?;
+    sizes.check_host()?;
     let ctx = Context::new()?;
-    println!("adapter: {}", ctx.describe());
+    sizes.check_gpu(&ctx.limits)?;
+    outln!("adapter: {}", ctx.describe())?;
     let shape = SyntheticShape {
         layers: a.layers,
         hidden: a.hidden,
@@ -80,13 +96,20 @@ pub fn run(a: Args) -> Result<()> {
             ..shape
         };
         write_olmoe(keep, &long, a.seed)?;
-        println!("saved the synthetic checkpoint to {}", keep.display());
+        outln!("saved the synthetic checkpoint to {}", keep.display())?;
     }
-    println!(
+    outln!(
         "model: OLMoE-style, {} layers, hidden {}, {} heads, {} experts of width {}, top-{}, \
          vocab {} (OLMoE-1B-7B scaled down, random weights, seed {})",
-        a.layers, a.hidden, a.heads, a.experts, a.inter, a.top_k, a.vocab, a.seed
-    );
+        a.layers,
+        a.hidden,
+        a.heads,
+        a.experts,
+        a.inter,
+        a.top_k,
+        a.vocab,
+        a.seed
+    )?;
     let options = ModelOptions {
         max_batch: a.prompt_tokens.max(1),
         residency: a.residency.options()?,
@@ -107,13 +130,13 @@ pub fn run(a: Args) -> Result<()> {
         &prompt,
         Logits::Last,
     )?;
-    println!(
+    outln!(
         "warm-up (pipeline compilation): {:.1} ms",
         t0.elapsed().as_secs_f64() * 1e3
-    );
+    )?;
     let t0 = Instant::now();
     let mut model = Model::load_with(&ctx, &dir.0, &options)?;
-    println!("load: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    outln!("load: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)?;
 
     let t0 = Instant::now();
     let logits = model.forward(&ctx, &prompt, Logits::Last)?;
@@ -123,12 +146,12 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         "expert cache: a readback per MoE layer"
     };
-    println!(
+    outln!(
         "prefill: {} tokens in {:.1} ms ({:.0} tokens/s, {submits})",
         prompt.len(),
         prefill * 1e3,
         prompt.len() as f64 / prefill
-    );
+    )?;
     let mut token = argmax(&logits);
     let mut generated = vec![token];
     let mut times = Vec::new();
@@ -142,26 +165,26 @@ pub fn run(a: Args) -> Result<()> {
     if !times.is_empty() {
         let cells: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
         let mean = times.iter().sum::<f64>() / times.len() as f64;
-        println!(
+        outln!(
             "decode: {} steps, {mean:.2} ms per step ({:.1} tokens/s, {submits} each); per step ms: [{}]",
             times.len(),
             1e3 / mean,
             cells.join(" ")
-        );
+        )?;
     }
     let ids: Vec<String> = generated.iter().map(|t| t.to_string()).collect();
-    println!("greedy tokens: {}", ids.join(" "));
+    outln!("greedy tokens: {}", ids.join(" "))?;
     let stats = model.residency_stats();
-    println!("expert histogram (tokens routed to each expert, prefill and decode):");
+    outln!("expert histogram (tokens routed to each expert, prefill and decode):")?;
     for l in &stats.per_layer {
         let used = l.histogram.iter().filter(|c| **c > 0).count();
         let cells: Vec<String> = l.histogram.iter().map(|c| c.to_string()).collect();
-        println!(
+        outln!(
             "  layer {}: {used}/{} experts used: [{}]",
             l.layer,
             a.experts,
             cells.join(" ")
-        );
+        )?;
     }
     a.residency.finish(&stats, a.top_k)
 }

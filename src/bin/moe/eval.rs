@@ -9,6 +9,7 @@ use moe_gpu::{Context, Model, ModelOptions};
 
 use crate::activation::ExpertActivationArgs;
 use crate::data::load_tokens;
+use crate::out::outln;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -64,32 +65,36 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     let r = evaluate(&ctx, &mut teacher, &mut student, &data)?;
     if a.json {
-        println!("{}", serde_json::to_string(&r)?);
+        outln!("{}", serde_json::to_string(&r)?)?;
     } else {
-        println!(
+        outln!(
             "tokens                     {} in {} sequences",
-            r.tokens, r.sequences
-        );
-        println!(
+            r.tokens,
+            r.sequences
+        )?;
+        outln!(
             "KL(teacher ‖ student)      {:.5} nats per token",
             r.kl_per_token
-        );
-        println!(
+        )?;
+        outln!(
             "top-1 agreement            {:.2}%",
             r.top1_agreement * 100.0
-        );
-        println!(
+        )?;
+        outln!(
             "expert bytes per token     {:.0} (teacher {:.0})",
-            r.student_expert_bytes_per_token, r.teacher_expert_bytes_per_token
-        );
-        println!(
+            r.student_expert_bytes_per_token,
+            r.teacher_expert_bytes_per_token
+        )?;
+        outln!(
             "expert bytes in the model  {} (teacher {})",
-            r.student_expert_bytes_total, r.teacher_expert_bytes_total
-        );
-        println!(
+            r.student_expert_bytes_total,
+            r.teacher_expert_bytes_total
+        )?;
+        outln!(
             "tokens/s                   {:.1} (teacher {:.1})",
-            r.student_tokens_per_s, r.teacher_tokens_per_s
-        );
+            r.student_tokens_per_s,
+            r.teacher_tokens_per_s
+        )?;
     }
     Ok(())
 }

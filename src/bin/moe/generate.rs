@@ -1,6 +1,5 @@
 //! `moe generate`: text (or token ids) from a Hugging Face MoE checkpoint, streamed to stdout.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -13,6 +12,7 @@ use moe_gpu::{
 use serde_json::json;
 
 use crate::activation::{ExpertActivationArgs, activation_report};
+use crate::out::{out, outln};
 use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
@@ -144,15 +144,13 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mut generator = model.generate(&ctx, &prompt, generate)?;
     let mut stream = tokenizer.as_ref().map(TextStream::new);
-    let mut out = std::io::stdout().lock();
     while let Some(token) = generator.next_token()? {
         match stream.as_mut() {
-            Some(s) => write!(out, "{}", s.push(token)?)?,
-            None => write!(out, "{token} ")?,
+            Some(s) => out!("{}", s.push(token)?)?,
+            None => out!("{token} ")?,
         }
-        out.flush()?;
     }
-    writeln!(out)?;
+    outln!()?;
     let stats = generator.stats();
     let reason = match generator.finish_reason() {
         Some(FinishReason::Stop) => "stop",
@@ -200,7 +198,7 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(s) = &activation {
             v["activation"] = json!(s);
         }
-        writeln!(out, "{v}")?;
+        outln!("{v}")?;
     }
     drop(generator);
     a.residency

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::out::{out, outln};
 use anyhow::{Context as _, Result};
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::memory::MemoryPlan;
@@ -57,9 +58,9 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         let mut value = serde_json::to_value(&s)?;
         value["memory"] = serde_json::to_value(&plan)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        print!("{}{}", s.report(), report(&plan));
+        out!("{}{}", s.report(), report(&plan))?;
     }
     Ok(())
 }

@@ -8,10 +8,12 @@ mod cache_sim;
 mod calibrate;
 mod data;
 mod demo;
+mod demo_limits;
 mod eval;
 mod generate;
 mod inspect;
 mod io;
+mod out;
 mod prune;
 mod residency_args;
 
@@ -68,6 +70,9 @@ fn main() {
         Command::CacheSim(a) => cache_sim::run(a),
     };
     if let Err(e) = result {
+        if out::is_closed(&e) {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::out::outln;
 use anyhow::{Result, bail};
 use moe_gpu::calibration::CalibrationStats;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
@@ -59,7 +60,7 @@ pub fn run(a: Args) -> Result<()> {
         eprintln!("note: {note}");
     }
     for lp in &p.layers {
-        println!(
+        outln!(
             "layer {}: keep {} of {} experts {:?}{}",
             lp.layer,
             lp.keep.len(),
@@ -70,8 +71,8 @@ pub fn run(a: Args) -> Result<()> {
             } else {
                 format!(", merged (dropped → kept) {:?}", lp.merges)
             }
-        );
+        )?;
     }
-    println!("wrote {}", a.out.display());
+    outln!("wrote {}", a.out.display())?;
     Ok(())
 }

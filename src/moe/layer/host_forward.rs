@@ -136,7 +136,17 @@ fn extend<T>(into: &mut Option<Vec<T>>, part: Option<Vec<T>>) {
     }
 }
 
-/// Rejects empty, ragged or non-finite input.
+/// The largest input magnitude an MoE block accepts. The router and each expert's gate and up
+/// projections are dot products over the hidden size, and SwiGLU multiplies two of them, so an
+/// input bound B gives |gate·up| ≤ (h·B·w)² and a down projection ≤ i·w·(h·B·w)² for hidden
+/// size h, expert width i and weights |w| ≤ w. With B = 1e9, h and i up to 65 536 and |w| ≤ 10
+/// that is below 3e35, and summing 64 experts stays below 2e37, inside f32 (3.4e38), while
+/// real hidden states stay far below it (massive activations reach ~1e4). 1e15 would not be
+/// safe: the square alone overflows. Weights larger than that can still overflow; the
+/// output is checked by callers that write it (`moe block`).
+pub const MAX_INPUT_MAGNITUDE: f32 = 1e9;
+
+/// Rejects empty, ragged, non-finite input and values above [`MAX_INPUT_MAGNITUDE`].
 pub fn check_input(x: &[f32], hidden: usize) -> Result<()> {
     if x.is_empty() || !x.len().is_multiple_of(hidden) {
         return Err(Error::input(format!(
@@ -147,6 +157,15 @@ pub fn check_input(x: &[f32], hidden: usize) -> Result<()> {
     if let Some(at) = x.iter().position(|v| !v.is_finite()) {
         return Err(Error::input(format!(
             "input value at token {}, column {} is {} (NaN or infinite)",
+            at / hidden,
+            at % hidden,
+            x[at]
+        )));
+    }
+    if let Some(at) = x.iter().position(|v| v.abs() > MAX_INPUT_MAGNITUDE) {
+        return Err(Error::input(format!(
+            "input value at token {}, column {} is {:e}, above the {MAX_INPUT_MAGNITUDE:e} an \
+             MoE block accepts without overflowing f32",
             at / hidden,
             at % hidden,
             x[at]

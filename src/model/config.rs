@@ -14,6 +14,9 @@ pub use crate::model::rope_config::RopeConfig;
 use crate::model::rope_config::rope_config;
 use crate::spec::routing::RoutingSpec;
 
+/// The most decoder layers a config may declare (real models have a few hundred at most).
+pub const MAX_LAYERS: usize = 1 << 16;
+
 /// Per-head or whole-projection RMSNorm on q and k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QkNorm {
@@ -129,6 +132,14 @@ impl ModelConfig {
             if value == 0 {
                 return Err(Error::config(field, "must be positive"));
             }
+        }
+        // Per-layer tables are sized by the layer count: refuse a count no model has rather than
+        // ask for terabytes (found by the loaders fuzz harness).
+        if layers > MAX_LAYERS {
+            return Err(Error::config(
+                "num_hidden_layers",
+                format!("is {layers}; at most {MAX_LAYERS} layers are supported"),
+            ));
         }
         let rms_eps = c.f64_or("rms_norm_eps", 1e-6)?;
         if !(rms_eps.is_finite() && rms_eps > 0.0) {

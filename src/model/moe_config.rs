@@ -49,7 +49,12 @@ pub(crate) fn moe_config(c: &Json, arch: Arch, hidden: usize) -> Result<MoeConfi
             let mi = c.usize("moe_intermediate_size")?;
             let ns = c.usize_or("n_shared_experts", 0)?;
             if ns > 0 {
-                shared_inter = Some(mi * ns);
+                shared_inter = Some(mi.checked_mul(ns).ok_or_else(|| {
+                    Error::config(
+                        "n_shared_experts",
+                        format!("{ns} shared experts of {mi} overflow the shared width"),
+                    )
+                })?);
             }
             routing.scale = c.f64_or("routed_scaling_factor", 1.0)? as f32;
             deepseek_routing(c, arch, &mut routing)?;

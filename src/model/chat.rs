@@ -99,14 +99,27 @@ impl ChatTemplate {
         let template = env
             .get_template("chat")
             .map_err(|e| template_error(&self.path, describe(&e)))?;
-        template
-            .render(context! {
+        // minijinja panics on a few templates (e.g. `[::-1]` of an empty list) instead of
+        // failing (found by the loaders fuzz harness); a template comes with the checkpoint, so
+        // report that as a template error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            template.render(context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
             })
-            .map_err(|e| template_error(&self.path, describe(&e)))
+        }))
+        .map_err(|p| {
+            template_error(
+                &self.path,
+                format!(
+                    "rendering failed inside minijinja: {}",
+                    crate::model::tokenizer::panic_text(&*p)
+                ),
+            )
+        })?
+        .map_err(|e| template_error(&self.path, describe(&e)))
     }
 }
 

@@ -30,9 +30,16 @@ impl Tokenizer {
 
     /// Reads a tokenizer.json at `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+        // `tokenizers` panics on some malformed files (e.g. a bad decoder entry) instead of
+        // returning its error (found by the loaders fuzz harness): report those as errors too.
+        let loaded = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_file(path));
+        let inner = match loaded {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(p) => Err(format!("malformed tokenizer.json: {}", panic_text(&*p))),
+        }
+        .map_err(|message| Error::Tokenizer {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message,
         })?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -47,21 +54,33 @@ impl Tokenizer {
         }
     }
 
+    /// Runs a `tokenizers` call, its error or panic (a malformed tokenizer.json can make it
+    /// panic, e.g. a post-processor naming an unknown special token) turned into ours.
+    fn guard<T, E: std::fmt::Display>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> Result<T> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(r) => r.map_err(|e| self.error(e)),
+            Err(p) => Err(self.error(format!("malformed tokenizer.json: {}", panic_text(&*p)))),
+        }
+    }
+
     /// Token ids of `text`, with the special tokens the tokenizer adds (BOS for many models).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| self.error(e))?;
+        let enc = self.guard(|| self.inner.encode(text, true))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Token ids of `text` as it is, adding no special tokens (for chat-template output).
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| self.error(e))?;
+        let enc = self.guard(|| self.inner.encode(text, false))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// The text of `ids`, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| self.error(e))
+        self.guard(|| self.inner.decode(ids, true))
     }
 }
 
@@ -102,4 +121,12 @@ impl<'t> TextStream<'t> {
     pub fn text(&self) -> Result<String> {
         self.tokenizer.decode(&self.ids)
     }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the parser panicked".into())
 }

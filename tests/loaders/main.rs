@@ -8,3 +8,4 @@ mod bad_checkpoint;
 mod bad_input;
 mod chat_template;
 mod checkpoints;
+mod fuzz;

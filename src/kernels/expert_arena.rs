@@ -42,18 +42,11 @@ impl ExpertArena {
         format: WeightFormat,
         bias: bool,
     ) -> Result<Self> {
-        let gate_up = ctx.storage(
-            "expert gate_up slots",
-            slots as u64 * format.matrix_bytes(2 * inter, hidden),
-        )?;
-        let down = ctx.storage(
-            "expert down slots",
-            slots as u64 * format.matrix_bytes(hidden, inter),
-        )?;
-        let bias_slots = if bias { slots } else { 1 };
-        let gate_up_bias =
-            ctx.storage("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64)?;
-        let down_bias = ctx.storage("expert down bias", (bias_slots * hidden * 4) as u64)?;
+        let [gate_up, down, gate_up_bias, down_bias, _table] =
+            Self::buffer_bytes(hidden, inter, experts, slots, format, bias);
+        let storage = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
+        let (gate_up, down) = (storage(gate_up)?, storage(down)?);
+        let (gate_up_bias, down_bias) = (storage(gate_up_bias)?, storage(down_bias)?);
         let table = ctx.storage_with("expert slot table", &vec![INVALID; experts])?;
         Ok(Self {
             slots,
@@ -66,6 +59,32 @@ impl ExpertArena {
             down_bias,
             table,
         })
+    }
+
+    /// Bytes of the arena's buffers, by name, in allocation order: gate/up and down slots,
+    /// their biases (one zero slot without `bias`) and the slot table.
+    pub fn buffer_bytes(
+        hidden: usize,
+        inter: usize,
+        experts: usize,
+        slots: usize,
+        format: WeightFormat,
+        bias: bool,
+    ) -> [(&'static str, u64); 5] {
+        let bias_slots = if bias { slots } else { 1 };
+        [
+            (
+                "expert gate_up slots",
+                slots as u64 * format.matrix_bytes(2 * inter, hidden),
+            ),
+            (
+                "expert down slots",
+                slots as u64 * format.matrix_bytes(hidden, inter),
+            ),
+            ("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64),
+            ("expert down bias", (bias_slots * hidden * 4) as u64),
+            ("expert slot table", (experts * 4) as u64),
+        ]
     }
 
     /// Bytes one expert occupies in VRAM (and crosses the bus to get there): its matrices in

@@ -12,7 +12,6 @@ mod forward_step;
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
-use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::Glu;
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention_block::AttentionBlock;
@@ -116,12 +115,7 @@ impl Model {
         let (h, vocab) = (cfg.hidden, cfg.vocab);
         let embed_name = "model.embed_tokens.weight".to_string();
         ckpt.expect(&embed_name, &[vocab, h])?;
-        // Splitting needs partials and pipelines only where a query can see `min_keys` keys.
-        let split_kv = if limits.context < options.split_kv.min_keys {
-            SplitKv::OFF
-        } else {
-            options.split_kv
-        };
+        let split_kv = options.split_kv_for(limits.context);
         let scratch = Scratch::new(ctx, cfg, limits.batch, limits.context, split_kv)?;
         let s = &scratch;
         let eps = cfg.rms_eps as f32;

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::gpu::padded;
-use crate::kernels::attention::SplitKv;
 use crate::kernels::expert_arena::ExpertArena;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
@@ -16,6 +15,7 @@ use crate::model::expert_loading::moe_layer_spec_for;
 use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
 use crate::moe::budget::ArenaLimits;
+use crate::moe::router::logit_cols;
 use crate::moe::step_buffers::StepShape;
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weight_format::WeightFormat;
@@ -74,11 +74,7 @@ impl MemoryPlan {
         let moe = cfg.moe_layers();
         let h = cfg.hidden;
         let mut activation_parts = BTreeMap::new();
-        let split_kv = if r.context < options.split_kv.min_keys {
-            SplitKv::OFF
-        } else {
-            options.split_kv
-        };
+        let split_kv = options.split_kv_for(r.context);
         for (name, bytes) in scratch_bytes(cfg, r.batch, r.context, split_kv, limits.max_binding) {
             activation_parts.insert(name.to_string(), padded(bytes));
         }
@@ -97,8 +93,8 @@ impl MemoryPlan {
             expert_slots += arena_bytes(&spec, slots);
             // The router's bias and selection-only correction vectors (with the shared-expert
             // gate row) and the zero biases of a bias-free shared expert.
-            let cols = spec.routing.experts + usize::from(spec.routing.shared_gate);
-            other_weights += f32s(cols) + f32s(if spec.routing.correction_bias { e } else { 1 });
+            other_weights +=
+                f32s(logit_cols(&spec)) + f32s(if spec.routing.correction_bias { e } else { 1 });
             if let Some(si) = spec.shared_inter.filter(|_| !spec.expert_bias) {
                 other_weights += f32s(2 * si) + f32s(h);
             }
@@ -109,8 +105,7 @@ impl MemoryPlan {
                 // predictor's router outputs and ids read back from the second layer on.
                 staging += f32s(e);
                 if options.residency.prefetch && i > 0 {
-                    let predictor = StepShape::of(&spec, r.batch);
-                    let [_, logits, ids, weights, gate, ..] = predictor.buffer_bytes();
+                    let [_, logits, ids, weights, gate, ..] = s.buffer_bytes();
                     *activation_parts
                         .entry("prefetch router outputs".into())
                         .or_default() += logits.1 + ids.1 + weights.1 + gate.1;
@@ -149,16 +144,13 @@ impl MemoryPlan {
     }
 }
 
-/// One MoE layer's expert arena: gate/up and down slots, their biases (one zero slot without
-/// biases) and the slot table.
+/// One MoE layer's expert arena, as `ExpertArena::new` allocates it.
 fn arena_bytes(spec: &MoeLayerSpec, slots: usize) -> u64 {
-    let (h, i, f) = (spec.hidden, spec.inter, spec.format);
-    let bias_slots = if spec.expert_bias { slots } else { 1 };
-    padded(slots as u64 * f.matrix_bytes(2 * i, h))
-        + padded(slots as u64 * f.matrix_bytes(h, i))
-        + f32s(bias_slots * 2 * i)
-        + f32s(bias_slots * h)
-        + f32s(spec.routing.experts)
+    let (h, i, e) = (spec.hidden, spec.inter, spec.routing.experts);
+    ExpertArena::buffer_bytes(h, i, e, slots, spec.format, spec.expert_bias)
+        .iter()
+        .map(|&(_, b)| padded(b))
+        .sum()
 }
 
 /// One layer's K and V caches of `positions` rows (MLA caches keys and values per head).

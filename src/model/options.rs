@@ -65,6 +65,16 @@ pub struct Resolved {
 const MAX_BATCH: usize = 65535;
 
 impl ModelOptions {
+    /// The split-KV policy for a KV cache of `context` positions: off where no query can see
+    /// `min_keys` keys, which spares the partials and pipelines splitting needs.
+    pub fn split_kv_for(&self, context: usize) -> SplitKv {
+        if context < self.split_kv.min_keys {
+            SplitKv::OFF
+        } else {
+            self.split_kv
+        }
+    }
+
     /// Fills in the defaults and checks the options against `cfg`.
     pub fn resolve(&self, cfg: &ModelConfig) -> Result<Resolved> {
         let context = self.max_context.unwrap_or(cfg.max_positions.min(4096));

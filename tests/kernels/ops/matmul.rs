@@ -3,12 +3,12 @@
 //! every weight format, against `reference::linear` on the weights as the format stores them.
 
 use moe_gpu::kernels::dense::DenseMatmul;
-use moe_gpu::kernels::matmul::{Glu, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use moe_gpu::kernels::matmul::{Glu, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::synthetic::Rng;
 
 use super::{KERNEL_TOL, Measured, SCALE, Table, model_label, real_models};
-use crate::common::matmul::{all_tilings, gpu_dense};
-use crate::common::{ctx, run_pass};
+use crate::common::matmul::{all_tilings, gpu_dense, run_dense};
+use crate::common::ctx;
 use crate::kernel_matmul::cpu;
 use crate::matmul_variants::{Case, grouped_outputs};
 
@@ -86,27 +86,10 @@ pub fn dense(t: &mut Table) {
 
 /// `DenseMatmul` over `m` rows: its matvec up to `MATVEC_MAX_ROWS`, as a decode step runs it.
 fn gpu_dense_matmul(spec: MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
-    let ctx = ctx();
-    let mut packed = Vec::new();
-    spec.format
-        .pack_into(&mut packed, w, spec.weight_rows(), spec.k);
-    let xb = ctx.storage_with("x", x).unwrap();
-    let wb = ctx.storage_with("w", &packed).unwrap();
-    let bb = ctx.storage_with("b", bias).unwrap();
-    let zero = ctx.storage_with("zero", &[0u32]).unwrap();
-    let out = ctx.storage("out", (m * spec.n * 4) as u64).unwrap();
-    let buffers = MatmulBuffers {
-        x: &xb,
-        w: &wb,
-        bias: &bb,
-        slots: &zero,
-        tiles: &zero,
-        rows: &zero,
-        out: &out,
-    };
-    let mm = DenseMatmul::new(ctx, spec, Tiling::DECODE, spec.k, spec.n, buffers).unwrap();
-    run_pass(ctx, |pass| mm.encode(ctx, pass, m));
-    ctx.read_back(&out, m * spec.n).unwrap()
+    run_dense(spec, x, m, w, bias, |ctx, buffers, pass| {
+        let mm = DenseMatmul::new(ctx, spec, Tiling::DECODE, spec.k, spec.n, buffers).unwrap();
+        mm.encode(ctx, pass, m);
+    })
 }
 
 pub fn matvec(t: &mut Table) {

@@ -6,7 +6,8 @@
 // are those of the unfused path (and no float atomics). y is still written, for routing
 // capture. Used with GLU = 0 and f32 or f16 weights (no per-row scales). Bindings 0-7 are
 // matmul_common.wgsl's, with x = the expert hidden rows [pairs, k] and out = the combined
-// output [tokens, out_stride].
+// output [tokens, out_stride]. With split weights each part's dispatch writes its columns
+// col0 .. col0 + n of y, out and the shared output.
 
 override SHARED: bool = false;       // add a shared-expert output
 override SHARED_GATE: bool = false;  // scale it by a per-token gate
@@ -14,9 +15,9 @@ override SHARED_GATE: bool = false;  // scale it by a per-token gate
 @group(0) @binding(8) var<storage, read> ids: array<u32>;          // [tokens, top_k] expert of each pair
 @group(0) @binding(9) var<storage, read> pos: array<u32>;          // [tokens, top_k] sorted row of each pair, INVALID if dropped
 @group(0) @binding(10) var<storage, read> route_w: array<f32>;     // [tokens, top_k] routing weights
-@group(0) @binding(11) var<storage, read> shared_out: array<f32>;  // [tokens, n]
+@group(0) @binding(11) var<storage, read> shared_out: array<f32>;  // [tokens, n_total]
 @group(0) @binding(12) var<storage, read> shared_gate: array<f32>; // [tokens]
-@group(0) @binding(13) var<storage, read_write> y: array<f32>;     // [pairs, n] expert outputs, sorted rows
+@group(0) @binding(13) var<storage, read_write> y: array<f32>;     // [pairs, n_total] expert outputs, sorted rows
 
 @compute @workgroup_size(WG_N)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -45,10 +46,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let c = min(col0 + j, p.n - 1u);
             var v = gate_of(a, j);
             if (BIAS) {
-                v += bias[slot * p.bias_slot + c];
+                v += bias[slot * p.bias_slot + p.col0 + c];
             }
             if (col0 + j < p.n) {
-                y[r * p.n + c] = v;
+                y[r * p.n_total + p.col0 + c] = v;
             }
             sums[j] += weight * v;
         }
@@ -58,13 +59,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if (c < p.n) {
             var acc = sums[j];
             if (SHARED) {
-                var sh = shared_out[t * p.n + c];
+                var sh = shared_out[t * p.n_total + p.col0 + c];
                 if (SHARED_GATE) {
                     sh *= shared_gate[t];
                 }
                 acc += sh;
             }
-            out[t * p.out_stride + c] = acc;
+            out[t * p.out_stride + p.col0 + c] = acc;
         }
     }
 }

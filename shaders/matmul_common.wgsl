@@ -8,6 +8,9 @@
 // With GATHER the x row of sorted row r is token rows[r] / top_k, so x is never permuted.
 // With GLU the slot holds 2n weight rows, gate rows 0..n then up rows n..2n, and the output is
 // act(gate, up); otherwise it holds n rows and the output is x · Wᵀ (+ bias).
+// Weights over the binding limit are split by output rows into parts (src/kernels/row_split.rs),
+// one dispatch each: a part computes columns col0 .. col0 + n of n_total, and its slots hold
+// only those columns' rows (with GLU, their gate rows then their up rows).
 // Weights are [rows, k] row-major, each row padded with zeros to w_row_vecs vec4<u32> words of
 // PER_WORD values: 4 f32 (bitcast), 8 f16 (unpack2x16float), 16 int8 or 32 int4 (two's
 // complement lanes, lowest first). Quantised slots end in a scale block (after the rows, at
@@ -30,6 +33,10 @@ struct Params {
     act_limit: f32,    // GLU 2: swiglu clamp limit
     act_alpha: f32,    // GLU 2: sigmoid scale
     w_scale_vecs: u32, // vec4<u32> words from a slot's start to its scale block (int8, int4)
+    col0: u32,         // first output column of this weight part (out, bias and y columns)
+    n_total: u32,      // output columns of all parts (row stride of y, up-bias offset)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override GROUPED: bool = false;
@@ -50,8 +57,8 @@ const INVALID: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;    // [m or tokens, x_stride] f32
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // [slots, w_slot_vecs]: rows, then scales
-@group(0) @binding(3) var<storage, read> bias: array<f32>;       // [slots, bias_slot]
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;    // [slots, w_slot_vecs]: the part's rows, then scales
+@group(0) @binding(3) var<storage, read> bias: array<f32>;       // [slots, bias_slot], all columns
 @group(0) @binding(4) var<storage, read> slots: array<u32>;      // [experts] expert -> slot
 @group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // [max tiles] (expert, row0, row_end, _)
 @group(0) @binding(6) var<storage, read> rows: array<u32>;       // [pairs] sorted row -> pair id
@@ -152,9 +159,10 @@ fn activate(g: f32, u: f32) -> f32 {
     return g / (1.0 + exp(-g)) * u;
 }
 
-// Writes output (r, c) from the gate (or only) accumulator g and the up accumulator u.
+// Writes output (r, c) of this part (column col0 + c) from the gate (or only) accumulator g and
+// the up accumulator u.
 fn store(r: u32, c: u32, slot: u32, g: f32, u: f32) {
-    let bias_base = slot * p.bias_slot;
+    let bias_base = slot * p.bias_slot + p.col0;
     var v = g;
     var up = u;
     if (WFMT == 2u) {
@@ -169,9 +177,9 @@ fn store(r: u32, c: u32, slot: u32, g: f32, u: f32) {
     }
     if (GLU != 0u) {
         if (BIAS) {
-            up += bias[bias_base + p.n + c];
+            up += bias[bias_base + p.n_total + c];
         }
         v = activate(v, up);
     }
-    out[r * p.out_stride + c] = v;
+    out[r * p.out_stride + p.col0 + c] = v;
 }

@@ -7,7 +7,9 @@ use std::cell::Cell;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, GpuTimer, median};
 use crate::kernels::copy::{Copy, CopyMode, DEFAULT_GROUPS};
+use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::matmul::{Matmul, MatmulBuffers, Tiling};
+use crate::kernels::row_split::{SplitShape, SplitWeights};
 use crate::kernels::tune::ExpertGemms;
 use crate::synthetic::Rng;
 
@@ -25,15 +27,18 @@ impl DenseRun {
     pub fn new(ctx: &Context, g: &ExpertGemms, rows: usize, tiling: Tiling) -> Result<Self> {
         let (h, i) = (g.hidden, g.inter);
         let mut rng = Rng::new(2);
-        let mut pack = |n: usize, k: usize| {
-            let mut out = Vec::new();
-            let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
-            g.format.pack_into(&mut out, &w, n, k);
-            out
+        let [gu_shape, dn_shape] = ExpertArena::weight_shapes(h, i, 1, g.format);
+        let gu_shape = SplitShape {
+            rows_per_output: g.glu.rows_per_output(),
+            ..gu_shape
         };
         let gu_rows = i * g.glu.rows_per_output();
-        let w_gu = ctx.storage_with("bench dense gate_up", &pack(gu_rows, h))?;
-        let w_dn = ctx.storage_with("bench dense down", &pack(h, i))?;
+        let w = rng.normals(gu_rows * h, 1.0 / (h as f32).sqrt());
+        // With a GLU: the gate rows, then the up rows.
+        let blocks = w.chunks((i * h).max(1)).collect();
+        let w_gu = SplitWeights::from_f32(ctx, "bench dense gate_up", gu_shape, &[blocks])?;
+        let w = rng.normals(h * i, 1.0 / (i as f32).sqrt());
+        let w_dn = SplitWeights::from_f32(ctx, "bench dense down", dn_shape, &[vec![&w]])?;
         let bias = ctx.storage("bench dense bias", (gu_rows.max(h) * 4) as u64)?;
         let zero = ctx.storage_with("bench slot 0", &[0u32])?;
         let x = ctx.storage_with("bench dense x", &Rng::new(3).normals(rows * h, 1.0))?;

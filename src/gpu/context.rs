@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
+use crate::gpu::byte_count::parse_bytes;
 use crate::gpu::pipeline::{Pipeline, PipelineCache, PipelineKey};
 
 /// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
-/// `MOE_GPU_ADAPTER` and `MOE_GPU_TUNE`; the defaults pick the high-performance adapter of any
-/// backend, with autotuning off.
+/// `MOE_GPU_ADAPTER`, `MOE_GPU_TUNE` and `MOE_GPU_MAX_BINDING`; the defaults pick the
+/// high-performance adapter of any backend, with autotuning off and the adapter's own binding
+/// limit.
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
     /// Restrict to one backend (`vulkan`, `gl`, `metal`, `dx12`).
@@ -21,6 +23,10 @@ pub struct ContextOptions {
     /// Time the matmul tilings at first use of a shape and keep the fastest (the kernels'
     /// `tune` module); off means the fixed defaults.
     pub autotune: bool,
+    /// Split weights (and size buffers) as if no storage binding could exceed this many bytes,
+    /// when it is below the adapter's own limit: to test the splitting on an adapter whose
+    /// limit the model fits, or to leave room for an application's own bindings.
+    pub max_binding: Option<u64>,
 }
 
 impl ContextOptions {
@@ -33,11 +39,19 @@ impl ContextOptions {
         let adapter_name = std::env::var("MOE_GPU_ADAPTER")
             .ok()
             .filter(|s| !s.is_empty());
+        let max_binding = match std::env::var("MOE_GPU_MAX_BINDING") {
+            Ok(text) if !text.trim().is_empty() => Some(
+                parse_bytes(&text)
+                    .map_err(|e| Error::input(format!("MOE_GPU_MAX_BINDING: {e}")))?,
+            ),
+            _ => None,
+        };
         Ok(Self {
             backend,
             adapter_name,
             low_power: false,
             autotune: autotune_from_env(),
+            max_binding,
         })
     }
 }
@@ -91,7 +105,12 @@ pub struct Context {
     /// Bytes of the storage and staging buffers created through this context, freed or not
     /// (what a [`crate::model::memory::MemoryPlan`] predicts; uniforms are not counted).
     allocated: AtomicU64,
+    /// [`ContextOptions::max_binding`] or [`Context::lower_max_binding`]; `u64::MAX` when unset.
+    binding_cap: AtomicU64,
 }
+
+/// The lowest binding limit [`Context::lower_max_binding`] accepts.
+const MIN_BINDING_CAP: u64 = 4096;
 
 /// Optional features we use when the adapter has them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
@@ -133,6 +152,9 @@ impl Context {
         })?;
         let ctx = Self::from_device(device, queue);
         ctx.set_autotune(options.autotune);
+        if let Some(bytes) = options.max_binding {
+            ctx.lower_max_binding(bytes)?;
+        }
         Ok(ctx)
     }
 
@@ -154,6 +176,7 @@ impl Context {
             epoch: Arc::new(AtomicU64::new(0)),
             autotune: AtomicBool::new(autotune_from_env()),
             allocated: AtomicU64::new(0),
+            binding_cap: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -182,11 +205,26 @@ impl Context {
         self.features.contains(wgpu::Features::SHADER_F16)
     }
 
-    /// Largest buffer that can be bound to one storage binding.
+    /// Largest buffer that can be bound to one storage binding: the adapter's limit, or the
+    /// lower one of [`ContextOptions::max_binding`] / [`Self::lower_max_binding`]. Weights over
+    /// it are split by output rows (`kernels::row_split`).
     pub fn max_binding(&self) -> u64 {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+            .min(self.binding_cap.load(Ordering::Relaxed))
+    }
+
+    /// Treats `bytes` as the binding limit for buffers and layers created from now on (it
+    /// never raises the adapter's). Under 4 KiB is refused: no model could split into it.
+    pub fn lower_max_binding(&self, bytes: u64) -> Result<()> {
+        if bytes < MIN_BINDING_CAP {
+            return Err(Error::input(format!(
+                "a binding limit of {bytes} bytes is below the least of {MIN_BINDING_CAP}"
+            )));
+        }
+        self.binding_cap.store(bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// One line describing the adapter: name, backend and device type.

@@ -2,6 +2,7 @@
 //! knows no particular kernel; those are declared in `src/kernels/`.
 
 mod buffer;
+mod byte_count;
 mod context;
 mod kernel;
 mod pipeline;
@@ -9,6 +10,7 @@ mod recorder;
 mod timer;
 
 pub use buffer::{BUFFER_ALIGN, Staging, decode, padded};
+pub use byte_count::parse_bytes;
 pub use context::{Context, ContextOptions, parse_backend};
 pub use kernel::{Access, Binding, KernelDef, Override};
 pub use pipeline::{Pipeline, PipelineKey};

@@ -166,13 +166,13 @@ pub struct DownCombineBuffers<'a> {
 /// dispatch instead of two, with the bits of the unfused pair. Only for GLU-free f32 or f16
 /// down weights in a `Tiling::vector` tiling.
 pub struct DownCombine {
-    cols: u32,
-    dispatch: Dispatch<MatmulParams>,
+    /// One dispatch per part of the down weights, with its column blocks.
+    parts: Vec<(Dispatch<MatmulParams>, u32)>,
 }
 
 impl DownCombine {
     /// Mirrors `down` (the layer's decode down GEMM, grouped, no gather) and writes the
-    /// combined output of `hidden` columns.
+    /// combined output of `hidden` columns, one dispatch per part of its weights.
     pub fn new(
         ctx: &Context,
         down: &Matmul,
@@ -191,52 +191,53 @@ impl DownCombine {
                 "down_combine fuses a gather-free, GLU-free f32/f16 matvec, not {spec:?}"
             )));
         }
-        let key = spec
-            .key(down.params().x_stride.is_multiple_of(4))
-            .for_kernel(&DOWN_COMBINE)
-            .flag(SHARED, shared)
-            .flag(SHARED_GATE, shared_gate);
-        let params = MatmulParams {
-            m: 0,
-            out_stride: hidden as u32,
-            ..down.params()
-        };
         let (d, c) = (&b.down, &b.combine);
-        let dispatch = Dispatch::new(
-            ctx,
-            &key,
-            params,
-            &[
-                d.x,
-                d.w,
-                d.bias,
-                d.slots,
-                d.tiles,
-                d.rows,
-                c.out,
-                b.ids,
-                c.pos,
-                c.weights,
-                c.shared_out,
-                c.shared_gate,
-                d.out,
-            ],
-        )?;
-        Ok(Self {
-            cols: spec.col_blocks(),
-            dispatch,
-        })
+        let parts = down
+            .part_params()
+            .into_iter()
+            .zip(&d.w.parts)
+            .map(|((params, cols), part)| {
+                let key = spec
+                    .key(params.x_stride.is_multiple_of(4))
+                    .for_kernel(&DOWN_COMBINE)
+                    .flag(SHARED, shared)
+                    .flag(SHARED_GATE, shared_gate);
+                let params = MatmulParams {
+                    m: 0,
+                    out_stride: hidden as u32,
+                    ..params
+                };
+                let buffers = [
+                    d.x,
+                    &part.buffer,
+                    d.bias,
+                    d.slots,
+                    d.tiles,
+                    d.rows,
+                    c.out,
+                    b.ids,
+                    c.pos,
+                    c.weights,
+                    c.shared_out,
+                    c.shared_gate,
+                    d.out,
+                ];
+                let dispatch = Dispatch::new(ctx, &key, params, &buffers)?;
+                Ok((dispatch, groups(cols.len, spec.tiling.block_n())))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { parts })
     }
 
     /// Records `tokens` tokens: one workgroup per (token, column block).
     pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
-        self.dispatch.set_params(
-            ctx,
-            MatmulParams {
+        for (d, cols) in &self.parts {
+            let params = MatmulParams {
                 m: tokens as u32,
-                ..self.dispatch.params()
-            },
-        );
-        self.dispatch.dispatch(pass, tokens as u32, self.cols);
+                ..d.params()
+            };
+            d.set_params(ctx, params);
+            d.dispatch(pass, tokens as u32, *cols);
+        }
     }
 }

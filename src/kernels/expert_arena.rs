@@ -1,9 +1,11 @@
-//! VRAM slots for routed experts: four buffers (gate/up, down and their biases) with one
-//! expert per slot, and the expert → slot table the grouped GEMMs read.
+//! VRAM slots for routed experts: the gate/up and down weights (each split by output rows
+//! into as many buffers as the binding limit requires) and their biases, with one expert per
+//! slot, and the expert → slot table the grouped GEMMs read.
 
 use crate::error::Result;
 use crate::gpu::Context;
 use crate::kernels::matmul::WeightFormat;
+use crate::kernels::row_split::{SplitShape, SplitWeights, pack_columns};
 use crate::spec::INVALID;
 use crate::spec::weights::ExpertWeights;
 
@@ -17,11 +19,11 @@ pub struct ExpertArena {
     pub inter: usize,
     /// Storage format of the weights.
     pub format: WeightFormat,
-    /// [slots, 2·inter, hidden (padded)] gate rows then up rows, each slot ending in its scale
-    /// block in the quantised formats (see `kernels::format`).
-    pub gate_up: wgpu::Buffer,
-    /// [slots, hidden, inter (padded)], scales likewise
-    pub down: wgpu::Buffer,
+    /// Per part of `inter` columns: [slots, 2·len, hidden (padded)] gate rows then up rows,
+    /// each slot ending in its scale block in the quantised formats (see `weight_packing`).
+    pub gate_up: SplitWeights,
+    /// Per part of `hidden` columns: [slots, len, inter (padded)], scales likewise.
+    pub down: SplitWeights,
     /// [slots, 2·inter]
     pub gate_up_bias: wgpu::Buffer,
     /// [slots, hidden]
@@ -42,10 +44,12 @@ impl ExpertArena {
         format: WeightFormat,
         bias: bool,
     ) -> Result<Self> {
-        let [gate_up, down, gate_up_bias, down_bias, _table] =
-            Self::buffer_bytes(hidden, inter, experts, slots, format, bias);
+        let [gate_up, down] = Self::weight_shapes(hidden, inter, slots, format);
+        let gate_up = SplitWeights::new(ctx, "expert gate_up slots", gate_up)?;
+        let down = SplitWeights::new(ctx, "expert down slots", down)?;
+        let [_, _, gate_up_bias, down_bias, _table] =
+            Self::buffer_bytes(hidden, inter, experts, slots, format, bias, u64::MAX)?;
         let storage = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
-        let (gate_up, down) = (storage(gate_up)?, storage(down)?);
         let (gate_up_bias, down_bias) = (storage(gate_up_bias)?, storage(down_bias)?);
         let table = ctx.storage_with("expert slot table", &vec![INVALID; experts])?;
         Ok(Self {
@@ -61,8 +65,26 @@ impl ExpertArena {
         })
     }
 
-    /// Bytes of the arena's buffers, by name, in allocation order: gate/up and down slots,
-    /// their biases (one zero slot without `bias`) and the slot table.
+    /// The gate/up (GLU) and down weights of `slots` slots.
+    pub fn weight_shapes(
+        hidden: usize,
+        inter: usize,
+        slots: usize,
+        format: WeightFormat,
+    ) -> [SplitShape; 2] {
+        let shape = |n, rows_per_output, k| SplitShape {
+            n,
+            rows_per_output,
+            k,
+            format,
+            slots,
+        };
+        [shape(inter, 2, hidden), shape(hidden, 1, inter)]
+    }
+
+    /// Bytes of the arena's buffers, by name, in allocation order: gate/up and down slots (the
+    /// sum of their parts under a binding limit of `limit` bytes), their biases (one zero slot
+    /// without `bias`) and the slot table.
     pub fn buffer_bytes(
         hidden: usize,
         inter: usize,
@@ -70,21 +92,18 @@ impl ExpertArena {
         slots: usize,
         format: WeightFormat,
         bias: bool,
-    ) -> [(&'static str, u64); 5] {
+        limit: u64,
+    ) -> Result<[(&'static str, u64); 5]> {
         let bias_slots = if bias { slots } else { 1 };
-        [
-            (
-                "expert gate_up slots",
-                slots as u64 * format.matrix_bytes(2 * inter, hidden),
-            ),
-            (
-                "expert down slots",
-                slots as u64 * format.matrix_bytes(hidden, inter),
-            ),
+        let [gate_up, down] = Self::weight_shapes(hidden, inter, slots, format);
+        let sum = |s: SplitShape| s.part_bytes(limit).map(|b| b.iter().sum::<u64>());
+        Ok([
+            ("expert gate_up slots", sum(gate_up)?),
+            ("expert down slots", sum(down)?),
             ("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64),
             ("expert down bias", (bias_slots * hidden * 4) as u64),
             ("expert slot table", (experts * 4) as u64),
-        ]
+        ])
     }
 
     /// Bytes one expert occupies in VRAM (and crosses the bus to get there): its matrices in
@@ -101,19 +120,12 @@ impl ExpertArena {
     /// Writes one expert's weights into `slot` (queued; visible to the next submit).
     pub fn upload(&self, ctx: &Context, slot: usize, w: &ExpertWeights) {
         let (h, i, f) = (self.hidden, self.inter, self.format);
-        let gu = w.pack_gate_up(f, h, i);
-        let dn = w.pack_down(f, h, i);
+        let (gate, up) = (&w.gate[..], &w.up[..]);
+        self.gate_up
+            .write_slot(ctx, slot, |cols| pack_columns(f, &[gate, up], h, cols));
+        self.down
+            .write_slot(ctx, slot, |cols| pack_columns(f, &[&w.down], i, cols));
         let q = &ctx.queue;
-        q.write_buffer(
-            &self.gate_up,
-            slot as u64 * f.matrix_bytes(2 * i, h),
-            bytemuck::cast_slice(&gu),
-        );
-        q.write_buffer(
-            &self.down,
-            slot as u64 * f.matrix_bytes(h, i),
-            bytemuck::cast_slice(&dn),
-        );
         if w.gate_bias.is_some() || w.up_bias.is_some() || w.down_bias.is_some() {
             let gb = w.gate_up_bias(i);
             let db = w.down_bias_or_zero(h);

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{BUFFER_ALIGN, Binding, Context, KernelDef, Override, PipelineKey};
+use crate::kernels::row_split::{Columns, SplitWeights};
 use crate::kernels::{Dispatch, groups};
 use bytemuck::{Pod, Zeroable};
 
@@ -46,7 +47,7 @@ const OVERRIDES: &[Override] = &[
 const BINDINGS: &[Binding] = &[
     Binding::uniform("p"),      // MatmulParams
     Binding::read("x"),         // [m or tokens, x_stride] f32
-    Binding::read("w"),         // [slots, w_slot_vecs] words: rows, then scales
+    Binding::read("w"),         // [slots, w_slot_vecs] words: a part's rows, then scales
     Binding::read("bias"),      // [slots, bias_slot]
     Binding::read("slots"),     // [experts] expert -> slot
     Binding::read("tiles"),     // [max tiles] (expert, row0, row_end, _)
@@ -101,6 +102,9 @@ pub(crate) struct MatmulParams {
     pub act_limit: f32,
     pub act_alpha: f32,
     pub w_scale_vecs: u32,
+    pub col0: u32,
+    pub n_total: u32,
+    pub _pad: [u32; 2],
 }
 
 impl Glu {
@@ -194,11 +198,6 @@ impl MatmulSpec {
     pub fn slot_bytes(&self) -> u64 {
         self.format.matrix_bytes(self.weight_rows(), self.k)
     }
-
-    /// Workgroups along the output columns.
-    pub fn col_blocks(&self) -> u32 {
-        groups(self.n, self.tiling.block_n())
-    }
 }
 
 /// The buffers a matmul reads and writes. Unused ones (bias without BIAS, the tile list in
@@ -207,8 +206,9 @@ impl MatmulSpec {
 pub struct MatmulBuffers<'a> {
     /// `[m or tokens, x_stride]` f32 input rows.
     pub x: &'a wgpu::Buffer,
-    /// `[slots, slot words]` packed weights: the rows, then their scales.
-    pub w: &'a wgpu::Buffer,
+    /// `[slots, slot words]` packed weights (the rows, then their scales), in one buffer per
+    /// run of output columns.
+    pub w: &'a SplitWeights,
     /// `[slots, weight rows]` f32 biases.
     pub bias: &'a wgpu::Buffer,
     /// `[experts]` u32 slot of each expert.
@@ -221,11 +221,11 @@ pub struct MatmulBuffers<'a> {
     pub out: &'a wgpu::Buffer,
 }
 
-/// A matmul bound to its buffers.
+/// A matmul bound to its buffers: one dispatch per part of the split weights.
 pub struct Matmul {
-    /// What the pipeline was built for.
+    /// What the pipeline was built for (`n` counts every part's columns).
     pub spec: MatmulSpec,
-    dispatch: Dispatch<MatmulParams>,
+    parts: Vec<Dispatch<MatmulParams>>,
 }
 
 impl Matmul {
@@ -247,125 +247,110 @@ impl Matmul {
                 buffers.x.size()
             )));
         }
+        let ws = buffers.w.shape;
+        if (ws.n, ws.rows_per_output, ws.k, ws.format)
+            != (spec.n, spec.glu.rows_per_output(), spec.k, spec.format)
+        {
+            return Err(Error::input(format!(
+                "matmul weights of shape {ws:?} do not match the matmul {spec:?}"
+            )));
+        }
         let row_vecs = spec.format.row_words(spec.k) / 4;
-        let rows = spec.weight_rows();
         let (act_limit, act_alpha) = match spec.glu {
             Glu::ClampedSwiglu { limit, alpha } => (limit, alpha),
             _ => (0.0, 0.0),
         };
-        let params = MatmulParams {
-            m: 0,
-            n: spec.n as u32,
-            k: spec.k as u32,
-            w_row_vecs: row_vecs as u32,
-            w_slot_vecs: (spec.slot_bytes() / 16) as u32,
-            bias_slot: rows as u32,
-            x_stride: x_stride as u32,
-            out_stride: out_stride as u32,
-            top_k: top_k.max(1) as u32,
-            act_limit,
-            act_alpha,
-            w_scale_vecs: (rows * row_vecs) as u32,
-        };
+        let key = spec.key(x_stride.is_multiple_of(4));
         let b = &buffers;
-        let dispatch = Dispatch::new(
-            ctx,
-            &spec.key(x_stride.is_multiple_of(4)),
-            params,
-            &[b.x, b.w, b.bias, b.slots, b.tiles, b.rows, b.out],
-        )?;
-        Ok(Self { spec, dispatch })
+        let parts =
+            b.w.parts
+                .iter()
+                .map(|part| {
+                    let cols = part.cols;
+                    let rows = cols.len * spec.glu.rows_per_output();
+                    let params = MatmulParams {
+                        m: 0,
+                        n: cols.len as u32,
+                        k: spec.k as u32,
+                        w_row_vecs: row_vecs as u32,
+                        w_slot_vecs: (ws.slot_bytes(cols.len) / 16) as u32,
+                        bias_slot: spec.weight_rows() as u32,
+                        x_stride: x_stride as u32,
+                        out_stride: out_stride as u32,
+                        top_k: top_k.max(1) as u32,
+                        act_limit,
+                        act_alpha,
+                        w_scale_vecs: (rows * row_vecs) as u32,
+                        col0: cols.first as u32,
+                        n_total: spec.n as u32,
+                        _pad: [0; 2],
+                    };
+                    let all = [b.x, &part.buffer, b.bias, b.slots, b.tiles, b.rows, b.out];
+                    Dispatch::new(ctx, &key, params, &all)
+                })
+                .collect::<Result<_>>()?;
+        Ok(Self { spec, parts })
     }
 
-    /// The parameter block (its `m` is the last dense encode's).
-    pub(crate) fn params(&self) -> MatmulParams {
-        self.dispatch.params()
+    /// Each part's parameter block (its `m` is the last dense encode's) and columns.
+    pub(crate) fn part_params(&self) -> Vec<(MatmulParams, Columns)> {
+        self.parts
+            .iter()
+            .map(|d| {
+                let p = d.params();
+                let cols = Columns {
+                    first: p.col0 as usize,
+                    len: p.n as usize,
+                    total: p.n_total as usize,
+                };
+                (p, cols)
+            })
+            .collect()
+    }
+
+    /// Workgroups along the output columns of the widest part: what an indirect dispatch's
+    /// arguments give every part (a narrower part's extra workgroups return at once).
+    pub fn col_blocks(&self) -> u32 {
+        let widest = self.parts.iter().map(|d| d.params().n).max().unwrap_or(0);
+        groups(widest as usize, self.spec.tiling.block_n())
     }
 
     /// Dense: rows 0..m.
     pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, m: usize) {
-        self.dispatch.set_params(
-            ctx,
-            MatmulParams {
-                m: m as u32,
-                ..self.dispatch.params()
-            },
-        );
         let t = self.spec.tiling;
-        self.dispatch
-            .dispatch(pass, groups(m, t.block_m()), self.spec.col_blocks());
+        for d in &self.parts {
+            let params = MatmulParams {
+                m: m as u32,
+                ..d.params()
+            };
+            d.set_params(ctx, params);
+            d.dispatch(
+                pass,
+                groups(m, t.block_m()),
+                groups(params.n as usize, t.block_n()),
+            );
+        }
     }
 
     /// Grouped with a tile list of `tiles` entries already in the tiles buffer (written by the
     /// host rather than by the permutation, as the autotuner and benchmarks do).
     pub fn encode_tiles(&self, pass: &mut wgpu::ComputePass<'_>, tiles: u32) {
-        self.dispatch.dispatch(pass, tiles, self.spec.col_blocks());
+        let t = self.spec.tiling;
+        for d in &self.parts {
+            d.dispatch(pass, tiles, groups(d.params().n as usize, t.block_n()));
+        }
     }
 
-    /// Grouped: one workgroup row per tile, sizes read from `args` at `offset`.
+    /// Grouped: one workgroup row per tile, sizes read from `args` at `offset` (whose column
+    /// blocks are [`Self::col_blocks`]).
     pub fn encode_indirect(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         args: &wgpu::Buffer,
         offset: u64,
     ) {
-        self.dispatch.dispatch_indirect(pass, args, offset);
-    }
-}
-
-/// A grouped GEMM as the permutation's tile lists feed it: one pipeline over the full tiles,
-/// and, where the tiling has a tail ([`Tiling::tail`]), one compiled for fewer rows over the
-/// tail tiles.
-pub struct GroupedMatmul {
-    /// The GEMM over the full tile list.
-    pub full: Matmul,
-    /// The GEMM over the tail tile list, where the tiling has a tail.
-    pub tail: Option<Matmul>,
-}
-
-impl GroupedMatmul {
-    /// As [`Matmul::new`] for a grouped `spec`.
-    pub fn new(
-        ctx: &Context,
-        spec: MatmulSpec,
-        x_stride: usize,
-        out_stride: usize,
-        top_k: usize,
-        buffers: MatmulBuffers<'_>,
-    ) -> Result<Self> {
-        let tail = spec
-            .tail_spec()
-            .map(|t| Matmul::new(ctx, t, x_stride, out_stride, top_k, buffers))
-            .transpose()?;
-        Ok(Self {
-            full: Matmul::new(ctx, spec, x_stride, out_stride, top_k, buffers)?,
-            tail,
-        })
-    }
-
-    /// The most rows of an expert's last tile that go to the tail list; 0 without one.
-    pub fn tail_m(&self) -> u32 {
-        self.tail.as_ref().map_or(0, |t| t.spec.tiling.block_m())
-    }
-
-    /// Both lists, their sizes read from `args` at the byte offsets `(full, tail)`.
-    pub fn encode_indirect(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        args: &wgpu::Buffer,
-        offsets: (u64, u64),
-    ) {
-        self.full.encode_indirect(pass, args, offsets.0);
-        if let Some(tail) = &self.tail {
-            tail.encode_indirect(pass, args, offsets.1);
-        }
-    }
-
-    /// Both lists with host-written sizes (see [`crate::kernels::permute::TileLists`]).
-    pub fn encode_tiles(&self, pass: &mut wgpu::ComputePass<'_>, tiles: (u32, u32)) {
-        self.full.encode_tiles(pass, tiles.0);
-        if let Some(tail) = &self.tail {
-            tail.encode_tiles(pass, tiles.1);
+        for d in &self.parts {
+            d.dispatch_indirect(pass, args, offset);
         }
     }
 }

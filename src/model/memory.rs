@@ -90,7 +90,7 @@ impl MemoryPlan {
                 .slots_within(limits, &spec, moe.len())?
                 .min(e);
             per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
-            expert_slots += arena_bytes(&spec, slots);
+            expert_slots += arena_bytes(&spec, slots, limits.max_binding)?;
             // The router's bias and selection-only correction vectors (with the shared-expert
             // gate row) and the zero biases of a bias-free shared expert.
             other_weights +=
@@ -144,13 +144,12 @@ impl MemoryPlan {
     }
 }
 
-/// One MoE layer's expert arena, as `ExpertArena::new` allocates it.
-fn arena_bytes(spec: &MoeLayerSpec, slots: usize) -> u64 {
+/// One MoE layer's expert arena, as `ExpertArena::new` allocates it under a binding limit of
+/// `limit` bytes.
+fn arena_bytes(spec: &MoeLayerSpec, slots: usize, limit: u64) -> Result<u64> {
     let (h, i, e) = (spec.hidden, spec.inter, spec.routing.experts);
-    ExpertArena::buffer_bytes(h, i, e, slots, spec.format, spec.expert_bias)
-        .iter()
-        .map(|&(_, b)| padded(b))
-        .sum()
+    let buffers = ExpertArena::buffer_bytes(h, i, e, slots, spec.format, spec.expert_bias, limit)?;
+    Ok(buffers.iter().map(|&(_, b)| padded(b)).sum())
 }
 
 /// One layer's K and V caches of `positions` rows (MLA caches keys and values per head).

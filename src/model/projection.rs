@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
 use crate::kernels::matmul::{Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use crate::kernels::row_split::{SplitShape, SplitWeights};
 use crate::model::checkpoint::Checkpoint;
 
 /// Rows below which the matvec tiling beats the 4 × 4 register blocks.
@@ -46,9 +47,14 @@ impl Linear {
                 format!("has {} values, expected [{n}, {k}]", w.len()),
             ));
         }
-        let mut packed = Vec::new();
-        format.pack_into(&mut packed, w, n, k);
-        let wbuf = ctx.storage_with(name, &packed)?;
+        let shape = SplitShape {
+            n,
+            rows_per_output: 1,
+            k,
+            format,
+            slots: 1,
+        };
+        let wbuf = SplitWeights::from_f32(ctx, name, shape, &[vec![w]])?;
         let bbuf = ctx.storage_with(&format!("{name} bias"), bias.unwrap_or(&[0.0]))?;
         let unused = ctx.storage_with("unused", &[0u32])?;
         let build = |tiling| {

@@ -95,7 +95,8 @@ pub fn auto_budget(ctx: &Context) -> u64 {
 /// What an adapter allows expert arenas: its largest storage binding and the default budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArenaLimits {
-    /// `max_storage_buffer_binding_size`: each arena matrix is one binding.
+    /// `max_storage_buffer_binding_size` (or the context's lower limit): arena weights are
+    /// split into buffers of at most this many bytes.
     pub max_binding: u64,
     /// The budget of [`ExpertBudget::Auto`] ([`auto_budget`]).
     pub auto_budget: u64,
@@ -134,12 +135,7 @@ impl ResidencyOptions {
         let per_expert =
             ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
         let layers = moe_layers.max(1) as u64;
-        // Each arena matrix is one storage binding, so the binding limit caps the slots.
-        let largest = spec
-            .format
-            .matrix_bytes(2 * spec.inter, spec.hidden)
-            .max(spec.format.matrix_bytes(spec.hidden, spec.inter));
-        let binding_cap = (limits.max_binding / largest.max(1)) as usize;
+        // Arena weights over the binding limit are split by rows, so the limit caps no slots.
         let slots = match self.budget {
             ExpertBudget::SlotsPerLayer(n) if n < k => {
                 return Err(Error::input(format!(
@@ -168,70 +164,6 @@ impl ResidencyOptions {
                 }
             }
         };
-        if slots <= binding_cap {
-            return Ok(slots);
-        }
-        if self.budget == ExpertBudget::Auto && binding_cap >= k {
-            return Ok(binding_cap);
-        }
-        Err(Error::DeviceLimit {
-            what: format!("{slots} expert slots of {largest} bytes per matrix"),
-            needed: slots as u64 * largest,
-            limit_name: "max_storage_buffer_binding_size",
-            limit: limits.max_binding,
-        })
-    }
-}
-
-/// Parses a byte count: a number with an optional binary suffix, `K`/`M`/`G`/`T` with an
-/// optional `iB` or `B` (512M = 512 MiB, 2G = 2 GiB, 1.5GiB); a bare number is bytes.
-pub fn parse_bytes(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let bad = || {
-        Error::input(format!(
-            "`{text}` is not a byte count; use e.g. 512M, 2G, 1.5GiB or 1048576"
-        ))
-    };
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, suffix) = t.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let unit = suffix.trim().to_ascii_uppercase();
-    let unit = unit
-        .strip_suffix("IB")
-        .or_else(|| unit.strip_suffix('B'))
-        .unwrap_or(&unit);
-    let scale: u64 = match unit {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    let bytes = value * scale as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_counts_parse_with_binary_suffixes() {
-        assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
-        assert_eq!(parse_bytes("2g").unwrap(), 2 << 30);
-        assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
-        assert_eq!(parse_bytes("64KB").unwrap(), 64 << 10);
-        assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_bytes(" 3 M ").unwrap(), 3 << 20);
-        for bad in ["", "M", "12X", "-1G", "1.2.3M", "1e3", "lots"] {
-            assert!(parse_bytes(bad).is_err(), "{bad}");
-        }
+        Ok(slots)
     }
 }

@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
+use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::matmul::{Glu, MatmulBuffers, WeightFormat};
+use crate::kernels::row_split::SplitWeights;
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{self, ExpertGemms};
 use crate::spec::weights::ExpertWeights;
@@ -52,8 +54,10 @@ impl DenseMlp {
         let (x, out, h) = (io.x, io.out, io.hidden);
         let bias = w.gate_bias.is_some();
         w.check("mlp", hidden, inter, bias)?;
-        let gate_up_w = ctx.storage_with("mlp gate_up", &w.pack_gate_up(format, hidden, inter))?;
-        let down_w = ctx.storage_with("mlp down", &w.pack_down(format, hidden, inter))?;
+        let [gate_up_shape, down_shape] = ExpertArena::weight_shapes(hidden, inter, 1, format);
+        let gate_up_w =
+            SplitWeights::from_f32(ctx, "mlp gate_up", gate_up_shape, &[vec![&w.gate, &w.up]])?;
+        let down_w = SplitWeights::from_f32(ctx, "mlp down", down_shape, &[vec![&w.down]])?;
         let gate_up_b = ctx.storage_with("mlp gate_up bias", &w.gate_up_bias(inter))?;
         let down_b = ctx.storage_with("mlp down bias", &w.down_bias_or_zero(hidden))?;
         let slot0 = ctx.storage_with("slot 0", &[0u32])?;

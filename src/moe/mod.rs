@@ -14,7 +14,8 @@ pub mod stack;
 pub mod stats;
 pub mod step_buffers;
 
-pub use budget::{ExpertBudget, ResidencyOptions, parse_bytes};
+pub use crate::gpu::parse_bytes;
+pub use budget::{ExpertBudget, ResidencyOptions};
 pub use layer::{ForwardOptions, LayerBuild, MoeLayer, MoeOutput, MoeStep, StepRecord};
 pub use residency::Policy;
 pub use stack::MoeStack;

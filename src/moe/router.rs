@@ -7,6 +7,7 @@ use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
 use crate::kernels::matmul::{MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use crate::kernels::permute::{PermuteBuffers, PermuteShape};
+use crate::kernels::row_split::{SplitShape, SplitWeights};
 use crate::kernels::select::{Select, SelectBuffers};
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
@@ -15,7 +16,7 @@ use crate::spec::weights::MoeWeights;
 /// Router weights on the GPU.
 pub struct RouterWeights {
     /// [experts (+1 shared-gate row), hidden]
-    w: wgpu::Buffer,
+    w: SplitWeights,
     /// [experts (+1)]
     b: wgpu::Buffer,
     /// [experts] selection-only correction bias (one zero without one).
@@ -39,10 +40,15 @@ impl RouterWeights {
             w.extend_from_slice(gate);
             b.push(0.0);
         }
-        let mut packed = Vec::new();
-        WeightFormat::F32.pack_into(&mut packed, &w, logit_cols(spec), spec.hidden);
+        let shape = SplitShape {
+            n: logit_cols(spec),
+            rows_per_output: 1,
+            k: spec.hidden,
+            format: WeightFormat::F32,
+            slots: 1,
+        };
         Ok(Self {
-            w: ctx.storage_with("router weight", &packed)?,
+            w: SplitWeights::from_f32(ctx, "router weight", shape, &[vec![&w]])?,
             b: ctx.storage_with("router bias", &b)?,
             correction: ctx.storage_with(
                 "correction bias",

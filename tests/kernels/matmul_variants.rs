@@ -9,15 +9,15 @@
 
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::matmul::{
-    Glu, GroupedMatmul, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat,
-};
+use moe_gpu::kernels::grouped_matmul::GroupedMatmul;
+use moe_gpu::kernels::matmul::{Glu, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::kernels::permute::{TileLists, expert_sorted_rows};
+use moe_gpu::kernels::row_split::SplitWeights;
 use moe_gpu::reference::{linear, linear::activate};
 use moe_gpu::synthetic::Rng;
 
 use crate::common;
-use crate::common::matmul::all_tilings;
+use crate::common::matmul::{all_tilings, limit_for_parts, split_weights};
 
 pub(crate) const TOL: f32 = 1e-5;
 
@@ -73,17 +73,16 @@ fn expected_row(c: &Case, wt: &Weights, s: usize, xr: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-fn upload_weights(ctx: &Context, c: &Case, wt: &Weights) -> (wgpu::Buffer, wgpu::Buffer) {
-    let rows = c.n * c.glu.rows_per_output();
-    let mut packed = Vec::new();
-    for w in &wt.raw {
-        c.format.pack_into(&mut packed, w, rows, c.k);
-    }
+/// The packed weights and the biases. Cases of odd n split the weights by rows into three
+/// parts (`kernels::row_split`), so every sweep covers split weights.
+fn upload_weights(ctx: &Context, c: &Case, wt: &Weights) -> (SplitWeights, wgpu::Buffer) {
+    let spec = spec(c, Tiling::PREFILL, false, false);
+    let slots = wt.raw.len();
+    let parts = if c.n % 2 == 1 { 3 } else { 1 };
+    let raw: Vec<&[f32]> = wt.raw.iter().map(|w| &w[..]).collect();
+    let w = split_weights(ctx, &spec, &raw, limit_for_parts(&spec, slots, parts));
     let bias: Vec<f32> = wt.b.concat();
-    (
-        ctx.storage_with("w", &packed).unwrap(),
-        ctx.storage_with("bias", &bias).unwrap(),
-    )
+    (w, ctx.storage_with("bias", &bias).unwrap())
 }
 
 fn spec(c: &Case, tiling: Tiling, grouped: bool, gather: bool) -> MatmulSpec {

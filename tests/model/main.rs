@@ -10,3 +10,4 @@ mod generate_fixtures;
 mod memory_plan;
 mod prune;
 mod sampling_and_lm_head;
+mod split_weights;

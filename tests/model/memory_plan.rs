@@ -1,6 +1,6 @@
 //! `MemoryPlan` against what loading a model really allocates: on every fixture, with every
 //! expert resident and as an expert cache, the planned bytes match the context's count of
-//! storage and staging buffers.
+//! storage and staging buffers, also under a binding limit low enough to split the weights.
 
 use moe_gpu::Context;
 use moe_gpu::model::memory::MemoryPlan;
@@ -11,17 +11,25 @@ use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
 use crate::common::{self, fixtures};
 
 /// A context of its own (so its allocation count is this model's alone), without tuning,
-/// whose candidate timings would allocate buffers of their own.
-fn fresh_context() -> Context {
+/// whose candidate timings would allocate buffers of their own; with `max_binding`, under
+/// that binding limit.
+fn fresh_context(max_binding: Option<u64>) -> Context {
     common::ctx();
     let ctx = Context::new().expect("an adapter");
     ctx.set_autotune(false);
+    if let Some(limit) = max_binding {
+        ctx.lower_max_binding(limit).unwrap();
+    }
     ctx
 }
 
 fn check(set: &str, arch: &str, options: &ModelOptions) {
+    check_within(set, arch, options, None);
+}
+
+fn check_within(set: &str, arch: &str, options: &ModelOptions, max_binding: Option<u64>) {
     let dir = fixtures::dir(set, arch).join("model");
-    let ctx = fresh_context();
+    let ctx = fresh_context(max_binding);
     let cfg = ModelConfig::load(&dir).unwrap();
     let ckpt = Checkpoint::open(&dir).unwrap();
     let plan = MemoryPlan::new(&cfg, &ckpt, options, ArenaLimits::of(&ctx)).unwrap();
@@ -58,6 +66,9 @@ fn the_memory_plan_matches_what_loading_allocates() {
             check(set, arch, &resident);
             check(set, arch, &cached);
         }
+    }
+    for arch in ["mixtral", "deepseek_v3"] {
+        check_within("hf-tiny", arch, &cached, Some(32 << 10));
     }
 }
 

@@ -158,8 +158,8 @@ impl MoeLayer {
             block_m: self.tilings[v].block_m(),
             tail_m: self.gate_up[v].tail_m(),
             col_blocks: (
-                self.gate_up[v].full.spec.col_blocks(),
-                self.down[v].full.spec.col_blocks(),
+                self.gate_up[v].full.col_blocks(),
+                self.down[v].full.col_blocks(),
             ),
         }
     }

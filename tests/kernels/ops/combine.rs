@@ -9,6 +9,7 @@ use moe_gpu::synthetic::Rng;
 
 use super::matmul::{Routing, edge_routings, real_routings};
 use super::{KERNEL_TOL, Measured, SCALE, Table, real_models};
+use crate::common::matmul::{limit_for_parts, split_weights};
 use crate::common::{ctx, run_pass};
 
 /// One routing's combine inputs: the sorted rows' pair ids, each pair's row, routing
@@ -154,20 +155,9 @@ pub fn down_combine(t: &mut Table) {
                         .map(|_| rng.normals(hidden * inter, 1.0 / (inter as f32).sqrt()))
                         .collect();
                     let bias = rng.normals(r.experts * hidden, 0.5);
-                    let mut packed = Vec::new();
-                    for w in &raw {
-                        format.pack_into(&mut packed, w, hidden, inter);
-                    }
                     let table: Vec<u32> = (0..r.experts as u32).collect();
                     let buf = |label, data: &[u32]| ctx.storage_with(label, data).unwrap();
                     let fbuf = |label, data: &[f32]| ctx.storage_with(label, data).unwrap();
-                    let (xb, wb, bb) = (fbuf("x", &x), buf("w", &packed), fbuf("bias", &bias));
-                    let (slots, rows) = (buf("slots", &table), buf("rows", &inp.rows));
-                    let (zero, ids) = (buf("tiles", &[0; 4]), buf("ids", &r.ids));
-                    let y = ctx.storage("y", (pairs * hidden * 4) as u64).unwrap();
-                    let out = ctx
-                        .storage("out", (inp.tokens * hidden * 4) as u64)
-                        .unwrap();
                     let spec = MatmulSpec {
                         bias: true,
                         format,
@@ -175,6 +165,18 @@ pub fn down_combine(t: &mut Table) {
                         tiling: Tiling::DECODE,
                         ..MatmulSpec::dense(hidden, inter)
                     };
+                    // Odd cases split the down weights by rows into three parts.
+                    let parts = if i % 2 == 1 { 3 } else { 1 };
+                    let limit = limit_for_parts(&spec, r.experts, parts);
+                    let slices: Vec<&[f32]> = raw.iter().map(|w| &w[..]).collect();
+                    let wb = split_weights(ctx, &spec, &slices, limit);
+                    let (xb, bb) = (fbuf("x", &x), fbuf("bias", &bias));
+                    let (slots, rows) = (buf("slots", &table), buf("rows", &inp.rows));
+                    let (zero, ids) = (buf("tiles", &[0; 4]), buf("ids", &r.ids));
+                    let y = ctx.storage("y", (pairs * hidden * 4) as u64).unwrap();
+                    let out = ctx
+                        .storage("out", (inp.tokens * hidden * 4) as u64)
+                        .unwrap();
                     let down_buffers = MatmulBuffers {
                         x: &xb,
                         w: &wb,

@@ -1,0 +1,66 @@
+//! Weights split over the binding limit give the bits of unsplit ones: every fixture loads on
+//! a context whose binding limit is lowered until the expert arenas, the dense MLPs and the LM
+//! head need several buffers each, and its prompt logits and decode-step logits equal those of
+//! the normal context bit for bit, with every expert resident and as an expert cache. Under
+//! the lowered limit a buffer that was not split would fail to allocate, so loading at all
+//! proves the split.
+
+use moe_gpu::kernels::expert_arena::ExpertArena;
+use moe_gpu::model::{ModelConfig, moe_layer_spec};
+use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+use moe_gpu::{Context, ContextOptions, Logits, Model, ModelOptions};
+
+use crate::common::{self, fixtures};
+
+/// Low enough to split every fixture's arenas, high enough for its activations.
+const LIMIT: u64 = 16 << 10;
+
+fn logits_bits(ctx: &Context, dir: &std::path::Path, options: &ModelOptions) -> Vec<u32> {
+    let mut model = Model::load_with(ctx, dir, options).unwrap();
+    let prompt = [1, 5, 9, 2, 7, 3, 11];
+    let mut all = model.forward(ctx, &prompt, Logits::All).unwrap();
+    for token in [4, 8, 6] {
+        all.extend(model.forward(ctx, &[token], Logits::Last).unwrap());
+    }
+    all.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn split_weights_give_the_bits_of_unsplit_ones_on_every_fixture() {
+    let small = Context::with_options(&ContextOptions {
+        max_binding: Some(LIMIT),
+        ..ContextOptions::from_env().unwrap()
+    })
+    .unwrap();
+    small.set_autotune(false);
+    assert_eq!(small.max_binding(), LIMIT);
+    let resident = ModelOptions {
+        max_batch: 8,
+        max_context: Some(16),
+        max_logit_rows: 8,
+        ..Default::default()
+    };
+    let cached = ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::SlotsPerLayer(4),
+            ..Default::default()
+        },
+        ..resident.clone()
+    };
+    for arch in fixtures::ARCHS {
+        let dir = fixtures::dir("hf-tiny", arch).join("model");
+        let cfg = ModelConfig::load(&dir).unwrap();
+        let spec = moe_layer_spec(&cfg, resident.expert_format);
+        let [gate_up, _] =
+            ExpertArena::weight_shapes(spec.hidden, spec.inter, spec.routing.experts, spec.format);
+        assert!(
+            gate_up.parts(LIMIT).unwrap().len() > 1,
+            "{arch}: the arena fits {LIMIT} bytes; lower the limit"
+        );
+        for options in [&resident, &cached] {
+            let want = logits_bits(common::ctx(), &dir, options);
+            let got = logits_bits(&small, &dir, options);
+            assert!(got == want, "{arch}: split logits differ in bits");
+        }
+    }
+}

@@ -65,7 +65,8 @@ fn expert_gemms(c: &mut Criterion) {
         format: spec.format,
     };
     let tiling = layer.tiling(TileKind::Prefill);
-    let grouped = GroupedRun::new(&ctx, &layer.arena, &g, &ids, m.top_k, tiling).expect("grouped");
+    let grouped =
+        GroupedRun::new(&ctx, layer.expert_slots(), &g, &ids, m.top_k, tiling).expect("grouped");
     let dense = DenseRun::new(&ctx, &g, ids.len(), tiling).expect("dense");
     let mut group = c.benchmark_group("expert_gemms_olmoe_div8_t128");
     group.throughput(Throughput::Elements(g.flops(ids.len()) as u64));

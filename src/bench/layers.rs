@@ -224,20 +224,14 @@ pub fn bench_model(
             Tiling::PREFILL,
         ),
     };
-    let grouped = GroupedRun::new(ctx, &sparse.arena, &gemm, &ids, model.top_k, grouped_tiling)?;
+    let slots = sparse.expert_slots();
+    let grouped = GroupedRun::new(ctx, slots, &gemm, &ids, model.top_k, grouped_tiling)?;
     // The same rows spread evenly over the experts: the gap between this and the real routing
     // is what uneven expert loads cost in partly filled tiles.
     let even_ids: Vec<u32> = (0..rows)
         .map(|r| (r * model.experts / rows.max(1)) as u32)
         .collect();
-    let even = GroupedRun::new(
-        ctx,
-        &sparse.arena,
-        &gemm,
-        &even_ids,
-        model.top_k,
-        grouped_tiling,
-    )?;
+    let even = GroupedRun::new(ctx, slots, &gemm, &even_ids, model.top_k, grouped_tiling)?;
     let rounds = Rounds::run(
         reps,
         &mut [

@@ -1,6 +1,7 @@
 //! VRAM slots for routed experts: the gate/up and down weights (each split by output rows
 //! into as many buffers as the binding limit requires) and their biases, with one expert per
-//! slot, and the expert → slot table the grouped GEMMs read.
+//! slot. Each layer keeps its own expert → slot table for the grouped GEMMs, so several layers
+//! can share one arena.
 
 use crate::error::Result;
 use crate::gpu::Context;
@@ -9,7 +10,7 @@ use crate::kernels::row_split::{SplitShape, SplitWeights, pack_columns};
 use crate::spec::INVALID;
 use crate::spec::weights::ExpertWeights;
 
-/// VRAM slots for the expert weights of one layer, and the table mapping experts to slots.
+/// VRAM slots for expert weights of one shape.
 pub struct ExpertArena {
     /// Experts the arena holds at once.
     pub slots: usize,
@@ -28,18 +29,14 @@ pub struct ExpertArena {
     pub gate_up_bias: wgpu::Buffer,
     /// [slots, hidden]
     pub down_bias: wgpu::Buffer,
-    /// `[experts]` slot of each expert, INVALID when not resident.
-    pub table: wgpu::Buffer,
 }
 
 impl ExpertArena {
-    /// Allocates `slots` slots for a layer of `experts` experts, none resident; without `bias`
-    /// the bias buffers hold one zero slot.
+    /// Allocates `slots` empty slots; without `bias` the bias buffers hold one zero slot.
     pub fn new(
         ctx: &Context,
         hidden: usize,
         inter: usize,
-        experts: usize,
         slots: usize,
         format: WeightFormat,
         bias: bool,
@@ -47,11 +44,10 @@ impl ExpertArena {
         let [gate_up, down] = Self::weight_shapes(hidden, inter, slots, format);
         let gate_up = SplitWeights::new(ctx, "expert gate_up slots", gate_up)?;
         let down = SplitWeights::new(ctx, "expert down slots", down)?;
-        let [_, _, gate_up_bias, down_bias, _table] =
-            Self::buffer_bytes(hidden, inter, experts, slots, format, bias, u64::MAX)?;
+        let [_, _, gate_up_bias, down_bias] =
+            Self::buffer_bytes(hidden, inter, slots, format, bias, u64::MAX)?;
         let storage = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
         let (gate_up_bias, down_bias) = (storage(gate_up_bias)?, storage(down_bias)?);
-        let table = ctx.storage_with("expert slot table", &vec![INVALID; experts])?;
         Ok(Self {
             slots,
             hidden,
@@ -61,7 +57,6 @@ impl ExpertArena {
             down,
             gate_up_bias,
             down_bias,
-            table,
         })
     }
 
@@ -83,17 +78,16 @@ impl ExpertArena {
     }
 
     /// Bytes of the arena's buffers, by name, in allocation order: gate/up and down slots (the
-    /// sum of their parts under a binding limit of `limit` bytes), their biases (one zero slot
-    /// without `bias`) and the slot table.
+    /// sum of their parts under a binding limit of `limit` bytes) and their biases (one zero
+    /// slot without `bias`).
     pub fn buffer_bytes(
         hidden: usize,
         inter: usize,
-        experts: usize,
         slots: usize,
         format: WeightFormat,
         bias: bool,
         limit: u64,
-    ) -> Result<[(&'static str, u64); 5]> {
+    ) -> Result<[(&'static str, u64); 4]> {
         let bias_slots = if bias { slots } else { 1 };
         let [gate_up, down] = Self::weight_shapes(hidden, inter, slots, format);
         let sum = |s: SplitShape| s.part_bytes(limit).map(|b| b.iter().sum::<u64>());
@@ -102,7 +96,6 @@ impl ExpertArena {
             ("expert down slots", sum(down)?),
             ("expert gate_up bias", (bias_slots * 2 * inter * 4) as u64),
             ("expert down bias", (bias_slots * hidden * 4) as u64),
-            ("expert slot table", (experts * 4) as u64),
         ])
     }
 
@@ -142,10 +135,15 @@ impl ExpertArena {
         }
     }
 
-    /// Replaces the expert → slot table.
-    pub fn write_table(&self, ctx: &Context, table: &[u32]) {
+    /// A layer's `[experts]` expert → slot table, every expert not resident.
+    pub fn new_table(ctx: &Context, experts: usize) -> Result<wgpu::Buffer> {
+        ctx.storage_with("expert slot table", &vec![INVALID; experts])
+    }
+
+    /// Replaces the expert → slot table `table` (queued; visible to the next submit).
+    pub fn write_table(ctx: &Context, table: &wgpu::Buffer, slots: &[u32]) {
         ctx.queue
-            .write_buffer(&self.table, 0, bytemuck::cast_slice(table));
+            .write_buffer(table, 0, bytemuck::cast_slice(slots));
     }
 }
 

@@ -139,11 +139,12 @@ fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
         inter: g.inter.min(MAX_TUNED_SIZE),
         ..*g
     };
-    let arena = ExpertArena::new(ctx, g.hidden, g.inter, experts, experts, g.format, g.bias)?;
+    let arena = ExpertArena::new(ctx, g.hidden, g.inter, experts, g.format, g.bias)?;
     for e in 0..experts {
         arena.upload(ctx, e, &pattern_expert(&g, e));
     }
-    arena.write_table(ctx, &(0..experts as u32).collect::<Vec<_>>());
+    let table = ExpertArena::new_table(ctx, experts)?;
+    ExpertArena::write_table(ctx, &table, &(0..experts as u32).collect::<Vec<_>>());
     let ids: Vec<u32> = rows
         .iter()
         .enumerate()
@@ -156,7 +157,7 @@ fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
     let mut runs: Vec<(Tiling, GroupedRun, Vec<f64>)> = Tiling::candidates(kind)
         .into_iter()
         .filter_map(|tiling| {
-            let run = GroupedRun::new(ctx, &arena, &g, &ids, 1, tiling).ok()?;
+            let run = GroupedRun::new(ctx, (&arena, &table), &g, &ids, 1, tiling).ok()?;
             run.time(ctx, &timer).ok()?;
             Some((tiling, run, Vec::new()))
         })
@@ -205,10 +206,11 @@ pub struct GroupedRun {
 }
 
 impl GroupedRun {
-    /// `ids` is [tokens, top_k] expert ids of the rows; `tiling` fixes the tile height.
+    /// `ids` is [tokens, top_k] expert ids of the rows, looked up in the arena through
+    /// `table`; `tiling` fixes the tile height.
     pub fn new(
         ctx: &Context,
-        arena: &ExpertArena,
+        (arena, table): (&ExpertArena, &wgpu::Buffer),
         g: &ExpertGemms,
         ids: &[u32],
         top_k: usize,
@@ -236,7 +238,7 @@ impl GroupedRun {
             x,
             w,
             bias,
-            slots: &arena.table,
+            slots: table,
             tiles: &tiles,
             rows: &rows,
             out,

@@ -24,8 +24,10 @@ use crate::model::options::{ModelOptions, Resolved};
 use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
 use crate::moe::activation_policy::ActivationPolicy;
+use crate::moe::budget::Placement;
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::{DenseMlp, MlpIo};
+use crate::moe::pool::ExpertPool;
 use crate::moe::stats::ResidencyStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
 use crate::spec::routing::DynamicActivation;
@@ -139,6 +141,7 @@ impl Model {
         let moe_count = cfg.moe_layers().len();
         let step_buffers = step_buffers(ctx, cfg, options, limits.batch)?;
         let residency = &options.residency;
+        let pool = expert_pool(ctx, cfg, options)?;
         let mut first_moe = true;
         for l in 0..cfg.layers {
             let p = format!("model.layers.{l}.");
@@ -189,7 +192,7 @@ impl Model {
                 }
                 MlpKind::Moe => {
                     let spec = moe_layer_spec_for(cfg, l, options.expert_format);
-                    let slots = residency.slots_per_layer(ctx, &spec, moe_count)?;
+                    let slots = residency.placement(ctx, &spec, moe_count)?.slots();
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
                     let build = LayerBuild {
                         max_tokens: limits.batch,
@@ -198,6 +201,7 @@ impl Model {
                         slots,
                         residency,
                         layer: l,
+                        pool: pool.as_ref().map(|p| (p, moe_index(cfg, l))),
                     };
                     let mut layer = MoeLayer::build(ctx, spec, &weights, build)?;
                     // The previous MoE layer routes on its post-attention norm output, which
@@ -325,4 +329,35 @@ fn step_buffers(
     shape
         .map(|shape| StepBuffers::new(ctx, shape).map(Arc::new))
         .transpose()
+}
+
+/// The slots all MoE layers share when the residency options place the experts in one pool
+/// (the layers' expert shapes are those of the first MoE layer: every family we load has one
+/// expert shape per model).
+fn expert_pool(
+    ctx: &Context,
+    cfg: &ModelConfig,
+    options: &ModelOptions,
+) -> Result<Option<ExpertPool>> {
+    let moe = cfg.moe_layers();
+    let Some(&first) = moe.first() else {
+        return Ok(None);
+    };
+    let spec = moe_layer_spec_for(cfg, first, options.expert_format);
+    let r = &options.residency;
+    match r.placement(ctx, &spec, moe.len())? {
+        Placement::Pool(slots) => Ok(Some(ExpertPool::new(
+            ctx,
+            &spec,
+            moe.len(),
+            slots,
+            r.policy,
+        )?)),
+        Placement::PerLayer(_) => Ok(None),
+    }
+}
+
+/// Decoder layer `l`'s index among the MoE layers.
+fn moe_index(cfg: &ModelConfig, l: usize) -> usize {
+    cfg.moe_layers().iter().take_while(|&&m| m < l).count()
 }

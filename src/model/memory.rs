@@ -14,7 +14,7 @@ use crate::model::config::ModelConfig;
 use crate::model::expert_loading::moe_layer_spec_for;
 use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
-use crate::moe::budget::ArenaLimits;
+use crate::moe::budget::{ArenaLimits, Placement};
 use crate::moe::router::logit_cols;
 use crate::moe::step_buffers::StepShape;
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -35,11 +35,14 @@ pub struct MemoryPlan {
     pub expert_format: String,
     /// MoE layers of the model.
     pub moe_layers: usize,
-    /// Expert slots per MoE layer (the expert count when every expert is resident).
+    /// Expert slots a MoE layer may use: its own (the expert count when every expert is
+    /// resident), or with `shared_pool` the pool's.
     pub slots_per_layer: usize,
+    /// The MoE layers share one pool of `slots_per_layer` slots.
+    pub shared_pool: bool,
     /// GPU bytes of one routed expert in `expert_format`, biases included.
     pub bytes_per_expert: u64,
-    /// Routed expert slots of every MoE layer, with their slot tables.
+    /// Routed expert slots of every MoE layer (or their pool), with the layers' slot tables.
     pub expert_slots: u64,
     /// Attention, norms, routers, shared experts, dense MLPs and the LM head (the embedding
     /// table stays in host memory).
@@ -82,15 +85,27 @@ impl MemoryPlan {
         let (mut expert_slots, mut slots, mut per_expert, mut staging) = (0, 0, 0, 0);
         let mut other_weights = other_weights(cfg, ckpt, options)?;
         let mut shape: Option<StepShape> = None;
+        let mut pool = None;
         for (i, &l) in moe.iter().enumerate() {
             let spec = moe_layer_spec_for(cfg, l, options.expert_format);
             let (e, k) = (spec.routing.experts, spec.routing.top_k);
-            slots = options
+            let placement = options
                 .residency
-                .slots_within(limits, &spec, moe.len())?
-                .min(e);
+                .placement_within(limits, &spec, moe.len())?;
+            slots = placement.slots();
             per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
-            expert_slots += arena_bytes(&spec, slots, limits.max_binding)?;
+            // The layer's slot table, and its own slots or (once) the pool's.
+            expert_slots += f32s(e);
+            match placement {
+                Placement::PerLayer(n) => {
+                    expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
+                }
+                Placement::Pool(n) if pool.is_none() => {
+                    expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
+                    pool = Some(n);
+                }
+                Placement::Pool(_) => {}
+            }
             // The router's bias and selection-only correction vectors (with the shared-expert
             // gate row) and the zero biases of a bias-free shared expert.
             other_weights +=
@@ -100,7 +115,7 @@ impl MemoryPlan {
             }
             let s = StepShape::of(&spec, r.batch);
             shape = Some(shape.map_or(s, |o| o.union(s)));
-            if slots < e {
+            if pool.is_some() || slots < e {
                 // Cache mode: the per-expert counts read back each step, and (prefetching) the
                 // predictor's router outputs and ids read back from the second layer on.
                 staging += f32s(e);
@@ -132,6 +147,7 @@ impl MemoryPlan {
             expert_format: options.expert_format.name().into(),
             moe_layers: moe.len(),
             slots_per_layer: slots,
+            shared_pool: pool.is_some(),
             bytes_per_expert: per_expert,
             expert_slots,
             other_weights,
@@ -144,11 +160,11 @@ impl MemoryPlan {
     }
 }
 
-/// One MoE layer's expert arena, as `ExpertArena::new` allocates it under a binding limit of
-/// `limit` bytes.
+/// An expert arena of `slots` slots for layers like `spec`, as `ExpertArena::new` allocates
+/// it under a binding limit of `limit` bytes.
 fn arena_bytes(spec: &MoeLayerSpec, slots: usize, limit: u64) -> Result<u64> {
-    let (h, i, e) = (spec.hidden, spec.inter, spec.routing.experts);
-    let buffers = ExpertArena::buffer_bytes(h, i, e, slots, spec.format, spec.expert_bias, limit)?;
+    let (h, i) = (spec.hidden, spec.inter);
+    let buffers = ExpertArena::buffer_bytes(h, i, slots, spec.format, spec.expert_bias, limit)?;
     Ok(buffers.iter().map(|&(_, b)| padded(b)).sum())
 }
 

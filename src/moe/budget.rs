@@ -11,10 +11,11 @@ use crate::spec::layer_spec::MoeLayerSpec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExpertBudget {
     /// Every expert resident if the model's routed experts fit in [`auto_budget`], otherwise
-    /// as many slots per layer as that budget holds (at least k).
+    /// one pool of as many slots as that budget holds (at least k), shared by all MoE layers.
     #[default]
     Auto,
-    /// Bytes for the routed experts of the whole model, split evenly over its MoE layers.
+    /// Bytes for the routed experts of the whole model: every expert resident if they fit,
+    /// otherwise one pool of slots shared by all MoE layers (at least k slots).
     Bytes(u64),
     /// Slots per MoE layer (at least k).
     SlotsPerLayer(usize),
@@ -38,11 +39,11 @@ pub enum ExpertBudget {
 /// let ckpt = Arc::new(Checkpoint::open(dir)?);
 /// let spec = moe_layer_spec(&cfg, WeightFormat::F32);
 /// let options = ResidencyOptions {
-///     // Room for about half of the fixture's experts: the layer runs as an expert cache.
-///     budget: ExpertBudget::Bytes(parse_bytes("400K")?),
+///     // Room for half of the layer's 16 experts: the layer runs as an expert cache.
+///     budget: ExpertBudget::Bytes(parse_bytes("200K")?),
 ///     ..Default::default()
 /// };
-/// let slots = options.slots_per_layer(&ctx, &spec, cfg.moe_layers().len())?;
+/// let slots = options.placement(&ctx, &spec, 1)?.slots();
 /// let layer = cfg.moe_layers()[0];
 /// let weights = load_moe_weights(&ckpt, &cfg, layer)?;
 /// let build = LayerBuild {
@@ -52,6 +53,7 @@ pub enum ExpertBudget {
 ///     slots,
 ///     residency: &options,
 ///     layer,
+///     pool: None,
 /// };
 /// let moe = MoeLayer::build(&ctx, spec, &weights, build)?;
 /// assert!(moe.is_cached());
@@ -113,57 +115,128 @@ impl ArenaLimits {
 }
 
 impl ResidencyOptions {
-    /// Slots per MoE layer for a model of `moe_layers` layers shaped like `spec`. A result of
-    /// at least the expert count means every expert is resident.
-    pub fn slots_per_layer(
+    /// Where the routed experts of a model of `moe_layers` MoE layers shaped like `spec` live.
+    pub fn placement(
         &self,
         ctx: &Context,
         spec: &MoeLayerSpec,
         moe_layers: usize,
-    ) -> Result<usize> {
-        self.slots_within(ArenaLimits::of(ctx), spec, moe_layers)
+    ) -> Result<Placement> {
+        self.placement_within(ArenaLimits::of(ctx), spec, moe_layers)
     }
 
-    /// [`Self::slots_per_layer`] under explicit adapter limits (for planning without one).
-    pub fn slots_within(
+    /// [`Self::placement`] under explicit adapter limits (for planning without one). Weights
+    /// over the binding limit are split by rows, so the limit caps no slots.
+    pub fn placement_within(
         &self,
         limits: ArenaLimits,
         spec: &MoeLayerSpec,
         moe_layers: usize,
-    ) -> Result<usize> {
+    ) -> Result<Placement> {
         let (e, k) = (spec.routing.experts, spec.routing.top_k);
         let per_expert =
             ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
-        let layers = moe_layers.max(1) as u64;
-        // Arena weights over the binding limit are split by rows, so the limit caps no slots.
-        let slots = match self.budget {
-            ExpertBudget::SlotsPerLayer(n) if n < k => {
-                return Err(Error::input(format!(
-                    "--expert-slots {n} is below k = {k}: each token needs its {k} experts resident at once"
-                )));
-            }
-            ExpertBudget::SlotsPerLayer(n) => n.min(e),
-            ExpertBudget::Bytes(bytes) => {
-                let n = (bytes / layers / per_expert) as usize;
-                if n < k {
-                    return Err(Error::input(format!(
-                        "expert budget of {bytes} bytes gives {n} slots per MoE layer \
-                         ({moe_layers} layers, {per_expert} bytes per expert); k = {k} slots \
-                         need at least {} bytes",
-                        k as u64 * per_expert * layers
-                    )));
-                }
-                n.min(e)
-            }
-            ExpertBudget::Auto => {
-                let budget = limits.auto_budget;
-                if e as u64 * per_expert * layers <= budget {
-                    e
-                } else {
-                    ((budget / layers / per_expert) as usize).clamp(k, e)
-                }
-            }
+        let layers = moe_layers.max(1);
+        let all = e * layers;
+        let pool_of = |bytes: u64| (bytes / per_expert.max(1)).min(all as u64) as usize;
+        match self.budget {
+            ExpertBudget::SlotsPerLayer(n) if n < k => Err(Error::input(format!(
+                "--expert-slots {n} is below k = {k}: each token needs its {k} experts resident at once"
+            ))),
+            ExpertBudget::SlotsPerLayer(n) => Ok(Placement::PerLayer(n.min(e))),
+            ExpertBudget::Bytes(bytes) => match pool_of(bytes) {
+                n if n >= all => Ok(Placement::PerLayer(e)),
+                n if n < k => Err(Error::input(format!(
+                    "expert budget of {bytes} bytes holds {n} experts of {per_expert} bytes; \
+                     k = {k} slots need at least {} bytes{}",
+                    k as u64 * per_expert,
+                    if layers > 1 {
+                        format!(" (the {layers} MoE layers share one pool of slots)")
+                    } else {
+                        String::new()
+                    }
+                ))),
+                n => Ok(Placement::Pool(n)),
+            },
+            ExpertBudget::Auto => match pool_of(limits.auto_budget) {
+                n if n >= all => Ok(Placement::PerLayer(e)),
+                n => Ok(Placement::Pool(n.max(k))),
+            },
+        }
+    }
+}
+
+/// Where a model's routed experts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Each MoE layer has this many slots of its own: every expert resident when it is the
+    /// expert count, else one expert cache per layer (`--expert-slots`).
+    PerLayer(usize),
+    /// One pool of this many slots shared by all MoE layers, each running as an expert cache
+    /// ([`crate::moe::pool::ExpertPool`]): a hot layer keeps more of its experts.
+    Pool(usize),
+}
+
+impl Placement {
+    /// Slots one layer may use: its own, or the whole pool.
+    pub fn slots(&self) -> usize {
+        match *self {
+            Self::PerLayer(n) | Self::Pool(n) => n,
+        }
+    }
+
+    /// Slots allocated for `moe_layers` layers.
+    pub fn total_slots(&self, moe_layers: usize) -> usize {
+        match *self {
+            Self::PerLayer(n) => n * moe_layers,
+            Self::Pool(n) => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::layer_spec::Glu;
+    use crate::spec::routing::RoutingSpec;
+    use crate::spec::weight_format::WeightFormat;
+
+    /// OLMoE-1B-7B: 16 MoE layers of 64 experts [2048, 1024], top-8.
+    fn olmoe(format: WeightFormat) -> MoeLayerSpec {
+        MoeLayerSpec {
+            hidden: 2048,
+            inter: 1024,
+            routing: RoutingSpec::softmax(64, 8, false),
+            glu: Glu::Silu,
+            expert_bias: false,
+            shared_inter: None,
+            format,
+        }
+    }
+
+    #[test]
+    fn real_models_run_in_a_pool_of_k_experts_of_one_layer() {
+        let limits = ArenaLimits {
+            max_binding: 128 << 20,
+            auto_budget: 1 << 30,
         };
-        Ok(slots)
+        let spec = olmoe(WeightFormat::F32);
+        let per_expert = 3 * 2048 * 1024 * 4;
+        let at = |bytes: u64| {
+            let options = ResidencyOptions {
+                budget: ExpertBudget::Bytes(bytes),
+                ..Default::default()
+            };
+            options.placement_within(limits, &spec, 16)
+        };
+        // 1 GiB used to give 2 f32 experts per layer, below k = 8; 4 GiB, 10 slots per layer
+        // over one binding. Both run now, as does k experts of one layer.
+        assert_eq!(at(1 << 30).unwrap(), Placement::Pool(42));
+        assert_eq!(at(4 << 30).unwrap(), Placement::Pool(170));
+        assert_eq!(at(8 * per_expert).unwrap(), Placement::Pool(8));
+        assert!(at(8 * per_expert - 1).is_err());
+        assert_eq!(at(u64::MAX).unwrap(), Placement::PerLayer(64));
+        let auto = ResidencyOptions::default().placement_within(limits, &spec, 16);
+        assert_eq!(auto.unwrap(), Placement::Pool(42));
     }
 }

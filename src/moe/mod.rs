@@ -7,6 +7,7 @@ pub mod cachesim;
 pub mod layer;
 pub mod mlp;
 mod offload;
+pub mod pool;
 pub mod residency;
 pub mod router;
 pub mod routing_trace;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
 use crate::kernels::expert_arena::ExpertArena;
-use crate::moe::residency::{ExpertCache, Policy, Round, StepPlan, Upload};
+use crate::moe::pool::CacheView;
+use crate::moe::residency::{Round, StepPlan, Upload};
 use crate::moe::router::{Router, RouterOutputs, RouterWeights};
 use crate::moe::stats::LayerStats;
 use crate::spec::INVALID;
@@ -19,7 +20,9 @@ use crate::spec::weights::ExpertSource;
 pub(crate) struct Offload {
     source: Arc<dyn ExpertSource>,
     spec: MoeLayerSpec,
-    pub cache: ExpertCache,
+    pub cache: CacheView,
+    /// `[experts]` the layer's expert → slot table.
+    table: wgpu::Buffer,
     /// Receives the per-expert token counts of each step.
     counts_staging: Staging,
     /// Experts predicted for this layer's coming step, most tokens first.
@@ -28,18 +31,20 @@ pub(crate) struct Offload {
 }
 
 impl Offload {
+    /// Serves the layer's steps from `cache`, pointing `table` at its resident experts.
     pub fn new(
         ctx: &Context,
         spec: &MoeLayerSpec,
         source: Arc<dyn ExpertSource>,
-        slots: usize,
-        policy: Policy,
+        cache: CacheView,
+        table: wgpu::Buffer,
     ) -> Result<Self> {
         let experts = spec.routing.experts;
         Ok(Self {
             source,
             spec: spec.clone(),
-            cache: ExpertCache::new(experts, slots, policy)?,
+            cache,
+            table,
             counts_staging: Staging::new(ctx, "expert counts readback", (experts * 4) as u64),
             prediction: None,
             predictor: None,
@@ -86,7 +91,7 @@ impl Offload {
     }
 
     /// Plans the step that routed `counts[e]` tokens to each expert e.
-    pub fn plan(&mut self, counts: &[u32]) -> Result<StepPlan> {
+    pub fn plan(&self, counts: &[u32]) -> Result<StepPlan> {
         let needed: Vec<usize> = (0..counts.len()).filter(|&e| counts[e] > 0).collect();
         self.cache.plan_step(&needed)
     }
@@ -103,7 +108,8 @@ impl Offload {
             self.upload(ctx, arena, up)?;
             stats.uploaded(up.expert, false);
         }
-        arena.write_table(ctx, &round.table(self.cache.experts()));
+        let table = round.table(self.spec.routing.experts);
+        ExpertArena::write_table(ctx, &self.table, &table);
         Ok(())
     }
 

@@ -170,6 +170,11 @@ impl ExpertCache {
         self.held.iter().filter(|h| h.is_some()).count()
     }
 
+    /// Experts of `range` now resident (one layer's share of a pool).
+    pub fn resident_in(&self, range: std::ops::Range<usize>) -> usize {
+        self.slot_of[range].iter().filter(|s| s.is_some()).count()
+    }
+
     /// The slot holding `expert`, if it is resident.
     pub fn slot_of(&self, expert: usize) -> Option<usize> {
         self.slot_of.get(expert).copied().flatten()

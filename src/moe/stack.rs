@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder, Staging};
-use crate::moe::budget::ResidencyOptions;
+use crate::moe::budget::{Placement, ResidencyOptions};
 use crate::moe::layer::{LayerBuild, MoeLayer, MoeStep, check_input};
+use crate::moe::pool::ExpertPool;
 use crate::moe::stats::ResidencyStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -29,8 +30,9 @@ pub struct MoeStack {
 }
 
 impl MoeStack {
-    /// One layer per entry of `weights`, all shaped like `spec`, with slots per layer resolved
-    /// from `residency` over the whole stack.
+    /// One layer per entry of `weights`, all shaped like `spec`, with the experts placed by
+    /// `residency` over the whole stack (one pool of slots shared by the layers when they do
+    /// not all fit).
     pub fn new(
         ctx: &Context,
         spec: &MoeLayerSpec,
@@ -43,7 +45,17 @@ impl MoeStack {
                 "an MoE stack needs at least one layer and max_tokens ≥ 1",
             ));
         }
-        let slots = residency.slots_per_layer(ctx, spec, weights.len())?;
+        let placement = residency.placement(ctx, spec, weights.len())?;
+        let pool = match placement {
+            Placement::Pool(slots) => Some(ExpertPool::new(
+                ctx,
+                spec,
+                weights.len(),
+                slots,
+                residency.policy,
+            )?),
+            Placement::PerLayer(_) => None,
+        };
         let bytes = (max_tokens * spec.hidden * 4) as u64;
         let acts: Vec<wgpu::Buffer> = (0..=weights.len())
             .map(|i| ctx.storage(&format!("activations {i}"), bytes))
@@ -55,9 +67,10 @@ impl MoeStack {
                 max_tokens,
                 io: Some((acts[l].clone(), acts[l + 1].clone())),
                 buffers: Some(buffers.clone()),
-                slots,
+                slots: placement.slots(),
                 residency,
                 layer: l,
+                pool: pool.as_ref().map(|p| (p, l)),
             };
             let mut layer = MoeLayer::build(ctx, spec.clone(), w, build)?;
             if residency.prefetch && l > 0 {

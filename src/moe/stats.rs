@@ -12,9 +12,11 @@ pub struct LayerStats {
     pub layer: usize,
     /// Routed experts of the layer.
     pub experts: usize,
-    /// Expert slots in VRAM (at least `experts` in `resident` mode).
+    /// Expert slots in VRAM (at least `experts` in `resident` mode; the shared pool's in
+    /// `pool` mode).
     pub slots: usize,
-    /// `resident` (every expert uploaded at build, no readback) or `cache`.
+    /// `resident` (every expert uploaded at build, no readback), `cache` (slots of its own) or
+    /// `pool` (slots shared with the model's other MoE layers).
     pub mode: &'static str,
     /// Bytes one expert occupies in VRAM and on the bus.
     pub expert_bytes: u64,
@@ -42,6 +44,9 @@ pub struct LayerStats {
     pub activated_when_predicted: u64,
     /// Most experts resident at once.
     pub resident_max: usize,
+    /// Experts resident now (in cache and pool modes; at the last step otherwise): with a
+    /// shared pool, this layer's share of it.
+    pub resident: usize,
     /// Tokens routed to each expert, over all observed steps.
     pub histogram: Vec<u64>,
     #[serde(skip)]
@@ -132,6 +137,7 @@ impl LayerStats {
 
     /// Raises `resident_max` to `resident` if higher.
     pub fn note_resident(&mut self, resident: usize) {
+        self.resident = resident;
         self.resident_max = self.resident_max.max(resident);
     }
 }

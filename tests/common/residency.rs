@@ -34,6 +34,7 @@ pub fn run(
         slots,
         residency: &options(policy),
         layer: 0,
+        pool: None,
     };
     let layer = MoeLayer::build(ctx, spec.clone(), weights, build).unwrap();
     let out = layer.forward(ctx, x).unwrap();

@@ -160,6 +160,7 @@ fn a_perfect_prediction_leaves_no_misses() {
         slots,
         residency: &options,
         layer: 0,
+        pool: None,
     };
     let out = |label| ctx.storage(label, bytes).unwrap();
     let a = MoeLayer::build(ctx, spec.clone(), &wa, build((x.clone(), out("a")), slots)).unwrap();
@@ -215,6 +216,7 @@ fn prefetch_needs_a_large_enough_hidden_buffer() {
         slots: 2,
         residency: &options,
         layer: 1,
+        pool: None,
     };
     let mut layer = MoeLayer::build(ctx, spec, &w, build).unwrap();
     let small = ctx.storage("small", 16).unwrap();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{Glu, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
+use moe_gpu::moe::budget::Placement;
 use moe_gpu::moe::residency::ExpertCache;
 use moe_gpu::moe::{
     ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeWeights, Policy, ResidencyOptions,
@@ -127,12 +128,13 @@ fn cache_mode_uploads_nothing_before_first_use() {
         slots: 3,
         residency: &options(Policy::Lru),
         layer: 0,
+        pool: None,
     };
     let layer = MoeLayer::build(ctx, spec, &w, build).unwrap();
     assert!(layer.is_cached());
     let s = layer.stats();
     assert_eq!((s.bytes_uploaded, s.experts_ever_uploaded()), (0, 0));
-    let table: Vec<u32> = ctx.read_back(&layer.arena.table, 12).unwrap();
+    let table: Vec<u32> = ctx.read_back(&layer.table, 12).unwrap();
     assert!(table.iter().all(|&t| t == INVALID), "{table:?}");
 }
 
@@ -141,10 +143,14 @@ fn full_residency_reads_nothing_back() {
     let ctx = common::ctx();
     let spec = synthetic_spec(12, 3);
     let w = random_moe_weights(&spec, 6);
-    let slots = ResidencyOptions::default()
-        .slots_per_layer(ctx, &spec, 4)
+    let placement = ResidencyOptions::default()
+        .placement(ctx, &spec, 4)
         .unwrap();
-    assert_eq!(slots, 12, "a tiny model is all resident by default");
+    assert_eq!(
+        placement,
+        Placement::PerLayer(12),
+        "a tiny model is all resident by default"
+    );
     let layer = MoeLayer::new(ctx, spec, &w, 8).unwrap();
     assert!(!layer.is_cached());
     layer
@@ -165,23 +171,29 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
         budget,
         ..Default::default()
     };
-    let err = with(ExpertBudget::Bytes(2 * (3 * per_expert) - 1))
-        .slots_per_layer(ctx, &spec, 2)
+    // The MoE layers share one pool: k experts of one layer run a model of any depth.
+    let err = with(ExpertBudget::Bytes(3 * per_expert - 1))
+        .placement(ctx, &spec, 16)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("k = 3") && err.contains("2 layers"), "{err}");
-    let ok = with(ExpertBudget::Bytes(2 * 3 * per_expert)).slots_per_layer(ctx, &spec, 2);
-    assert_eq!(ok.unwrap(), 3);
+    assert!(
+        err.contains("k = 3 slots") && err.contains("16 MoE layers share"),
+        "{err}"
+    );
+    let pool = |bytes, layers| with(ExpertBudget::Bytes(bytes)).placement(ctx, &spec, layers);
+    assert_eq!(pool(3 * per_expert, 16).unwrap(), Placement::Pool(3));
+    assert_eq!(pool(20 * per_expert, 2).unwrap(), Placement::Pool(20));
+    assert_eq!(pool(24 * per_expert, 2).unwrap(), Placement::PerLayer(12));
     let err = with(ExpertBudget::SlotsPerLayer(2))
-        .slots_per_layer(ctx, &spec, 1)
+        .placement(ctx, &spec, 1)
         .unwrap_err()
         .to_string();
     assert!(err.contains("below k = 3"), "{err}");
     assert_eq!(
         with(ExpertBudget::SlotsPerLayer(50))
-            .slots_per_layer(ctx, &spec, 1)
+            .placement(ctx, &spec, 1)
             .unwrap(),
-        12
+        Placement::PerLayer(12)
     );
     let w = random_moe_weights(&spec, 1);
     let build = LayerBuild {
@@ -191,6 +203,7 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
         slots: 2,
         residency: &ResidencyOptions::default(),
         layer: 0,
+        pool: None,
     };
     let err = MoeLayer::build(ctx, spec, &w, build)
         .err()
@@ -221,7 +234,7 @@ fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
             ..options(Policy::Lru)
         };
         assert_eq!(
-            options.slots_per_layer(ctx, &spec, 1).unwrap(),
+            options.placement(ctx, &spec, 1).unwrap().slots(),
             slots,
             "{format}"
         );
@@ -295,6 +308,7 @@ fn a_step_needing_exactly_slots_experts_evicts_none_of_them() {
         slots,
         residency: &opts,
         layer: 0,
+        pool: None,
     };
     let cached = MoeLayer::build(ctx, spec.clone(), &w, build(slots)).unwrap();
     let full = MoeLayer::build(ctx, spec.clone(), &w, build(e)).unwrap();

@@ -81,6 +81,7 @@ fn a_cached_step_records_its_rounds_and_uploads() {
         slots: 2,
         residency: &options,
         layer: 0,
+        pool: None,
     };
     let layer = MoeLayer::build(ctx, s, &w, build).unwrap();
     let x: Vec<f32> = (0..33 * 32)

@@ -3,8 +3,9 @@
 //! storage and staging buffers, also under a binding limit low enough to split the weights.
 
 use moe_gpu::Context;
+use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::model::memory::MemoryPlan;
-use moe_gpu::model::{Checkpoint, Model, ModelConfig, ModelOptions};
+use moe_gpu::model::{Checkpoint, Model, ModelConfig, ModelOptions, moe_layer_spec};
 use moe_gpu::moe::budget::ArenaLimits;
 use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
 
@@ -65,10 +66,28 @@ fn the_memory_plan_matches_what_loading_allocates() {
         for arch in fixtures::ARCHS {
             check(set, arch, &resident);
             check(set, arch, &cached);
+            check(set, arch, &pooled(set, arch, &resident));
         }
     }
     for arch in ["mixtral", "deepseek_v3"] {
         check_within("hf-tiny", arch, &cached, Some(32 << 10));
+    }
+}
+
+/// `options` with a byte budget of k + 1 experts: one pool shared by the MoE layers.
+fn pooled(set: &str, arch: &str, options: &ModelOptions) -> ModelOptions {
+    let dir = fixtures::dir(set, arch).join("model");
+    let cfg = ModelConfig::load(&dir).unwrap();
+    let spec = moe_layer_spec(&cfg, options.expert_format);
+    let per_expert =
+        ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
+    let slots = spec.routing.top_k as u64 + 1;
+    ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::Bytes(slots * per_expert),
+            ..Default::default()
+        },
+        ..options.clone()
     }
 }
 

@@ -80,7 +80,7 @@ pub fn run(a: Args) -> Result<()> {
     let weights = load_moe_weights(&ckpt, &cfg, a.layer)?;
     let spec = moe_layer_spec_for(&cfg, a.layer, format);
     let options = a.residency.options()?;
-    let slots = options.slots_per_layer(&ctx, &spec, 1)?;
+    let slots = options.placement(&ctx, &spec, 1)?.slots();
     let build = LayerBuild {
         max_tokens: chunk,
         io: None,
@@ -88,6 +88,7 @@ pub fn run(a: Args) -> Result<()> {
         slots,
         residency: &options,
         layer: a.layer,
+        pool: None,
     };
     let layer = MoeLayer::build(&ctx, spec, &weights, build).context("building the MoE layer")?;
     let (policy, calibration) = activation_policy(

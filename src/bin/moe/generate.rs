@@ -127,13 +127,17 @@ pub fn run(a: Args) -> Result<()> {
             || a.activation.is_set(),
         ..Default::default()
     };
+    let load = std::time::Instant::now();
     let mut model = Model::load_with(&ctx, &a.model, &options)?;
+    let load = load.elapsed();
     a.activation.apply(&mut model)?;
     let stop = stop_tokens(&a.model, &model.config)?;
     eprintln!(
-        "{} on {}: {} prompt tokens",
+        "{} on {}: loaded in {:.2} s, {:.1} MiB on the GPU; {} prompt tokens",
         model.config.arch.name(),
         ctx.describe(),
+        load.as_secs_f64(),
+        ctx.allocated_bytes() as f64 / (1 << 20) as f64,
         prompt.len()
     );
     let generate = GenerateOptions {
@@ -190,6 +194,8 @@ pub fn run(a: Args) -> Result<()> {
                 "prefill_tokens_per_s": stats.prefill_tokens_per_s(),
                 "decode_tokens_per_s": stats.decode_tokens_per_s(),
                 "time_to_first_token_ms": stats.time_to_first_token.as_secs_f64() * 1e3,
+                "load_ms": load.as_secs_f64() * 1e3,
+                "gpu_bytes_allocated": ctx.allocated_bytes(),
             },
         });
         if let Some(s) = &stream {

@@ -72,6 +72,13 @@ pub fn summary(s: &ResidencyStats) -> String {
     let slots = s.per_layer.first().map_or(0, |l| l.slots);
     let mode = if s.per_layer.iter().all(|l| l.mode == "resident") {
         "all resident".to_string()
+    } else if s.per_layer.iter().any(|l| l.mode == "pool") {
+        let resident: Vec<String> = s.per_layer.iter().map(|l| l.resident.to_string()).collect();
+        format!(
+            "pool of {slots} slots shared by {} layers (resident per layer: {})",
+            s.per_layer.len(),
+            resident.join("/")
+        )
     } else {
         format!("cache of {slots} slots per layer")
     };

@@ -18,6 +18,7 @@ use crate::moe::budget::ResidencyOptions;
 use crate::moe::layer::state::MoeLayer;
 use crate::moe::mlp::{DenseMlp, MlpIo};
 use crate::moe::offload::Offload;
+use crate::moe::pool::{CacheView, ExpertPool};
 use crate::moe::router::{Router, RouterWeights};
 use crate::moe::stats::LayerStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
@@ -42,6 +43,9 @@ pub struct LayerBuild<'a> {
     pub residency: &'a ResidencyOptions,
     /// Decoder layer index, for statistics and traces.
     pub layer: usize,
+    /// Slots shared with the model's other MoE layers, and this layer's index among the
+    /// pool's layers: cache mode in the pool's slots, and `slots` is not used.
+    pub pool: Option<(&'a ExpertPool, usize)>,
 }
 
 impl MoeLayer {
@@ -60,6 +64,7 @@ impl MoeLayer {
             slots,
             residency: &ResidencyOptions::default(),
             layer: 0,
+            pool: None,
         };
         Self::build(ctx, spec, weights, build)
     }
@@ -82,6 +87,7 @@ impl MoeLayer {
             slots,
             residency: &ResidencyOptions::default(),
             layer: 0,
+            pool: None,
         };
         Self::assemble(ctx, spec, weights, build)
     }
@@ -94,9 +100,8 @@ impl MoeLayer {
         weights: &MoeWeights,
         b: LayerBuild<'_>,
     ) -> Result<Self> {
-        let slots = b.slots;
         let layer = Self::assemble(ctx, spec, weights, b)?;
-        if slots >= layer.experts() {
+        if !layer.is_cached() {
             layer.upload_all(ctx, weights)?;
         }
         Ok(layer)
@@ -116,13 +121,12 @@ impl MoeLayer {
             return Err(Error::input("max_tokens must be at least 1"));
         }
         weights.check(&spec)?;
-        if b.slots < k {
+        if b.slots < k && b.pool.is_none() {
             return Err(Error::input(format!(
                 "{} expert slots are below k = {k}: each token needs its {k} experts resident at once",
                 b.slots
             )));
         }
-        let slots = b.slots.min(e);
         let (x, out) = match b.io {
             Some((x, out)) => {
                 let need = (max_tokens * h * 4) as u64;
@@ -187,8 +191,29 @@ impl MoeLayer {
         )?;
         let permute = Permute::new(ctx, e, permute_buffers)?;
 
-        // Grouped expert GEMMs over the arena.
-        let arena = ExpertArena::new(ctx, h, i, e, slots, spec.format, spec.expert_bias)?;
+        // Grouped expert GEMMs over the arena: the pool's, or the layer's own.
+        let arena = match b.pool {
+            Some((pool, _)) => {
+                let a = &pool.arena;
+                if (a.hidden, a.inter, a.format) != (h, i, spec.format) {
+                    return Err(Error::input(format!(
+                        "an expert pool of [{}, {}] {} experts cannot hold layer {}'s [{h}, {i}] {}",
+                        a.hidden, a.inter, a.format, b.layer, spec.format
+                    )));
+                }
+                pool.arena.clone()
+            }
+            None => Arc::new(ExpertArena::new(
+                ctx,
+                h,
+                i,
+                b.slots.min(e),
+                spec.format,
+                spec.expert_bias,
+            )?),
+        };
+        let slots = arena.slots;
+        let table = ExpertArena::new_table(ctx, e)?;
         let grouped = |n, kk, glu, gather, tiling| MatmulSpec {
             n,
             k: kk,
@@ -204,7 +229,7 @@ impl MoeLayer {
             x: &x,
             w: &arena.gate_up,
             bias: &arena.gate_up_bias,
-            slots: &arena.table,
+            slots: &table,
             tiles: &sb.tiles,
             rows: &sb.rows,
             out: &sb.hidden,
@@ -213,7 +238,7 @@ impl MoeLayer {
             x: &sb.hidden,
             w: &arena.down,
             bias: &arena.down_bias,
-            slots: &arena.table,
+            slots: &table,
             tiles: &sb.tiles,
             rows: &sb.rows,
             out: &sb.expert_out,
@@ -289,13 +314,22 @@ impl MoeLayer {
         let [gp, gd] = vec_to_pair(gate_up);
         let [dp, dd] = vec_to_pair(down);
         let expert_bytes = ExpertArena::expert_bytes(h, i, spec.format, spec.expert_bias);
-        let stats = LayerStats::new(b.layer, e, slots, expert_bytes, b.residency.record_trace);
-        let offload = if slots < e {
-            let source = weights.experts.clone();
-            let off = Offload::new(ctx, &spec, source, slots, b.residency.policy)?;
-            Some(RefCell::new(off))
-        } else {
-            None
+        let mut stats = LayerStats::new(b.layer, e, slots, expert_bytes, b.residency.record_trace);
+        if b.pool.is_some() {
+            stats.mode = "pool";
+        }
+        let cache = match b.pool {
+            Some((pool, index)) => Some(pool.view(index)?),
+            None if slots < e => Some(CacheView::own(e, slots, b.residency.policy)?),
+            None => None,
+        };
+        let offload = match cache {
+            Some(cache) => {
+                let source = weights.experts.clone();
+                let off = Offload::new(ctx, &spec, source, cache, table.clone())?;
+                Some(RefCell::new(off))
+            }
+            None => None,
         };
         Ok(Self {
             spec,
@@ -304,6 +338,7 @@ impl MoeLayer {
             out,
             buffers,
             arena,
+            table,
             router_weights,
             tilings,
             router,
@@ -340,7 +375,7 @@ impl MoeLayer {
             self.stats.borrow_mut().uploaded(expert, false);
         }
         let table: Vec<u32> = (0..e as u32).collect();
-        self.arena.write_table(ctx, &table);
+        ExpertArena::write_table(ctx, &self.table, &table);
         self.stats.borrow_mut().note_resident(e);
         Ok(())
     }

@@ -31,8 +31,10 @@ pub struct MoeLayer {
     pub out: wgpu::Buffer,
     /// Routing, permutation and expert activations: shared by the layers of a model.
     pub(super) buffers: Arc<StepBuffers>,
-    /// The expert weights in VRAM.
-    pub arena: ExpertArena,
+    /// The expert weights in VRAM: the layer's own slots, or a pool shared with other layers.
+    pub arena: Arc<ExpertArena>,
+    /// `[experts]` slot of each of the layer's experts in `arena`, INVALID when not resident.
+    pub table: wgpu::Buffer,
     pub(super) router_weights: RouterWeights,
     pub(super) router: Router,
     pub(super) permute: Permute,
@@ -89,13 +91,23 @@ impl MoeLayer {
 
     /// This layer's residency statistics so far.
     pub fn stats(&self) -> LayerStats {
-        self.stats.borrow().clone()
+        let mut stats = self.stats.borrow().clone();
+        if let Some(off) = &self.offload {
+            // Now, not after the layer's last step: other layers of a pool evict too.
+            stats.resident = off.borrow().cache.resident();
+        }
+        stats
     }
 
-    /// Whether the layer runs as an expert cache (fewer slots than experts), so that each step
-    /// reads back its routing and may upload experts before the GEMMs.
+    /// Whether the layer runs as an expert cache (fewer slots than experts, or a shared pool),
+    /// so that each step reads back its routing and may upload experts before the GEMMs.
     pub fn is_cached(&self) -> bool {
         self.offload.is_some()
+    }
+
+    /// The slots the grouped GEMMs read and this layer's expert → slot table.
+    pub fn expert_slots(&self) -> (&ExpertArena, &wgpu::Buffer) {
+        (&self.arena, &self.table)
     }
 
     /// Feeds routing that the caller read back ([tokens, k] ids) into the statistics of a

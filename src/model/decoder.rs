@@ -20,6 +20,7 @@ use crate::model::capture::RoutingCapture;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
 use crate::model::expert_loading::{load_mlp, load_moe_weights, moe_layer_spec_for};
+use crate::model::load_progress::{LoadProgress, LoadTracker};
 use crate::model::options::{ModelOptions, Resolved};
 use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
@@ -110,6 +111,17 @@ impl Model {
     /// Loads the checkpoint in `dir` with `options` (context and batch sizes, weight formats,
     /// expert residency).
     pub fn load_with(ctx: &Context, dir: &Path, options: &ModelOptions) -> Result<Self> {
+        Self::load_observed(ctx, dir, options, &mut |_| {})
+    }
+
+    /// As [`Self::load_with`], telling `observe` how many bytes of the checkpoint are loaded
+    /// after each layer (for a progress bar).
+    pub fn load_observed(
+        ctx: &Context,
+        dir: &Path,
+        options: &ModelOptions,
+        observe: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Self> {
         let config = ModelConfig::load(dir)?;
         let limits = options.resolve(&config)?;
         let ckpt = Arc::new(Checkpoint::open(dir)?);
@@ -141,7 +153,14 @@ impl Model {
         let moe_count = cfg.moe_layers().len();
         let step_buffers = step_buffers(ctx, cfg, options, limits.batch)?;
         let residency = &options.residency;
-        let pool = expert_pool(ctx, cfg, options)?;
+        let (pool, experts_at_load) = expert_pool(ctx, cfg, options)?;
+        let head_name = if cfg.tie_embeddings {
+            embed_name.clone()
+        } else {
+            "lm_head.weight".to_string()
+        };
+        let rest = ["model.norm.weight", head_name.as_str()];
+        let mut tracker = LoadTracker::new(&ckpt, experts_at_load, &rest, observe);
         let mut first_moe = true;
         for l in 0..cfg.layers {
             let p = format!("model.layers.{l}.");
@@ -219,14 +238,10 @@ impl Model {
                 post_norm,
                 mlp,
             });
+            tracker.layer_done(l);
         }
         let final_out = ctx.storage("final norm", (limits.logit_rows * h * 4) as u64)?;
         let final_norm = norm("model.norm.weight", true, &s.mlp_out, &final_out)?;
-        let head_name = if cfg.tie_embeddings {
-            embed_name.clone()
-        } else {
-            "lm_head.weight".to_string()
-        };
         let head_w = ckpt.f32(&head_name, &[vocab, h])?;
         let lm_head = LmHead::new(
             ctx,
@@ -238,6 +253,7 @@ impl Model {
             &final_out,
             limits.logit_rows,
         )?;
+        tracker.finish();
         let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64);
         let routing = options.routing_stats.then(|| {
             let pairs: usize = layers
@@ -333,28 +349,25 @@ fn step_buffers(
 
 /// The slots all MoE layers share when the residency options place the experts in one pool
 /// (the layers' expert shapes are those of the first MoE layer: every family we load has one
-/// expert shape per model).
+/// expert shape per model), and whether every expert is uploaded at load.
 fn expert_pool(
     ctx: &Context,
     cfg: &ModelConfig,
     options: &ModelOptions,
-) -> Result<Option<ExpertPool>> {
+) -> Result<(Option<ExpertPool>, bool)> {
     let moe = cfg.moe_layers();
     let Some(&first) = moe.first() else {
-        return Ok(None);
+        return Ok((None, true));
     };
     let spec = moe_layer_spec_for(cfg, first, options.expert_format);
     let r = &options.residency;
-    match r.placement(ctx, &spec, moe.len())? {
-        Placement::Pool(slots) => Ok(Some(ExpertPool::new(
-            ctx,
-            &spec,
-            moe.len(),
-            slots,
-            r.policy,
-        )?)),
-        Placement::PerLayer(_) => Ok(None),
-    }
+    Ok(match r.placement(ctx, &spec, moe.len())? {
+        Placement::Pool(slots) => {
+            let pool = ExpertPool::new(ctx, &spec, moe.len(), slots, r.policy)?;
+            (Some(pool), false)
+        }
+        Placement::PerLayer(slots) => (None, slots >= spec.routing.experts),
+    })
 }
 
 /// Decoder layer `l`'s index among the MoE layers.

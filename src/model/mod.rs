@@ -14,6 +14,7 @@ pub mod eval;
 pub mod expert_loading;
 pub mod generate;
 pub(crate) mod json;
+pub mod load_progress;
 pub mod memory;
 pub(crate) mod mla;
 pub mod moe_config;

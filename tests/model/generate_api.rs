@@ -319,3 +319,40 @@ fn an_expert_cache_of_k_slots_generates_like_full_residency() {
         );
     }
 }
+
+/// Loading reports its progress after every layer, in checkpoint bytes that only grow and end at
+/// the total; with the experts in a cache they are not read at load and count for nothing.
+#[test]
+fn loading_reports_its_progress_in_bytes() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny", "mixtral");
+    let load = |options: &ModelOptions| {
+        let mut seen = Vec::new();
+        Model::load_observed(ctx, &fx.model_dir, options, &mut |p| seen.push(p)).unwrap();
+        seen
+    };
+    let resident = load(&ModelOptions::default());
+    let cached = load(&ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::SlotsPerLayer(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    for seen in [&resident, &cached] {
+        let last = *seen.last().unwrap();
+        assert_eq!(seen.len(), 2 + 2, "start, two layers, the head");
+        assert!(last.total > 0 && last.done == last.total, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "{seen:?}");
+    }
+    assert_eq!(resident[0].total - cached[0].total, expert_bytes(&fx));
+}
+
+/// Bytes of the fixture's routed expert tensors in its checkpoint.
+fn expert_bytes(fx: &Fixture) -> u64 {
+    let ckpt = moe_gpu::model::Checkpoint::open(&fx.model_dir).unwrap();
+    ckpt.names()
+        .filter(|n| n.contains(".experts."))
+        .map(|n| ckpt.bytes(n).unwrap().len() as u64)
+        .sum()
+}

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use moe_gpu::model::collect_calibration::calibrate;
-use moe_gpu::{Context, Model, ModelOptions};
+use moe_gpu::{Context, ModelOptions};
 
 use crate::data::load_tokens;
 use crate::out::outln;
+use crate::progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,7 +37,7 @@ pub fn run(a: Args) -> Result<()> {
         max_context: Some(a.seq_len.max(1)),
         ..Default::default()
     };
-    let mut model = Model::load_with(&ctx, &a.model, &options)?;
+    let mut model = progress::load_model(&ctx, &a.model, &options)?;
     let data = load_tokens(
         &a.model,
         a.data.as_deref(),

@@ -14,6 +14,7 @@ use moe_gpu::{Context, Logits, Model, ModelOptions};
 
 use crate::demo_limits::{DEFAULT, Sizes};
 use crate::out::outln;
+use crate::progress;
 use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
@@ -135,7 +136,7 @@ pub fn run(a: Args) -> Result<()> {
         t0.elapsed().as_secs_f64() * 1e3
     )?;
     let t0 = Instant::now();
-    let mut model = Model::load_with(&ctx, &dir.0, &options)?;
+    let mut model = progress::load_model(&ctx, &dir.0, &options)?;
     outln!("load: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)?;
 
     let t0 = Instant::now();

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::eval::evaluate;
-use moe_gpu::{Context, Model, ModelOptions};
+use moe_gpu::{Context, ModelOptions};
 
 use crate::activation::ExpertActivationArgs;
 use crate::data::load_tokens;
 use crate::out::outln;
+use crate::progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,12 +50,12 @@ pub fn run(a: Args) -> Result<()> {
         routing_stats: true,
         ..Default::default()
     };
-    let mut teacher = Model::load_with(&ctx, &a.teacher, &options)?;
+    let mut teacher = progress::load_model(&ctx, &a.teacher, &options)?;
     let student_options = ModelOptions {
         expert_format: WeightFormat::parse(&a.dtype)?,
         ..options.clone()
     };
-    let mut student = Model::load_with(&ctx, &a.model, &student_options)?;
+    let mut student = progress::load_model(&ctx, &a.model, &student_options)?;
     a.activation.apply(&mut student)?;
     let data = load_tokens(
         &a.teacher,

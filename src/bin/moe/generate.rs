@@ -6,13 +6,14 @@ use anyhow::{Result, bail};
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{FinishReason, TextStream};
 use moe_gpu::{
-    ChatMessage, ChatTemplate, Context, GenerateOptions, Model, ModelOptions, Sampling, Tokenizer,
+    ChatMessage, ChatTemplate, Context, GenerateOptions, ModelOptions, Sampling, Tokenizer,
     stop_tokens,
 };
 use serde_json::json;
 
 use crate::activation::{ExpertActivationArgs, activation_report};
 use crate::out::{out, outln};
+use crate::progress;
 use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
@@ -128,7 +129,7 @@ pub fn run(a: Args) -> Result<()> {
         ..Default::default()
     };
     let load = std::time::Instant::now();
-    let mut model = Model::load_with(&ctx, &a.model, &options)?;
+    let mut model = progress::load_model(&ctx, &a.model, &options)?;
     let load = load.elapsed();
     a.activation.apply(&mut model)?;
     let stop = stop_tokens(&a.model, &model.config)?;

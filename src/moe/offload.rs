@@ -3,6 +3,7 @@
 //! predict the next layer's experts so they can be uploaded ahead of time.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
@@ -76,8 +77,8 @@ impl Offload {
         };
         let uploads = self.cache.prefetch(&predicted)?;
         for up in &uploads {
-            self.upload(ctx, arena, up)?;
-            stats.uploaded(up.expert, true);
+            let host = self.upload(ctx, arena, up)?;
+            stats.uploaded(up.expert, true, host);
         }
         Ok(Some((predicted, uploads.len())))
     }
@@ -105,15 +106,17 @@ impl Offload {
         stats: &mut LayerStats,
     ) -> Result<()> {
         for up in &round.uploads {
-            self.upload(ctx, arena, up)?;
-            stats.uploaded(up.expert, false);
+            let host = self.upload(ctx, arena, up)?;
+            stats.uploaded(up.expert, false, host);
         }
         let table = round.table(self.spec.routing.experts);
         ExpertArena::write_table(ctx, &self.table, &table);
         Ok(())
     }
 
-    fn upload(&self, ctx: &Context, arena: &ExpertArena, up: &Upload) -> Result<()> {
+    /// Reads, converts and queues one expert's upload; returns the host time it took.
+    fn upload(&self, ctx: &Context, arena: &ExpertArena, up: &Upload) -> Result<Duration> {
+        let start = Instant::now();
         let w = self.source.load(up.expert)?;
         let s = &self.spec;
         w.check(
@@ -123,7 +126,7 @@ impl Offload {
             s.expert_bias,
         )?;
         arena.upload(ctx, up.slot, &w);
-        Ok(())
+        Ok(start.elapsed())
     }
 }
 

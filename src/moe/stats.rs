@@ -32,6 +32,9 @@ pub struct LayerStats {
     pub misses: u64,
     /// Every expert byte copied to VRAM: at build (`resident`), on misses and on prefetches.
     pub bytes_uploaded: u64,
+    /// Host time of those uploads: reading the checkpoint, converting and packing the weights,
+    /// queueing the copies (milliseconds).
+    pub upload_host_ms: f64,
     /// Experts uploaded ahead of their step because they were predicted.
     pub prefetch_uploads: u64,
     /// Hits on experts that were resident only thanks to a prefetch.
@@ -94,10 +97,12 @@ impl LayerStats {
         self.uploaded.iter().filter(|&&b| b).count()
     }
 
-    /// Records an upload of `expert` (`prefetch`: ahead of its use).
-    pub fn uploaded(&mut self, expert: usize, prefetch: bool) {
+    /// Records an upload of `expert` (`prefetch`: ahead of its use) that took `host` on the
+    /// host.
+    pub fn uploaded(&mut self, expert: usize, prefetch: bool, host: std::time::Duration) {
         self.uploaded[expert] = true;
         self.bytes_uploaded += self.expert_bytes;
+        self.upload_host_ms += host.as_secs_f64() * 1e3;
         self.prefetch_uploads += u64::from(prefetch);
     }
 
@@ -153,6 +158,9 @@ pub struct ResidencyStats {
     pub hit_rate: f64,
     /// Expert bytes copied to VRAM, all layers.
     pub bytes_uploaded: u64,
+    /// Host time of the uploads after load (misses and prefetches) per upload, milliseconds:
+    /// what reading and converting one expert costs.
+    pub upload_host_ms_per_expert: Option<f64>,
     /// Bytes of every routed expert of every MoE layer.
     pub expert_bytes_total: u64,
     /// Routed experts of all MoE layers.
@@ -191,13 +199,24 @@ impl ResidencyStats {
             misses,
             hit_rate: ratio(hits, hits + misses).unwrap_or(0.0),
             bytes_uploaded: sum(|l| l.bytes_uploaded),
+            upload_host_ms_per_expert: {
+                let cached = layers.iter().filter(|l| l.mode != "resident");
+                let ms: f64 = cached.clone().map(|l| l.upload_host_ms).sum();
+                let ups: u64 = cached.map(|l| l.misses + l.prefetch_uploads).sum();
+                (ups > 0).then(|| ms / ups as f64)
+            },
             expert_bytes_total: sum(|l| l.expert_bytes * l.experts as u64),
             experts_total: layers.iter().map(|l| l.experts).sum(),
             experts_ever_activated: layers.iter().map(|l| l.experts_ever_activated()).sum(),
             experts_ever_uploaded: layers.iter().map(|l| l.experts_ever_uploaded()).sum(),
-            // A layer's slots are only ever refilled, never emptied, so each layer's maximum
-            // is its current count and the sum is the model's maximum at once.
-            experts_resident_max: layers.iter().map(|l| l.resident_max).sum(),
+            // A layer's own slots are only ever refilled, never emptied, so each layer's
+            // maximum is its current count and the sum is the model's maximum at once; a shared
+            // pool holds at most its slots.
+            experts_resident_max: {
+                let sum = layers.iter().map(|l| l.resident_max).sum::<usize>();
+                let pool = layers.iter().find(|l| l.mode == "pool").map(|l| l.slots);
+                pool.map_or(sum, |slots| sum.min(slots))
+            },
             readbacks: sum(|l| l.readbacks),
             extra_rounds: sum(|l| l.extra_rounds),
             prefetch_uploads: sum(|l| l.prefetch_uploads),

@@ -90,6 +90,9 @@ pub fn summary(s: &ResidencyStats) -> String {
         s.bytes_uploaded as f64 / (1 << 20) as f64,
         s.expert_bytes_total as f64 / (1 << 20) as f64,
     );
+    if let Some(ms) = s.upload_host_ms_per_expert {
+        line.push_str(&format!("; {ms:.2} ms host time per upload"));
+    }
     if let (Some(p), Some(r)) = (s.prefetch_precision, s.prefetch_recall) {
         line.push_str(&format!(
             "; prefetch: {} uploads, {} used, precision {:.2}, recall {:.2}",

@@ -364,6 +364,7 @@ impl MoeLayer {
             )));
         }
         for expert in 0..e {
+            let start = std::time::Instant::now();
             let w = weights.experts.load(expert)?;
             w.check(
                 &format!("expert {expert}"),
@@ -372,7 +373,9 @@ impl MoeLayer {
                 self.spec.expert_bias,
             )?;
             self.arena.upload(ctx, expert, &w);
-            self.stats.borrow_mut().uploaded(expert, false);
+            self.stats
+                .borrow_mut()
+                .uploaded(expert, false, start.elapsed());
         }
         let table: Vec<u32> = (0..e as u32).collect();
         ExpertArena::write_table(ctx, &self.table, &table);

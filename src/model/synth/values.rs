@@ -106,12 +106,32 @@ pub fn generate(
         Init::Const(c) => encode(std::iter::once(c as f64), t.dtype)?,
         Init::Mxfp4Blocks | Init::Mxfp4Scales => Vec::new(),
     };
-    let mut buf = vec![0u8; CHUNK.min(total.next_multiple_of(4)) * size];
+    // 2-byte values are looked up as u16 (their bytes already little-endian): several times
+    // faster than copying byte slices.
+    let table16: Vec<u16> = match (t.init, size) {
+        (Init::Normal(_), 2) => table
+            .chunks_exact(2)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+            .collect(),
+        _ => Vec::new(),
+    };
+    // u64 words, so that the bytes can be viewed as aligned u16.
+    let mut buf = vec![0u64; (CHUNK.min(total.next_multiple_of(4)) * size).div_ceil(8)];
     let mut done = 0;
     while done < total {
         let n = CHUNK.min(total - done);
-        let out = &mut buf[..n.next_multiple_of(4) * size];
+        let out =
+            &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..n.next_multiple_of(4) * size];
         match t.init {
+            Init::Normal(_) if size == 2 => {
+                let words: &mut [u16] = bytemuck::cast_slice_mut(out);
+                for quad in words.chunks_exact_mut(4) {
+                    let r = rng.next_u64();
+                    for (j, v) in quad.iter_mut().enumerate() {
+                        *v = table16[((r >> (16 * j)) & 0xffff) as usize];
+                    }
+                }
+            }
             Init::Normal(_) => {
                 for quad in out.chunks_exact_mut(4 * size) {
                     let r = rng.next_u64();

@@ -272,8 +272,9 @@ fn routers_are_peaked_like_trained_ones() {
             top1 += 1.0 / sum / tokens as f32;
         }
         let uniform = 1.0 / e as f32;
+        // Peaked, yet not one expert per token.
         assert!(
-            top1 > 3.0 * uniform,
+            top1 > 3.0 * uniform && top1 < 0.9,
             "{name}: mean top-1 probability {top1:.3}, uniform {uniform:.3}"
         );
     }

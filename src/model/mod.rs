@@ -26,6 +26,7 @@ pub mod sampling;
 pub(crate) mod scratch;
 pub mod stop;
 pub mod summary;
+pub mod synth;
 pub mod synthetic_checkpoint;
 pub mod tensor_trace;
 pub mod tokenizer;

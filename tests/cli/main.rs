@@ -1,5 +1,5 @@
 //! The `cli` test binary: the `moe` command line end to end (block, inspect, residency,
-//! generate, bench).
+//! generate, bench, synth).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -9,3 +9,4 @@ mod cli;
 mod cli_residency;
 mod generate_cli;
 mod robustness;
+mod synth;

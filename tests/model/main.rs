@@ -1,5 +1,5 @@
 //! The `model` test binary: the whole decoder against the HF fixtures, the generation API,
-//! sampling and the LM head, calibration and evaluation, and pruning.
+//! sampling and the LM head, calibration and evaluation, pruning, and `moe synth` checkpoints.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,3 +11,5 @@ mod memory_plan;
 mod placement;
 mod prune;
 mod sampling_and_lm_head;
+mod synth_presets;
+mod synth_write;

@@ -17,6 +17,7 @@ mod out;
 mod progress;
 mod prune;
 mod residency_args;
+mod synth;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +55,9 @@ enum Command {
     Eval(eval::Args),
     /// Replay a routing trace through each expert-cache policy and Belady's optimum.
     CacheSim(cache_sim::Args),
+    /// Write a Hugging Face checkpoint with random weights shaped like a published MoE model
+    /// (config, tensor names and shapes, shards), without downloading it.
+    Synth(synth::Args),
 }
 
 fn main() {
@@ -69,6 +73,7 @@ fn main() {
         Command::Prune(a) => prune::run(a),
         Command::Eval(a) => eval::run(a),
         Command::CacheSim(a) => cache_sim::run(a),
+        Command::Synth(a) => synth::run(a),
     };
     if let Err(e) = result {
         if out::is_closed(&e) {

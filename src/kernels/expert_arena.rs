@@ -1,11 +1,11 @@
 //! VRAM slots for routed experts: four buffers (gate/up, down and their biases) with one
 //! expert per slot, and the expert → slot table the grouped GEMMs read.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::matmul::WeightFormat;
 use crate::spec::INVALID;
-use crate::spec::weights::ExpertWeights;
+use crate::spec::weights::{ExpertSource, ExpertWeights, PackedExpert};
 
 /// VRAM slots for the expert weights of one layer, and the table mapping experts to slots.
 pub struct ExpertArena {
@@ -100,32 +100,90 @@ impl ExpertArena {
 
     /// Writes one expert's weights into `slot` (queued; visible to the next submit).
     pub fn upload(&self, ctx: &Context, slot: usize, w: &ExpertWeights) {
+        self.upload_packed(ctx, slot, &w.pack(self.format, self.hidden, self.inter));
+    }
+
+    /// Expert `expert` of `source` into `slot`: its matrices as the source stores them where
+    /// that is the arena's format (no f32 round trip), else its f32 weights packed here. The
+    /// weights are checked against the arena's shape first (biases where `bias`).
+    pub fn upload_from(
+        &self,
+        ctx: &Context,
+        slot: usize,
+        source: &dyn ExpertSource,
+        expert: usize,
+        bias: bool,
+    ) -> Result<()> {
         let (h, i, f) = (self.hidden, self.inter, self.format);
-        let gu = w.pack_gate_up(f, h, i);
-        let dn = w.pack_down(f, h, i);
+        let what = format!("expert {expert}");
+        let packed = match source.load_packed(expert, f)? {
+            Some(p) => p,
+            None => {
+                let w = source.load(expert)?;
+                w.check(&what, h, i, bias)?;
+                w.pack(f, h, i)
+            }
+        };
+        let sizes = [
+            (
+                "gate_up",
+                packed.gate_up.len() as u64 * 4,
+                f.matrix_bytes(2 * i, h),
+            ),
+            ("down", packed.down.len() as u64 * 4, f.matrix_bytes(h, i)),
+        ];
+        for (name, got, want) in sizes {
+            if packed.format != f || got != want {
+                return Err(Error::tensor(
+                    format!("{what}.{name}"),
+                    format!(
+                        "is {got} bytes of {}, expected {want} bytes of {f}",
+                        packed.format
+                    ),
+                ));
+            }
+        }
+        if let Some((gu, dn)) = &packed.bias
+            && (gu.len() != 2 * i || dn.len() != h)
+        {
+            return Err(Error::tensor(
+                format!("{what}.bias"),
+                format!(
+                    "has {} and {} values, expected {} and {h}",
+                    gu.len(),
+                    dn.len(),
+                    2 * i
+                ),
+            ));
+        }
+        self.upload_packed(ctx, slot, &packed);
+        Ok(())
+    }
+
+    /// Writes one expert's packed weights into `slot` (queued; visible to the next submit).
+    fn upload_packed(&self, ctx: &Context, slot: usize, w: &PackedExpert) {
+        let (h, i, f) = (self.hidden, self.inter, self.format);
         let q = &ctx.queue;
         q.write_buffer(
             &self.gate_up,
             slot as u64 * f.matrix_bytes(2 * i, h),
-            bytemuck::cast_slice(&gu),
+            bytemuck::cast_slice(&w.gate_up),
         );
         q.write_buffer(
             &self.down,
             slot as u64 * f.matrix_bytes(h, i),
-            bytemuck::cast_slice(&dn),
+            bytemuck::cast_slice(&w.down),
         );
-        if w.gate_bias.is_some() || w.up_bias.is_some() || w.down_bias.is_some() {
-            let gb = w.gate_up_bias(i);
-            let db = w.down_bias_or_zero(h);
+        if let Some((gb, db)) = &w.bias {
             q.write_buffer(
                 &self.gate_up_bias,
                 (slot * 2 * i * 4) as u64,
-                bytemuck::cast_slice(&gb),
+                bytemuck::cast_slice(gb),
             );
             q.write_buffer(
                 &self.down_bias,
                 (slot * h * 4) as u64,
-                bytemuck::cast_slice(&db),
+                bytemuck::cast_slice(db),
             );
         }
     }

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod dense;
 pub mod expert_arena;
 pub mod matmul;
+pub mod mxfp4;
 pub mod norm;
 pub mod permute;
 pub mod rope;

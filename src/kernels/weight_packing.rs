@@ -9,8 +9,10 @@
 //! |---|---|---|---|
 //! | `F32` | 1 value | 8 values | none |
 //! | `F16` | 2 halves (`unpack2x16float`) | 8 values | none |
+//! | `Bf16` | 2 bfloat16, element `2m` in the low half | 8 values | none |
 //! | `Int8` | 4 × i8, element `4m + b` in byte `b` | 16 values | one f32 per row: `[rows]` |
 //! | `Int4` | 8 × i4, element `8m + n` in bits `4n..4n + 4` | 32 values | one bf16 per group of 32 values: `[rows, ⌈groups / 2⌉]` words, even groups in the low half |
+//! | `Mxfp4` | 8 × e2m1, element `8m + n` in bits `4n..4n + 4` | 32 values | one e8m0 byte per group of 32 values: `[rows, ⌈groups / 4⌉]` words, group `4j + b` in byte `b` |
 //!
 //! Quantisation is symmetric and round-to-nearest from the f32 weights: int8 uses
 //! s = max|w| / 127 per row and q ∈ [-127, 127]; int4 uses s = max|w| / 7 per group of 32
@@ -20,11 +22,16 @@
 //! scale is stored as bf16 rounded up (never down, so |w| / s ≤ 7 still holds) and the values
 //! are quantised against the stored scale: bf16 keeps f32's range, so no group overflows or
 //! underflows as it could in f16, and q · s is exact in f32.
+//!
+//! Bf16 rounds each f32 to the nearest bfloat16 (ties to even). Mxfp4 is the OCP MX format of
+//! gpt-oss checkpoints, whose `*_blocks` / `*_scales` bytes are these rows and scales as they
+//! are; its codec and f32 quantiser are in [`mxfp4`](crate::kernels::mxfp4).
 
 use half::f16;
 
-use crate::spec::weight_format::{INT4_GROUP, WeightFormat};
-use crate::spec::weights::ExpertWeights;
+use crate::kernels::mxfp4::{bf16_round, e2m1_value, e8m0_value, quantize_group};
+use crate::spec::weight_format::{INT4_GROUP, MXFP4_GROUP, WeightFormat};
+use crate::spec::weights::{ExpertWeights, PackedExpert};
 
 impl WeightFormat {
     /// `WFMT` in `shaders/matmul_common.wgsl`.
@@ -34,6 +41,8 @@ impl WeightFormat {
             Self::F16 => 1.0,
             Self::Int8 => 2.0,
             Self::Int4 => 3.0,
+            Self::Bf16 => 4.0,
+            Self::Mxfp4 => 5.0,
         }
     }
 
@@ -41,9 +50,9 @@ impl WeightFormat {
     fn per_word(self) -> usize {
         match self {
             Self::F32 => 1,
-            Self::F16 => 2,
+            Self::F16 | Self::Bf16 => 2,
             Self::Int8 => 4,
-            Self::Int4 => 8,
+            Self::Int4 | Self::Mxfp4 => 8,
         }
     }
 
@@ -60,15 +69,20 @@ impl WeightFormat {
     /// u32 words of the scales of a `[rows, k]` matrix, before padding.
     pub fn scale_words(self, rows: usize, k: usize) -> usize {
         match self {
-            Self::F32 | Self::F16 => 0,
+            Self::F32 | Self::F16 | Self::Bf16 => 0,
             Self::Int8 => rows,
-            Self::Int4 => rows * Self::int4_scale_row_words(k),
+            Self::Int4 | Self::Mxfp4 => rows * self.group_scale_row_words(k),
         }
     }
 
-    /// Scale words of one int4 row: one bf16 per group, two per word.
-    fn int4_scale_row_words(k: usize) -> usize {
-        k.div_ceil(INT4_GROUP).div_ceil(2)
+    /// Scale words of one row of a group-scaled format: int4 one bf16 per group of
+    /// [`INT4_GROUP`], two per word; mxfp4 one e8m0 byte per group of [`MXFP4_GROUP`], four
+    /// per word.
+    fn group_scale_row_words(self, k: usize) -> usize {
+        match self {
+            Self::Mxfp4 => k.div_ceil(MXFP4_GROUP).div_ceil(4),
+            _ => k.div_ceil(INT4_GROUP).div_ceil(2),
+        }
     }
 
     /// Bytes of a `[rows, k]` matrix in this format, scales included.
@@ -99,6 +113,10 @@ impl WeightFormat {
                         .map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
                     lo | (hi << 16)
                 })),
+                Self::Bf16 => out.extend(row.chunks(2).map(|pair| {
+                    let hi = pair.get(1).map_or(0, |v| bf16_round(*v) as u32);
+                    bf16_round(pair[0]) as u32 | (hi << 16)
+                })),
                 Self::Int8 => {
                     let (scale, q) = quantize_int8(row);
                     out.extend(q.chunks(4).map(|c| pack_lanes(c, 8)));
@@ -116,7 +134,18 @@ impl WeightFormat {
                             scales[first + g / 2] |= (scale as u32) << 16;
                         }
                     }
-                    scales.resize(first + Self::int4_scale_row_words(k), 0);
+                    scales.resize(first + self.group_scale_row_words(k), 0);
+                }
+                Self::Mxfp4 => {
+                    let first = scales.len();
+                    scales.resize(first + self.group_scale_row_words(k), 0);
+                    for (g, group) in row.chunks(MXFP4_GROUP).enumerate() {
+                        let (e, q) = quantize_group(group);
+                        let lanes: Vec<i8> = q.iter().map(|&n| n as i8).collect();
+                        out.extend(lanes.chunks(8).map(|c| pack_lanes(c, 4)));
+                        out.resize(start + (g + 1) * MXFP4_GROUP / 8, 0);
+                        scales[first + g / 4] |= (e as u32) << (8 * (g % 4));
+                    }
                 }
             }
             out.resize(start + words, 0);
@@ -141,8 +170,15 @@ impl WeightFormat {
                     Self::Int8 => lane_value(word, lane, 8) * f32::from_bits(scales[r]),
                     Self::Int4 => {
                         let g = i / INT4_GROUP;
-                        let pair = scales[r * Self::int4_scale_row_words(k) + g / 2];
+                        let pair = scales[r * self.group_scale_row_words(k) + g / 2];
                         lane_value(word, lane, 4) * bf16_to_f32((pair >> (16 * (g % 2))) as u16)
+                    }
+                    Self::Bf16 => bf16_to_f32((word >> (16 * lane)) as u16),
+                    Self::Mxfp4 => {
+                        let g = i / MXFP4_GROUP;
+                        let quad = scales[r * self.group_scale_row_words(k) + g / 4];
+                        let e = (quad >> (8 * (g % 4))) as u8;
+                        e2m1_value((word >> (4 * lane)) as u8) * e8m0_value(e)
                     }
                 }
             }));
@@ -228,6 +264,16 @@ impl ExpertWeights {
         let mut out = Vec::with_capacity(format.matrix_bytes(hidden, inter) as usize / 4);
         format.pack_into(&mut out, &self.down, hidden, inter);
         out
+    }
+
+    /// Both matrices packed in `format`, with the biases.
+    pub fn pack(&self, format: WeightFormat, hidden: usize, inter: usize) -> PackedExpert {
+        PackedExpert {
+            format,
+            gate_up: self.pack_gate_up(format, hidden, inter),
+            down: self.pack_down(format, hidden, inter),
+            bias: self.biases(hidden, inter),
+        }
     }
 }
 

@@ -108,16 +108,8 @@ impl Offload {
     }
 
     fn upload(&self, ctx: &Context, arena: &ExpertArena, up: &Upload) -> Result<()> {
-        let w = self.source.load(up.expert)?;
-        let s = &self.spec;
-        w.check(
-            &format!("expert {}", up.expert),
-            s.hidden,
-            s.inter,
-            s.expert_bias,
-        )?;
-        arena.upload(ctx, up.slot, &w);
-        Ok(())
+        let bias = self.spec.expert_bias;
+        arena.upload_from(ctx, up.slot, self.source.as_ref(), up.expert, bias)
     }
 }
 

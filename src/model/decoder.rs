@@ -12,7 +12,7 @@ mod forward_step;
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
-use crate::kernels::matmul::Glu;
+use crate::kernels::matmul::{Glu, WeightFormat};
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention_block::AttentionBlock;
 use crate::model::attention_init::AttentionInit;
@@ -80,6 +80,8 @@ pub struct Model {
     pub config: ModelConfig,
     /// Context, batch and logit rows the buffers were sized for.
     pub limits: Resolved,
+    /// The format routed and shared experts are stored in on the GPU.
+    pub expert_format: WeightFormat,
     ckpt: Arc<Checkpoint>,
     embed_name: String,
     scratch: Scratch,
@@ -137,7 +139,8 @@ impl Model {
         };
         let mut layers = Vec::with_capacity(cfg.layers);
         let moe_count = cfg.moe_layers().len();
-        let step_buffers = step_buffers(ctx, cfg, options, limits.batch)?;
+        let expert_format = options.expert_format_for(&ckpt, cfg);
+        let step_buffers = step_buffers(ctx, cfg, expert_format, limits.batch)?;
         let residency = &options.residency;
         let mut first_moe = true;
         for l in 0..cfg.layers {
@@ -188,7 +191,7 @@ impl Model {
                     )?))
                 }
                 MlpKind::Moe => {
-                    let spec = moe_layer_spec_for(cfg, l, options.expert_format);
+                    let spec = moe_layer_spec_for(cfg, l, expert_format);
                     let slots = residency.slots_per_layer(ctx, &spec, moe_count)?;
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
                     let build = LayerBuild {
@@ -249,6 +252,7 @@ impl Model {
         Ok(Self {
             config,
             limits,
+            expert_format,
             ckpt,
             embed_name,
             scratch,
@@ -314,13 +318,13 @@ impl Model {
 fn step_buffers(
     ctx: &Context,
     cfg: &ModelConfig,
-    options: &ModelOptions,
+    expert_format: WeightFormat,
     batch: usize,
 ) -> Result<Option<Arc<StepBuffers>>> {
     let shape = cfg
         .moe_layers()
         .into_iter()
-        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, options.expert_format), batch))
+        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, expert_format), batch))
         .reduce(StepShape::union);
     shape
         .map(|shape| StepBuffers::new(ctx, shape).map(Arc::new))

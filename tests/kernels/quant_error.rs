@@ -201,7 +201,7 @@ fn fixture_error(set: &str, arch: &str, format: WeightFormat) -> (f64, bool) {
         max_context: Some(32),
         max_batch: 16,
         max_logit_rows: 16,
-        expert_format: format,
+        expert_format: Some(format),
         ..Default::default()
     };
     let mut model = Model::load_with(ctx, &fx.model_dir, &options).unwrap();

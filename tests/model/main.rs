@@ -8,5 +8,6 @@ mod calibrate_eval;
 mod generate_api;
 mod generate_fixtures;
 mod memory_plan;
+mod mxfp4_checkpoint;
 mod prune;
 mod sampling_and_lm_head;

@@ -32,8 +32,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Expert weight format of the student (the teacher stays f32): int8 has one scale per row,
-    /// int4 one per 32 values.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
+    /// int4 and mxfp4 one per 32 values.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
     dtype: String,
     /// Dynamic activation of the student.
     #[command(flatten)]
@@ -51,7 +51,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mut teacher = Model::load_with(&ctx, &a.teacher, &options)?;
     let student_options = ModelOptions {
-        expert_format: WeightFormat::parse(&a.dtype)?,
+        expert_format: Some(WeightFormat::parse(&a.dtype)?),
         ..options.clone()
     };
     let mut student = Model::load_with(&ctx, &a.model, &student_options)?;

@@ -7,8 +7,8 @@ use moe_gpu::kernels::matmul::{Glu, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::synthetic::Rng;
 
 use super::{KERNEL_TOL, Measured, SCALE, Table, model_label, real_models};
-use crate::common::matmul::{all_tilings, gpu_dense, run_dense};
 use crate::common::ctx;
+use crate::common::matmul::{all_tilings, gpu_dense, run_dense};
 use crate::kernel_matmul::cpu;
 use crate::matmul_variants::{Case, grouped_outputs};
 

@@ -209,6 +209,8 @@ mod tests {
             (WeightFormat::F16, true),
             (WeightFormat::Int8, false),
             (WeightFormat::Int4, true),
+            (WeightFormat::Bf16, false),
+            (WeightFormat::Mxfp4, true),
         ] {
             let w = random_mlp(&mut Rng::new(1), h, i, bias);
             let mut words = w.pack_gate_up(format, h, i).len() + w.pack_down(format, h, i).len();

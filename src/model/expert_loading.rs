@@ -1,11 +1,14 @@
 //! MoE layers from a checkpoint: tensor names per architecture, shape checks, and an
-//! [`ExpertSource`] that converts one expert at a time from the memory-mapped files.
+//! [`ExpertSource`] that converts one expert at a time from the memory-mapped files (or hands
+//! it over in its own encoding: `packed`).
+
+mod packed;
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::kernels::matmul::WeightFormat;
-use crate::kernels::mxfp4::{E8M0_NAN, e2m1_value, e8m0_value, pack_mxfp4_rows};
+use crate::kernels::mxfp4::{e2m1_value, e8m0_value};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, ModelConfig};
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -288,59 +291,14 @@ impl ExpertSource for CheckpointExperts {
     }
 
     fn load_packed(&self, x: usize, format: WeightFormat) -> Result<Option<PackedExpert>> {
-        if self.layout != Layout::Mxfp4 || format != WeightFormat::Mxfp4 {
-            return Ok(None);
-        }
         if x >= self.experts {
             return Err(Error::input(format!("expert {x} of {}", self.experts)));
         }
-        let (p, h, i, c) = (&self.prefix, self.hidden, self.inter, &self.ckpt);
-        let gu_scales = self.mxfp4_scales("gate_up_proj", x)?;
-        let gu_blocks = c.u8_slice(&format!("{p}gate_up_proj_blocks"), x)?;
-        // The checkpoint interleaves gate and up rows; the GPU wants gate rows, then up rows.
-        let row = |r: usize| {
-            (
-                &gu_blocks[r * h / 2..(r + 1) * h / 2],
-                &gu_scales[r * h / 32..(r + 1) * h / 32],
-            )
-        };
-        let mut gate_up = Vec::with_capacity(format.matrix_bytes(2 * i, h) as usize / 4);
-        let rows = (0..i)
-            .map(|r| row(2 * r))
-            .chain((0..i).map(|r| row(2 * r + 1)));
-        pack_mxfp4_rows(&mut gate_up, rows, h);
-        let dn_scales = self.mxfp4_scales("down_proj", x)?;
-        let dn_blocks = c.u8_slice(&format!("{p}down_proj_blocks"), x)?;
-        let mut down = Vec::with_capacity(format.matrix_bytes(h, i) as usize / 4);
-        let rows = dn_blocks.chunks(i / 2).zip(dn_scales.chunks(i / 32));
-        pack_mxfp4_rows(&mut down, rows, i);
-        let (gate_bias, up_bias, down_bias) = self.biases(x)?;
-        let mut gate_up_bias = gate_bias;
-        gate_up_bias.extend(up_bias);
-        Ok(Some(PackedExpert {
-            format,
-            gate_up,
-            down,
-            bias: Some((gate_up_bias, down_bias)),
-        }))
+        self.packed(x, format)
     }
 }
 
 impl CheckpointExperts {
-    /// Expert `x`'s e8m0 scales of `{name}_scales`; 255 (NaN in e8m0) is an error naming the
-    /// tensor, never a NaN output.
-    fn mxfp4_scales(&self, name: &str, x: usize) -> Result<&[u8]> {
-        let tensor = format!("{}{name}_scales", self.prefix);
-        let scales = self.ckpt.u8_slice(&tensor, x)?;
-        if let Some(at) = scales.iter().position(|&e| e == E8M0_NAN) {
-            return Err(Error::tensor(
-                tensor,
-                format!("expert {x} has the e8m0 scale 255 (NaN) at group {at}"),
-            ));
-        }
-        Ok(scales)
-    }
-
     /// Expert `x`'s gate, up and down biases (gate and up interleaved in the checkpoint).
     fn biases(&self, x: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let p = &self.prefix;

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bf16_checkpoint;
 mod calibrate_eval;
 mod generate_api;
 mod generate_fixtures;

@@ -47,6 +47,8 @@ pub fn run(a: Args) -> Result<()> {
         max_logit_rows: a.seq_len.max(1),
         max_context: Some(a.seq_len.max(1)),
         routing_stats: true,
+        // The teacher stays f32 whatever its checkpoint stores (an MXFP4 release too).
+        expert_format: Some(WeightFormat::F32),
         ..Default::default()
     };
     let mut teacher = Model::load_with(&ctx, &a.teacher, &options)?;

@@ -12,8 +12,8 @@
 //!   int4's cost 0.097), with the same experts chosen (the router stays f32);
 //! - the fixture models' prompt logits stay within the normalised RMS errors of the Hugging
 //!   Face logits given by `LOGIT_NRMSE` (median and worst of 18 models; measured: int8 8.8e-3
-//!   and 8.6e-2, int4 1.5e-1 and 3.4e-1, mxfp4 1.9e-1 and 4.3e-1), and int8 reproduces the greedy tokens of the 14
-//!   models listed in `INT8_GREEDY`.
+//!   and 8.6e-2, int4 1.5e-1 and 3.4e-1, mxfp4 1.9e-1 and 4.3e-1), and int8 reproduces the
+//!   greedy tokens of the 14 models listed in `INT8_GREEDY`.
 
 use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;

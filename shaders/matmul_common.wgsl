@@ -40,13 +40,14 @@ override TAIL: bool = false;   // GROUPED: read the tail tile list (see permute_
 override GATHER: bool = false;
 override GLU: u32 = 0u;        // 0 none, 1 silu(g)·u, 2 gpt-oss clamped swiglu
 override BIAS: bool = false;
-override WFMT: u32 = 0u;       // weight storage: 0 f32, 1 f16 pairs, 2 int8, 3 int4, 4 bf16 pairs, 5 mxfp4
+override WFMT: u32 = 0u;       // weights: 0 f32, 1 f16 pairs, 2 int8, 3 int4, 4 bf16 pairs, 5 mxfp4
 override X_VEC4: bool = false; // x_stride % 4 == 0: x rows are read as aligned vec4s
 override WG_M: u32 = 1u;       // threads along rows
 override WG_N: u32 = 64u;      // threads along columns
 override TM: u32 = 4u;         // rows per thread (≤ 8)
 override TN: u32 = 4u;         // columns per thread (≤ 16, TM · TN ≤ 64)
-override PER_WORD: u32 = select(select(4u << WFMT, 8u, WFMT == 4u), 32u, WFMT == 5u); // weights per vec4<u32> word
+// weights per vec4<u32> word: 4 f32, 8 f16 or bf16, 16 int8, 32 int4 or mxfp4
+override PER_WORD: u32 = select(select(4u << WFMT, 8u, WFMT == 4u), 32u, WFMT == 5u);
 override SUBS: u32 = PER_WORD / 4u;  // chunks of 4 weights per word
 
 const INVALID: u32 = 0xffffffffu;
@@ -129,16 +130,19 @@ fn decode(word: vec4<u32>, sub: u32) -> vec4<f32> {
     if (WFMT == 4u) {
         let lo = word[2u * sub];
         let hi = word[2u * sub + 1u];
-        return bitcast<vec4<f32>>(vec4<u32>(lo << 16u, lo & 0xffff0000u, hi << 16u, hi & 0xffff0000u));
+        let halves = vec4<u32>(lo << 16u, lo & 0xffff0000u, hi << 16u, hi & 0xffff0000u);
+        return bitcast<vec4<f32>>(halves);
     }
     if (WFMT == 5u) {
-        let nib = (vec4<u32>(word[sub / 2u] >> (16u * (sub % 2u))) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+        let quad = vec4<u32>(word[sub / 2u] >> (16u * (sub % 2u)));
+        let nib = (quad >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
         // e2m1 magnitude bits eem: from 1.0 up they are an f32's exponent (biased by 126) and
         // top mantissa bit; 0 and 0.5 (ee = 0) are m / 2. Exact, and no subnormals.
         let mag = nib & vec4<u32>(7u);
         let normal = bitcast<vec4<f32>>((mag << vec4<u32>(22u)) + vec4<u32>(126u << 23u));
         let v = select(normal, vec4<f32>(mag) * 0.5, mag < vec4<u32>(2u));
-        return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) | ((nib & vec4<u32>(8u)) << vec4<u32>(28u)));
+        let sign = (nib & vec4<u32>(8u)) << vec4<u32>(28u);
+        return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) | sign);
     }
     return bitcast<vec4<f32>>(word);
 }

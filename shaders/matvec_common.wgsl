@@ -17,7 +17,8 @@ struct Acc {
     u_hi: vec4<f32>,
 }
 
-// One column's gate (or only) and up weight words of a k step, with their int4 or mxfp4 group scales.
+// One column's gate (or only) and up weight words of a k step, with their int4 or mxfp4 group
+// scales.
 struct Col {
     w: vec4<u32>,
     u: vec4<u32>,

@@ -188,7 +188,8 @@ impl DownCombine {
             || spec.format == WeightFormat::Int8
         {
             return Err(Error::input(format!(
-                "down_combine fuses a gather-free, GLU-free matvec without per-row scales (not int8), not {spec:?}"
+                "down_combine fuses a gather-free, GLU-free matvec without per-row scales \
+                 (not int8), not {spec:?}"
             )));
         }
         let key = spec

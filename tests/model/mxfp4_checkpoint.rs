@@ -27,7 +27,8 @@ fn f32s(r: &Raw) -> Vec<f32> {
         .collect()
 }
 
-/// `[E, out, inp]` output-major f32 rows → (blocks [E, out, inp/32, 16], scales [E, out, inp/32]).
+/// `[E, out, inp]` output-major f32 rows → (blocks [E, out, inp/32, 16], scales
+/// [E, out, inp/32]).
 fn quantise(w: &[f32], e: usize, out: usize, inp: usize) -> (Raw, Raw) {
     let (mut blocks, mut scales) = (Vec::new(), Vec::new());
     for group in w.chunks(32) {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::kernels::mxfp4::quantize_group;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
+use moe_gpu::moe::budget::{ExpertBudget, ResidencyOptions};
 use moe_gpu::{Logits, Model, ModelOptions};
 use safetensors::Dtype;
 
@@ -135,6 +136,16 @@ fn mxfp4_experts_stay_mxfp4_and_give_the_dequantised_f32_logits() {
     );
     assert!(got.iter().all(|v| v.is_finite()));
     assert_eq!(differ, 0, "bit-identical logits (max |Δ| {max:e})");
+    // Through a 3-slot expert cache the MXFP4 uploads are the same bytes.
+    let cached = ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::SlotsPerLayer(3),
+            ..Default::default()
+        },
+        ..options(None)
+    };
+    let mut cached = Model::load_with(ctx, &d, &cached).unwrap();
+    assert_eq!(logits(&mut cached), got, "expert cache");
     // A checkpoint without MXFP4 experts keeps f32 by default.
     let plain = dir("hf-tiny", "gpt_oss").join("model");
     let m = Model::load_with(ctx, &plain, &options(None)).unwrap();

@@ -40,7 +40,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc[i] = 0.0;
         acc_up[i] = 0.0;
     }
-    // One weight word per column per step (4 f32 .. 32 int4 values), loaded once with its int4
+    // One weight word per column per step (4 f32 .. 32 int4 or mxfp4 values), loaded once with its
     // group scale and used for the word's SUBS chunks of 4 values. Columns past n keep zero
     // words and scales.
     var wq: array<vec4<u32>, 16>;
@@ -54,7 +54,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             if (GLU != 0u) {
                 uq[j] = w[ubase[j] + word];
             }
-            if (WFMT == 3u) {
+            if (group_scaled()) {
                 wscale[j] = group_scale(slot_base, col0 + j, word);
                 if (GLU != 0u) {
                     uscale[j] = group_scale(slot_base, col0 + j + p.n, word);
@@ -74,7 +74,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             }
             for (var j = 0u; j < TN; j++) {
                 var wv = decode(wq[j], sub);
-                if (WFMT == 3u) {
+                if (group_scaled()) {
                     wv *= wscale[j];
                 }
                 for (var i = 0u; i < TM; i++) {
@@ -82,7 +82,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 }
                 if (GLU != 0u) {
                     var uv = decode(uq[j], sub);
-                    if (WFMT == 3u) {
+                    if (group_scaled()) {
                         uv *= uscale[j];
                     }
                     for (var i = 0u; i < TM; i++) {

@@ -12,11 +12,14 @@
 // one dispatch each: a part computes columns col0 .. col0 + n of n_total, and its slots hold
 // only those columns' rows (with GLU, their gate rows then their up rows).
 // Weights are [rows, k] row-major, each row padded with zeros to w_row_vecs vec4<u32> words of
-// PER_WORD values: 4 f32 (bitcast), 8 f16 (unpack2x16float), 16 int8 or 32 int4 (two's
-// complement lanes, lowest first). Quantised slots end in a scale block (after the rows, at
+// PER_WORD values: 4 f32 (bitcast), 8 f16 (unpack2x16float), 8 bf16 (shifted to the top of an
+// f32, exact), 16 int8 or 32 int4 (two's complement lanes, lowest first) or 32 mxfp4 (e2m1
+// nibbles, lowest first). Quantised slots end in a scale block (after the rows, at
 // w_scale_vecs): int8 one f32 per row, applied to the row's sum; int4 one bf16 per word (a
-// group of 32 values), [rows, ceil(w_row_vecs / 2)] u32 with even groups in the low half,
-// applied to the word's values. Layout and quantisation: src/kernels/format.rs. Accumulation
+// group of 32 values), [rows, ceil(w_row_vecs / 2)] u32 with even groups in the low half;
+// mxfp4 one e8m0 byte per word, [rows, ceil(w_row_vecs / 4)] u32 with group 4j + b in byte b,
+// the scale 2^(e - 127). Group scales are applied to the word's values. Layout and
+// quantisation: src/kernels/weight_packing.rs and src/kernels/mxfp4.rs. Accumulation
 // is f32 in k order, so an output element's value does not depend on where its row sits in a
 // tile (batch invariance).
 
@@ -44,14 +47,15 @@ override TAIL: bool = false;   // GROUPED: read the tail tile list (see permute_
 override GATHER: bool = false;
 override GLU: u32 = 0u;        // 0 none, 1 silu(g)·u, 2 gpt-oss clamped swiglu
 override BIAS: bool = false;
-override WFMT: u32 = 0u;       // weight storage: 0 f32, 1 f16 pairs, 2 int8, 3 int4
+override WFMT: u32 = 0u;       // weights: 0 f32, 1 f16 pairs, 2 int8, 3 int4, 4 bf16 pairs, 5 mxfp4
 override X_VEC4: bool = false; // x_stride % 4 == 0: x rows are read as aligned vec4s
 override WG_M: u32 = 1u;       // threads along rows
 override WG_N: u32 = 64u;      // threads along columns
 override TM: u32 = 4u;         // rows per thread (≤ 8)
 override TN: u32 = 4u;         // columns per thread (≤ 16, TM · TN ≤ 64)
-override PER_WORD: u32 = 4u << WFMT; // weights per vec4<u32> word
-override SUBS: u32 = 1u << WFMT;     // chunks of 4 weights per word
+// weights per vec4<u32> word: 4 f32, 8 f16 or bf16, 16 int8, 32 int4 or mxfp4
+override PER_WORD: u32 = select(select(4u << WFMT, 8u, WFMT == 4u), 32u, WFMT == 5u);
+override SUBS: u32 = PER_WORD / 4u;  // chunks of 4 weights per word
 
 const INVALID: u32 = 0xffffffffu;
 
@@ -130,7 +134,29 @@ fn decode(word: vec4<u32>, sub: u32) -> vec4<f32> {
         let lanes = nibbles << vec4<u32>(28u, 24u, 20u, 16u);
         return vec4<f32>(bitcast<vec4<i32>>(lanes) >> vec4<u32>(28u));
     }
+    if (WFMT == 4u) {
+        let lo = word[2u * sub];
+        let hi = word[2u * sub + 1u];
+        let halves = vec4<u32>(lo << 16u, lo & 0xffff0000u, hi << 16u, hi & 0xffff0000u);
+        return bitcast<vec4<f32>>(halves);
+    }
+    if (WFMT == 5u) {
+        let quad = vec4<u32>(word[sub / 2u] >> (16u * (sub % 2u)));
+        let nib = (quad >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+        // e2m1 magnitude bits eem: from 1.0 up they are an f32's exponent (biased by 126) and
+        // top mantissa bit; 0 and 0.5 (ee = 0) are m / 2. Exact, and no subnormals.
+        let mag = nib & vec4<u32>(7u);
+        let normal = bitcast<vec4<f32>>((mag << vec4<u32>(22u)) + vec4<u32>(126u << 23u));
+        let v = select(normal, vec4<f32>(mag) * 0.5, mag < vec4<u32>(2u));
+        let sign = (nib & vec4<u32>(8u)) << vec4<u32>(28u);
+        return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) | sign);
+    }
     return bitcast<vec4<f32>>(word);
+}
+
+// Whether each weight word has its own scale (int4, mxfp4), applied to its decoded values.
+fn group_scaled() -> bool {
+    return WFMT == 3u || WFMT == 5u;
 }
 
 // u32 word `i` of the scale block of the slot starting at vec4 word `slot_base`.
@@ -144,8 +170,15 @@ fn row_scale(slot_base: u32, row: u32) -> f32 {
     return bitcast<f32>(scale_word(slot_base, row));
 }
 
-// int4: the scale of group (word) `g` of weight row `row` of a slot, a bf16.
+// int4 and mxfp4: the scale of group (word) `g` of weight row `row` of a slot, a bf16 (int4)
+// or an e8m0 exponent e (mxfp4): 2^(e - 127) from its bits, e = 0 the subnormal 2^-127 (255,
+// NaN, is rejected by the loaders).
 fn group_scale(slot_base: u32, row: u32, g: u32) -> f32 {
+    if (WFMT == 5u) {
+        let quad = scale_word(slot_base, row * ((p.w_row_vecs + 3u) / 4u) + g / 4u);
+        let e = (quad >> (8u * (g % 4u))) & 0xffu;
+        return bitcast<f32>(select(e << 23u, 0x00400000u, e == 0u));
+    }
     let pair = scale_word(slot_base, row * ((p.w_row_vecs + 1u) / 2u) + g / 2u);
     return bitcast<f32>(select(pair << 16u, pair & 0xffff0000u, g % 2u == 1u));
 }

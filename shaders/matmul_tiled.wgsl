@@ -26,7 +26,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let slot_base = tile.slot * p.w_slot_vecs;
     let tx = lid % WG_N;
     let ty = lid / WG_N;
-    // Values staged per weight load: a whole word, or half an int4 word (32 values > BK).
+    // Values staged per weight load: a whole word, or half an int4 or mxfp4 word (32 values > BK).
     let unit = min(PER_WORD, BK);
     let units = BK / unit;
     let planes = select(1u, 2u, GLU != 0u);
@@ -63,7 +63,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             if (c < p.n && word < p.w_row_vecs) {
                 let row = c + plane * p.n;
                 wv = w[slot_base + row * p.w_row_vecs + word];
-                if (WFMT == 3u) {
+                if (group_scaled()) {
                     scale = group_scale(slot_base, row, word);
                 }
             }

@@ -6,7 +6,7 @@
 // specialisation, and the weight rows of columns past n are clamped onto the last column
 // (loaded, never stored), so the k loop has no per-column branch; on lavapipe the autotuner
 // picks it over the register tiles at every decode shape. Per column the arithmetic is the
-// general kernel's, term for term in k order (int4 group scales on each chunk, int8 row
+// general kernel's, term for term in k order (int4 and mxfp4 group scales on each chunk, int8 row
 // scales at the store), so results are bit-identical to the prefill tiles (batch invariance).
 
 // Gate (or only) and up accumulators of columns col0 + 0..3 and col0 + 4..7.
@@ -17,7 +17,8 @@ struct Acc {
     u_hi: vec4<f32>,
 }
 
-// One column's gate (or only) and up weight words of a k step, with their int4 group scales.
+// One column's gate (or only) and up weight words of a k step, with their int4 or mxfp4 group
+// scales.
 struct Col {
     w: vec4<u32>,
     u: vec4<u32>,
@@ -37,7 +38,7 @@ fn load_col(sb: u32, col: u32, word: u32) -> Col {
     if (GLU != 0u) {
         c.u = w[sb + (col + p.n) * p.w_row_vecs + word];
     }
-    if (WFMT == 3u) {
+    if (group_scaled()) {
         c.ws = group_scale(sb, col, word);
         if (GLU != 0u) {
             c.us = group_scale(sb, col + p.n, word);
@@ -56,13 +57,13 @@ fn accumulate(
     sub: u32,
 ) {
     var wv = decode(c.w, sub);
-    if (WFMT == 3u) {
+    if (group_scaled()) {
         wv *= c.ws;
     }
     (*g)[j] += dot(xv, wv);
     if (GLU != 0u) {
         var uv = decode(c.u, sub);
-        if (WFMT == 3u) {
+        if (group_scaled()) {
             uv *= c.us;
         }
         (*u)[j] += dot(xv, uv);

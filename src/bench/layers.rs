@@ -104,8 +104,9 @@ pub fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
 
 /// The decode figure's scale: halving from the prefill scale until one step would read at
 /// least `config.decode_bytes` in f16, but never so far that the layer's gate/up weights
-/// outgrow one storage binding (they would be split, and the figure compares unsplit kernels). Sizing by f16 whatever the format gives f16, int8 and int4
-/// (and f32 where the binding allows) the same shapes, so their times compare directly.
+/// outgrow one storage binding (they would be split, and the figure compares unsplit kernels).
+/// Sizing by f16 whatever the format gives every format (f32 where the binding allows) the
+/// same shapes, so their times compare directly.
 fn decode_scale(ctx: &Context, model: &RealModel, config: &BenchConfig) -> usize {
     let fits = |scale: usize| {
         let spec = model.layer_spec(scale, model.top_k, config.format);

@@ -163,8 +163,8 @@ pub struct DownCombineBuffers<'a> {
 }
 
 /// The decode down projection fused with the combine (`shaders/down_combine.wgsl`): one
-/// dispatch instead of two, with the bits of the unfused pair. Only for GLU-free f32 or f16
-/// down weights in a `Tiling::vector` tiling.
+/// dispatch instead of two, with the bits of the unfused pair. Only for GLU-free down weights
+/// without per-row scales (every format but int8) in a `Tiling::vector` tiling.
 pub struct DownCombine {
     /// One dispatch per part of the down weights, with its column blocks.
     parts: Vec<(Dispatch<MatmulParams>, u32)>,
@@ -185,10 +185,11 @@ impl DownCombine {
         if spec.tiling.variant != MatmulVariant::Vector
             || spec.glu != Glu::None
             || spec.gather
-            || !matches!(spec.format, WeightFormat::F32 | WeightFormat::F16)
+            || spec.format == WeightFormat::Int8
         {
             return Err(Error::input(format!(
-                "down_combine fuses a gather-free, GLU-free f32/f16 matvec, not {spec:?}"
+                "down_combine fuses a gather-free, GLU-free matvec without per-row scales \
+                 (not int8), not {spec:?}"
             )));
         }
         let (d, c) = (&b.down, &b.combine);

@@ -3,12 +3,12 @@
 //! slot. Each layer keeps its own expert → slot table for the grouped GEMMs, so several layers
 //! can share one arena.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::matmul::WeightFormat;
-use crate::kernels::row_split::{SplitShape, SplitWeights, pack_columns};
+use crate::kernels::row_split::{SplitShape, SplitWeights};
 use crate::spec::INVALID;
-use crate::spec::weights::ExpertWeights;
+use crate::spec::weights::{ExpertSource, ExpertWeights, PackedExpert};
 
 /// VRAM slots for expert weights of one shape.
 pub struct ExpertArena {
@@ -112,25 +112,92 @@ impl ExpertArena {
 
     /// Writes one expert's weights into `slot` (queued; visible to the next submit).
     pub fn upload(&self, ctx: &Context, slot: usize, w: &ExpertWeights) {
+        self.upload_packed(ctx, slot, &w.pack(self.format, self.hidden, self.inter));
+    }
+
+    /// Expert `expert` of `source` into `slot`: its matrices as the source stores them where
+    /// that is the arena's format (no f32 round trip), else its f32 weights packed here. The
+    /// weights are checked against the arena's shape first (biases where `bias`).
+    pub fn upload_from(
+        &self,
+        ctx: &Context,
+        slot: usize,
+        source: &dyn ExpertSource,
+        expert: usize,
+        bias: bool,
+    ) -> Result<()> {
         let (h, i, f) = (self.hidden, self.inter, self.format);
-        let (gate, up) = (&w.gate[..], &w.up[..]);
-        self.gate_up
-            .write_slot(ctx, slot, |cols| pack_columns(f, &[gate, up], h, cols));
-        self.down
-            .write_slot(ctx, slot, |cols| pack_columns(f, &[&w.down], i, cols));
+        let what = format!("expert {expert}");
+        let packed = match source.load_packed(expert, f)? {
+            Some(p) => p,
+            None => {
+                let w = source.load(expert)?;
+                w.check(&what, h, i, bias)?;
+                w.pack(f, h, i)
+            }
+        };
+        let sizes = [
+            (
+                "gate_up",
+                packed.gate_up.len() as u64 * 4,
+                f.matrix_bytes(2 * i, h),
+            ),
+            ("down", packed.down.len() as u64 * 4, f.matrix_bytes(h, i)),
+        ];
+        for (name, got, want) in sizes {
+            if packed.format != f || got != want {
+                return Err(Error::tensor(
+                    format!("{what}.{name}"),
+                    format!(
+                        "is {got} bytes of {}, expected {want} bytes of {f}",
+                        packed.format
+                    ),
+                ));
+            }
+        }
+        if let Some((gu, dn)) = &packed.bias
+            && (gu.len() != 2 * i || dn.len() != h)
+        {
+            return Err(Error::tensor(
+                format!("{what}.bias"),
+                format!(
+                    "has {} and {} values, expected {} and {h}",
+                    gu.len(),
+                    dn.len(),
+                    2 * i
+                ),
+            ));
+        }
+        self.upload_packed(ctx, slot, &packed);
+        Ok(())
+    }
+
+    /// Writes one expert's packed weights into `slot` (queued; visible to the next submit).
+    fn upload_packed(&self, ctx: &Context, slot: usize, w: &PackedExpert) {
+        let (h, i, f) = (self.hidden, self.inter, self.format);
+        let (gu, dn) = (&w.gate_up[..], &w.down[..]);
+        self.gate_up.write_slot(ctx, slot, |c| {
+            f.select_rows(
+                gu,
+                2 * i,
+                h,
+                &[(c.first, c.end()), (i + c.first, i + c.end())],
+            )
+        });
+        self.down.write_slot(ctx, slot, |c| {
+            f.select_rows(dn, h, i, &[(c.first, c.end())])
+        });
         let q = &ctx.queue;
-        if w.gate_bias.is_some() || w.up_bias.is_some() || w.down_bias.is_some() {
-            let gb = w.gate_up_bias(i);
-            let db = w.down_bias_or_zero(h);
+        if let Some((gb, db)) = &w.bias {
             q.write_buffer(
                 &self.gate_up_bias,
                 (slot * 2 * i * 4) as u64,
-                bytemuck::cast_slice(&gb),
+                bytemuck::cast_slice(gb),
             );
             q.write_buffer(
                 &self.down_bias,
                 (slot * h * 4) as u64,
-                bytemuck::cast_slice(&db),
+                bytemuck::cast_slice(db),
             );
         }
     }
@@ -161,6 +228,8 @@ mod tests {
             (WeightFormat::F16, true),
             (WeightFormat::Int8, false),
             (WeightFormat::Int4, true),
+            (WeightFormat::Bf16, false),
+            (WeightFormat::Mxfp4, true),
         ] {
             let w = random_mlp(&mut Rng::new(1), h, i, bias);
             let mut words = w.pack_gate_up(format, h, i).len() + w.pack_down(format, h, i).len();

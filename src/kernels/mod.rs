@@ -9,6 +9,7 @@ pub mod dense;
 pub mod expert_arena;
 pub mod grouped_matmul;
 pub mod matmul;
+pub mod mxfp4;
 pub mod norm;
 pub mod permute;
 pub mod rope;

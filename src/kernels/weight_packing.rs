@@ -9,8 +9,10 @@
 //! |---|---|---|---|
 //! | `F32` | 1 value | 8 values | none |
 //! | `F16` | 2 halves (`unpack2x16float`) | 8 values | none |
+//! | `Bf16` | 2 bfloat16, element `2m` in the low half | 8 values | none |
 //! | `Int8` | 4 × i8, element `4m + b` in byte `b` | 16 values | one f32 per row: `[rows]` |
 //! | `Int4` | 8 × i4, element `8m + n` in bits `4n..4n + 4` | 32 values | one bf16 per group of 32 values: `[rows, ⌈groups / 2⌉]` words, even groups in the low half |
+//! | `Mxfp4` | 8 × e2m1, element `8m + n` in bits `4n..4n + 4` | 32 values | one e8m0 byte per group of 32 values: `[rows, ⌈groups / 4⌉]` words, group `4j + b` in byte `b` |
 //!
 //! Quantisation is symmetric and round-to-nearest from the f32 weights: int8 uses
 //! s = max|w| / 127 per row and q ∈ [-127, 127]; int4 uses s = max|w| / 7 per group of 32
@@ -20,11 +22,16 @@
 //! scale is stored as bf16 rounded up (never down, so |w| / s ≤ 7 still holds) and the values
 //! are quantised against the stored scale: bf16 keeps f32's range, so no group overflows or
 //! underflows as it could in f16, and q · s is exact in f32.
+//!
+//! Bf16 rounds each f32 to the nearest bfloat16 (ties to even). Mxfp4 is the OCP MX format of
+//! gpt-oss checkpoints, whose `*_blocks` / `*_scales` bytes are these rows and scales as they
+//! are; its codec and f32 quantiser are in [`mxfp4`](crate::kernels::mxfp4).
 
 use half::f16;
 
-use crate::spec::weight_format::{INT4_GROUP, WeightFormat};
-use crate::spec::weights::ExpertWeights;
+use crate::kernels::mxfp4::{bf16_round, e2m1_value, e8m0_value, quantize_group};
+use crate::spec::weight_format::{INT4_GROUP, MXFP4_GROUP, WeightFormat};
+use crate::spec::weights::{ExpertWeights, PackedExpert};
 
 impl WeightFormat {
     /// `WFMT` in `shaders/matmul_common.wgsl`.
@@ -34,6 +41,8 @@ impl WeightFormat {
             Self::F16 => 1.0,
             Self::Int8 => 2.0,
             Self::Int4 => 3.0,
+            Self::Bf16 => 4.0,
+            Self::Mxfp4 => 5.0,
         }
     }
 
@@ -41,9 +50,9 @@ impl WeightFormat {
     fn per_word(self) -> usize {
         match self {
             Self::F32 => 1,
-            Self::F16 => 2,
+            Self::F16 | Self::Bf16 => 2,
             Self::Int8 => 4,
-            Self::Int4 => 8,
+            Self::Int4 | Self::Mxfp4 => 8,
         }
     }
 
@@ -60,21 +69,53 @@ impl WeightFormat {
     /// u32 words of the scales of a `[rows, k]` matrix, before padding.
     pub fn scale_words(self, rows: usize, k: usize) -> usize {
         match self {
-            Self::F32 | Self::F16 => 0,
+            Self::F32 | Self::F16 | Self::Bf16 => 0,
             Self::Int8 => rows,
-            Self::Int4 => rows * Self::int4_scale_row_words(k),
+            Self::Int4 | Self::Mxfp4 => rows * self.group_scale_row_words(k),
         }
     }
 
-    /// Scale words of one int4 row: one bf16 per group, two per word.
-    fn int4_scale_row_words(k: usize) -> usize {
-        k.div_ceil(INT4_GROUP).div_ceil(2)
+    /// Scale words of one row of a group-scaled format: int4 one bf16 per group of
+    /// [`INT4_GROUP`], two per word; mxfp4 one e8m0 byte per group of [`MXFP4_GROUP`], four
+    /// per word.
+    fn group_scale_row_words(self, k: usize) -> usize {
+        match self {
+            Self::Mxfp4 => k.div_ceil(MXFP4_GROUP).div_ceil(4),
+            _ => k.div_ceil(INT4_GROUP).div_ceil(2),
+        }
     }
 
     /// Bytes of a `[rows, k]` matrix in this format, scales included.
     pub fn matrix_bytes(self, rows: usize, k: usize) -> u64 {
         let scales = self.scale_words(rows, k).next_multiple_of(4);
         ((rows * self.row_words(k) + scales) * 4) as u64
+    }
+
+    /// The rows `start..end` of each of `ranges`, in order, of a packed `[rows, k]` matrix, as
+    /// one packed matrix: their words, then their scales (the row-split part of a matrix,
+    /// `kernels::row_split`). The whole matrix in one range is returned as it is.
+    pub fn select_rows(
+        self,
+        packed: &[u32],
+        rows: usize,
+        k: usize,
+        ranges: &[(usize, usize)],
+    ) -> Vec<u32> {
+        if ranges == [(0, rows)] {
+            return packed.to_vec();
+        }
+        let (words, scales) = (self.row_words(k), self.scale_words(1, k));
+        let selected: usize = ranges.iter().map(|(start, end)| end - start).sum();
+        let mut out = Vec::with_capacity(self.matrix_bytes(selected, k) as usize / 4);
+        for &(start, end) in ranges {
+            out.extend_from_slice(&packed[start * words..end * words]);
+        }
+        let block = &packed[rows * words..];
+        for &(start, end) in ranges {
+            out.extend_from_slice(&block[start * scales..end * scales]);
+        }
+        out.resize(self.matrix_bytes(selected, k) as usize / 4, 0);
+        out
     }
 
     /// Appends a `[rows, k]` row-major f32 matrix in this format.
@@ -99,6 +140,10 @@ impl WeightFormat {
                         .map_or(0, |v| f16::from_f32(*v).to_bits() as u32);
                     lo | (hi << 16)
                 })),
+                Self::Bf16 => out.extend(row.chunks(2).map(|pair| {
+                    let hi = pair.get(1).map_or(0, |v| bf16_round(*v) as u32);
+                    bf16_round(pair[0]) as u32 | (hi << 16)
+                })),
                 Self::Int8 => {
                     let (scale, q) = quantize_int8(row);
                     out.extend(q.chunks(4).map(|c| pack_lanes(c, 8)));
@@ -116,7 +161,18 @@ impl WeightFormat {
                             scales[first + g / 2] |= (scale as u32) << 16;
                         }
                     }
-                    scales.resize(first + Self::int4_scale_row_words(k), 0);
+                    scales.resize(first + self.group_scale_row_words(k), 0);
+                }
+                Self::Mxfp4 => {
+                    let first = scales.len();
+                    scales.resize(first + self.group_scale_row_words(k), 0);
+                    for (g, group) in row.chunks(MXFP4_GROUP).enumerate() {
+                        let (e, q) = quantize_group(group);
+                        let lanes: Vec<i8> = q.iter().map(|&n| n as i8).collect();
+                        out.extend(lanes.chunks(8).map(|c| pack_lanes(c, 4)));
+                        out.resize(start + (g + 1) * MXFP4_GROUP / 8, 0);
+                        scales[first + g / 4] |= (e as u32) << (8 * (g % 4));
+                    }
                 }
             }
             out.resize(start + words, 0);
@@ -141,8 +197,15 @@ impl WeightFormat {
                     Self::Int8 => lane_value(word, lane, 8) * f32::from_bits(scales[r]),
                     Self::Int4 => {
                         let g = i / INT4_GROUP;
-                        let pair = scales[r * Self::int4_scale_row_words(k) + g / 2];
+                        let pair = scales[r * self.group_scale_row_words(k) + g / 2];
                         lane_value(word, lane, 4) * bf16_to_f32((pair >> (16 * (g % 2))) as u16)
+                    }
+                    Self::Bf16 => bf16_to_f32((word >> (16 * lane)) as u16),
+                    Self::Mxfp4 => {
+                        let g = i / MXFP4_GROUP;
+                        let quad = scales[r * self.group_scale_row_words(k) + g / 4];
+                        let e = (quad >> (8 * (g % 4))) as u8;
+                        e2m1_value((word >> (4 * lane)) as u8) * e8m0_value(e)
                     }
                 }
             }));
@@ -229,116 +292,18 @@ impl ExpertWeights {
         format.pack_into(&mut out, &self.down, hidden, inter);
         out
     }
+
+    /// Both matrices packed in `format`, with the biases.
+    pub fn pack(&self, format: WeightFormat, hidden: usize, inter: usize) -> PackedExpert {
+        PackedExpert {
+            format,
+            gate_up: self.pack_gate_up(format, hidden, inter),
+            down: self.pack_down(format, hidden, inter),
+            bias: self.biases(hidden, inter),
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::synthetic::Rng;
-
-    #[test]
-    fn names_round_trip_and_unknown_names_are_errors() {
-        for f in WeightFormat::ALL {
-            assert_eq!(WeightFormat::parse(f.name()).unwrap(), f);
-        }
-        let err = WeightFormat::parse("q4").unwrap_err().to_string();
-        assert!(err.contains("int4"), "{err}");
-    }
-
-    #[test]
-    fn packed_sizes_match_matrix_bytes() {
-        let mut rng = Rng::new(3);
-        for f in WeightFormat::ALL {
-            for (rows, k) in [(1, 1), (3, 31), (5, 32), (7, 33), (2, 70), (9, 100)] {
-                let w = rng.normals(rows * k, 1.0);
-                let mut packed = Vec::new();
-                f.pack_into(&mut packed, &w, rows, k);
-                assert_eq!(
-                    packed.len() as u64 * 4,
-                    f.matrix_bytes(rows, k),
-                    "{f} {rows}x{k}"
-                );
-                assert_eq!(packed.len() % 4, 0, "{f}: whole vec4 words");
-                assert_eq!(f.row_words(k) % 4, 0, "{f}: rows of whole vec4 words");
-            }
-        }
-    }
-
-    #[test]
-    fn quantised_values_are_within_half_a_step_of_the_weights() {
-        let mut rng = Rng::new(5);
-        // k = 70: two full int4 groups and a partial one of 6 values.
-        let (rows, k) = (6, 70);
-        let mut w = rng.normals(rows * k, 0.3);
-        w[k..2 * k].iter_mut().for_each(|v| *v = 0.0); // an all-zero row
-        w[2 * k + 65] = 40.0; // an outlier in the partial group only
-        for f in [WeightFormat::Int8, WeightFormat::Int4] {
-            let d = f.dequantize(&w, rows, k);
-            for r in 0..rows {
-                for i in 0..k {
-                    let span = match f {
-                        WeightFormat::Int8 => &w[r * k..(r + 1) * k],
-                        _ => {
-                            let g = i / INT4_GROUP * INT4_GROUP;
-                            &w[r * k + g..r * k + (g + INT4_GROUP).min(k)]
-                        }
-                    };
-                    let levels = if f == WeightFormat::Int8 { 127.0 } else { 7.0 };
-                    // bf16 rounds the int4 step up by at most 2⁻⁸.
-                    let step = max_abs(span) / levels * (1.0 + 1.0 / 256.0);
-                    let (got, want) = (d[r * k + i], w[r * k + i]);
-                    assert!(
-                        (got - want).abs() <= 0.5 * step * (1.0 + 1e-6),
-                        "{f} ({r}, {i}): {got} vs {want}, step {step}"
-                    );
-                }
-            }
-            assert!(d[k..2 * k].iter().all(|&v| v == 0.0), "{f}: zero row");
-        }
-        // The outlier widens only its own int4 group's step.
-        let d = WeightFormat::Int4.dequantize(&w, rows, k);
-        let g0 = 2 * k;
-        let err0: f32 = (0..INT4_GROUP).map(|i| (d[g0 + i] - w[g0 + i]).abs()).sum();
-        assert!(err0 / INT4_GROUP as f32 <= 0.3 / 7.0 * 3.0, "{err0}");
-    }
-
-    #[test]
-    fn extremes_quantise_to_the_end_levels_exactly() {
-        let w = [1.0f32, -0.5, 0.25, -1.0, 0.0];
-        let d8 = WeightFormat::Int8.dequantize(&w, 1, 5);
-        assert!((d8[0] - 1.0).abs() <= 1e-6, "{}", d8[0]);
-        assert_eq!(d8[3], -d8[0]);
-        assert_eq!(d8[4], 0.0);
-        // 7 · 1/7 in bf16 (rounded up) is the largest level: just above 1.
-        let d4 = WeightFormat::Int4.dequantize(&w, 1, 5);
-        assert!(d4[0] >= 1.0 && d4[0] <= 1.0 + 1.0 / 128.0, "{}", d4[0]);
-        assert_eq!(d4[3], -d4[0]);
-    }
-
-    #[test]
-    fn bf16_rounding_is_upward_and_exact_on_bf16_values() {
-        for v in [1.0f32, 0.1, 3.0e-30, 1.0e30, 1.5] {
-            let b = bf16_to_f32(bf16_round_up(v));
-            assert!(b >= v, "{v} → {b}");
-            assert!(b - v <= v / 128.0, "{v} → {b}");
-        }
-        // Subnormal: coarser, still upward.
-        assert!(bf16_to_f32(bf16_round_up(3.0e-39)) >= 3.0e-39);
-        assert_eq!(bf16_to_f32(bf16_round_up(1.5)), 1.5);
-        assert_eq!(bf16_round_up(0.0), 0);
-    }
-
-    #[test]
-    fn lanes_sign_extend() {
-        let lanes = [-8i8, 7, -1, 0, 3, -7, 1, -2];
-        let w = pack_lanes(&lanes, 4);
-        for (i, &q) in lanes.iter().enumerate() {
-            assert_eq!(lane_value(w, i, 4), q as f32);
-        }
-        let bytes = [-128i8, 127, -1, 5];
-        let w = pack_lanes(&bytes, 8);
-        for (i, &q) in bytes.iter().enumerate() {
-            assert_eq!(lane_value(w, i, 8), q as f32);
-        }
-    }
-}
+#[path = "weight_packing_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ mod forward_step;
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
-use crate::kernels::matmul::Glu;
+use crate::kernels::matmul::{Glu, WeightFormat};
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention_block::AttentionBlock;
 use crate::model::attention_init::AttentionInit;
@@ -25,7 +25,7 @@ use crate::model::options::{ModelOptions, Resolved};
 use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
 use crate::moe::activation_policy::ActivationPolicy;
-use crate::moe::budget::Placement;
+use crate::moe::budget::{Placement, ResidencyOptions};
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::{DenseMlp, MlpIo};
 use crate::moe::pool::ExpertPool;
@@ -83,6 +83,8 @@ pub struct Model {
     pub config: ModelConfig,
     /// Context, batch and logit rows the buffers were sized for.
     pub limits: Resolved,
+    /// The format routed and shared experts are stored in on the GPU.
+    pub expert_format: WeightFormat,
     ckpt: Arc<Checkpoint>,
     embed_name: String,
     scratch: Scratch,
@@ -151,9 +153,10 @@ impl Model {
         };
         let mut layers = Vec::with_capacity(cfg.layers);
         let moe_count = cfg.moe_layers().len();
-        let step_buffers = step_buffers(ctx, cfg, options, limits.batch)?;
+        let expert_format = options.expert_format_for(&ckpt, cfg);
+        let step_buffers = step_buffers(ctx, cfg, expert_format, limits.batch)?;
         let residency = &options.residency;
-        let (pool, experts_at_load) = expert_pool(ctx, cfg, options)?;
+        let (pool, experts_at_load) = expert_pool(ctx, cfg, expert_format, residency)?;
         let head_name = if cfg.tie_embeddings {
             embed_name.clone()
         } else {
@@ -210,7 +213,7 @@ impl Model {
                     )?))
                 }
                 MlpKind::Moe => {
-                    let spec = moe_layer_spec_for(cfg, l, options.expert_format);
+                    let spec = moe_layer_spec_for(cfg, l, expert_format);
                     let slots = residency.placement(ctx, &spec, moe_count)?.slots();
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
                     let build = LayerBuild {
@@ -269,6 +272,7 @@ impl Model {
         Ok(Self {
             config,
             limits,
+            expert_format,
             ckpt,
             embed_name,
             scratch,
@@ -334,13 +338,13 @@ impl Model {
 fn step_buffers(
     ctx: &Context,
     cfg: &ModelConfig,
-    options: &ModelOptions,
+    expert_format: WeightFormat,
     batch: usize,
 ) -> Result<Option<Arc<StepBuffers>>> {
     let shape = cfg
         .moe_layers()
         .into_iter()
-        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, options.expert_format), batch))
+        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, expert_format), batch))
         .reduce(StepShape::union);
     shape
         .map(|shape| StepBuffers::new(ctx, shape).map(Arc::new))
@@ -353,14 +357,14 @@ fn step_buffers(
 fn expert_pool(
     ctx: &Context,
     cfg: &ModelConfig,
-    options: &ModelOptions,
+    format: WeightFormat,
+    r: &ResidencyOptions,
 ) -> Result<(Option<ExpertPool>, bool)> {
     let moe = cfg.moe_layers();
     let Some(&first) = moe.first() else {
         return Ok((None, true));
     };
-    let spec = moe_layer_spec_for(cfg, first, options.expert_format);
-    let r = &options.residency;
+    let spec = moe_layer_spec_for(cfg, first, format);
     Ok(match r.placement(ctx, &spec, moe.len())? {
         Placement::Pool(slots) => {
             let pool = ExpertPool::new(ctx, &spec, moe.len(), slots, r.policy)?;

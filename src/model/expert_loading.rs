@@ -1,14 +1,18 @@
 //! MoE layers from a checkpoint: tensor names per architecture, shape checks, and an
-//! [`ExpertSource`] that converts one expert at a time from the memory-mapped files.
+//! [`ExpertSource`] that converts one expert at a time from the memory-mapped files (or hands
+//! it over in its own encoding: `packed`).
+
+mod packed;
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::kernels::matmul::WeightFormat;
+use crate::kernels::mxfp4::{e2m1_value, e8m0_value};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, ModelConfig};
 use crate::spec::layer_spec::MoeLayerSpec;
-use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
+use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, PackedExpert, SharedExpert};
 
 /// The MoE layer spec shared by every MoE layer of `cfg` (see [`moe_layer_spec_for`] for
 /// checkpoints pruned to different expert counts per layer).
@@ -28,6 +32,24 @@ pub fn moe_layer_spec_for(cfg: &ModelConfig, layer: usize, format: WeightFormat)
         expert_bias: m.expert_bias,
         shared_inter: m.shared_inter,
         format,
+    }
+}
+
+/// The format a checkpoint's routed experts are stored in, where the GPU reads it as it is:
+/// [`WeightFormat::Mxfp4`] for a gpt-oss release with MXFP4 experts (`*_blocks` / `*_scales`),
+/// else [`WeightFormat::F32`] (the checkpoint's values, widened).
+pub fn native_expert_format(ckpt: &Checkpoint, cfg: &ModelConfig) -> WeightFormat {
+    let mxfp4 = cfg.arch == Arch::GptOss
+        && cfg.moe_layers().iter().any(|&l| {
+            ckpt.contains(&format!(
+                "{}experts.gate_up_proj_blocks",
+                cfg.arch.mlp_prefix(l)
+            ))
+        });
+    if mxfp4 {
+        WeightFormat::Mxfp4
+    } else {
+        WeightFormat::F32
     }
 }
 
@@ -196,22 +218,18 @@ fn expect_u8(ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// FP4 (e2m1) values of the 16 nibbles.
-const FP4: [f32; 16] = [
-    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
-];
-
-/// Dequantises one expert's MXFP4 matrix to `[out, in]`: value = `FP4[nibble] · 2^(scale − 127)`,
-/// the low nibble holding the even element.
+/// Dequantises one expert's MXFP4 matrix to `[out, in]`: value = e2m1(nibble) · 2^(scale − 127)
+/// (`kernels::mxfp4`, the values the GPU computes with), the low nibble holding the even
+/// element.
 pub fn dequant_mxfp4(blocks: &[u8], scales: &[u8], out: usize, inp: usize) -> Vec<f32> {
     let mut w = Vec::with_capacity(out * inp);
     for r in 0..out {
         for b in 0..inp / 32 {
-            let scale = 2f32.powi(scales[r * (inp / 32) + b] as i32 - 127);
+            let scale = e8m0_value(scales[r * (inp / 32) + b]);
             let base = (r * (inp / 32) + b) * 16;
             for byte in &blocks[base..base + 16] {
-                w.push(FP4[(byte & 0x0f) as usize] * scale);
-                w.push(FP4[(byte >> 4) as usize] * scale);
+                w.push(e2m1_value(byte & 0x0f) * scale);
+                w.push(e2m1_value(byte >> 4) * scale);
             }
         }
     }
@@ -258,18 +276,12 @@ impl ExpertSource for CheckpointExperts {
                 self.with_biases(gate, up, down, x)
             }
             Layout::Mxfp4 => {
-                let gu = dequant_mxfp4(
-                    c.u8_slice(&format!("{p}gate_up_proj_blocks"), x)?,
-                    c.u8_slice(&format!("{p}gate_up_proj_scales"), x)?,
-                    2 * i,
-                    h,
-                );
-                let down = dequant_mxfp4(
-                    c.u8_slice(&format!("{p}down_proj_blocks"), x)?,
-                    c.u8_slice(&format!("{p}down_proj_scales"), x)?,
-                    h,
-                    i,
-                );
+                let gu_scales = self.mxfp4_scales("gate_up_proj", x)?;
+                let gu_blocks = c.u8_slice(&format!("{p}gate_up_proj_blocks"), x)?;
+                let gu = dequant_mxfp4(gu_blocks, gu_scales, 2 * i, h);
+                let dn_scales = self.mxfp4_scales("down_proj", x)?;
+                let dn_blocks = c.u8_slice(&format!("{p}down_proj_blocks"), x)?;
+                let down = dequant_mxfp4(dn_blocks, dn_scales, h, i);
                 // [2I, H] output-major with gate/up rows interleaved.
                 let gate = gu.chunks(h).step_by(2).flatten().copied().collect();
                 let up = gu.chunks(h).skip(1).step_by(2).flatten().copied().collect();
@@ -277,9 +289,27 @@ impl ExpertSource for CheckpointExperts {
             }
         }
     }
+
+    fn load_packed(&self, x: usize, format: WeightFormat) -> Result<Option<PackedExpert>> {
+        if x >= self.experts {
+            return Err(Error::input(format!("expert {x} of {}", self.experts)));
+        }
+        self.packed(x, format)
+    }
 }
 
 impl CheckpointExperts {
+    /// Expert `x`'s gate, up and down biases (gate and up interleaved in the checkpoint).
+    fn biases(&self, x: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let p = &self.prefix;
+        let b = self.ckpt.f32_slice(&format!("{p}gate_up_proj_bias"), x)?;
+        Ok((
+            b.iter().step_by(2).copied().collect(),
+            b.iter().skip(1).step_by(2).copied().collect(),
+            self.ckpt.f32_slice(&format!("{p}down_proj_bias"), x)?,
+        ))
+    }
+
     fn with_biases(
         &self,
         gate: Vec<f32>,
@@ -287,15 +317,14 @@ impl CheckpointExperts {
         down: Vec<f32>,
         x: usize,
     ) -> Result<ExpertWeights> {
-        let p = &self.prefix;
-        let b = self.ckpt.f32_slice(&format!("{p}gate_up_proj_bias"), x)?;
+        let (gate_bias, up_bias, down_bias) = self.biases(x)?;
         Ok(ExpertWeights {
             gate,
             up,
             down,
-            gate_bias: Some(b.iter().step_by(2).copied().collect()),
-            up_bias: Some(b.iter().skip(1).step_by(2).copied().collect()),
-            down_bias: Some(self.ckpt.f32_slice(&format!("{p}down_proj_bias"), x)?),
+            gate_bias: Some(gate_bias),
+            up_bias: Some(up_bias),
+            down_bias: Some(down_bias),
         })
     }
 }

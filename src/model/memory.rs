@@ -83,11 +83,12 @@ impl MemoryPlan {
         }
         activation_parts.insert("final norm".into(), f32s(r.logit_rows * h));
         let (mut expert_slots, mut slots, mut per_expert, mut staging) = (0, 0, 0, 0);
-        let mut other_weights = other_weights(cfg, ckpt, options)?;
+        let expert_format = options.expert_format_for(ckpt, cfg);
+        let mut other_weights = other_weights(cfg, ckpt, options, expert_format)?;
         let mut shape: Option<StepShape> = None;
         let mut pool = None;
         for (i, &l) in moe.iter().enumerate() {
-            let spec = moe_layer_spec_for(cfg, l, options.expert_format);
+            let spec = moe_layer_spec_for(cfg, l, expert_format);
             let (e, k) = (spec.routing.experts, spec.routing.top_k);
             let placement = options
                 .residency
@@ -144,7 +145,7 @@ impl MemoryPlan {
             max_context: r.context,
             max_binding: limits.max_binding,
             auto_expert_budget: limits.auto_budget,
-            expert_format: options.expert_format.name().into(),
+            expert_format: expert_format.name().into(),
             moe_layers: moe.len(),
             slots_per_layer: slots,
             shared_pool: pool.is_some(),
@@ -184,7 +185,12 @@ fn kv_bytes(cfg: &ModelConfig, positions: usize) -> u64 {
 /// Every checkpoint tensor the GPU holds besides routed experts: matrices in the dense format
 /// (routers in f32, shared experts in the expert format), vectors in f32; the LM head, which
 /// is the embedding table when tied.
-fn other_weights(cfg: &ModelConfig, ckpt: &Checkpoint, options: &ModelOptions) -> Result<u64> {
+fn other_weights(
+    cfg: &ModelConfig,
+    ckpt: &Checkpoint,
+    options: &ModelOptions,
+    expert_format: WeightFormat,
+) -> Result<u64> {
     let mut bytes = 0;
     for name in ckpt.names() {
         if name.contains(".experts.") || name == "model.embed_tokens.weight" {
@@ -194,7 +200,7 @@ fn other_weights(cfg: &ModelConfig, ckpt: &Checkpoint, options: &ModelOptions) -
         bytes += match shape.as_slice() {
             [rows, cols] => {
                 let format = if name.contains("shared_expert") && !name.contains("gate.weight") {
-                    options.expert_format
+                    expert_format
                 } else if name.ends_with("mlp.gate.weight") || name.contains("router") {
                     WeightFormat::F32
                 } else {

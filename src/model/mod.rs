@@ -36,7 +36,9 @@ pub use chat::{ChatMessage, ChatTemplate};
 pub use checkpoint::Checkpoint;
 pub use config::{Arch, MlpKind, ModelConfig};
 pub use decoder::{Logits, Model};
-pub use expert_loading::{load_mlp, load_moe_weights, moe_layer_spec, moe_layer_spec_for};
+pub use expert_loading::{
+    load_mlp, load_moe_weights, moe_layer_spec, moe_layer_spec_for, native_expert_format,
+};
 pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator};
 pub use options::ModelOptions;
 pub use sampling::Sampling;

@@ -3,10 +3,13 @@
 use crate::error::{Error, Result};
 use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::WeightFormat;
+use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
+use crate::model::expert_loading::native_expert_format;
 use crate::moe::budget::ResidencyOptions;
 
-/// Build options of a [`Model`](crate::model::Model). `Default` gives f32 weights, a context of
+/// Build options of a [`Model`](crate::model::Model). `Default` gives f32 weights (experts in
+/// the checkpoint's own format: MXFP4 for a gpt-oss MXFP4 release), a context of
 /// min(max_position_embeddings, 4096) and prefill steps of up to 256 tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
@@ -17,9 +20,11 @@ pub struct ModelOptions {
     pub max_batch: usize,
     /// Most rows of logits one call can return ([`Logits::All`](crate::model::Logits)).
     pub max_logit_rows: usize,
-    /// Storage of routed and shared expert weights; int8 and int4 are quantised at load (and
-    /// at each expert-cache upload) from the checkpoint's weights.
-    pub expert_format: WeightFormat,
+    /// Storage of routed and shared expert weights; int8, int4 and mxfp4 are quantised at load
+    /// (and at each expert-cache upload) from the checkpoint's weights, except that an MXFP4
+    /// checkpoint's experts go to mxfp4 as they are. None: the checkpoint's own format
+    /// ([`native_expert_format`](crate::model::expert_loading::native_expert_format)).
+    pub expert_format: Option<WeightFormat>,
     /// Storage of attention, dense-MLP and LM-head weights. The CLI keeps these f32; the
     /// quantised formats run here too, but their error is measured on experts only.
     pub dense_format: WeightFormat,
@@ -41,7 +46,7 @@ impl Default for ModelOptions {
             max_context: None,
             max_batch: 256,
             max_logit_rows: 1,
-            expert_format: WeightFormat::F32,
+            expert_format: None,
             dense_format: WeightFormat::F32,
             residency: ResidencyOptions::default(),
             routing_stats: false,
@@ -65,6 +70,12 @@ pub struct Resolved {
 const MAX_BATCH: usize = 65535;
 
 impl ModelOptions {
+    /// The expert format for `ckpt`: the one asked for, or the checkpoint's own.
+    pub fn expert_format_for(&self, ckpt: &Checkpoint, cfg: &ModelConfig) -> WeightFormat {
+        self.expert_format
+            .unwrap_or_else(|| native_expert_format(ckpt, cfg))
+    }
+
     /// The split-KV policy for a KV cache of `context` positions: off where no query can see
     /// `min_keys` keys, which spares the partials and pipelines splitting needs.
     pub fn split_kv_for(&self, context: usize) -> SplitKv {

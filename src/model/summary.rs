@@ -55,6 +55,10 @@ pub struct ModelSummary {
     pub bytes_per_expert_gpu_int8: u64,
     /// int4 with a scale per 32 values, scales included.
     pub bytes_per_expert_gpu_int4: u64,
+    /// bf16, the same bytes as f16.
+    pub bytes_per_expert_gpu_bf16: u64,
+    /// MXFP4 with an e8m0 scale per 32 values, scales included.
+    pub bytes_per_expert_gpu_mxfp4: u64,
     /// Tensor count per dtype.
     pub dtypes: BTreeMap<String, usize>,
 }
@@ -121,6 +125,8 @@ impl ModelSummary {
             bytes_per_expert_gpu_f16: gpu_bytes(WeightFormat::F16),
             bytes_per_expert_gpu_int8: gpu_bytes(WeightFormat::Int8),
             bytes_per_expert_gpu_int4: gpu_bytes(WeightFormat::Int4),
+            bytes_per_expert_gpu_bf16: gpu_bytes(WeightFormat::Bf16),
+            bytes_per_expert_gpu_mxfp4: gpu_bytes(WeightFormat::Mxfp4),
             dtypes,
         })
     }
@@ -169,12 +175,14 @@ impl ModelSummary {
         line(
             "bytes per expert",
             format!(
-                "{} in the checkpoint; on the GPU {} as f32, {} as f16, {} as int8, {} as int4",
+                "{} in the checkpoint; on the GPU {} as f32, {} as f16 or bf16, {} as int8, {} as \
+                 int4, {} as mxfp4",
                 self.bytes_per_expert_checkpoint,
                 self.bytes_per_expert_gpu_f32,
                 self.bytes_per_expert_gpu_f16,
                 self.bytes_per_expert_gpu_int8,
-                self.bytes_per_expert_gpu_int4
+                self.bytes_per_expert_gpu_int4,
+                self.bytes_per_expert_gpu_mxfp4
             ),
         );
         let d: Vec<String> = self

@@ -117,15 +117,8 @@ impl Offload {
     /// Reads, converts and queues one expert's upload; returns the host time it took.
     fn upload(&self, ctx: &Context, arena: &ExpertArena, up: &Upload) -> Result<Duration> {
         let start = Instant::now();
-        let w = self.source.load(up.expert)?;
-        let s = &self.spec;
-        w.check(
-            &format!("expert {}", up.expert),
-            s.hidden,
-            s.inter,
-            s.expert_bias,
-        )?;
-        arena.upload(ctx, up.slot, &w);
+        let bias = self.spec.expert_bias;
+        arena.upload_from(ctx, up.slot, self.source.as_ref(), up.expert, bias)?;
         Ok(start.elapsed())
     }
 }

@@ -10,8 +10,8 @@ pub mod weights;
 
 pub use layer_spec::{Glu, MoeLayerSpec};
 pub use routing::{DynamicActivation, GroupScore, MAX_GROUPS, RoutingSpec, Scoring};
-pub use weight_format::{INT4_GROUP, WeightFormat};
-pub use weights::{ExpertSource, ExpertWeights, MoeWeights, SharedExpert};
+pub use weight_format::{INT4_GROUP, MXFP4_GROUP, WeightFormat};
+pub use weights::{ExpertSource, ExpertWeights, MoeWeights, PackedExpert, SharedExpert};
 
 /// Sentinel id of a dropped (token, slot) pair, as in the shaders.
 pub const INVALID: u32 = u32::MAX;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::spec::layer_spec::MoeLayerSpec;
+use crate::spec::weight_format::WeightFormat;
 
 /// One SwiGLU-style MLP in `nn.Linear` layout ([out, in], row-major, f32): a routed expert, a
 /// shared expert or a dense MLP layer.
@@ -70,10 +71,33 @@ impl ExpertWeights {
         out
     }
 
+    /// [`gate_up_bias`](Self::gate_up_bias) and [`down_bias_or_zero`](Self::down_bias_or_zero),
+    /// where the expert has any bias.
+    pub fn biases(&self, hidden: usize, inter: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        (self.gate_bias.is_some() || self.up_bias.is_some() || self.down_bias.is_some())
+            .then(|| (self.gate_up_bias(inter), self.down_bias_or_zero(hidden)))
+    }
+
     /// The down bias, or `hidden` zeros.
     pub fn down_bias_or_zero(&self, hidden: usize) -> Vec<f32> {
         self.down_bias.clone().unwrap_or_else(|| vec![0.0; hidden])
     }
+}
+
+/// An expert's two matrices already in a GPU weight format, laid out as the kernels read them
+/// (`kernels::weight_packing`), with its f32 biases: what a source that stores its experts in
+/// that format hands over without a trip through f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedExpert {
+    /// The format of both matrices.
+    pub format: WeightFormat,
+    /// `[2·inter, hidden]`: gate rows, then up rows, then their scale block.
+    pub gate_up: Vec<u32>,
+    /// `[hidden, inter]`, then its scale block.
+    pub down: Vec<u32>,
+    /// `[2·inter]` gate then up biases and the `[hidden]` down bias, where the expert has
+    /// biases (zeros for any one of them it lacks).
+    pub bias: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// Where a layer's routed experts come from: memory, or a memory-mapped checkpoint that
@@ -83,6 +107,13 @@ pub trait ExpertSource: Send + Sync {
     fn num_experts(&self) -> usize;
     /// The weights of expert `expert` (read and converted now for a checkpoint).
     fn load(&self, expert: usize) -> Result<ExpertWeights>;
+    /// Expert `expert` with its matrices in `format`, where the source stores them in that
+    /// format already (a checkpoint's MXFP4 blocks, copied as they are); `None` otherwise, and
+    /// the caller packs [`load`](Self::load)'s f32 weights.
+    fn load_packed(&self, expert: usize, format: WeightFormat) -> Result<Option<PackedExpert>> {
+        let _ = (expert, format);
+        Ok(None)
+    }
 }
 
 impl ExpertSource for Vec<ExpertWeights> {

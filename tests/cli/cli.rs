@@ -207,6 +207,13 @@ fn inspect_reports_layers_experts_and_parameters() {
     // (two groups of 32 for gate/up, one group and a zero half for down).
     assert_eq!(v["bytes_per_expert_gpu_int8"], 3 * 32 * 64 + 128 * 4);
     assert_eq!(v["bytes_per_expert_gpu_int4"], 3 * 32 * 64 / 2 + 128 * 4);
+    assert_eq!(
+        v["bytes_per_expert_gpu_bf16"],
+        v["bytes_per_expert_gpu_f16"]
+    );
+    // mxfp4: half a byte per weight and a word of e8m0 scales per row (four groups a word, so
+    // at rows this short as much as int4; 4.25 bits a weight from 128 values a row on).
+    assert_eq!(v["bytes_per_expert_gpu_mxfp4"], 3 * 32 * 64 / 2 + 128 * 4);
     let text = moe(&["inspect", "--model", model.to_str().unwrap()]);
     let s = String::from_utf8_lossy(&text.stdout);
     assert!(s.contains("routing") && s.contains("top-2 of 8"), "{s}");

@@ -95,6 +95,8 @@ fn cli_reproduces_the_greedy_sequence_and_ends_with_json() {
     ] {
         assert!(v["stats"][field].as_f64().unwrap() > 0.0, "{field}: {v}");
     }
+    // The checkpoint's own expert format: f32 for a checkpoint without MXFP4 experts.
+    assert_eq!(v["stats"]["expert_format"], "f32", "{v}");
     // Without a tokenizer the ids themselves are streamed.
     let streamed = String::from_utf8_lossy(&out.stdout);
     let first = streamed.lines().next().unwrap();

@@ -3,9 +3,9 @@
 //! one, over experts' last tiles of few rows), with the edge cases of the runtime (1 row, fewer
 //! rows than a tile, experts with no rows, every row on one expert, a non-resident expert, odd
 //! k and n, strides that do and do not allow vec4 loads of x), in every weight format. Weights
-//! in f16, int8 and int4 are compared with a reference that uses the same rounded or
-//! dequantised weights, so the tolerance (1e-5 of max(1, |ref|)) measures the kernel, not the
-//! storage format. The int4 cases have a k with a partial last group of 32.
+//! in f16, bf16, int8, int4 and mxfp4 are compared with a reference that uses the same rounded
+//! or dequantised weights, so the tolerance (1e-5 of max(1, |ref|)) measures the kernel, not
+//! the storage format. The int4 and mxfp4 cases have a k with a partial last group of 32.
 
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
@@ -270,11 +270,11 @@ fn run_grouped(
     common::assert_close(&what, &run.got, &run.want, TOL);
 }
 
-/// Four pipelines per tiling: plain with bias in f32 and int8 with a stride that forbids vec4
-/// loads of x, and SiLU-gated in f16 and int4 with a vec4-aligned stride wider than k. Each
-/// runs at odd k and n (int4: two full groups of 32 and a partial one) and at k = 1.
+/// Six pipelines per tiling: plain with bias in f32, bf16 and int8 (a stride that forbids vec4
+/// x loads), SiLU-gated in f16, int4 and mxfp4 (a vec4-aligned stride wider than k); each at odd
+/// k and n (int4, mxfp4: two full groups of 32 and a partial one) and at k = 1.
 fn dense_cases() -> Vec<Case> {
-    use WeightFormat::{F16, F32, Int4, Int8};
+    use WeightFormat::{Bf16, F16, F32, Int4, Int8, Mxfp4};
     let plain = |format, n, k| Case {
         n,
         k,
@@ -300,6 +300,10 @@ fn dense_cases() -> Vec<Case> {
         plain(Int8, 5, 1),
         gated(Int4, 70, 77),
         gated(Int4, 3, 1),
+        plain(Bf16, 29, 37),
+        plain(Bf16, 5, 1),
+        gated(Mxfp4, 70, 77),
+        gated(Mxfp4, 3, 1),
     ]
 }
 
@@ -351,6 +355,12 @@ fn every_tiling_matches_the_reference_on_grouped_matmuls() {
         x_stride: 40,
         ..plain_f16
     };
+    // mxfp4 and bf16 in the shapes of the int4 and f16 cases.
+    let [mxfp4, bf16] = [
+        (WeightFormat::Mxfp4, clamped_int4),
+        (WeightFormat::Bf16, plain_f16),
+    ]
+    .map(|(format, c)| Case { format, ..c });
     let mut rng = Rng::new(5);
     let experts = 6;
     // 33 tokens with k = 2 distinct picks, but experts 1 and 4 never picked (empty experts).
@@ -366,7 +376,14 @@ fn every_tiling_matches_the_reference_on_grouped_matmuls() {
         })
         .collect();
     for tiling in all_tilings() {
-        for c in [&clamped_f32, &plain_f16, &clamped_int4, &plain_int8] {
+        for c in [
+            &clamped_f32,
+            &plain_f16,
+            &clamped_int4,
+            &plain_int8,
+            &mxfp4,
+            &bf16,
+        ] {
             // one token
             run_grouped(ctx, tiling, c, experts, 2, &[3, 1], None, 1);
             // fewer tokens than a tile, one pick each

@@ -1,18 +1,19 @@
-//! Quantised experts (int8 with a scale per row, int4 with a scale per 32 values) against
-//! references, so that the figures below are what each format costs:
+//! Quantised experts (int8 with a scale per row, int4 and mxfp4 with a scale per 32 values)
+//! against references, so that the figures below are what each format costs:
 //! - the matmul kernels, with every tiling the autotuner may pick, over T ∈ {1, 2, 7, 33, 130}
 //!   and odd k (int4 groups full and partial) and n, equal the f32 reference run on the
 //!   dequantised weights to f32 rounding (nmse < 1e-10), and the f32 reference on the original
 //!   weights within the rounding bound Σₖ |x| · step / 2 of each weight's row (int8) or group
-//!   (int4), element by element;
+//!   (int4; mxfp4: Σₖ |x| · 2s, see `half_steps`), element by element;
 //! - a whole MoE layer (gated experts, a shared expert, decode and prefill tilings) stays
-//!   within a normalised RMS error of 2e-2 (int8) and 2.5e-1 (int4) of the f32 reference with
-//!   random Gaussian weights (measured: 1.0e-2 to 1.1e-2 and 1.7e-1 to 1.9e-1), with the same
-//!   experts chosen (the router stays f32);
+//!   within a normalised RMS error of 2e-2 (int8), 2.5e-1 (int4) and 5e-1 (mxfp4) of the f32
+//!   reference with random Gaussian weights (measured: 1.0e-2 to 1.1e-2, 1.7e-1 to 1.9e-1 and
+//!   2.3e-1 to 3.8e-1; per weight, mxfp4's power-of-two scales cost 0.115 of the RMS where
+//!   int4's cost 0.097), with the same experts chosen (the router stays f32);
 //! - the fixture models' prompt logits stay within the normalised RMS errors of the Hugging
 //!   Face logits given by `LOGIT_NRMSE` (median and worst of 18 models; measured: int8 8.8e-3
-//!   and 8.6e-2, int4 1.5e-1 and 3.4e-1), and int8 reproduces the greedy tokens of the 14
-//!   models listed in `INT8_GREEDY`.
+//!   and 8.6e-2, int4 1.5e-1 and 3.4e-1, mxfp4 1.9e-1 and 4.3e-1), and int8 reproduces the
+//!   greedy tokens of the 14 models listed in `INT8_GREEDY`.
 
 use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
@@ -29,10 +30,12 @@ use crate::common::matmul::{all_tilings, gpu_dense};
 use crate::common::{nmse, nrmse};
 
 const TOKENS: [usize; 5] = [1, 2, 7, 33, 130];
-const QUANTISED: [WeightFormat; 2] = [WeightFormat::Int8, WeightFormat::Int4];
+const QUANTISED: [WeightFormat; 3] = [WeightFormat::Int8, WeightFormat::Int4, WeightFormat::Mxfp4];
 
 /// The largest error quantising can put on weight i of a row: half a step of its row (int8)
-/// or group of 32 (int4), the int4 step rounded up to bf16 (at most 2⁻⁸ more).
+/// or group of 32 (int4), the int4 step rounded up to bf16 (at most 2⁻⁸ more); mxfp4, with the
+/// group's scale s = 2^(⌊log2 max|w|⌋ − 2), 2s (values in (6s, 8s) clamp to 6s; elsewhere
+/// half an e2m1 step, at most s).
 fn half_steps(format: WeightFormat, row: &[f32]) -> Vec<f64> {
     let amax = |s: &[f32]| s.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
     match format {
@@ -41,6 +44,13 @@ fn half_steps(format: WeightFormat, row: &[f32]) -> Vec<f64> {
             .map(|i| {
                 let g = i / 32 * 32;
                 0.5 * amax(&row[g..(g + 32).min(row.len())]) / 7.0 * (1.0 + 1.0 / 256.0)
+            })
+            .collect(),
+        WeightFormat::Mxfp4 => (0..row.len())
+            .map(|i| {
+                let g = i / 32 * 32;
+                let amax = amax(&row[g..(g + 32).min(row.len())]);
+                2.0 * 2f64.powf(amax.log2().floor() - 2.0)
             })
             .collect(),
         _ => vec![0.0; row.len()],
@@ -150,7 +160,12 @@ fn quantised_moe_layers_stay_within_the_stated_error_of_the_f32_reference() {
         },
     ];
     for (i, spec) in specs.iter().enumerate() {
-        for (format, bound) in [(WeightFormat::Int8, 2e-2), (WeightFormat::Int4, 2.5e-1)] {
+        let bounds = [
+            (WeightFormat::Int8, 2e-2),
+            (WeightFormat::Int4, 2.5e-1),
+            (WeightFormat::Mxfp4, 5e-1),
+        ];
+        for (format, bound) in bounds {
             let e = layer_error(spec, format, 31 + 10 * i as u64);
             eprintln!(
                 "{format} layer {:?}: normalised RMS error {e:.2e}",
@@ -169,9 +184,10 @@ fn quantised_moe_layers_stay_within_the_stated_error_of_the_f32_reference() {
 /// below 1e-5): the median over the 18 fixture models and the worst one, per format. The worst
 /// int8 model (hf-tiny-alt gpt_oss, 8.6e-2) has one token whose layer-2 routing flips; the
 /// others stay below 2.1e-2.
-const LOGIT_NRMSE: [(WeightFormat, f64, f64); 2] = [
+const LOGIT_NRMSE: [(WeightFormat, f64, f64); 3] = [
     (WeightFormat::Int8, 1.5e-2, 1.2e-1),
     (WeightFormat::Int4, 2e-1, 5e-1),
+    (WeightFormat::Mxfp4, 2.5e-1, 6e-1),
 ];
 
 /// Fixture models whose int8 greedy generation gives Hugging Face's 8 tokens (14 of 18; with
@@ -201,7 +217,7 @@ fn fixture_error(set: &str, arch: &str, format: WeightFormat) -> (f64, bool) {
         max_context: Some(32),
         max_batch: 16,
         max_logit_rows: 16,
-        expert_format: format,
+        expert_format: Some(format),
         ..Default::default()
     };
     let mut model = Model::load_with(ctx, &fx.model_dir, &options).unwrap();

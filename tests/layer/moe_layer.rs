@@ -240,7 +240,8 @@ fn a_token_gives_the_same_bits_whatever_its_neighbours() {
 
 /// A decode step (one token: the matvec, with the down projection fused into the combine)
 /// gives the bits of the same token inside a prefill batch (register tiles, separate down GEMM
-/// and combine), with a gated shared expert, expert biases and f16 weights on the fused path.
+/// and combine), with a gated shared expert, expert biases and every format the fused path
+/// takes (all but int8).
 #[test]
 fn fused_decode_down_and_combine_give_the_bits_of_the_batched_path() {
     let ctx = common::ctx();
@@ -248,7 +249,10 @@ fn fused_decode_down_and_combine_give_the_bits_of_the_batched_path() {
         shared_gate: true,
         ..RoutingSpec::softmax(16, 4, true)
     };
-    for format in [WeightFormat::F32, WeightFormat::F16] {
+    for format in WeightFormat::ALL
+        .into_iter()
+        .filter(|&f| f != WeightFormat::Int8)
+    {
         let s = MoeLayerSpec {
             shared_inter: Some(44),
             expert_bias: true,

@@ -213,7 +213,7 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
 }
 
 /// A byte budget buys slots at the quantised size of an expert, scales included: the bytes of
-/// 3 f32 experts hold 8 int8 or 13 int4 experts of this shape (rows padded to 16 and 32 values), and the layer reports the
+/// 3 f32 experts hold 6 bf16, 8 int8 or 13 int4 or mxfp4 experts of this shape (rows padded to 16 and 32 values), and the layer reports the
 /// quantised size in its statistics.
 #[test]
 fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
@@ -224,6 +224,8 @@ fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
         (WeightFormat::F32, 3),
         (WeightFormat::Int8, 8),
         (WeightFormat::Int4, 13),
+        (WeightFormat::Mxfp4, 13),
+        (WeightFormat::Bf16, 6),
     ] {
         let spec = MoeLayerSpec {
             format,

@@ -155,7 +155,7 @@ fn f16_experts_stay_close_to_f32() {
     let mut model = load(
         &fx,
         ModelOptions {
-            expert_format: WeightFormat::F16,
+            expert_format: Some(WeightFormat::F16),
             dense_format: WeightFormat::F16,
             ..Default::default()
         },

@@ -4,10 +4,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bf16_checkpoint;
 mod calibrate_eval;
 mod generate_api;
 mod generate_fixtures;
 mod memory_plan;
+mod mxfp4_checkpoint;
 mod placement;
 mod prune;
 mod sampling_and_lm_head;

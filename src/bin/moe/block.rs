@@ -8,7 +8,9 @@ use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
+use moe_gpu::model::{
+    Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for, native_expert_format,
+};
 use moe_gpu::moe::activation_policy::ActivationSummary;
 use moe_gpu::moe::{ForwardOptions, LayerBuild, MoeLayer, ResidencyStats};
 
@@ -31,9 +33,10 @@ pub struct Args {
     #[arg(long)]
     output: PathBuf,
     /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
-    /// the router stay f32): int8 has one scale per row, int4 one per 32 values.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
-    dtype: String,
+    /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values
+    /// [default: the checkpoint's own: mxfp4 for a gpt-oss MXFP4 checkpoint, else f32].
+    #[arg(long, value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    dtype: Option<String>,
     /// Use this many experts per token instead of the checkpoint's k (≤ k).
     #[arg(long)]
     top_k: Option<usize>,
@@ -59,7 +62,10 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let cfg = ModelConfig::load(&a.model)?;
     let ckpt = Arc::new(Checkpoint::open(&a.model)?);
-    let format = WeightFormat::parse(&a.dtype)?;
+    let format = match &a.dtype {
+        Some(name) => WeightFormat::parse(name)?,
+        None => native_expert_format(&ckpt, &cfg),
+    };
     let input = Checkpoint::open_file(&a.input)?;
     let shape = input.shape("input")?.to_vec();
     if shape.len() != 2 || shape[1] != cfg.hidden || shape[0] == 0 {

@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Expert weight format of the student (the teacher stays f32): int8 has one scale per row,
-    /// int4 one per 32 values.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
+    /// int4 and mxfp4 one per 32 values.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
     dtype: String,
     /// Dynamic activation of the student.
     #[command(flatten)]
@@ -48,11 +48,13 @@ pub fn run(a: Args) -> Result<()> {
         max_logit_rows: a.seq_len.max(1),
         max_context: Some(a.seq_len.max(1)),
         routing_stats: true,
+        // The teacher stays f32 whatever its checkpoint stores (an MXFP4 release too).
+        expert_format: Some(WeightFormat::F32),
         ..Default::default()
     };
     let mut teacher = progress::load_model(&ctx, &a.teacher, &options)?;
     let student_options = ModelOptions {
-        expert_format: WeightFormat::parse(&a.dtype)?,
+        expert_format: Some(WeightFormat::parse(&a.dtype)?),
         ..options.clone()
     };
     let mut student = progress::load_model(&ctx, &a.model, &student_options)?;

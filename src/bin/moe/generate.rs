@@ -66,9 +66,10 @@ pub struct Args {
     #[arg(long)]
     max_context: Option<usize>,
     /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
-    /// the router stay f32): int8 has one scale per row, int4 one per 32 values.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
-    dtype: String,
+    /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values
+    /// [default: the checkpoint's own: mxfp4 for a gpt-oss MXFP4 checkpoint, else f32].
+    #[arg(long, value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    dtype: Option<String>,
     #[command(flatten)]
     residency: ResidencyArgs,
     #[command(flatten)]
@@ -116,7 +117,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("the prompt is empty (no tokens)");
     }
     let ctx = Context::new()?;
-    let format = WeightFormat::parse(&a.dtype)?;
+    let format = a.dtype.as_deref().map(WeightFormat::parse).transpose()?;
     let options = ModelOptions {
         max_context: a.max_context,
         expert_format: format,
@@ -197,6 +198,7 @@ pub fn run(a: Args) -> Result<()> {
                 "time_to_first_token_ms": stats.time_to_first_token.as_secs_f64() * 1e3,
                 "load_ms": load.as_secs_f64() * 1e3,
                 "gpu_bytes_allocated": ctx.allocated_bytes(),
+                "expert_format": generator.model().expert_format.name(),
             },
         });
         if let Some(s) = &stream {

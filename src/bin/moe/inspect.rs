@@ -30,9 +30,10 @@ pub struct Args {
     /// budget.
     #[arg(long, value_name = "BYTES")]
     expert_budget: Option<String>,
-    /// Expert weight format of the plan.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8", "int4"])]
-    dtype: String,
+    /// Expert weight format of the plan [default: the checkpoint's own: mxfp4 for a gpt-oss
+    /// MXFP4 checkpoint, else f32].
+    #[arg(long, value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    dtype: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -46,7 +47,7 @@ pub fn run(a: Args) -> Result<()> {
     let options = ModelOptions {
         max_batch: a.max_batch,
         max_context: a.max_context,
-        expert_format: WeightFormat::parse(&a.dtype)?,
+        expert_format: a.dtype.as_deref().map(WeightFormat::parse).transpose()?,
         residency: ResidencyOptions {
             budget,
             ..Default::default()

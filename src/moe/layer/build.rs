@@ -293,7 +293,7 @@ impl MoeLayer {
         let combine = Combine::new(ctx, h, k, shared.is_some(), r.shared_gate, combine_buffers)?;
         let decode_down = &down[1].full;
         let fusable = decode_down.spec.tiling.variant == MatmulVariant::Vector
-            && matches!(spec.format, WeightFormat::F32 | WeightFormat::F16);
+            && spec.format != WeightFormat::Int8;
         let down_combine = if fusable {
             Some(DownCombine::new(
                 ctx,
@@ -365,14 +365,9 @@ impl MoeLayer {
         }
         for expert in 0..e {
             let start = std::time::Instant::now();
-            let w = weights.experts.load(expert)?;
-            w.check(
-                &format!("expert {expert}"),
-                self.spec.hidden,
-                self.spec.inter,
-                self.spec.expert_bias,
-            )?;
-            self.arena.upload(ctx, expert, &w);
+            let bias = self.spec.expert_bias;
+            self.arena
+                .upload_from(ctx, expert, weights.experts.as_ref(), expert, bias)?;
             self.stats
                 .borrow_mut()
                 .uploaded(expert, false, start.elapsed());

@@ -46,7 +46,7 @@ pub struct MoeLayer {
     pub(super) shared: Option<DenseMlp>,
     pub(super) combine: Combine,
     /// Decode steps' down GEMM + combine in one kernel, where the decode tiling is the
-    /// matvec and the weights are f32 or f16.
+    /// matvec and the weights have no per-row scales (every format but int8).
     pub(super) down_combine: Option<DownCombine>,
     /// Cache mode only: slot table management, uploads and prediction.
     pub(super) offload: Option<RefCell<Offload>>,

@@ -136,10 +136,13 @@ pub fn combine(t: &mut Table) {
     }
 }
 
-/// The fused decode down projection + combine: f32 and f16 down weights only (the formats
-/// the layer fuses; int8 and int4 run the down GEMM and the combine apart).
+/// The fused decode down projection + combine: every format but int8 (the formats the layer
+/// fuses; int8's per-row scales need the down GEMM and the combine apart).
 pub fn down_combine(t: &mut Table) {
-    for format in [WeightFormat::F32, WeightFormat::F16] {
+    let fused = WeightFormat::ALL
+        .into_iter()
+        .filter(|&f| f != WeightFormat::Int8);
+    for format in fused {
         for (i, (r, hidden, inter, shared)) in cases().into_iter().enumerate() {
             t.case(
                 "down_combine",

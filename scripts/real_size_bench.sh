@@ -3,7 +3,8 @@
 # weights, the real config; OLMoE-1B-7B by default: 16 layers, 64 experts of [2048, 1024],
 # 13.8 GB in bf16), then `moe generate` runs it once per budget and this prints one markdown row
 # per run: prefill and decode tokens/s, hit rate, bytes uploaded per token, host time per
-# upload, load time, GPU bytes and peak RSS (from /usr/bin/time -v).
+# upload, load time, GPU bytes, peak RSS (from /usr/bin/time -v; it counts the pages of the
+# memory-mapped checkpoint the run touched) and the anonymous and file-backed RSS at exit.
 #
 #   scripts/real_size_bench.sh [budget ...]        (default: 256M 512M 1G 2G all)
 #
@@ -31,8 +32,8 @@ prompt=$(python3 -c "print(','.join(str(7 + 13 * i % 1000) for i in range($PROMP
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "| budget | pool slots | prefill tok/s | decode tok/s | hit rate | MiB uploaded / token | host ms / upload | load s | GPU MiB | peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| budget | pool slots | prefill tok/s | decode tok/s | hit rate | MiB uploaded / token | host ms / upload | load s | GPU MiB | peak RSS MiB | anon / file RSS at exit, MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for budget in "${budgets[@]}"; do
     [ "$budget" = all ] && b=1T || b=$budget
     /usr/bin/time -v -o "$work/time" $moe generate --model "$DIR" --prompt-ids "$prompt" \
@@ -57,6 +58,7 @@ uploaded = 0 if layer["mode"] == "resident" else stats["bytes_uploaded"]
 print(f'| {budget} | {slots} | {g["prefill_tokens_per_s"]:.2f} | {g["decode_tokens_per_s"]:.2f} '
       f'| {stats["hit_rate"]:.3f} | {uploaded / tokens / 2**20:.1f} '
       f'| {"-" if host is None else f"{host:.1f}"} | {g["load_ms"] / 1e3:.1f} '
-      f'| {g["gpu_bytes_allocated"] / 2**20:.0f} | {rss / 1024:.0f} |')
+      f'| {g["gpu_bytes_allocated"] / 2**20:.0f} | {rss / 1024:.0f} '
+      f'| {(g.get("host_rss_anon_bytes") or 0) / 2**20:.0f} / {(g.get("host_rss_file_bytes") or 0) / 2**20:.0f} |')
 EOF
 done

@@ -52,7 +52,7 @@ impl Context {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let buffer = self.storage(label, bytes.len() as u64)?;
         if !bytes.is_empty() {
-            self.queue.write_buffer(&buffer, 0, bytes);
+            self.write(&buffer, 0, bytes)?;
         }
         Ok(buffer)
     }

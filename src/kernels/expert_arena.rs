@@ -111,8 +111,8 @@ impl ExpertArena {
     }
 
     /// Writes one expert's weights into `slot` (queued; visible to the next submit).
-    pub fn upload(&self, ctx: &Context, slot: usize, w: &ExpertWeights) {
-        self.upload_packed(ctx, slot, &w.pack(self.format, self.hidden, self.inter));
+    pub fn upload(&self, ctx: &Context, slot: usize, w: &ExpertWeights) -> Result<()> {
+        self.upload_packed(ctx, slot, &w.pack(self.format, self.hidden, self.inter))
     }
 
     /// Expert `expert` of `source` into `slot`: its matrices as the source stores them where
@@ -168,12 +168,11 @@ impl ExpertArena {
                 ),
             ));
         }
-        self.upload_packed(ctx, slot, &packed);
-        Ok(())
+        self.upload_packed(ctx, slot, &packed)
     }
 
     /// Writes one expert's packed weights into `slot` (queued; visible to the next submit).
-    fn upload_packed(&self, ctx: &Context, slot: usize, w: &PackedExpert) {
+    fn upload_packed(&self, ctx: &Context, slot: usize, w: &PackedExpert) -> Result<()> {
         let (h, i, f) = (self.hidden, self.inter, self.format);
         let (gu, dn) = (&w.gate_up[..], &w.down[..]);
         self.gate_up.write_slot(ctx, slot, |c| {
@@ -183,23 +182,20 @@ impl ExpertArena {
                 h,
                 &[(c.first, c.end()), (i + c.first, i + c.end())],
             )
-        });
+        })?;
         self.down.write_slot(ctx, slot, |c| {
             f.select_rows(dn, h, i, &[(c.first, c.end())])
-        });
-        let q = &ctx.queue;
+        })?;
         if let Some((gb, db)) = &w.bias {
-            q.write_buffer(
-                &self.gate_up_bias,
-                (slot * 2 * i * 4) as u64,
-                bytemuck::cast_slice(gb),
-            );
-            q.write_buffer(
+            let offset = (slot * 2 * i * 4) as u64;
+            ctx.write(&self.gate_up_bias, offset, bytemuck::cast_slice(gb))?;
+            ctx.write(
                 &self.down_bias,
                 (slot * h * 4) as u64,
                 bytemuck::cast_slice(db),
-            );
+            )?;
         }
+        Ok(())
     }
 
     /// A layer's `[experts]` expert → slot table, every expert not resident.

@@ -154,7 +154,7 @@ impl SplitWeights {
         pack: impl Fn(Columns) -> Vec<u32>,
     ) -> Result<Self> {
         let weights = Self::new(ctx, label, SplitShape { slots: 1, ..shape })?;
-        weights.write_slot(ctx, 0, pack);
+        weights.write_slot(ctx, 0, pack)?;
         Ok(weights)
     }
 
@@ -174,21 +174,26 @@ impl SplitWeights {
         for (s, blocks) in slots.iter().enumerate() {
             weights.write_slot(ctx, s, |cols| {
                 pack_columns(shape.format, blocks, shape.k, cols)
-            });
+            })?;
         }
         Ok(weights)
     }
 
     /// Writes slot `slot` of every part, packed by `pack` from the part's columns (queued;
     /// visible to the next submit).
-    pub fn write_slot(&self, ctx: &Context, slot: usize, pack: impl Fn(Columns) -> Vec<u32>) {
+    pub fn write_slot(
+        &self,
+        ctx: &Context,
+        slot: usize,
+        pack: impl Fn(Columns) -> Vec<u32>,
+    ) -> Result<()> {
         for part in &self.parts {
             let words = pack(part.cols);
             debug_assert_eq!(words.len() as u64 * 4, self.shape.slot_bytes(part.cols.len));
             let offset = slot as u64 * self.shape.slot_bytes(part.cols.len);
-            ctx.queue
-                .write_buffer(&part.buffer, offset, bytemuck::cast_slice(&words));
+            ctx.write(&part.buffer, offset, bytemuck::cast_slice(&words))?;
         }
+        Ok(())
     }
 }
 

@@ -141,7 +141,7 @@ fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
     };
     let arena = ExpertArena::new(ctx, g.hidden, g.inter, experts, g.format, g.bias)?;
     for e in 0..experts {
-        arena.upload(ctx, e, &pattern_expert(&g, e));
+        arena.upload(ctx, e, &pattern_expert(&g, e))?;
     }
     let table = ExpertArena::new_table(ctx, experts)?;
     ExpertArena::write_table(ctx, &table, &(0..experts as u32).collect::<Vec<_>>());

@@ -68,9 +68,11 @@ pub fn split_weights(
     let weights = SplitWeights::new_within(ctx, "w", shape, limit).unwrap();
     for (s, m) in slots.iter().enumerate() {
         let blocks: Vec<&[f32]> = m.chunks((spec.n * spec.k).max(1)).collect();
-        weights.write_slot(ctx, s, |cols| {
-            pack_columns(spec.format, &blocks, spec.k, cols)
-        });
+        weights
+            .write_slot(ctx, s, |cols| {
+                pack_columns(spec.format, &blocks, spec.k, cols)
+            })
+            .unwrap();
     }
     weights
 }

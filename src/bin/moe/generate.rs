@@ -198,6 +198,8 @@ pub fn run(a: Args) -> Result<()> {
                 "time_to_first_token_ms": stats.time_to_first_token.as_secs_f64() * 1e3,
                 "load_ms": load.as_secs_f64() * 1e3,
                 "gpu_bytes_allocated": ctx.allocated_bytes(),
+                "host_rss_anon_bytes": host_rss("RssAnon:"),
+                "host_rss_file_bytes": host_rss("RssFile:"),
                 "expert_format": generator.model().expert_format.name(),
             },
         });
@@ -230,4 +232,19 @@ fn chat_prompt(model: &std::path::Path, system: Option<&str>, user: &str) -> Res
         .collect();
     messages.push(ChatMessage::new("user", user));
     Ok(template.render(&messages, true)?)
+}
+
+/// A line of /proc/self/status in bytes (Linux; `None` elsewhere): `RssAnon:` is the process's
+/// own memory (on a software adapter the GPU buffers too), `RssFile:` the pages of mapped files
+/// (the memory-mapped checkpoint), which the kernel can drop at will.
+fn host_rss(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }

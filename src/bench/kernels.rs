@@ -35,10 +35,10 @@ impl DenseRun {
         let gu_rows = i * g.glu.rows_per_output();
         let w = rng.normals(gu_rows * h, 1.0 / (h as f32).sqrt());
         // With a GLU: the gate rows, then the up rows.
-        let blocks = w.chunks((i * h).max(1)).collect();
-        let w_gu = SplitWeights::from_f32(ctx, "bench dense gate_up", gu_shape, &[blocks])?;
+        let blocks: Vec<&[f32]> = w.chunks((i * h).max(1)).collect();
+        let w_gu = SplitWeights::from_f32(ctx, "bench dense gate_up", gu_shape, &blocks)?;
         let w = rng.normals(h * i, 1.0 / (i as f32).sqrt());
-        let w_dn = SplitWeights::from_f32(ctx, "bench dense down", dn_shape, &[vec![&w]])?;
+        let w_dn = SplitWeights::from_f32(ctx, "bench dense down", dn_shape, &[&w])?;
         let bias = ctx.storage("bench dense bias", (gu_rows.max(h) * 4) as u64)?;
         let zero = ctx.storage_with("bench slot 0", &[0u32])?;
         let x = ctx.storage_with("bench dense x", &Rng::new(3).normals(rows * h, 1.0))?;

@@ -193,16 +193,17 @@ impl DownCombine {
             )));
         }
         let (d, c) = (&b.down, &b.combine);
-        let parts = down
-            .part_params()
+        let part_params = down.part_params();
+        let x_vec4 = part_params.first().is_some_and(|p| p.x_stride % 4 == 0);
+        let key = spec
+            .key(x_vec4)
+            .for_kernel(&DOWN_COMBINE)
+            .flag(SHARED, shared)
+            .flag(SHARED_GATE, shared_gate);
+        let parts = part_params
             .into_iter()
             .zip(&d.w.parts)
-            .map(|((params, cols), part)| {
-                let key = spec
-                    .key(params.x_stride.is_multiple_of(4))
-                    .for_kernel(&DOWN_COMBINE)
-                    .flag(SHARED, shared)
-                    .flag(SHARED_GATE, shared_gate);
+            .map(|(params, part)| {
                 let params = MatmulParams {
                     m: 0,
                     out_stride: hidden as u32,
@@ -224,7 +225,7 @@ impl DownCombine {
                     d.out,
                 ];
                 let dispatch = Dispatch::new(ctx, &key, params, &buffers)?;
-                Ok((dispatch, groups(cols.len, spec.tiling.block_n())))
+                Ok((dispatch, groups(part.cols.len, spec.tiling.block_n())))
             })
             .collect::<Result<_>>()?;
         Ok(Self { parts })

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{BUFFER_ALIGN, Binding, Context, KernelDef, Override, PipelineKey};
-use crate::kernels::row_split::{Columns, SplitWeights};
+use crate::kernels::row_split::SplitWeights;
 use crate::kernels::{Dispatch, groups};
 use bytemuck::{Pod, Zeroable};
 
@@ -292,20 +292,9 @@ impl Matmul {
         Ok(Self { spec, parts })
     }
 
-    /// Each part's parameter block (its `m` is the last dense encode's) and columns.
-    pub(crate) fn part_params(&self) -> Vec<(MatmulParams, Columns)> {
-        self.parts
-            .iter()
-            .map(|d| {
-                let p = d.params();
-                let cols = Columns {
-                    first: p.col0 as usize,
-                    len: p.n as usize,
-                    total: p.n_total as usize,
-                };
-                (p, cols)
-            })
-            .collect()
+    /// Each part's parameter block (its `m` is the last dense encode's), in part order.
+    pub(crate) fn part_params(&self) -> Vec<MatmulParams> {
+        self.parts.iter().map(|d| d.params()).collect()
     }
 
     /// Workgroups along the output columns of the widest part: what an indirect dispatch's

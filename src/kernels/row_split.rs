@@ -62,8 +62,7 @@ impl SplitShape {
     /// The parts: as few as `limit` bytes per buffer allow, of equal width (the last may be
     /// narrower). One part when everything fits.
     pub fn parts(&self, limit: u64) -> Result<Vec<Columns>> {
-        let slots = self.slots.max(1) as u64;
-        let fits = |len: usize| self.slot_bytes(len) * slots <= limit;
+        let fits = |len: usize| self.buffer_bytes(len) <= limit;
         if self.n == 0 || fits(self.n) {
             return Ok(vec![Columns::all(self.n)]);
         }
@@ -73,7 +72,7 @@ impl SplitShape {
                     "one output row of {} slots of [{}, {}] {} weights",
                     self.slots, self.rows_per_output, self.k, self.format
                 ),
-                needed: self.slot_bytes(1) * slots,
+                needed: self.buffer_bytes(1),
                 limit_name: "max_storage_buffer_binding_size",
                 limit,
             });
@@ -96,14 +95,15 @@ impl SplitShape {
             .collect())
     }
 
+    /// Bytes of the buffer of a part of `len` columns: every slot's.
+    pub fn buffer_bytes(&self, len: usize) -> u64 {
+        self.slot_bytes(len) * self.slots.max(1) as u64
+    }
+
     /// Bytes of every part's buffer, in part order.
     pub fn part_bytes(&self, limit: u64) -> Result<Vec<u64>> {
-        let slots = self.slots.max(1) as u64;
-        Ok(self
-            .parts(limit)?
-            .iter()
-            .map(|c| self.slot_bytes(c.len) * slots)
-            .collect())
+        let parts = self.parts(limit)?;
+        Ok(parts.iter().map(|c| self.buffer_bytes(c.len)).collect())
     }
 }
 
@@ -135,47 +135,28 @@ impl SplitWeights {
             .parts(limit.min(ctx.max_binding()))?
             .into_iter()
             .map(|cols| {
-                let bytes = shape.slot_bytes(cols.len) * shape.slots.max(1) as u64;
                 let label = format!("{label} columns {}..{}", cols.first, cols.end());
                 Ok(WeightPart {
                     cols,
-                    buffer: ctx.storage(&label, bytes)?,
+                    buffer: ctx.storage(&label, shape.buffer_bytes(cols.len))?,
                 })
             })
             .collect::<Result<_>>()?;
         Ok(Self { shape, parts })
     }
 
-    /// One slot of weights, each part packed by `pack` from its columns.
-    pub fn with_data(
-        ctx: &Context,
-        label: &str,
-        shape: SplitShape,
-        pack: impl Fn(Columns) -> Vec<u32>,
-    ) -> Result<Self> {
-        let weights = Self::new(ctx, label, SplitShape { slots: 1, ..shape })?;
-        weights.write_slot(ctx, 0, pack)?;
-        Ok(weights)
-    }
-
-    /// `slots.len()` slots of weights, slot `s` given as the f32 blocks of
-    /// [`pack_columns`].
+    /// One slot of weights given as the f32 blocks of [`pack_columns`].
     pub fn from_f32(
         ctx: &Context,
         label: &str,
         shape: SplitShape,
-        slots: &[Vec<&[f32]>],
+        blocks: &[&[f32]],
     ) -> Result<Self> {
-        let shape = SplitShape {
-            slots: slots.len(),
-            ..shape
-        };
+        let shape = SplitShape { slots: 1, ..shape };
         let weights = Self::new(ctx, label, shape)?;
-        for (s, blocks) in slots.iter().enumerate() {
-            weights.write_slot(ctx, s, |cols| {
-                pack_columns(shape.format, blocks, shape.k, cols)
-            })?;
-        }
+        weights.write_slot(ctx, 0, |cols| {
+            pack_columns(shape.format, blocks, shape.k, cols)
+        })?;
         Ok(weights)
     }
 

@@ -365,13 +365,10 @@ fn expert_pool(
         return Ok((None, true));
     };
     let spec = moe_layer_spec_for(cfg, first, format);
-    Ok(match r.placement(ctx, &spec, moe.len())? {
-        Placement::Pool(slots) => {
-            let pool = ExpertPool::new(ctx, &spec, moe.len(), slots, r.policy)?;
-            (Some(pool), false)
-        }
-        Placement::PerLayer(slots) => (None, slots >= spec.routing.experts),
-    })
+    let placement = r.placement(ctx, &spec, moe.len())?;
+    let at_load = placement == Placement::PerLayer(spec.routing.experts);
+    let pool = ExpertPool::for_placement(ctx, &spec, moe.len(), placement, r.policy)?;
+    Ok((pool, at_load))
 }
 
 /// Decoder layer `l`'s index among the MoE layers.

@@ -54,7 +54,7 @@ impl Linear {
             format,
             slots: 1,
         };
-        let wbuf = SplitWeights::from_f32(ctx, name, shape, &[vec![w]])?;
+        let wbuf = SplitWeights::from_f32(ctx, name, shape, &[w])?;
         let bbuf = ctx.storage_with(&format!("{name} bias"), bias.unwrap_or(&[0.0]))?;
         let unused = ctx.storage_with("unused", &[0u32])?;
         let build = |tiling| {

@@ -56,8 +56,8 @@ impl DenseMlp {
         w.check("mlp", hidden, inter, bias)?;
         let [gate_up_shape, down_shape] = ExpertArena::weight_shapes(hidden, inter, 1, format);
         let gate_up_w =
-            SplitWeights::from_f32(ctx, "mlp gate_up", gate_up_shape, &[vec![&w.gate, &w.up]])?;
-        let down_w = SplitWeights::from_f32(ctx, "mlp down", down_shape, &[vec![&w.down]])?;
+            SplitWeights::from_f32(ctx, "mlp gate_up", gate_up_shape, &[&w.gate, &w.up])?;
+        let down_w = SplitWeights::from_f32(ctx, "mlp down", down_shape, &[&w.down])?;
         let gate_up_b = ctx.storage_with("mlp gate_up bias", &w.gate_up_bias(inter))?;
         let down_b = ctx.storage_with("mlp down bias", &w.down_bias_or_zero(hidden))?;
         let slot0 = ctx.storage_with("slot 0", &[0u32])?;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::expert_arena::ExpertArena;
+use crate::moe::budget::Placement;
 use crate::moe::residency::{ExpertCache, Policy, StepPlan, Upload};
 use crate::spec::layer_spec::MoeLayerSpec;
 
@@ -59,6 +60,20 @@ impl ExpertPool {
             experts: e,
             layers,
         })
+    }
+
+    /// The pool `placement` asks for, if it asks for one, for `layers` layers like `spec`.
+    pub fn for_placement(
+        ctx: &Context,
+        spec: &MoeLayerSpec,
+        layers: usize,
+        placement: Placement,
+        policy: Policy,
+    ) -> Result<Option<Self>> {
+        match placement {
+            Placement::Pool(slots) => Self::new(ctx, spec, layers, slots, policy).map(Some),
+            Placement::PerLayer(_) => Ok(None),
+        }
     }
 
     /// Slots in the pool.

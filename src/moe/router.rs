@@ -48,7 +48,7 @@ impl RouterWeights {
             slots: 1,
         };
         Ok(Self {
-            w: SplitWeights::from_f32(ctx, "router weight", shape, &[vec![&w]])?,
+            w: SplitWeights::from_f32(ctx, "router weight", shape, &[&w])?,
             b: ctx.storage_with("router bias", &b)?,
             correction: ctx.storage_with(
                 "correction bias",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder, Staging};
-use crate::moe::budget::{Placement, ResidencyOptions};
+use crate::moe::budget::ResidencyOptions;
 use crate::moe::layer::{LayerBuild, MoeLayer, MoeStep, check_input};
 use crate::moe::pool::ExpertPool;
 use crate::moe::stats::ResidencyStats;
@@ -46,16 +46,8 @@ impl MoeStack {
             ));
         }
         let placement = residency.placement(ctx, spec, weights.len())?;
-        let pool = match placement {
-            Placement::Pool(slots) => Some(ExpertPool::new(
-                ctx,
-                spec,
-                weights.len(),
-                slots,
-                residency.policy,
-            )?),
-            Placement::PerLayer(_) => None,
-        };
+        let pool =
+            ExpertPool::for_placement(ctx, spec, weights.len(), placement, residency.policy)?;
         let bytes = (max_tokens * spec.hidden * 4) as u64;
         let acts: Vec<wgpu::Buffer> = (0..=weights.len())
             .map(|i| ctx.storage(&format!("activations {i}"), bytes))

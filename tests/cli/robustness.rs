@@ -126,11 +126,8 @@ fn prune_refuses_statistics_of_another_model() {
         ("olmoe", &[0, 1, 2], 4, "layer"),
         ("olmoe", &[0, 1], 3, "top"),
     ];
-    for (i, (arch, layers, k, needle)) in cases.iter().enumerate() {
-        let stats = d.join(format!("stats{i}.json"));
-        write_stats(&stats, arch, layers, 16, *k);
-        let out_dir = d.join(format!("out{i}"));
-        let out = moe(&[
+    let prune = |stats: &Path, out_dir: &Path| {
+        moe(&[
             "prune",
             "--model",
             model.to_str().unwrap(),
@@ -140,7 +137,13 @@ fn prune_refuses_statistics_of_another_model() {
             "8",
             "--out",
             out_dir.to_str().unwrap(),
-        ]);
+        ])
+    };
+    for (i, (arch, layers, k, needle)) in cases.iter().enumerate() {
+        let stats = d.join(format!("stats{i}.json"));
+        write_stats(&stats, arch, layers, 16, *k);
+        let out_dir = d.join(format!("out{i}"));
+        let out = prune(&stats, &out_dir);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{arch} {layers:?} k={k}: {err}");
         assert!(err.contains(needle), "`{needle}` not in: {err}");
@@ -152,17 +155,7 @@ fn prune_refuses_statistics_of_another_model() {
     // Statistics of the model itself still prune it.
     let stats = d.join("own.json");
     write_stats(&stats, "olmoe", &[0, 1], 16, 4);
-    let out = moe(&[
-        "prune",
-        "--model",
-        model.to_str().unwrap(),
-        "--stats",
-        stats.to_str().unwrap(),
-        "--keep",
-        "8",
-        "--out",
-        d.join("own").to_str().unwrap(),
-    ]);
+    let out = prune(&stats, &d.join("own"));
     assert!(
         out.status.success(),
         "{}",

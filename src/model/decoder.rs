@@ -152,18 +152,17 @@ impl Model {
             )
         };
         let mut layers = Vec::with_capacity(cfg.layers);
-        let moe_count = cfg.moe_layers().len();
         let expert_format = options.expert_format_for(&ckpt, cfg);
         let step_buffers = step_buffers(ctx, cfg, expert_format, limits.batch)?;
         let residency = &options.residency;
-        let (pool, experts_at_load) = expert_pool(ctx, cfg, expert_format, residency)?;
+        let experts = ExpertPlacement::new(ctx, cfg, expert_format, residency)?;
         let head_name = if cfg.tie_embeddings {
             embed_name.clone()
         } else {
             "lm_head.weight".to_string()
         };
         let rest = ["model.norm.weight", head_name.as_str()];
-        let mut tracker = LoadTracker::new(&ckpt, experts_at_load, &rest, observe);
+        let mut tracker = LoadTracker::new(&ckpt, experts.at_load, &rest, observe);
         let mut first_moe = true;
         for l in 0..cfg.layers {
             let p = format!("model.layers.{l}.");
@@ -214,16 +213,15 @@ impl Model {
                 }
                 MlpKind::Moe => {
                     let spec = moe_layer_spec_for(cfg, l, expert_format);
-                    let slots = residency.placement(ctx, &spec, moe_count)?.slots();
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
                     let build = LayerBuild {
                         max_tokens: limits.batch,
                         io: Some((s.x.clone(), s.mlp_out.clone())),
                         buffers: step_buffers.clone(),
-                        slots,
+                        slots: experts.slots,
                         residency,
                         layer: l,
-                        pool: pool.as_ref().map(|p| (p, moe_index(cfg, l))),
+                        pool: experts.pool.as_ref().map(|p| (p, moe_index(cfg, l))),
                     };
                     let mut layer = MoeLayer::build(ctx, spec, &weights, build)?;
                     // The previous MoE layer routes on its post-attention norm output, which
@@ -351,24 +349,40 @@ fn step_buffers(
         .transpose()
 }
 
-/// The slots all MoE layers share when the residency options place the experts in one pool
-/// (the layers' expert shapes are those of the first MoE layer: every family we load has one
-/// expert shape per model), and whether every expert is uploaded at load.
-fn expert_pool(
-    ctx: &Context,
-    cfg: &ModelConfig,
-    format: WeightFormat,
-    r: &ResidencyOptions,
-) -> Result<(Option<ExpertPool>, bool)> {
-    let moe = cfg.moe_layers();
-    let Some(&first) = moe.first() else {
-        return Ok((None, true));
-    };
-    let spec = moe_layer_spec_for(cfg, first, format);
-    let placement = r.placement(ctx, &spec, moe.len())?;
-    let at_load = placement == Placement::PerLayer(spec.routing.experts);
-    let pool = ExpertPool::for_placement(ctx, &spec, moe.len(), placement, r.policy)?;
-    Ok((pool, at_load))
+/// Where the routed experts live, decided once for all MoE layers (whose expert shapes are
+/// those of the first MoE layer: every family we load has one expert shape per model).
+struct ExpertPlacement {
+    /// Slots a layer may use: its own, or the pool's.
+    slots: usize,
+    /// The slots all MoE layers share, when the residency options ask for a pool.
+    pool: Option<ExpertPool>,
+    /// Every expert is uploaded at load.
+    at_load: bool,
+}
+
+impl ExpertPlacement {
+    fn new(
+        ctx: &Context,
+        cfg: &ModelConfig,
+        format: WeightFormat,
+        r: &ResidencyOptions,
+    ) -> Result<Self> {
+        let moe = cfg.moe_layers();
+        let Some(&first) = moe.first() else {
+            return Ok(Self {
+                slots: 0,
+                pool: None,
+                at_load: true,
+            });
+        };
+        let spec = moe_layer_spec_for(cfg, first, format);
+        let placement = r.placement(ctx, &spec, moe.len())?;
+        Ok(Self {
+            slots: placement.slots(),
+            pool: ExpertPool::for_placement(ctx, &spec, moe.len(), placement, r.policy)?,
+            at_load: placement == Placement::PerLayer(spec.routing.experts),
+        })
+    }
 }
 
 /// Decoder layer `l`'s index among the MoE layers.

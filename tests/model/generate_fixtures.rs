@@ -191,3 +191,11 @@ fn deepseek_v3_generates_like_hf() {
 fn gpt_oss_generates_like_hf() {
     check_arch("gpt_oss");
 }
+
+/// gpt-oss with MXFP4 experts, kept MXFP4 on the GPU (the default), against transformers run
+/// on the values its own `convert_moe_packed_tensors` decodes from the same blocks
+/// (tests/fixtures/mxfp4, written by scripts/mxfp4_oracle.py).
+#[test]
+fn gpt_oss_mxfp4_generates_like_hf() {
+    check("mxfp4", "gpt_oss", &options());
+}

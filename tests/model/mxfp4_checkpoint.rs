@@ -1,7 +1,8 @@
 //! A gpt-oss checkpoint with MXFP4 experts (`*_blocks` / `*_scales`, as the releases store
 //! them), made from the hf-tiny gpt_oss fixture by quantising its experts with the crate's own
 //! quantiser: by default its experts go to the GPU in MXFP4 as the file holds them, and the
-//! model's logits are those of the same model with the dequantised values in f32.
+//! model's logits are those of the same model with the dequantised values in f32. The MXFP4
+//! fixture of scripts/mxfp4_oracle.py decodes exactly as transformers decodes it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use safetensors::Dtype;
 
 use crate::common;
 use crate::common::edit::{Raw, edited_model};
-use crate::common::fixtures::dir;
+use crate::common::fixtures::{Fixture, dir};
 
 /// The fixture's experts are 48 wide; MXFP4 needs inputs in whole groups of 32, so the MXFP4
 /// model keeps the first 32 units of each expert.
@@ -173,4 +174,42 @@ fn an_e8m0_nan_scale_is_an_error_naming_the_tensor() {
         .expect("a NaN scale fails the load")
         .to_string();
     assert!(err.contains(name), "{err}");
+}
+
+/// The MXFP4 fixture of scripts/mxfp4_oracle.py: every expert decodes to exactly the values of
+/// transformers' own `convert_moe_packed_tensors` ([E, H, 2I] with gate/up interleaved, and
+/// [E, I, H]), and the model loads with its experts in MXFP4.
+#[test]
+fn mxfp4_experts_decode_like_transformers() {
+    let fx = Fixture::open("mxfp4", "gpt_oss");
+    let cfg = ModelConfig::load(&fx.model_dir).unwrap();
+    let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
+    let (e, h, i) = (cfg.moe.routing.experts, cfg.hidden, cfg.moe.inter);
+    let mut checked = 0;
+    for l in 0..cfg.layers {
+        let w = load_moe_weights(&ckpt, &cfg, l).unwrap();
+        let gate_up = fx.f32(&format!("decoded.layers.{l}.gate_up_proj"));
+        let down = fx.f32(&format!("decoded.layers.{l}.down_proj"));
+        assert_eq!((gate_up.len(), down.len()), (e * h * 2 * i, e * i * h));
+        for x in 0..e {
+            let ex = w.experts.load(x).unwrap();
+            for o in 0..i {
+                for c in 0..h {
+                    let at = (x * h + c) * 2 * i + 2 * o;
+                    assert_eq!(ex.gate[o * h + c], gate_up[at], "layer {l} expert {x} gate");
+                    assert_eq!(ex.up[o * h + c], gate_up[at + 1], "layer {l} expert {x} up");
+                    assert_eq!(ex.down[c * i + o], down[(x * i + o) * h + c], "down");
+                }
+            }
+            checked += 3 * h * i;
+        }
+    }
+    let nonzero = fx
+        .f32("decoded.layers.0.gate_up_proj")
+        .iter()
+        .any(|v| *v != 0.0);
+    assert!(nonzero, "the fixture's experts are all zero");
+    println!("{checked} MXFP4 values decode as transformers decodes them");
+    let model = Model::load_with(common::ctx(), &fx.model_dir, &options(None)).unwrap();
+    assert_eq!(model.expert_format, WeightFormat::Mxfp4);
 }

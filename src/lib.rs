@@ -143,7 +143,7 @@ pub mod spec;
 pub mod synthetic;
 
 pub use error::{Error, Result};
-pub use gpu::{Context, ContextOptions};
+pub use gpu::{Context, ContextOptions, format_bytes};
 pub use model::{
     ChatMessage, ChatTemplate, GenerateOptions, Generator, Logits, Model, ModelOptions, Sampling,
     TextStream, Tokenizer, stop_tokens,

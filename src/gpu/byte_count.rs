@@ -1,7 +1,25 @@
-//! Byte counts as people write them (`512M`, `2G`, `1.5GiB`): `--expert-budget` and
-//! `MOE_GPU_MAX_BINDING`.
+//! Byte counts as people write them (`512M`, `2G`, `1.5GiB`): `--expert-budget`,
+//! `MOE_GPU_MAX_BINDING` and `MOE_GPU_DEVICE_MEMORY`, and as messages print them.
 
 use crate::error::{Error, Result};
+
+/// A byte count in the largest binary unit it reaches: `512 B`, `1.50 KiB`, `3.25 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    match unit {
+        "B" => format!("{bytes} B"),
+        _ => format!("{value:.2} {unit}"),
+    }
+}
 
 /// Parses a byte count: a number with an optional binary suffix, `K`/`M`/`G`/`T` with an
 /// optional `iB` or `B` (512M = 512 MiB, 2G = 2 GiB, 1.5GiB); a bare number is bytes.
@@ -53,5 +71,13 @@ mod tests {
         for bad in ["", "M", "12X", "-1G", "1.2.3M", "1e3", "lots"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn byte_counts_print_in_the_largest_unit_reached() {
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.50 KiB");
+        assert_eq!(format_bytes(3 << 29), "1.50 GiB");
+        assert_eq!(format_bytes(5 << 40), "5.00 TiB");
     }
 }

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::gpu::byte_count::parse_bytes;
+use crate::gpu::device_memory;
 use crate::gpu::pipeline::{Pipeline, PipelineCache, PipelineKey};
 
 /// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
-/// `MOE_GPU_ADAPTER`, `MOE_GPU_TUNE` and `MOE_GPU_MAX_BINDING`; the defaults pick the
+/// `MOE_GPU_ADAPTER`, `MOE_GPU_TUNE`, `MOE_GPU_MAX_BINDING` and `MOE_GPU_DEVICE_MEMORY`; the
+/// defaults pick the
 /// high-performance adapter of any backend, with autotuning off and the adapter's own binding
 /// limit.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +29,9 @@ pub struct ContextOptions {
     /// when it is below the adapter's own limit: to test the splitting on an adapter whose
     /// limit the model fits, or to leave room for an application's own bindings.
     pub max_binding: Option<u64>,
+    /// The adapter's memory for buffers, in bytes, where the backend reports none (only
+    /// Vulkan does) or to plan for less than it reports. See [`Context::device_memory`].
+    pub device_memory: Option<u64>,
 }
 
 impl ContextOptions {
@@ -39,20 +44,24 @@ impl ContextOptions {
         let adapter_name = std::env::var("MOE_GPU_ADAPTER")
             .ok()
             .filter(|s| !s.is_empty());
-        let max_binding = match std::env::var("MOE_GPU_MAX_BINDING") {
-            Ok(text) if !text.trim().is_empty() => Some(
-                parse_bytes(&text)
-                    .map_err(|e| Error::input(format!("MOE_GPU_MAX_BINDING: {e}")))?,
-            ),
-            _ => None,
-        };
         Ok(Self {
             backend,
             adapter_name,
             low_power: false,
             autotune: autotune_from_env(),
-            max_binding,
+            max_binding: bytes_from_env("MOE_GPU_MAX_BINDING")?,
+            device_memory: bytes_from_env("MOE_GPU_DEVICE_MEMORY")?,
         })
+    }
+}
+
+/// A byte count from the environment variable `name` (`512M`, `2G`), if set.
+fn bytes_from_env(name: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => parse_bytes(&text)
+            .map(Some)
+            .map_err(|e| Error::input(format!("{name}: {e}"))),
+        _ => Ok(None),
     }
 }
 
@@ -109,6 +118,8 @@ pub struct Context {
     binding_cap: AtomicU64,
     /// Bytes queued by [`Context::write`] since it last submitted them.
     pending_writes: AtomicU64,
+    /// [`Context::device_memory`]: stated, or as the backend reported it (0: unknown).
+    device_memory: AtomicU64,
 }
 
 /// Queued bytes of [`Context::write`] after which they are submitted as one batch.
@@ -160,6 +171,9 @@ impl Context {
         if let Some(bytes) = options.max_binding {
             ctx.lower_max_binding(bytes)?;
         }
+        if let Some(bytes) = options.device_memory {
+            ctx.set_device_memory(bytes);
+        }
         Ok(ctx)
     }
 
@@ -170,6 +184,7 @@ impl Context {
         let info = device.adapter_info();
         let limits = device.limits();
         let features = device.features();
+        let device_memory = device_memory::reported(&device).unwrap_or(0);
         Self {
             device,
             queue,
@@ -183,7 +198,22 @@ impl Context {
             allocated: AtomicU64::new(0),
             binding_cap: AtomicU64::new(u64::MAX),
             pending_writes: AtomicU64::new(0),
+            device_memory: AtomicU64::new(device_memory),
         }
+    }
+
+    /// The adapter's memory for buffers, in bytes, when known: as stated with
+    /// [`Self::set_device_memory`] (or `MOE_GPU_DEVICE_MEMORY`), else the largest device-local
+    /// heap where the backend reports heaps (Vulkan). `None` on other backends. Loading
+    /// checks its memory plan against it.
+    pub fn device_memory(&self) -> Option<u64> {
+        Some(self.device_memory.load(Ordering::Relaxed)).filter(|&b| b > 0)
+    }
+
+    /// States the adapter's memory for buffers (a backend that reports none, or room to leave
+    /// for the application's own buffers).
+    pub fn set_device_memory(&self, bytes: u64) {
+        self.device_memory.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes of every storage and staging buffer created through this context so far.

@@ -4,13 +4,14 @@
 mod buffer;
 mod byte_count;
 mod context;
+mod device_memory;
 mod kernel;
 mod pipeline;
 mod recorder;
 mod timer;
 
 pub use buffer::{BUFFER_ALIGN, Staging, decode, padded};
-pub use byte_count::parse_bytes;
+pub use byte_count::{format_bytes, parse_bytes};
 pub use context::{Context, ContextOptions, parse_backend};
 pub use kernel::{Access, Binding, KernelDef, Override};
 pub use pipeline::{Pipeline, PipelineKey};

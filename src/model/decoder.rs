@@ -21,11 +21,12 @@ use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
 use crate::model::expert_loading::{load_mlp, load_moe_weights, moe_layer_spec_for};
 use crate::model::load_progress::{LoadProgress, LoadTracker};
+use crate::model::memory::MemoryPlan;
 use crate::model::options::{ModelOptions, Resolved};
 use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
 use crate::moe::activation_policy::ActivationPolicy;
-use crate::moe::budget::{Placement, ResidencyOptions};
+use crate::moe::budget::{ArenaLimits, Placement, ResidencyOptions};
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::{DenseMlp, MlpIo};
 use crate::moe::pool::ExpertPool;
@@ -131,6 +132,8 @@ impl Model {
         let (h, vocab) = (cfg.hidden, cfg.vocab);
         let embed_name = "model.embed_tokens.weight".to_string();
         ckpt.expect(&embed_name, &[vocab, h])?;
+        let plan = MemoryPlan::new(cfg, &ckpt, options, ArenaLimits::of(ctx))?;
+        plan.check_least_fits()?;
         let split_kv = options.split_kv_for(limits.context);
         let scratch = Scratch::new(ctx, cfg, limits.batch, limits.context, split_kv)?;
         let s = &scratch;
@@ -154,7 +157,7 @@ impl Model {
         let mut layers = Vec::with_capacity(cfg.layers);
         let expert_format = options.expert_format_for(&ckpt, cfg);
         let step_buffers = step_buffers(ctx, cfg, expert_format, limits.batch)?;
-        let residency = &options.residency;
+        let residency = &plan.fit(&options.residency);
         let experts = ExpertPlacement::new(ctx, cfg, expert_format, residency)?;
         let head_name = if cfg.tie_embeddings {
             embed_name.clone()

@@ -6,15 +6,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::gpu::padded;
+use crate::error::{Error, Result};
+use crate::gpu::{format_bytes, padded};
 use crate::kernels::expert_arena::ExpertArena;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
 use crate::model::expert_loading::moe_layer_spec_for;
 use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
-use crate::moe::budget::{ArenaLimits, Placement};
+use crate::moe::budget::{ArenaLimits, ExpertBudget, Placement, ResidencyOptions};
 use crate::moe::router::logit_cols;
 use crate::moe::step_buffers::StepShape;
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -44,6 +44,8 @@ pub struct MemoryPlan {
     pub bytes_per_expert: u64,
     /// Routed expert slots of every MoE layer (or their pool), with the layers' slot tables.
     pub expert_slots: u64,
+    /// Of `expert_slots`, the layers' slot tables.
+    pub slot_tables: u64,
     /// Attention, norms, routers, shared experts, dense MLPs and the LM head (the embedding
     /// table stays in host memory).
     pub other_weights: u64,
@@ -57,6 +59,15 @@ pub struct MemoryPlan {
     pub total: u64,
     /// The activation buffers by name.
     pub activation_parts: BTreeMap<String, u64>,
+    /// The adapter's memory for buffers, where known ([`crate::Context::device_memory`]).
+    pub device_memory: Option<u64>,
+    /// The least the model can run in: its plan under the smallest expert budget (a pool of
+    /// k experts shared by the MoE layers).
+    pub least: u64,
+    /// Whether `total` fits `device_memory`; `None` when the memory is unknown.
+    pub fits: Option<bool>,
+    /// The largest expert budget with which the model fits `device_memory`, when known.
+    pub fitting_budget: Option<u64>,
 }
 
 /// Bytes of an f32 vector on the GPU, padded as its buffer is.
@@ -73,6 +84,36 @@ impl MemoryPlan {
         options: &ModelOptions,
         limits: ArenaLimits,
     ) -> Result<Self> {
+        let mut plan = Self::sized(cfg, ckpt, options, limits)?;
+        let k = cfg.moe.routing.top_k as u64;
+        let smallest = ModelOptions {
+            residency: ResidencyOptions {
+                budget: ExpertBudget::Bytes(k * plan.bytes_per_expert),
+                ..options.residency.clone()
+            },
+            ..options.clone()
+        };
+        let least = match plan.moe_layers {
+            0 => plan.clone(),
+            _ => Self::sized(cfg, ckpt, &smallest, limits)?,
+        };
+        plan.least = least.total.min(plan.total);
+        if let Some(memory) = limits.device_memory {
+            plan.fits = Some(plan.total <= memory);
+            // What the smallest plan holds besides the experts' slots is the floor.
+            let floor = least.total - least.expert_slots + least.slot_tables;
+            plan.fitting_budget = Some(memory.saturating_sub(floor));
+        }
+        Ok(plan)
+    }
+
+    /// The plan with `least`, `fits` and `fitting_budget` left to [`Self::new`].
+    fn sized(
+        cfg: &ModelConfig,
+        ckpt: &Checkpoint,
+        options: &ModelOptions,
+        limits: ArenaLimits,
+    ) -> Result<Self> {
         let r = options.resolve(cfg)?;
         let moe = cfg.moe_layers();
         let h = cfg.hidden;
@@ -83,6 +124,7 @@ impl MemoryPlan {
         }
         activation_parts.insert("final norm".into(), f32s(r.logit_rows * h));
         let (mut expert_slots, mut slots, mut per_expert, mut staging) = (0, 0, 0, 0);
+        let mut slot_tables = 0;
         let expert_format = options.expert_format_for(ckpt, cfg);
         let mut other_weights = other_weights(cfg, ckpt, options, expert_format)?;
         let mut shape: Option<StepShape> = None;
@@ -97,6 +139,7 @@ impl MemoryPlan {
             per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
             // The layer's slot table, and its own slots or (once) the pool's.
             expert_slots += f32s(e);
+            slot_tables += f32s(e);
             match placement {
                 Placement::PerLayer(n) => {
                     expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
@@ -140,6 +183,7 @@ impl MemoryPlan {
         // A dense layer's MLP has zero biases.
         other_weights += cfg.dense_layers().len() as u64 * (f32s(2 * cfg.dense_inter) + f32s(h));
         let activations = activation_parts.values().sum();
+        let total = expert_slots + other_weights + kv_cache + activations + staging;
         Ok(Self {
             max_batch: r.batch,
             max_context: r.context,
@@ -155,9 +199,49 @@ impl MemoryPlan {
             kv_cache,
             activations,
             staging,
-            total: expert_slots + other_weights + kv_cache + activations + staging,
+            total,
             activation_parts,
+            device_memory: limits.device_memory,
+            slot_tables,
+            least: total,
+            fits: None,
+            fitting_budget: None,
         })
+    }
+
+    /// `residency` with an automatic budget lowered to [`Self::fitting_budget`] where the
+    /// plan exceeds the adapter's memory; an explicit budget is the caller's to keep.
+    pub fn fit(&self, residency: &ResidencyOptions) -> ResidencyOptions {
+        match (residency.budget, self.fits, self.fitting_budget) {
+            (ExpertBudget::Auto, Some(false), Some(bytes)) => ResidencyOptions {
+                budget: ExpertBudget::Bytes(bytes),
+                ..residency.clone()
+            },
+            _ => residency.clone(),
+        }
+    }
+
+    /// An error when even [`Self::least`] exceeds the adapter's memory: the model cannot run
+    /// there under any expert budget. The error gives the sizes by kind.
+    pub fn check_least_fits(&self) -> Result<()> {
+        match self.device_memory {
+            Some(memory) if self.least > memory => {
+                let gib = format_bytes;
+                Err(Error::input(format!(
+                    "the model does not fit the adapter's {} of memory: it needs at least {} \
+                     with the smallest expert budget, of which weights besides the routed \
+                     experts take {}, the KV cache {} for {} positions (a shorter \
+                     --max-context needs less) and activations {}",
+                    gib(memory),
+                    gib(self.least),
+                    gib(self.other_weights),
+                    gib(self.kv_cache),
+                    self.max_context,
+                    gib(self.activations),
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -102,6 +102,8 @@ pub struct ArenaLimits {
     pub max_binding: u64,
     /// The budget of [`ExpertBudget::Auto`] ([`auto_budget`]).
     pub auto_budget: u64,
+    /// The adapter's memory for buffers, where known ([`Context::device_memory`]).
+    pub device_memory: Option<u64>,
 }
 
 impl ArenaLimits {
@@ -110,6 +112,7 @@ impl ArenaLimits {
         Self {
             max_binding: ctx.max_binding(),
             auto_budget: auto_budget(ctx),
+            device_memory: ctx.device_memory(),
         }
     }
 }
@@ -219,6 +222,7 @@ mod tests {
         let limits = ArenaLimits {
             max_binding: 128 << 20,
             auto_budget: 1 << 30,
+            device_memory: None,
         };
         let spec = olmoe(WeightFormat::F32);
         let per_expert = 3 * 2048 * 1024 * 4;

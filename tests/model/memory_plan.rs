@@ -2,13 +2,13 @@
 //! expert resident and as an expert cache, the planned bytes match the context's count of
 //! storage and staging buffers, also under a binding limit low enough to split the weights.
 
-use moe_gpu::Context;
 use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::memory::MemoryPlan;
 use moe_gpu::model::{Checkpoint, Model, ModelConfig, ModelOptions, moe_layer_spec};
 use moe_gpu::moe::budget::ArenaLimits;
 use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+use moe_gpu::{Context, format_bytes};
 
 use crate::common::{self, fixtures};
 
@@ -100,6 +100,7 @@ fn activations_are_planned_once_for_all_layers() {
     let limits = ArenaLimits {
         max_binding: 128 << 20,
         auto_budget: 1 << 30,
+        device_memory: None,
     };
     let plan = |max_batch| {
         let options = ModelOptions {
@@ -119,5 +120,60 @@ fn activations_are_planned_once_for_all_layers() {
             + small.kv_cache
             + small.activations
             + small.staging
+    );
+}
+
+/// With the adapter's memory stated: a model whose smallest plan exceeds it is refused with the
+/// sizes; at exactly that least, the default expert budget shrinks to a pool that fits, and
+/// loading allocates no more than the memory.
+#[test]
+fn loading_fits_the_adapters_memory() {
+    let dir = fixtures::dir("hf-tiny", "mixtral").join("model");
+    let options = ModelOptions {
+        max_batch: 16,
+        max_context: Some(64),
+        ..Default::default()
+    };
+    let ctx = fresh_context(None);
+    let (cfg, ckpt) = (
+        ModelConfig::load(&dir).unwrap(),
+        Checkpoint::open(&dir).unwrap(),
+    );
+    let plan_at = |memory: u64| {
+        ctx.set_device_memory(memory);
+        MemoryPlan::new(&cfg, &ckpt, &options, ArenaLimits::of(&ctx)).unwrap()
+    };
+    let roomy = plan_at(1 << 40);
+    assert_eq!(roomy.fits, Some(true));
+    assert!(roomy.least < roomy.total, "{roomy:?}");
+    let least = roomy.least;
+
+    let tight = plan_at(least - 1);
+    assert_eq!(tight.fits, Some(false));
+    let err = Model::load_with(&ctx, &dir, &options)
+        .err()
+        .expect("a model over the memory is refused")
+        .to_string();
+    for part in [
+        "does not fit",
+        "KV cache",
+        "64 positions",
+        &format_bytes(least),
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+
+    let exact = plan_at(least);
+    assert_eq!(exact.fits, Some(false), "every expert does not fit");
+    let before = ctx.allocated_bytes();
+    let model = Model::load_with(&ctx, &dir, &options).unwrap();
+    let real = ctx.allocated_bytes() - before;
+    let slack = 1024 * (cfg.layers as u64 + 1);
+    assert!(real <= least + slack, "allocated {real} of {least}");
+    assert!(real < roomy.total, "the default budget shrank");
+    let stats = model.residency_stats();
+    assert!(
+        stats.experts_resident_max < stats.experts_total,
+        "{stats:?}"
     );
 }

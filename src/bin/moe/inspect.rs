@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::out::{out, outln};
 use anyhow::{Context as _, Result};
+use moe_gpu::format_bytes;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::memory::MemoryPlan;
 use moe_gpu::model::summary::ModelSummary;
@@ -66,6 +67,26 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The adapter's memory and whether the plan fits it.
+fn fit(p: &MemoryPlan) -> String {
+    let gib = format_bytes;
+    match (p.device_memory, p.fitting_budget) {
+        (Some(memory), _) if p.least > memory => {
+            format!(
+                "{}: does not fit, even with the smallest expert budget",
+                gib(memory)
+            )
+        }
+        (Some(memory), _) if p.total <= memory => format!("{}: fits", gib(memory)),
+        (Some(memory), Some(budget)) => format!(
+            "{}: fits with an expert budget of at most {} (the default budget shrinks to it)",
+            gib(memory),
+            gib(budget)
+        ),
+        _ => "unknown: the backend reports none (MOE_GPU_DEVICE_MEMORY states it)".into(),
+    }
+}
+
 fn report(p: &MemoryPlan) -> String {
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
     let mut s = format!(
@@ -87,6 +108,8 @@ fn report(p: &MemoryPlan) -> String {
         ("  activations", mib(p.activations)),
         ("  staging", mib(p.staging)),
         ("  total", mib(p.total)),
+        ("  least (k experts)", mib(p.least)),
+        ("device memory", fit(p)),
     ];
     for (k, v) in rows {
         s.push_str(&format!("{k:<28} {v}\n"));

@@ -9,9 +9,11 @@ use moe_gpu::moe::{ExpertBudget, Policy, ResidencyOptions, ResidencyStats, parse
 
 #[derive(clap::Args, Debug)]
 pub struct ResidencyArgs {
-    /// VRAM for routed experts, split evenly over the MoE layers (e.g. 512M, 2G, 1.5GiB).
-    /// Default: every expert resident if all fit in half of the adapter's max_buffer_size,
-    /// otherwise that budget. Fewer slots than experts turns on the expert cache.
+    /// VRAM for routed experts (e.g. 512M, 2G, 1.5GiB): below every expert, one pool of
+    /// slots the MoE layers share (at least k experts). Default: every expert resident if all
+    /// fit in half of the adapter's max_buffer_size, otherwise that budget, lowered to what
+    /// fits the adapter's memory where known (a discrete GPU on Vulkan, or
+    /// MOE_GPU_DEVICE_MEMORY). Fewer slots than experts turns on the expert cache.
     #[arg(long, value_name = "BYTES", conflicts_with = "expert_slots")]
     pub expert_budget: Option<String>,
     /// Expert slots per MoE layer instead of a byte budget (at least k).

@@ -65,9 +65,12 @@ pub struct GenerationStats {
 }
 
 impl GenerationStats {
-    /// Prompt tokens per second of prefill.
+    /// Prompt tokens per second of prefill (0 when none ran).
     pub fn prefill_tokens_per_s(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
+        if self.prefill.is_zero() {
+            return 0.0;
+        }
+        self.prompt_tokens as f64 / self.prefill.as_secs_f64()
     }
 
     /// Decode steps per second (0 before the first).

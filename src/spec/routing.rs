@@ -173,7 +173,8 @@ impl DynamicActivation {
             None => Ok(k_max),
             Some(k) if k >= 1 && k <= k_max => Ok(k),
             Some(k) => Err(Error::input(format!(
-                "--top-k {k} must be between 1 and the model's k = {k_max}"
+                "expert top-k {k} must be between 1 and the model's k = {k_max} \
+                 (--expert-top-k; --top-k of moe block)"
             ))),
         }
     }

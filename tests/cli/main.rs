@@ -8,5 +8,6 @@ mod bench_report;
 mod cli;
 mod cli_residency;
 mod generate_cli;
+mod messages;
 mod robustness;
 mod synth;

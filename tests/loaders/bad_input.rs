@@ -231,7 +231,7 @@ fn bad_dynamic_activation_is_an_error() {
         top_k: Some(3),
         ..Default::default()
     }));
-    assert!(e.contains("--top-k 3"), "{e}");
+    assert!(e.contains("expert top-k 3"), "{e}");
     let e = err_of(run(DynamicActivation {
         skip_beta: 1.5,
         ..Default::default()

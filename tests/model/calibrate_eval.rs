@@ -162,7 +162,7 @@ fn a_model_against_itself_has_zero_kl_and_dynamic_activation_saves_bytes() {
             .set_activation(&bad, None)
             .unwrap_err()
             .to_string()
-            .contains("--top-k 5")
+            .contains("expert top-k 5")
     );
 }
 

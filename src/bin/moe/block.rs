@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     model: PathBuf,
     /// Decoder layer index (must be an MoE layer).
-    #[arg(long)]
+    #[arg(long, value_parser = layer_index)]
     layer: usize,
     /// safetensors file holding `input`: f32 [tokens, hidden].
     #[arg(long)]
@@ -176,4 +176,17 @@ pub fn run(a: Args) -> Result<()> {
     );
     let residency = ResidencyStats::from_layers(vec![layer.stats()]);
     a.residency.finish(&residency, k)
+}
+
+/// `--layer`: a decoder layer index from 0; a negative one is refused with the reason.
+fn layer_index(text: &str) -> Result<usize, String> {
+    match text.parse::<i64>() {
+        Ok(i) if i < 0 => Err(format!(
+            "layers count from 0 (0 to num_hidden_layers - 1); {i} counts from the end, \
+             which is not supported"
+        )),
+        _ => text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a layer index (0, 1, 2, ...)")),
+    }
 }

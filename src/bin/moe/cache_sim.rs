@@ -38,6 +38,7 @@ pub struct Args {
     /// Synthetic trace: tokens per step (1 = decode).
     #[arg(long, default_value_t = 1)]
     tokens_per_step: usize,
+    /// Synthetic trace: seed of the random routing.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Half-life in steps of the LFU policy's counts.

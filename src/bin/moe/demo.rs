@@ -22,16 +22,22 @@ pub struct Args {
     /// Decoder layers (all MoE).
     #[arg(long, default_value_t = DEFAULT.layers)]
     layers: usize,
+    /// Hidden size of the model.
     #[arg(long, default_value_t = DEFAULT.hidden)]
     hidden: usize,
+    /// Attention heads (they must divide --hidden).
     #[arg(long, default_value_t = DEFAULT.heads)]
     heads: usize,
+    /// Intermediate size of each expert.
     #[arg(long, default_value_t = DEFAULT.inter)]
     inter: usize,
+    /// Routed experts per MoE layer.
     #[arg(long, default_value_t = DEFAULT.experts)]
     experts: usize,
+    /// Experts each token is routed to (at most --experts).
     #[arg(long, default_value_t = DEFAULT.top_k)]
     top_k: usize,
+    /// Vocabulary size.
     #[arg(long, default_value_t = DEFAULT.vocab)]
     vocab: usize,
     /// Tokens in the prompt (one prefill step).
@@ -40,6 +46,7 @@ pub struct Args {
     /// Greedy decode steps after the prefill.
     #[arg(long, default_value_t = DEFAULT.decode_steps)]
     decode_steps: usize,
+    /// Seed of the random weights and prompt.
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Also write the synthetic checkpoint to this directory and keep it (for calibrate,

@@ -19,7 +19,7 @@ mod prune;
 mod residency_args;
 mod synth;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -60,8 +60,15 @@ enum Command {
     Synth(synth::Args),
 }
 
+/// Parses the command line. Negative numbers are read as values, so that `--temperature -1`
+/// or `--layer -1` is refused with the reason instead of as an unknown argument.
+fn parse() -> Cli {
+    let command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Generate(a) => generate::run(a),
@@ -81,5 +88,24 @@ fn main() {
         }
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_of_every_command_has_help() {
+        let mut missing = Vec::new();
+        for command in Cli::command().get_subcommands() {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && !arg.is_positional() {
+                    let flag = arg.get_long().unwrap_or(arg.get_id().as_str());
+                    missing.push(format!("moe {} --{flag}", command.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
     }
 }

@@ -23,6 +23,7 @@ pub struct ResidencyArgs {
     /// counts halving every --lfu-half-life steps.
     #[arg(long, default_value = "lru", value_parser = ["lru", "lfu"])]
     pub policy: String,
+    /// Half-life in steps of the LFU policy's use counts.
     #[arg(long, value_name = "STEPS", default_value_t = DEFAULT_LFU_HALF_LIFE)]
     pub lfu_half_life: f64,
     /// Do not predict the next MoE layer's experts and upload them ahead of time.
@@ -69,12 +70,18 @@ impl ResidencyArgs {
     }
 }
 
-/// e.g. `experts: cache, 4 slots/layer: 120 hits, 40 misses (75.0%), 2.1 MiB uploaded`.
+/// e.g. `experts: cache of 4 slots per layer: 120 hits, 40 misses (75.0% hit rate), 2.10 MiB
+/// uploaded ...`; with every expert resident only what was uploaded at load.
 pub fn summary(s: &ResidencyStats) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let slots = s.per_layer.first().map_or(0, |l| l.slots);
-    let mode = if s.per_layer.iter().all(|l| l.mode == "resident") {
-        "all resident".to_string()
-    } else if s.per_layer.iter().any(|l| l.mode == "pool") {
+    if s.per_layer.iter().all(|l| l.mode == "resident") {
+        return format!(
+            "experts: all resident, {:.2} MiB uploaded at load",
+            mib(s.expert_bytes_total)
+        );
+    }
+    let mode = if s.per_layer.iter().any(|l| l.mode == "pool") {
         let resident: Vec<String> = s.per_layer.iter().map(|l| l.resident.to_string()).collect();
         format!(
             "pool of {slots} slots shared by {} layers (resident per layer: {})",
@@ -85,12 +92,13 @@ pub fn summary(s: &ResidencyStats) -> String {
         format!("cache of {slots} slots per layer")
     };
     let mut line = format!(
-        "experts: {mode}: {} hits, {} misses ({:.1}% hit rate), {:.2} MiB uploaded of {:.2} MiB",
+        "experts: {mode}: {} hits, {} misses ({:.1}% hit rate), {:.2} MiB uploaded (an evicted \
+         expert uploads again when needed; every expert once is {:.2} MiB)",
         s.hits,
         s.misses,
         100.0 * s.hit_rate,
-        s.bytes_uploaded as f64 / (1 << 20) as f64,
-        s.expert_bytes_total as f64 / (1 << 20) as f64,
+        mib(s.bytes_uploaded),
+        mib(s.expert_bytes_total),
     );
     if let Some(ms) = s.upload_host_ms_per_expert {
         line.push_str(&format!("; {ms:.2} ms host time per upload"));

@@ -21,6 +21,7 @@ pub mod moe_config;
 pub mod options;
 pub mod projection;
 pub mod rope_config;
+pub mod safetensors_file;
 mod safetensors_header;
 pub mod sampling;
 pub(crate) mod scratch;

@@ -10,6 +10,7 @@ use safetensors::tensor::TensorView;
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::model::safetensors_file::write_safetensors;
 use crate::synthetic::Rng;
 
 /// The shape of a synthetic OLMoE model.
@@ -232,8 +233,5 @@ pub fn write_olmoe(dir: &Path, shape: &SyntheticShape, seed: u64) -> Result<()> 
         })
         .collect::<Result<Vec<_>>>()?;
     let path = dir.join("model.safetensors");
-    safetensors::serialize_to_file(views, None, &path).map_err(|e| Error::Checkpoint {
-        path: path.clone(),
-        message: e.to_string(),
-    })
+    write_safetensors(views, None, &path)
 }

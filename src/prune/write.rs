@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{Checkpoint, TensorEntry};
 use crate::model::config::{Arch, ModelConfig};
+use crate::model::safetensors_file::write_safetensors;
 use crate::prune::plan::{LayerPlan, PrunePlan};
 use crate::spec::weights::ExpertWeights;
 
@@ -248,12 +249,7 @@ pub fn write_pruned(
             total_size += v.data().len() as u64;
         }
         let dst = out.join(&file_name);
-        safetensors::serialize_to_file(views, ckpt.shard_metadata(file).cloned(), &dst).map_err(
-            |e| Error::Checkpoint {
-                path: dst.clone(),
-                message: e.to_string(),
-            },
-        )?;
+        write_safetensors(views, ckpt.shard_metadata(file).cloned(), &dst)?;
     }
     if src.join("model.safetensors.index.json").is_file() {
         let index = serde_json::json!({ "metadata": { "total_size": total_size }, "weight_map": weight_map });

@@ -146,6 +146,16 @@ fn pruned_checkpoint_has_hf_names_and_never_routes_to_removed_experts() {
             let out = prune(&model, &stats, keep, method, &[]);
             let cfg = ModelConfig::load(&out).unwrap();
             assert_eq!(cfg.moe.routing.experts, want, "{arch} {method}");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(out.join("model.safetensors")).unwrap();
+                assert_eq!(
+                    mode.permissions().mode() & 0o777,
+                    0o644,
+                    "readable like config.json"
+                );
+            }
             let key = ["num_local_experts", "num_experts", "n_routed_experts"]
                 .into_iter()
                 .find(|k| read_config(&model).get(*k).is_some())

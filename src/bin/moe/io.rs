@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use safetensors::{Dtype, tensor::TensorView};
 
 /// A tensor to write: name, dtype, shape and little-endian bytes.
@@ -43,6 +43,7 @@ pub fn write_safetensors(path: &Path, tensors: &[OutTensor]) -> Result<()> {
             ))
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, None, path)
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(moe_gpu::model::safetensors_file::write_safetensors(
+        views, None, path,
+    )?)
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::gpu::byte_count::parse_bytes;
+use crate::gpu::fault::Health;
 use crate::gpu::pipeline::{Pipeline, PipelineCache, PipelineKey};
 
 /// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
@@ -83,6 +84,16 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
 ///
 /// Build one with [`Context::new`] (adapter chosen from the environment) or adopt the
 /// application's own device with [`Context::from_device`].
+///
+/// A `Context` is `Send + Sync`: threads may share one (`&Context` in scoped threads, or an
+/// `Arc<Context>`), each with its own [`crate::Model`] on it.
+///
+/// GPU faults are errors, never panics. A buffer the device cannot allocate is an
+/// [`Error::GpuAllocation`] naming it and its size. When the device is lost (a driver reset,
+/// `device.destroy()`), submits, waits, readbacks and new buffers fail with
+/// [`Error::DeviceLost`]; a wgpu error that no error scope caught fails them with
+/// [`Error::Gpu`] (see [`Context::check_device`]). Either way the context is done for: drop
+/// the models and the context, and build new ones on a fresh device.
 pub struct Context {
     /// The device every buffer and pipeline is created on.
     pub device: wgpu::Device,
@@ -109,6 +120,8 @@ pub struct Context {
     binding_cap: AtomicU64,
     /// Bytes queued by [`Context::write`] since it last submitted them.
     pending_writes: AtomicU64,
+    /// Device loss and uncaptured errors, as wgpu's callbacks reported them.
+    pub(crate) health: Arc<Health>,
 }
 
 /// Queued bytes of [`Context::write`] after which they are submitted as one batch.
@@ -165,8 +178,11 @@ impl Context {
 
     /// Adopts an application's existing device and queue. Work is submitted to `queue`, and
     /// only the features and limits the device was created with are used. Autotuning follows
-    /// `MOE_GPU_TUNE` (on unless it says off).
+    /// `MOE_GPU_TUNE` (on unless it says off). It registers the device's lost callback and
+    /// uncaptured-error handler (wgpu keeps one of each per device, so they replace the
+    /// application's own): faults become errors of this context instead of panics.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let health = Health::install(&device);
         let info = device.adapter_info();
         let limits = device.limits();
         let features = device.features();
@@ -183,6 +199,7 @@ impl Context {
             allocated: AtomicU64::new(0),
             binding_cap: AtomicU64::new(u64::MAX),
             pending_writes: AtomicU64::new(0),
+            health,
         }
     }
 
@@ -243,14 +260,16 @@ impl Context {
 
     /// Submits command buffers to the queue and counts the submission. Every submit of the
     /// library goes through here, so [`Context::submit_count`] measures submits per step.
+    /// Fails, submitting nothing, once the device is lost ([`Context::check_device`]).
     pub fn submit(
         &self,
         buffers: impl IntoIterator<Item = wgpu::CommandBuffer>,
-    ) -> wgpu::SubmissionIndex {
+    ) -> Result<wgpu::SubmissionIndex> {
+        self.check_device()?;
         self.submits.fetch_add(1, Ordering::Relaxed);
         let index = self.queue.submit(buffers);
         self.epoch.fetch_add(1, Ordering::Relaxed);
-        index
+        Ok(index)
     }
 
     /// Drops recorded commands without running them (e.g. after timing how long recording
@@ -283,6 +302,7 @@ impl Context {
     /// here would stall an expert cache's uploads behind the GEMMs in flight (10% of decode
     /// speed at OLMoE-1B-7B's size on lavapipe).
     pub fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_device()?;
         self.queue.write_buffer(buffer, offset, data);
         let pending = self
             .pending_writes
@@ -292,19 +312,14 @@ impl Context {
             // An empty submit runs the queued writes, before any later submission's commands,
             // as they would have run anyway; it is not a step's, so it is not counted.
             self.queue.submit([]);
-            self.device
-                .poll(wgpu::PollType::Poll)
-                .map_err(|e| Error::gpu("poll", e))?;
+            self.poll(wgpu::PollType::Poll)?;
         }
         Ok(())
     }
 
-    /// Blocks until every submitted command has finished.
+    /// Blocks until every submitted command has finished; fails if the device was lost.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::gpu("poll", e))
+        self.poll(wgpu::PollType::wait_indefinitely())
     }
 }
 

@@ -4,6 +4,7 @@
 mod buffer;
 mod byte_count;
 mod context;
+mod fault;
 mod kernel;
 mod pipeline;
 mod recorder;

@@ -61,6 +61,12 @@ struct Layer {
 
 /// A Hugging Face MoE checkpoint loaded onto the GPU, with its KV cache.
 ///
+/// `Model` is `Send` but not `Sync`: [`Model::forward`] and [`Model::generate`] take `&mut
+/// self`, as every step rewrites the KV cache, scratch buffers and kernel parameter blocks.
+/// For several threads, give each its own `Model` on one shared [`Context`] (`Send + Sync`),
+/// or put one `Model` behind a `Mutex`: either way the results are bit-identical to one
+/// thread's (tests/model/threads.rs).
+///
 /// ```
 /// use moe_gpu::{Context, GenerateOptions, Model, Sampling};
 ///
@@ -255,7 +261,7 @@ impl Model {
             limits.logit_rows,
         )?;
         tracker.finish();
-        let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64);
+        let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64)?;
         let routing = options.routing_stats.then(|| {
             let pairs: usize = layers
                 .iter()
@@ -266,6 +272,7 @@ impl Model {
                 .sum();
             Staging::new(ctx, "expert ids", (pairs * 4) as u64)
         });
+        let routing = routing.transpose()?;
         let cfg_layers = config.layers;
         Ok(Self {
             config,

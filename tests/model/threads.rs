@@ -78,13 +78,14 @@ fn eight_threads_with_a_model_each_on_one_context_match_one_thread() {
     let got: Vec<(usize, Run)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
-                let case = &cases[t % cases.len()];
+                let which = t % cases.len();
+                let case = &cases[which];
                 s.spawn(move || {
                     let mut model = load(ctx, case);
                     // Two runs each, so that loads and steps of the threads overlap.
                     let first = run(ctx, &mut model, &case.fx);
                     assert_eq!(first, run(ctx, &mut model, &case.fx), "thread {t}");
-                    (t % cases.len(), first)
+                    (which, first)
                 })
             })
             .collect();

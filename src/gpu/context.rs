@@ -121,7 +121,7 @@ pub struct Context {
     /// Bytes queued by [`Context::write`] since it last submitted them.
     pending_writes: AtomicU64,
     /// Device loss and uncaptured errors, as wgpu's callbacks reported them.
-    pub(crate) health: Arc<Health>,
+    health: Arc<Health>,
 }
 
 /// Queued bytes of [`Context::write`] after which they are submitted as one batch.
@@ -315,6 +315,19 @@ impl Context {
             self.poll(wgpu::PollType::Poll)?;
         }
         Ok(())
+    }
+
+    /// `Ok` while the device is usable. After the device was lost ([`Error::DeviceLost`]) or
+    /// wgpu reported an error that no error scope caught ([`Error::Gpu`]), this and every
+    /// later submit, wait, readback, upload and buffer creation fail with that error. Drop the
+    /// [`crate::Model`]s and this `Context`, and build new ones.
+    pub fn check_device(&self) -> Result<()> {
+        self.health.check(&self.device)
+    }
+
+    /// Polls the device, then checks it; a panic of wgpu inside the poll becomes a loss.
+    pub(crate) fn poll(&self, poll: wgpu::PollType) -> Result<()> {
+        self.health.poll(&self.device, poll)
     }
 
     /// Blocks until every submitted command has finished; fails if the device was lost.

@@ -1,13 +1,12 @@
 //! GPU faults as errors: device loss and wgpu errors that no error scope caught are recorded
 //! here instead of panicking the process (wgpu's default handler panics), and every submit,
-//! wait, readback, upload and buffer creation of a [`Context`] checks the record first.
+//! wait, readback, upload and buffer creation of a [`crate::Context`] checks the record first.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::context::Context;
 
 /// What went wrong on a device, written by wgpu's callbacks (on any thread).
 #[derive(Default)]
@@ -79,14 +78,10 @@ impl Health {
     }
 }
 
-impl Context {
-    /// `Ok` while the device is usable. After the device was lost ([`Error::DeviceLost`]) or
-    /// wgpu reported an error that no error scope caught ([`Error::Gpu`]), this and every
-    /// later submit, wait, readback, upload and buffer creation fail with that error: the
-    /// models' buffers can no longer be trusted. Drop the [`crate::Model`]s and this `Context`
-    /// and build new ones.
-    pub fn check_device(&self) -> Result<()> {
-        let Some(fault) = self.health.fault() else {
+// The checks behind `Context::check_device` and `Context::poll`.
+impl Health {
+    pub(crate) fn check(&self, device: &wgpu::Device) -> Result<()> {
+        let Some(fault) = self.fault() else {
             return Ok(());
         };
         if matches!(fault, Error::DeviceLost(_)) {
@@ -94,29 +89,26 @@ impl Context {
         }
         // A destroyed device reports its loss only when polled, and the first symptom is often
         // a validation error about an invalid buffer: poll once so the loss is what is named.
-        self.poll_device(wgpu::PollType::Poll).ok();
-        Err(self.health.fault().unwrap_or(fault))
+        self.poll_device(device, wgpu::PollType::Poll).ok();
+        Err(self.fault().unwrap_or(fault))
     }
 
-    /// Polls the device, then checks it. wgpu panics when the device fails during a poll; that
-    /// panic is caught and recorded as a loss, so it reaches the caller as
-    /// [`Error::DeviceLost`].
-    pub(crate) fn poll(&self, poll: wgpu::PollType) -> Result<()> {
-        let polled = self.poll_device(poll);
-        self.check_device()?;
+    pub(crate) fn poll(&self, device: &wgpu::Device, poll: wgpu::PollType) -> Result<()> {
+        let polled = self.poll_device(device, poll);
+        self.check(device)?;
         polled
     }
 
-    fn poll_device(&self, poll: wgpu::PollType) -> Result<()> {
-        match catch_unwind(AssertUnwindSafe(|| self.device.poll(poll))) {
+    /// wgpu panics when the device fails during a poll; that panic is caught and recorded as
+    /// a loss.
+    fn poll_device(&self, device: &wgpu::Device, poll: wgpu::PollType) -> Result<()> {
+        match catch_unwind(AssertUnwindSafe(|| device.poll(poll))) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Error::gpu("poll", e)),
             Err(_) => {
-                self.health
-                    .note_lost("wgpu panicked while polling the device".into());
-                Err(Error::DeviceLost(
-                    "wgpu panicked while polling the device".into(),
-                ))
+                let detail = "wgpu panicked while polling the device";
+                self.note_lost(detail.into());
+                Err(Error::DeviceLost(detail.into()))
             }
         }
     }

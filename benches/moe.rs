@@ -40,7 +40,7 @@ fn gpu_iters(iters: u64, mut run: impl FnMut() -> Result<f64>) -> Duration {
 
 fn expert_gemms(c: &mut Criterion) {
     let ctx = context();
-    let timer = GpuTimer::new(&ctx);
+    let timer = GpuTimer::new(&ctx).expect("GPU timer");
     let m = model();
     let spec = m.layer_spec(SCALE, m.top_k, WeightFormat::F16);
     let layer =
@@ -82,7 +82,7 @@ fn expert_gemms(c: &mut Criterion) {
 
 fn layer_steps(c: &mut Criterion) {
     let ctx = context();
-    let timer = GpuTimer::new(&ctx);
+    let timer = GpuTimer::new(&ctx).expect("GPU timer");
     let m = model();
     let act = DynamicActivation::default();
     let mut group = c.benchmark_group("layer_step_olmoe_div8_t128");
@@ -107,7 +107,7 @@ fn layer_steps(c: &mut Criterion) {
 
 fn decode_bandwidth(c: &mut Criterion) {
     let ctx = context();
-    let timer = GpuTimer::new(&ctx);
+    let timer = GpuTimer::new(&ctx).expect("GPU timer");
     let m = model();
     let act = DynamicActivation::default();
     // Scale 2: one step reads about 25 MB of f16 expert weights.

@@ -36,6 +36,25 @@ pub enum Error {
         message: String,
     },
 
+    /// The device could not create a buffer: over its `max_buffer_size`, out of memory, or
+    /// refused by validation.
+    #[error("could not allocate GPU buffer `{label}` of {bytes} bytes: {reason}")]
+    GpuAllocation {
+        /// The buffer's label.
+        label: String,
+        /// Its size in bytes.
+        bytes: u64,
+        /// The limit it exceeds, or wgpu's error.
+        reason: String,
+    },
+
+    /// The GPU device was lost (driver reset, device destroyed). Nothing on it can be used
+    /// again: drop the `Model`s and the `Context` and build new ones.
+    #[error(
+        "the GPU device was lost ({0}); drop the Model and the Context and build new ones on a fresh device"
+    )]
+    DeviceLost(String),
+
     /// Reading or writing a file failed. The cause is part of the message (not a `source`),
     /// so error chains print it once.
     #[error("{}: {cause}", path.display())]

@@ -117,7 +117,7 @@
 //! let activation = DynamicActivation::default(); // the checkpoint's k, no skipping
 //! let mut rec = Recorder::new(&ctx);
 //! let step: StepRecord = layer.record(&ctx, &mut rec, &MoeStep::new(tokens, &activation))?;
-//! rec.submit();
+//! rec.submit()?;
 //! assert_eq!(step.tokens, tokens);
 //!
 //! let out: Vec<f32> = ctx.read_back(&layer.out, tokens * 32)?; // [tokens, hidden]

@@ -107,7 +107,7 @@ pub fn run(
     command: &str,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
-    let timer = GpuTimer::new(ctx);
+    let timer = GpuTimer::new(ctx)?;
     let mut models = Vec::new();
     for model in &config.models {
         models.push(layers::bench_model(ctx, &timer, config, model, progress)?);

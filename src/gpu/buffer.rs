@@ -1,6 +1,7 @@
 //! GPU buffers: creation under the device limits, upload, and readback through staging.
 
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
@@ -58,36 +59,66 @@ impl Context {
     }
 
     /// A uniform buffer holding one parameter struct.
-    pub fn uniform<T: Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+    pub fn uniform<T: Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer> {
         let bytes = bytemuck::bytes_of(value);
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: padded(bytes.len() as u64),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let buffer = self.create_buffer(label, padded(bytes.len() as u64), usage)?;
         self.queue.write_buffer(&buffer, 0, bytes);
-        buffer
+        Ok(buffer)
     }
 
     fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_binding(label, bytes)?;
+        let buffer = self.create_buffer(label, padded(bytes), usage)?;
         self.note_allocation(padded(bytes));
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        Ok(buffer)
+    }
+
+    /// A buffer of exactly `bytes` bytes. Every buffer of the library is created here: over
+    /// the device's `max_buffer_size`, out of device memory, or refused by validation, it is an
+    /// [`Error::GpuAllocation`] naming `label` and `bytes` (wgpu error scopes catch the last
+    /// two); on a lost device it is [`Error::DeviceLost`].
+    pub fn create_buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        self.check_device()?;
+        let refused = |reason: String| Error::GpuAllocation {
+            label: label.to_string(),
+            bytes,
+            reason,
+        };
+        let limit = self.limits.max_buffer_size;
+        if bytes > limit {
+            return Err(refused(format!(
+                "over the device limit max_buffer_size = {limit} bytes"
+            )));
+        }
+        let out_of_memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: padded(bytes),
+            size: bytes,
             usage,
             mapped_at_creation: false,
-        }))
+        });
+        let invalid = pollster::block_on(invalid.pop());
+        let out_of_memory = pollster::block_on(out_of_memory.pop());
+        match out_of_memory.or(invalid) {
+            Some(error) => Err(refused(error.to_string())),
+            None => Ok(buffer),
+        }
     }
 
     /// Copies `count` elements of `T` from the start of `buffer` to the host (one submit).
     pub fn read_back<T: Pod>(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<T>> {
         let bytes = (count * std::mem::size_of::<T>()) as u64;
-        let staging = Staging::new(self, "read_back", bytes);
+        let staging = Staging::new(self, "read_back", bytes)?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
         staging.copy_from(&mut encoder, buffer, 0, 0, bytes);
-        self.submit([encoder.finish()]);
+        self.submit([encoder.finish()])?;
         staging.read(self, count)
     }
 }
@@ -99,15 +130,11 @@ pub struct Staging {
 
 impl Staging {
     /// A staging buffer of `bytes` bytes (rounded up to [`BUFFER_ALIGN`]).
-    pub fn new(ctx: &Context, label: &str, bytes: u64) -> Self {
+    pub fn new(ctx: &Context, label: &str, bytes: u64) -> Result<Self> {
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let buffer = ctx.create_buffer(label, padded(bytes), usage)?;
         ctx.note_allocation(padded(bytes));
-        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: padded(bytes),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        Self { buffer }
+        Ok(Self { buffer })
     }
 
     /// Records a copy of `bytes` bytes of `src` (from `src_offset`) to `dst_offset` here.
@@ -135,9 +162,22 @@ impl Staging {
             let _ = tx.send(r);
         });
         ctx.wait()?;
-        rx.recv()
-            .map_err(|e| Error::gpu("readback", e))?
-            .map_err(|e| Error::gpu("readback", e))?;
+        // Another thread's poll may be running this map's callback still: wait for it, but
+        // never past a device loss.
+        let mapped = loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(mapped) => break mapped,
+                Err(RecvTimeoutError::Timeout) => ctx.poll(wgpu::PollType::Poll)?,
+                Err(e @ RecvTimeoutError::Disconnected) => {
+                    ctx.check_device()?;
+                    return Err(Error::gpu("readback", e));
+                }
+            }
+        };
+        if let Err(e) = mapped {
+            ctx.check_device()?;
+            return Err(Error::gpu("readback", e));
+        }
         let out = {
             let view = slice
                 .get_mapped_range()

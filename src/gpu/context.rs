@@ -5,93 +5,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::gpu::byte_count::parse_bytes;
+use crate::gpu::adapter::{ContextOptions, autotune_from_env, choose_adapter};
 use crate::gpu::device_memory;
+use crate::gpu::fault::Health;
 use crate::gpu::pipeline::{Pipeline, PipelineCache, PipelineKey};
-
-/// How to pick an adapter. `ContextOptions::from_env()` reads `MOE_GPU_BACKEND`,
-/// `MOE_GPU_ADAPTER`, `MOE_GPU_TUNE`, `MOE_GPU_MAX_BINDING` and `MOE_GPU_DEVICE_MEMORY`; the
-/// defaults pick the
-/// high-performance adapter of any backend, with autotuning off and the adapter's own binding
-/// limit.
-#[derive(Debug, Clone, Default)]
-pub struct ContextOptions {
-    /// Restrict to one backend (`vulkan`, `gl`, `metal`, `dx12`).
-    pub backend: Option<wgpu::Backends>,
-    /// Choose the first adapter whose name contains this substring (case-insensitive).
-    pub adapter_name: Option<String>,
-    /// Prefer a low-power adapter over the high-performance one.
-    pub low_power: bool,
-    /// Time the matmul tilings at first use of a shape and keep the fastest (the kernels'
-    /// `tune` module); off means the fixed defaults.
-    pub autotune: bool,
-    /// Split weights (and size buffers) as if no storage binding could exceed this many bytes,
-    /// when it is below the adapter's own limit: to test the splitting on an adapter whose
-    /// limit the model fits, or to leave room for an application's own bindings.
-    pub max_binding: Option<u64>,
-    /// The adapter's memory for buffers, in bytes, where the backend reports none (only
-    /// Vulkan does) or to plan for less than it reports. See [`Context::device_memory`].
-    pub device_memory: Option<u64>,
-}
-
-impl ContextOptions {
-    /// Options taken from `MOE_GPU_BACKEND=vulkan|gl|metal|dx12` and `MOE_GPU_ADAPTER=<substring>`.
-    pub fn from_env() -> Result<Self> {
-        let backend = match std::env::var("MOE_GPU_BACKEND") {
-            Ok(name) if !name.is_empty() => Some(parse_backend(&name)?),
-            _ => None,
-        };
-        let adapter_name = std::env::var("MOE_GPU_ADAPTER")
-            .ok()
-            .filter(|s| !s.is_empty());
-        Ok(Self {
-            backend,
-            adapter_name,
-            low_power: false,
-            autotune: autotune_from_env(),
-            max_binding: bytes_from_env("MOE_GPU_MAX_BINDING")?,
-            device_memory: bytes_from_env("MOE_GPU_DEVICE_MEMORY")?,
-        })
-    }
-}
-
-/// A byte count from the environment variable `name` (`512M`, `2G`), if set.
-fn bytes_from_env(name: &str) -> Result<Option<u64>> {
-    match std::env::var(name) {
-        Ok(text) if !text.trim().is_empty() => parse_bytes(&text)
-            .map(Some)
-            .map_err(|e| Error::input(format!("{name}: {e}"))),
-        _ => Ok(None),
-    }
-}
-
-/// `MOE_GPU_TUNE`: tuning is on unless it says `0`, `off`, `false` or `no`.
-fn autotune_from_env() -> bool {
-    std::env::var("MOE_GPU_TUNE").map_or(true, |v| {
-        !matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "0" | "off" | "false" | "no"
-        )
-    })
-}
-
-/// Parses a backend name as used by `MOE_GPU_BACKEND`.
-pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
-    match name.to_ascii_lowercase().as_str() {
-        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
-        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
-        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
-        other => Err(Error::input(format!(
-            "MOE_GPU_BACKEND=`{other}` is not a backend; use vulkan, gl, metal or dx12"
-        ))),
-    }
-}
 
 /// A wgpu device and queue plus what moe-gpu needs to know about them.
 ///
 /// Build one with [`Context::new`] (adapter chosen from the environment) or adopt the
 /// application's own device with [`Context::from_device`].
+///
+/// A `Context` is `Send + Sync`: threads may share one (`&Context` in scoped threads, or an
+/// `Arc<Context>`), each with its own [`crate::Model`] on it.
+///
+/// GPU faults are errors, never panics. A buffer the device cannot allocate is an
+/// [`Error::GpuAllocation`] naming it and its size. When the device is lost (a driver reset,
+/// `device.destroy()`), submits, waits, readbacks and new buffers fail with
+/// [`Error::DeviceLost`]; a wgpu error that no error scope caught fails them with
+/// [`Error::Gpu`] (see [`Context::check_device`]). Either way the context is done for: drop
+/// the models and the context, and build new ones on a fresh device.
 pub struct Context {
     /// The device every buffer and pipeline is created on.
     pub device: wgpu::Device,
@@ -120,6 +52,8 @@ pub struct Context {
     pending_writes: AtomicU64,
     /// [`Context::device_memory`]: stated, or as the backend reported it (0: unknown).
     device_memory: AtomicU64,
+    /// Device loss and uncaptured errors, as wgpu's callbacks reported them.
+    health: Arc<Health>,
 }
 
 /// Queued bytes of [`Context::write`] after which they are submitted as one batch.
@@ -179,8 +113,11 @@ impl Context {
 
     /// Adopts an application's existing device and queue. Work is submitted to `queue`, and
     /// only the features and limits the device was created with are used. Autotuning follows
-    /// `MOE_GPU_TUNE` (on unless it says off).
+    /// `MOE_GPU_TUNE` (on unless it says off). It registers the device's lost callback and
+    /// uncaptured-error handler (wgpu keeps one of each per device, so they replace the
+    /// application's own): faults become errors of this context instead of panics.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let health = Health::install(&device);
         let info = device.adapter_info();
         let limits = device.limits();
         let features = device.features();
@@ -199,6 +136,7 @@ impl Context {
             binding_cap: AtomicU64::new(u64::MAX),
             pending_writes: AtomicU64::new(0),
             device_memory: AtomicU64::new(device_memory),
+            health,
         }
     }
 
@@ -273,14 +211,16 @@ impl Context {
 
     /// Submits command buffers to the queue and counts the submission. Every submit of the
     /// library goes through here, so [`Context::submit_count`] measures submits per step.
+    /// Fails, submitting nothing, once the device is lost ([`Context::check_device`]).
     pub fn submit(
         &self,
         buffers: impl IntoIterator<Item = wgpu::CommandBuffer>,
-    ) -> wgpu::SubmissionIndex {
+    ) -> Result<wgpu::SubmissionIndex> {
+        self.check_device()?;
         self.submits.fetch_add(1, Ordering::Relaxed);
         let index = self.queue.submit(buffers);
         self.epoch.fetch_add(1, Ordering::Relaxed);
-        index
+        Ok(index)
     }
 
     /// Drops recorded commands without running them (e.g. after timing how long recording
@@ -313,6 +253,7 @@ impl Context {
     /// here would stall an expert cache's uploads behind the GEMMs in flight (10% of decode
     /// speed at OLMoE-1B-7B's size on lavapipe).
     pub fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_device()?;
         self.queue.write_buffer(buffer, offset, data);
         let pending = self
             .pending_writes
@@ -322,68 +263,26 @@ impl Context {
             // An empty submit runs the queued writes, before any later submission's commands,
             // as they would have run anyway; it is not a step's, so it is not counted.
             self.queue.submit([]);
-            self.device
-                .poll(wgpu::PollType::Poll)
-                .map_err(|e| Error::gpu("poll", e))?;
+            self.poll(wgpu::PollType::Poll)?;
         }
         Ok(())
     }
 
-    /// Blocks until every submitted command has finished.
+    /// `Ok` while the device is usable. After the device was lost ([`Error::DeviceLost`]) or
+    /// wgpu reported an error that no error scope caught ([`Error::Gpu`]), this and every
+    /// later submit, wait, readback, upload and buffer creation fail with that error. Drop the
+    /// [`crate::Model`]s and this `Context`, and build new ones.
+    pub fn check_device(&self) -> Result<()> {
+        self.health.check(&self.device)
+    }
+
+    /// Polls the device, then checks it; a panic of wgpu inside the poll becomes a loss.
+    pub(crate) fn poll(&self, poll: wgpu::PollType) -> Result<()> {
+        self.health.poll(&self.device, poll)
+    }
+
+    /// Blocks until every submitted command has finished; fails if the device was lost.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::gpu("poll", e))
+        self.poll(wgpu::PollType::wait_indefinitely())
     }
-}
-
-async fn choose_adapter(
-    instance: &wgpu::Instance,
-    backends: wgpu::Backends,
-    options: &ContextOptions,
-) -> Result<wgpu::Adapter> {
-    let adapters = instance.enumerate_adapters(backends).await;
-    if let Some(want) = &options.adapter_name {
-        let want = want.to_lowercase();
-        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&want))
-            .ok_or_else(|| {
-                Error::NoAdapter(format!(
-                    "no adapter name contains `{want}` (MOE_GPU_ADAPTER); found: [{}]",
-                    names.join(", ")
-                ))
-            });
-    }
-    let power_preference = if options.low_power {
-        wgpu::PowerPreference::LowPower
-    } else {
-        wgpu::PowerPreference::HighPerformance
-    };
-    let requested = instance
-        .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        })
-        .await;
-    match requested {
-        Ok(adapter) => Ok(adapter),
-        Err(_) => adapters
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::NoAdapter(install_hint(backends))),
-    }
-}
-
-fn install_hint(backends: wgpu::Backends) -> String {
-    format!(
-        "wgpu found no adapter for backends {backends:?}. Install a GPU driver: on a headless Linux \
-         machine `apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1` gives \
-         the lavapipe software adapter (Vulkan); for GL, `libegl1 libegl-mesa0 libgl1-mesa-dri`. \
-         On macOS Metal and on Windows DX12 are built in. MOE_GPU_BACKEND narrows the search."
-    )
 }

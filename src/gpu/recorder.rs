@@ -1,6 +1,7 @@
 //! A command recorder that keeps one compute pass open across kernels and layers, ending it
 //! only for copies and for the submits an expert cache makes in the middle of a step.
 
+use crate::error::Result;
 use crate::gpu::buffer::Staging;
 use crate::gpu::context::Context;
 
@@ -73,11 +74,12 @@ impl<'a> Recorder<'a> {
         staging.copy_from(self.encoder(), src, src_offset, dst_offset, bytes);
     }
 
-    /// Submits everything recorded so far.
-    pub fn submit(&mut self) {
+    /// Submits everything recorded so far (nothing once the device is lost: then an error).
+    pub fn submit(&mut self) -> Result<()> {
         self.pass = None;
         if let Some(encoder) = self.encoder.take() {
-            self.ctx.submit([encoder.finish()]);
+            self.ctx.submit([encoder.finish()])?;
         }
+        Ok(())
     }
 }

@@ -32,25 +32,27 @@ pub struct GpuTimer {
 
 impl GpuTimer {
     /// A timer using timestamp queries where the device has them, host wall-clock time otherwise.
-    pub fn new(ctx: &Context) -> Self {
+    pub fn new(ctx: &Context) -> Result<Self> {
         let wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let queries = ctx.features.contains(wanted).then(|| Queries {
+        if !ctx.features.contains(wanted) {
+            return Ok(Self { queries: None });
+        }
+        let bytes = 2 * wgpu::QUERY_SIZE as u64;
+        let resolve_usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+        let queries = Queries {
             set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("gpu timer"),
                 ty: wgpu::QueryType::Timestamp,
                 count: 2,
             }),
-            resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("gpu timer resolve"),
-                size: 2 * wgpu::QUERY_SIZE as u64,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            staging: Staging::new(ctx, "gpu timer readback", 2 * wgpu::QUERY_SIZE as u64),
+            resolve: ctx.create_buffer("gpu timer resolve", bytes, resolve_usage)?,
+            staging: Staging::new(ctx, "gpu timer readback", bytes)?,
             ns_per_tick: ctx.queue.get_timestamp_period() as f64,
-        });
-        Self { queries }
+        };
+        Ok(Self {
+            queries: Some(queries),
+        })
     }
 
     /// Which clock the measurements come from.
@@ -73,7 +75,7 @@ impl GpuTimer {
         let Some(q) = &self.queries else {
             let start = Instant::now();
             let encoder = work(encoder)?;
-            ctx.submit([encoder.finish()]);
+            ctx.submit([encoder.finish()])?;
             ctx.wait()?;
             return Ok(start.elapsed().as_secs_f64());
         };
@@ -83,7 +85,7 @@ impl GpuTimer {
         encoder.resolve_query_set(&q.set, 0..2, &q.resolve, 0);
         q.staging
             .copy_from(&mut encoder, &q.resolve, 0, 0, 2 * wgpu::QUERY_SIZE as u64);
-        ctx.submit([encoder.finish()]);
+        ctx.submit([encoder.finish()])?;
         let ticks: Vec<u64> = q.staging.read(ctx, 2)?;
         Ok(ticks[1].saturating_sub(ticks[0]) as f64 * q.ns_per_tick * 1e-9)
     }

@@ -71,7 +71,7 @@ impl<P: Pod + PartialEq> Dispatch<P> {
         buffers: &[&wgpu::Buffer],
     ) -> Result<Self> {
         let pipeline = ctx.pipeline(key)?;
-        let params_buffer = ctx.uniform(pipeline.kernel.name, &params);
+        let params_buffer = ctx.uniform(pipeline.kernel.name, &params)?;
         let mut all: Vec<&wgpu::Buffer> = vec![&params_buffer];
         all.extend_from_slice(buffers);
         let bind = pipeline.bind(&ctx.device, &all)?;

@@ -150,7 +150,7 @@ fn measure(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Result<Tiling> {
         .enumerate()
         .flat_map(|(e, &n)| std::iter::repeat_n(e as u32, n))
         .collect();
-    let timer = GpuTimer::new(ctx);
+    let timer = GpuTimer::new(ctx)?;
     // A candidate the adapter cannot build or run is skipped, not fatal. The others are timed
     // in turn, round after round, so that load from other processes, which changes over
     // seconds, does not favour the ones timed while it was low.

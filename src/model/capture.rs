@@ -41,7 +41,7 @@ impl RoutingCapture {
         ctx: &Context,
         tokens: usize,
         layers: impl Iterator<Item = (usize, &'a MoeLayer)>,
-    ) -> Self {
+    ) -> Result<Self> {
         let mut layout = Vec::new();
         let mut offset = 0;
         for (l, m) in layers {
@@ -49,12 +49,12 @@ impl RoutingCapture {
             layout.push((l, k, h, offset));
             offset += layer_bytes(tokens, k, h);
         }
-        Self {
-            staging: Staging::new(ctx, "routing capture", offset),
+        Ok(Self {
+            staging: Staging::new(ctx, "routing capture", offset)?,
             tokens,
             layout,
             result: Vec::new(),
-        }
+        })
     }
 
     /// Records copies of the `index`-th MoE layer's routing and expert outputs, right after

@@ -62,6 +62,10 @@ struct Layer {
 
 /// A Hugging Face MoE checkpoint loaded onto the GPU, with its KV cache.
 ///
+/// `Model` is `Send`, not `Sync`: every step rewrites its KV cache, scratch and parameter
+/// blocks (`&mut self`). Give each thread its own `Model` on one shared [`Context`], or share
+/// one behind a `Mutex`; both are bit-identical to one thread (tests/model/threads.rs).
+///
 /// ```
 /// use moe_gpu::{Context, GenerateOptions, Model, Sampling};
 ///
@@ -258,7 +262,7 @@ impl Model {
             limits.logit_rows,
         )?;
         tracker.finish();
-        let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64);
+        let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64)?;
         let routing = options.routing_stats.then(|| {
             let pairs: usize = layers
                 .iter()
@@ -269,6 +273,7 @@ impl Model {
                 .sum();
             Staging::new(ctx, "expert ids", (pairs * 4) as u64)
         });
+        let routing = routing.transpose()?;
         let cfg_layers = config.layers;
         Ok(Self {
             config,

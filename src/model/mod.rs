@@ -46,3 +46,11 @@ pub use sampling::Sampling;
 pub use stop::stop_tokens;
 pub use tensor_trace::Trace;
 pub use tokenizer::{TextStream, Tokenizer};
+
+// Checked at compile time: a Model moves to another thread, and threads share a Context.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_and_sync<T: Send + Sync>() {}
+    send::<Model>();
+    send_and_sync::<crate::gpu::Context>();
+};

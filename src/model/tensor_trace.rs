@@ -26,19 +26,19 @@ impl Trace {
         hidden: usize,
         layers: usize,
         vocab: usize,
-    ) -> Self {
+    ) -> Result<Self> {
         // embed, final norm, and per layer: attention, MLP and layer outputs.
         let captures = 2 + 3 * layers;
         let capacity = (captures * rows * hidden * 4) as u64;
-        Self {
+        Ok(Self {
             rows,
             hidden,
             vocab,
-            staging: Staging::new(ctx, "trace", capacity),
+            staging: Staging::new(ctx, "trace", capacity)?,
             capacity,
             pending: Vec::new(),
             tensors: BTreeMap::new(),
-        }
+        })
     }
 
     /// Records a copy of the first `rows` × `hidden` floats of `buffer` under `name`.

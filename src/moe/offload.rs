@@ -46,7 +46,7 @@ impl Offload {
             spec: spec.clone(),
             cache,
             table,
-            counts_staging: Staging::new(ctx, "expert counts readback", (experts * 4) as u64),
+            counts_staging: Staging::new(ctx, "expert counts readback", (experts * 4) as u64)?,
             prediction: None,
             predictor: None,
         })
@@ -156,7 +156,7 @@ impl Predictor {
         let top_k = spec.routing.top_k;
         Ok(Self {
             router,
-            staging: Staging::new(ctx, "prediction readback", (max_tokens * top_k * 4) as u64),
+            staging: Staging::new(ctx, "prediction readback", (max_tokens * top_k * 4) as u64)?,
             outputs,
             top_k,
             max_tokens,

@@ -73,7 +73,7 @@ impl MoeStack {
         Ok(Self {
             layers,
             acts,
-            readback: Staging::new(ctx, "stack output", bytes),
+            readback: Staging::new(ctx, "stack output", bytes)?,
             hidden: spec.hidden,
             max_tokens,
         })
@@ -125,7 +125,7 @@ impl MoeStack {
             self.record(ctx, &mut rec, tokens, activation)?;
             let bytes = (chunk.len() * 4) as u64;
             rec.copy(self.output(), 0, &self.readback, 0, bytes);
-            rec.submit();
+            rec.submit()?;
             out.extend(self.readback.read::<f32>(ctx, chunk.len())?);
         }
         Ok(out)

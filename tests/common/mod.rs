@@ -105,6 +105,6 @@ pub fn run_pass(ctx: &Context, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         f(&mut pass);
     }
-    ctx.submit([encoder.finish()]);
+    ctx.submit([encoder.finish()]).unwrap();
     ctx.wait().unwrap();
 }

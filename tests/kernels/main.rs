@@ -1,12 +1,14 @@
 //! The `kernels` test binary: each GPU kernel against `src/reference` over shape sweeps, every
-//! matmul tiling, the error of f16 and quantised weights, rope tables, and the device seam;
-//! and one table-driven harness over every op, shape and weight format (ops.rs).
+//! matmul tiling, the error of f16 and quantised weights, rope tables, the device seam, GPU
+//! faults as errors; and one table-driven harness over every op, shape and weight format
+//! (ops.rs).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod context;
 mod f16_error;
+mod gpu_faults;
 mod kernel_attention;
 mod kernel_bindings;
 mod kernel_decoder;

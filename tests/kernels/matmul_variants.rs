@@ -129,7 +129,7 @@ fn run_dense(ctx: &Context, tiling: Tiling, c: &Case, m: usize, seed: u64) {
         let mut pass = enc.begin_compute_pass(&Default::default());
         mm.encode(ctx, &mut pass, m);
     }
-    ctx.submit([enc.finish()]);
+    ctx.submit([enc.finish()]).unwrap();
     let got: Vec<f32> = ctx.read_back(&out, m * c.n).unwrap();
     let want: Vec<f32> = (0..m)
         .flat_map(|r| expected_row(c, &wt, 0, &x[r * c.x_stride..r * c.x_stride + c.k]))
@@ -221,7 +221,7 @@ pub(crate) fn grouped_outputs(
             (tiles.full.len() as u32, tiles.tail.len() as u32),
         );
     }
-    ctx.submit([enc.finish()]);
+    ctx.submit([enc.finish()]).unwrap();
     let all: Vec<f32> = ctx.read_back(&out, pairs * c.n).unwrap();
     let mut run = GroupedRun {
         got: Vec::new(),

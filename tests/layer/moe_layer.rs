@@ -302,9 +302,9 @@ fn parameters_may_not_change_under_a_recorded_dispatch() {
         }
         Ok::<_, moe_gpu::Error>(rec.into_encoder().finish())
     };
-    ctx.submit([steps(&[2]).unwrap()]);
+    ctx.submit([steps(&[2]).unwrap()]).unwrap();
     ctx.discard(steps(&[3]).unwrap());
-    ctx.submit([steps(&[1]).unwrap()]);
+    ctx.submit([steps(&[1]).unwrap()]).unwrap();
     let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| steps(&[2, 3])));
     let message = twice
         .err()

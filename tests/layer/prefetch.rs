@@ -169,7 +169,7 @@ fn a_perfect_prediction_leaves_no_misses() {
     assert!(b.attach_predictor(ctx, &x).unwrap());
     let full = MoeLayer::build(ctx, spec.clone(), &wb, build((x.clone(), out("f")), e)).unwrap();
     assert!(!full.is_cached());
-    let staging = Staging::new(ctx, "outputs", 2 * bytes);
+    let staging = Staging::new(ctx, "outputs", 2 * bytes).unwrap();
     let act = DynamicActivation::default();
     let mut rng = Rng::new(12);
     for step in 0..12 {
@@ -186,7 +186,7 @@ fn a_perfect_prediction_leaves_no_misses() {
         full.record(ctx, &mut rec, &plain).unwrap();
         rec.copy(&b.out, 0, &staging, 0, bytes);
         rec.copy(&full.out, 0, &staging, bytes, bytes);
-        rec.submit();
+        rec.submit().unwrap();
         let got: Vec<f32> = staging.read(ctx, 2 * chunk * HIDDEN).unwrap();
         let (cached, resident) = got.split_at(chunk * HIDDEN);
         assert_eq!(bits(cached), bits(resident), "step {step}");

@@ -32,7 +32,7 @@ fn step(layer: &MoeLayer, tokens: usize) -> StepRecord {
     let act = DynamicActivation::default();
     let mut rec = Recorder::new(ctx);
     let plan = layer.record(ctx, &mut rec, &MoeStep::new(tokens, &act));
-    rec.submit();
+    rec.submit().unwrap();
     plan.unwrap()
 }
 

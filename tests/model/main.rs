@@ -1,5 +1,6 @@
 //! The `model` test binary: the whole decoder against the HF fixtures, the generation API,
-//! sampling and the LM head, calibration and evaluation, pruning, and `moe synth` checkpoints.
+//! sampling and the LM head, calibration and evaluation, pruning, `moe synth` checkpoints, and
+//! models on several threads.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -15,3 +16,4 @@ mod prune;
 mod sampling_and_lm_head;
 mod synth_presets;
 mod synth_write;
+mod threads;

@@ -98,14 +98,14 @@ fn lm_head_split_over_vocab_chunks_matches_reference() {
     )
     .unwrap();
     assert_eq!(head.chunks.len(), 5);
-    let staging = Staging::new(ctx, "logits", (rows * vocab * 4) as u64);
+    let staging = Staging::new(ctx, "logits", (rows * vocab * 4) as u64).unwrap();
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         head.encode(ctx, &mut pass, rows);
     }
     head.copy_out(&mut encoder, &staging, rows);
-    ctx.submit([encoder.finish()]);
+    ctx.submit([encoder.finish()]).unwrap();
     let got: Vec<f32> = staging.read(ctx, rows * vocab).unwrap();
     let want = linear(&x, rows, hidden, &w, vocab, None);
     common::assert_close("chunked LM head", &got, &want, 1e-5);

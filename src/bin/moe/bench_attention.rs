@@ -37,7 +37,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("no shape matches --model; choose from {}", names.join(", "));
     }
     let ctx = Context::new()?;
-    let timer = GpuTimer::new(&ctx);
+    let timer = GpuTimer::new(&ctx)?;
     eprintln!(
         "moe bench-attention on {} ({:?} times)",
         ctx.describe(),

@@ -75,12 +75,11 @@ impl Passes {
         let size = std::mem::size_of::<AttentionParams>() as u64;
         let stride = size.next_multiple_of(ctx.limits.min_uniform_buffer_offset_alignment as u64);
         let count = max_passes.max(1);
-        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("attention pass parameters"),
-            size: stride * count as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let params = ctx.create_buffer(
+            "attention pass parameters",
+            stride * count as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
         let uniform = wgpu::BufferBinding {
             buffer: &params,
             offset: 0,

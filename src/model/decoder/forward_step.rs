@@ -97,7 +97,7 @@ impl Model {
             self.config.hidden,
             self.config.layers,
             self.config.vocab,
-        );
+        )?;
         self.step(ctx, ids, t, Some(&mut trace))?;
         trace.finish(ctx, &self.logits)?;
         Ok(trace)
@@ -144,7 +144,7 @@ impl Model {
             self.lm_head
                 .copy_out(rec.encoder(), &self.logits, logit_rows);
         }
-        rec.submit();
+        rec.submit()?;
         if let Some(staging) = &self.routing {
             let raw = staging.read_bytes(ctx, routed.bytes)?;
             let mut offset = 0;
@@ -247,7 +247,7 @@ impl Model {
                 self.limits.batch
             )));
         }
-        self.capture = Some(RoutingCapture::new(ctx, ids.len(), self.moe_layers()));
+        self.capture = Some(RoutingCapture::new(ctx, ids.len(), self.moe_layers())?);
         let result = self.forward(ctx, ids, Logits::Last);
         let capture = self.capture.take();
         result?;

@@ -38,7 +38,7 @@ impl MoeLayer {
         if let Some(p) = next_off.as_ref().and_then(|o| o.predictor.as_ref()) {
             p.copy_out(rec.encoder(), tokens);
         }
-        rec.submit();
+        rec.submit()?;
         let predicted = off.prefetch(ctx, &self.arena, &mut stats)?;
         let counts = off.read_counts(ctx)?;
         if let Some(n) = next_off.as_mut() {
@@ -58,7 +58,7 @@ impl MoeLayer {
                     self.permute.encode(ctx, pass, tokens * self.top_k(), shape);
                 }
                 self.encode_gemms(pass, tokens);
-                rec.submit();
+                rec.submit()?;
             }
         }
         stats.note_resident(off.cache.resident());

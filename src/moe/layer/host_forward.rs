@@ -91,10 +91,14 @@ impl MoeLayer {
             } else {
                 0
             };
-        let staging = self.readback.get_or_init(|| {
-            let bytes = (self.max_tokens * (h + logit_cols + 2 * k) * 4) as u64;
-            Staging::new(ctx, "moe readback", bytes)
-        });
+        let staging = match self.readback.get() {
+            Some(staging) => staging,
+            None => {
+                let bytes = (self.max_tokens * (h + logit_cols + 2 * k) * 4) as u64;
+                let staging = Staging::new(ctx, "moe readback", bytes)?;
+                self.readback.get_or_init(|| staging)
+            }
+        };
         let route = &self.buffers.route;
         rec.copy(&self.out, 0, staging, 0, out_bytes);
         if capture {
@@ -103,7 +107,7 @@ impl MoeLayer {
             rec.copy(&route.ids, 0, staging, ids_at, pair_bytes);
             rec.copy(&route.weights, 0, staging, ids_at + pair_bytes, pair_bytes);
         }
-        rec.submit();
+        rec.submit()?;
         let bytes = staging.read_bytes(ctx, total)?;
         let mut result = MoeOutput {
             output: decode(&bytes, 0, tokens * h),

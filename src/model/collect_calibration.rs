@@ -44,12 +44,14 @@ pub fn split(ids: &[u32], len: usize) -> Vec<Vec<u32>> {
 }
 
 /// Runs `model` over `sequences` (each from an empty cache, in steps of at most `max_batch`
-/// tokens) and returns the routing statistics of every MoE layer.
+/// tokens) and returns the routing statistics of every MoE layer. `observe(done, total)` hears
+/// of each step, in tokens.
 pub fn calibrate(
     ctx: &Context,
     model: &mut Model,
     sequences: &[Vec<u32>],
     name: &str,
+    observe: &mut dyn FnMut(u64, u64),
 ) -> Result<CalibrationStats> {
     if sequences.iter().all(|s| s.is_empty()) {
         return Err(Error::input("no calibration tokens"));
@@ -59,6 +61,7 @@ pub fn calibrate(
         .map(|(l, m)| LayerStats::new(l, m.experts(), m.top_k()))
         .collect();
     let batch = model.limits.batch;
+    let total = sequences.iter().map(|s| s.len() as u64).sum();
     let mut tokens = 0u64;
     for seq in sequences.iter().filter(|s| !s.is_empty()) {
         model.reset();
@@ -69,6 +72,7 @@ pub fn calibrate(
                 }
             }
             tokens += chunk.len() as u64;
+            observe(tokens, total);
         }
     }
     model.reset();

@@ -63,14 +63,21 @@ struct Run {
     expert_bytes: f64,
 }
 
-/// Runs every sequence through `model` from an empty cache.
-fn run(ctx: &Context, model: &mut Model, sequences: &[Vec<u32>]) -> Result<Run> {
+/// Runs every sequence through `model` from an empty cache, telling `observe` each sequence's
+/// tokens once they are done.
+fn run(
+    ctx: &Context,
+    model: &mut Model,
+    sequences: &[Vec<u32>],
+    observe: &mut dyn FnMut(u64),
+) -> Result<Run> {
     let mut logits = Vec::new();
     let bytes_before = expert_bytes_read(model);
     let t0 = Instant::now();
     for seq in sequences {
         model.reset();
         logits.push(model.forward(ctx, seq, Logits::All)?);
+        observe(seq.len() as u64);
     }
     let seconds = t0.elapsed().as_secs_f64();
     model.reset();
@@ -102,12 +109,14 @@ fn expert_bytes_total(model: &Model) -> u64 {
 }
 
 /// Compares `student` with `teacher` on `sequences`. Both must share the vocabulary and allow
-/// `max_logit_rows` ≥ the longest sequence.
+/// `max_logit_rows` ≥ the longest sequence. `observe(done, total)` hears of each sequence run,
+/// in tokens, the teacher's and the student's together.
 pub fn evaluate(
     ctx: &Context,
     teacher: &mut Model,
     student: &mut Model,
     sequences: &[Vec<u32>],
+    observe: &mut dyn FnMut(u64, u64),
 ) -> Result<EvalReport> {
     if teacher.config.vocab != student.config.vocab {
         return Err(Error::input(format!(
@@ -119,8 +128,13 @@ pub fn evaluate(
     if tokens == 0 {
         return Err(Error::input("no evaluation tokens"));
     }
-    let t = run(ctx, teacher, sequences)?;
-    let s = run(ctx, student, sequences)?;
+    let (total, mut done) = (2 * tokens as u64, 0);
+    let mut step = |n| {
+        done += n;
+        observe(done, total);
+    };
+    let t = run(ctx, teacher, sequences, &mut step)?;
+    let s = run(ctx, student, sequences, &mut step)?;
     let vocab = teacher.config.vocab;
     let (mut kl_sum, mut agree) = (0.0, 0usize);
     for (tl, sl) in t.logits.iter().zip(&s.logits) {

@@ -95,7 +95,7 @@ fn calibration_statistics_are_consistent() {
     let ctx = common::ctx();
     let mut model = Model::load_with(ctx, &fx.model_dir, &options(24)).unwrap();
     let data = builtin_ids(model.config.vocab, 3, 24, 5);
-    let stats = calibrate(ctx, &mut model, &data, "olmoe").unwrap();
+    let stats = calibrate(ctx, &mut model, &data, "olmoe", &mut |_, _| {}).unwrap();
     assert_eq!(stats.tokens, 72);
     let k = model.config.moe.routing.top_k;
     for s in &stats.layers {
@@ -130,7 +130,7 @@ fn a_model_against_itself_has_zero_kl_and_dynamic_activation_saves_bytes() {
     let mut teacher = Model::load_with(ctx, &fx.model_dir, &options(16)).unwrap();
     let mut student = Model::load_with(ctx, &fx.model_dir, &options(16)).unwrap();
     let data = builtin_ids(teacher.config.vocab, 2, 16, 9);
-    let same = evaluate(ctx, &mut teacher, &mut student, &data).unwrap();
+    let same = evaluate(ctx, &mut teacher, &mut student, &data, &mut |_, _| {}).unwrap();
     assert!(
         same.kl_per_token.abs() < 1e-9 && same.top1_agreement == 1.0,
         "{same:?}"
@@ -146,7 +146,7 @@ fn a_model_against_itself_has_zero_kl_and_dynamic_activation_saves_bytes() {
         top_p: 1.0,
     };
     fewer.set_activation(&policy, None).unwrap();
-    let r = evaluate(ctx, &mut teacher, &mut fewer, &data).unwrap();
+    let r = evaluate(ctx, &mut teacher, &mut fewer, &data, &mut |_, _| {}).unwrap();
     assert!(r.kl_per_token > 0.0 && r.kl_per_token.is_finite());
     let ratio = r.student_expert_bytes_per_token / r.teacher_expert_bytes_per_token;
     assert!(
@@ -182,6 +182,7 @@ fn calibrate_prune_eval_from_the_cli() {
         "16",
         "--sequences",
         "3",
+        "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for (method, keep) in [
@@ -204,7 +205,12 @@ fn calibrate_prune_eval_from_the_cli() {
             "--out",
             out.to_str().unwrap(),
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{e}");
+        assert!(
+            !e.contains("pruning"),
+            "no progress bar when stderr is a pipe: {e}"
+        );
         let o = moe(&[
             "eval",
             "--model",

@@ -2,6 +2,7 @@
 //! and submits per step, at shapes that imitate real models (see `moe_gpu::bench`).
 
 use crate::out::{out, outln};
+use crate::progress;
 use anyhow::{Result, bail};
 use moe_gpu::bench::{self, BenchConfig, MODELS, RealModel};
 use moe_gpu::kernels::matmul::WeightFormat;
@@ -79,7 +80,13 @@ pub fn run(a: Args) -> Result<()> {
     let ctx = Context::with_options(&options)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     eprintln!("moe bench ({}) on {}", config.mode, ctx.describe());
-    let report = bench::run(&ctx, &config, &command, &mut |line| eprintln!("  {line}"))?;
+    let bar = progress::spinner("measuring")?;
+    let report = bench::run(&ctx, &config, &command, &mut |line| {
+        bar.suspend(|| eprintln!("  {line}"));
+        bar.set_message(line.to_string());
+    });
+    bar.finish_and_clear();
+    let report = report?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::out::outln;
+use crate::progress;
 use anyhow::{Result, bail};
 use moe_gpu::moe::Policy;
 use moe_gpu::moe::cachesim::{PolicyResult, SimReport, compare};
@@ -71,11 +72,19 @@ pub fn run(a: Args) -> Result<()> {
         trace.save(path)?;
     }
     let policies = [Policy::Lru, Policy::parse("lfu", a.lfu_half_life)?];
-    let reports: Vec<SimReport> = a
+    let bar = progress::counter("simulating", "slot counts")?;
+    bar.set_length(a.slots.len() as u64);
+    let reports: Result<Vec<SimReport>, _> = a
         .slots
         .iter()
-        .map(|&n| compare(&trace, n, &policies))
-        .collect::<Result<_, _>>()?;
+        .map(|&n| {
+            let report = compare(&trace, n, &policies);
+            bar.inc(1);
+            report
+        })
+        .collect();
+    bar.finish_and_clear();
+    let reports = reports?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(());

@@ -45,7 +45,14 @@ pub fn run(a: Args) -> Result<()> {
         a.seq_len,
         a.sequences,
     )?;
-    let stats = calibrate(&ctx, &mut model, &data, &a.model.display().to_string())?;
+    let bar = progress::counter("calibrating", "tokens")?;
+    let name = a.model.display().to_string();
+    let stats = calibrate(&ctx, &mut model, &data, &name, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let stats = stats?;
     stats.save(&a.out)?;
     outln!(
         "{} tokens over {} sequences → {}",

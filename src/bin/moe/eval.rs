@@ -66,7 +66,19 @@ pub fn run(a: Args) -> Result<()> {
         a.seq_len,
         a.sequences,
     )?;
-    let r = evaluate(&ctx, &mut teacher, &mut student, &data)?;
+    let bar = progress::counter("evaluating teacher and student", "tokens")?;
+    let r = evaluate(
+        &ctx,
+        &mut teacher,
+        &mut student,
+        &data,
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    let r = r?;
     if a.json {
         outln!("{}", serde_json::to_string(&r)?)?;
     } else {

@@ -28,6 +28,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     about = "Mixture-of-Experts inference on any GPU through wgpu"
 )]
 struct Cli {
+    /// Draw no progress bars (they are drawn only when stderr is a terminal anyway).
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +72,7 @@ fn parse() -> Cli {
 
 fn main() {
     let cli = parse();
+    progress::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Generate(a) => generate::run(a),

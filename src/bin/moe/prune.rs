@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::out::outln;
+use crate::progress;
 use anyhow::{Result, bail};
 use moe_gpu::calibration::CalibrationStats;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
@@ -45,9 +46,11 @@ pub fn run(a: Args) -> Result<()> {
     let keep = Keep::parse(&a.keep)?;
     let mut p = plan(&cfg, &stats, keep, a.per_layer == "adaptive", method)?;
     let mut merged = BTreeMap::new();
+    let bar = progress::spinner("pruning")?;
     if method == PruneMethod::Merge {
         let ckpt = Arc::new(Checkpoint::open(&a.model)?);
         for lp in p.layers.iter_mut() {
+            bar.set_message(format!("merging the experts of layer {}", lp.layer));
             let w = load_moe_weights(&ckpt, &cfg, lp.layer)?;
             let layer_stats = stats
                 .layer(lp.layer)
@@ -55,7 +58,9 @@ pub fn run(a: Args) -> Result<()> {
             merged.insert(lp.layer, merge_layer(lp, layer_stats, w.experts.as_ref())?);
         }
     }
+    bar.set_message(format!("writing {}", a.out.display()));
     write_pruned(&a.model, &cfg, &p, &merged, &a.out)?;
+    bar.finish_and_clear();
     for note in &p.notes {
         eprintln!("note: {note}");
     }

@@ -12,6 +12,7 @@ mod memory_plan;
 mod mxfp4_checkpoint;
 mod placement;
 mod prune;
+mod router_status;
 mod sampling_and_lm_head;
 mod synth_presets;
 mod synth_write;

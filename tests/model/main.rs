@@ -6,6 +6,7 @@ mod common;
 
 mod bf16_checkpoint;
 mod calibrate_eval;
+mod determinism;
 mod generate_api;
 mod generate_fixtures;
 mod memory_plan;

@@ -13,6 +13,9 @@
 // so the layer needs no separate count kernel. With `permute` set (COUNT on, a single
 // workgroup: at most 64 tokens) the workgroup then builds the whole permutation of the step,
 // as scan.wgsl does (permute_common.wgsl, prefixed), which saves the scan's dispatch.
+// A thread whose token has a NaN or infinite logit (the exponent bits all set: WGSL has no
+// isnan, and x != x may be folded away) writes status_tag into status[0] unless an earlier
+// layer's tag is already there; no other thread touches the flag.
 
 struct Params {
     tokens: u32,
@@ -31,6 +34,7 @@ struct Params {
     col_blocks_a: u32, // permute: column blocks of the first grouped GEMM
     col_blocks_b: u32, // permute: column blocks of the second grouped GEMM
     tail_m: u32,       // permute: an expert's last tile of at most this many rows is a tail tile
+    status_tag: u32,   // written to status[0] on a non-finite logit (decoder layer + 1); 0: never
 }
 
 override SCORE: u32 = 0u;
@@ -56,6 +60,11 @@ const NEG_INF: f32 = -3.4028235e38;
 @group(0) @binding(10) var<storage, read_write> args: array<u32>;      // [12] permute
 @group(0) @binding(11) var<storage, read_write> rows: array<u32>;      // [tokens · k_max] permute
 @group(0) @binding(12) var<storage, read_write> pos: array<u32>;       // [tokens · k_max] permute
+@group(0) @binding(13) var<storage, read_write> status: array<u32>;    // [1] 0, or the first tag
+
+fn is_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
 
 fn sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
@@ -153,13 +162,21 @@ fn select_token(t: u32) {
         max_logit = max(max_logit, key(base, e));
     }
     var mass = 0.0;
+    var finite = true;
     for (var e = 0u; e < p.experts; e++) {
         let l = logits[base + e];
+        finite = finite & is_finite(l);
         if (SCORE == 1u) {
             mass += sigmoid(l);
         } else {
             mass += exp(l - max_logit);
         }
+    }
+    if (SHARED_GATE) {
+        finite = finite & is_finite(logits[base + p.experts]);
+    }
+    if (!finite && p.status_tag != 0u && status[0] == 0u) {
+        status[0] = p.status_tag;
     }
 
     // Picks in descending key order; each pass takes the best expert behind the previous pick.

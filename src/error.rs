@@ -111,6 +111,13 @@ pub enum Error {
         message: String,
     },
 
+    /// A layer's router produced NaN or infinite logits (its input or weights overflow f32).
+    #[error("layer {layer}: router logits are not finite (NaN or Inf)")]
+    NonFiniteRouterLogits {
+        /// The decoder layer (0 for an MoE layer built on its own).
+        layer: usize,
+    },
+
     /// A buffer would exceed a device limit and cannot be split.
     #[error("{what} needs {needed} bytes, over the device limit {limit_name} = {limit} bytes")]
     DeviceLimit {

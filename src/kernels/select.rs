@@ -40,6 +40,7 @@ pub static SELECT: KernelDef = KernelDef {
         Binding::read_write("args"),        // [12] permute
         Binding::read_write("rows"),        // [tokens · k_max] permute
         Binding::read_write("pos"),         // [tokens · k_max] permute
+        Binding::read_write("status"),      // [1] 0, or the tag of the first non-finite layer
     ],
     overrides: &[SCORE, CORRECTION, GROUP, RENORM, SHARED_GATE, COUNT],
 };
@@ -64,6 +65,7 @@ pub(crate) struct SelectParams {
     pub col_blocks_a: u32,
     pub col_blocks_b: u32,
     pub tail_m: u32,
+    pub status_tag: u32,
 }
 
 /// The buffers of a [`Select`].
@@ -85,6 +87,10 @@ pub struct SelectBuffers<'a> {
     /// counts are these), so that a step of at most [`WORKGROUP`] tokens is permuted by the
     /// selection itself.
     pub permute: Option<&'a PermuteBuffers<'a>>,
+    /// Where a token with a NaN or infinite logit is reported: `[1]` u32 status word (zero
+    /// before the step) and the nonzero tag to write there unless a tag is already there.
+    /// `None` reports nothing.
+    pub status: Option<(&'a wgpu::Buffer, u32)>,
 }
 
 /// The top-k selection of each token's experts from router logits (`shaders/select.wgsl`), bound to
@@ -135,6 +141,7 @@ impl Select {
             col_blocks_a: 0,
             col_blocks_b: 0,
             tail_m: 0,
+            status_tag: buffers.status.map_or(0, |s| s.1),
         };
         let b = &buffers;
         if let Some(p) = b.permute
@@ -167,6 +174,7 @@ impl Select {
                 or_unused(|p| p.args),
                 or_unused(|p| p.rows),
                 or_unused(|p| p.pos),
+                b.status.map_or(&unused, |s| s.0),
             ],
         )?;
         Ok(Self {

@@ -262,7 +262,8 @@ impl Model {
             limits.logit_rows,
         )?;
         tracker.finish();
-        let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4) as u64)?;
+        // Logits, then the MoE layers' router status word.
+        let logits = Staging::new(ctx, "logits", (limits.logit_rows * vocab * 4 + 4) as u64)?;
         let routing = options.routing_stats.then(|| {
             let pairs: usize = layers
                 .iter()

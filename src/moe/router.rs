@@ -96,17 +96,19 @@ pub struct Router {
 }
 
 impl Router {
-    /// Routes `x` ([max_tokens, hidden] f32) into `out`, adding each pick to `counts`
-    /// (`[experts]`, the permutation's histogram) where given; with `permute` too, the selection
-    /// of a step of at most 64 tokens also builds the permutation.
+    /// Routes `x` ([max_tokens, hidden] f32) into `out`. With `permute`, each pick adds one to
+    /// its counts (`[experts]`, the permutation's histogram) and the selection of a step of at
+    /// most 64 tokens also builds the permutation. With `status` (a `[1]` u32 word and a
+    /// nonzero tag), a token with a NaN or infinite logit writes the tag there unless another
+    /// is already there.
     pub fn new(
         ctx: &Context,
         spec: &MoeLayerSpec,
         weights: &RouterWeights,
         x: &wgpu::Buffer,
         out: &RouterOutputs,
-        counts: Option<&wgpu::Buffer>,
         permute: Option<&PermuteBuffers<'_>>,
+        status: Option<(&wgpu::Buffer, u32)>,
     ) -> Result<Self> {
         let (h, cols) = (spec.hidden, logit_cols(spec));
         let matmul = DenseMatmul::new(
@@ -137,8 +139,9 @@ impl Router {
                 ids: &out.ids,
                 weights: &out.weights,
                 shared_gate: &out.shared_gate,
-                counts,
+                counts: permute.map(|p| p.counts),
                 permute,
+                status,
             },
         )?;
         Ok(Self {

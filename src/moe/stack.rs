@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Recorder, Staging};
+use crate::gpu::{Context, Recorder, Staging, decode};
 use crate::moe::budget::ResidencyOptions;
 use crate::moe::layer::{LayerBuild, MoeLayer, MoeStep, check_input};
 use crate::moe::pool::ExpertPool;
 use crate::moe::stats::ResidencyStats;
-use crate::moe::step_buffers::{StepBuffers, StepShape};
+use crate::moe::step_buffers::{StepBuffers, StepShape, router_status};
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::MoeWeights;
@@ -73,7 +73,8 @@ impl MoeStack {
         Ok(Self {
             layers,
             acts,
-            readback: Staging::new(ctx, "stack output", bytes)?,
+            // The output, then the router status word.
+            readback: Staging::new(ctx, "stack output", bytes + 4)?,
             hidden: spec.hidden,
             max_tokens,
         })
@@ -121,12 +122,16 @@ impl MoeStack {
             let tokens = chunk.len() / self.hidden;
             ctx.queue
                 .write_buffer(self.input(), 0, bytemuck::cast_slice(chunk));
+            self.layers[0].clear_status(ctx);
             let mut rec = Recorder::new(ctx);
             self.record(ctx, &mut rec, tokens, activation)?;
             let bytes = (chunk.len() * 4) as u64;
             rec.copy(self.output(), 0, &self.readback, 0, bytes);
+            rec.copy(self.layers[0].status_buffer(), 0, &self.readback, bytes, 4);
             rec.submit()?;
-            out.extend(self.readback.read::<f32>(ctx, chunk.len())?);
+            let read = self.readback.read_bytes(ctx, bytes + 4)?;
+            router_status(decode::<u32>(&read, bytes, 1)[0])?;
+            out.extend(decode::<f32>(&read, 0, chunk.len()));
         }
         Ok(out)
     }

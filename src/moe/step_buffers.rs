@@ -81,8 +81,9 @@ impl StepShape {
         ]
     }
 
-    /// Bytes of the expert outputs and the shared expert's activations and output.
-    fn output_bytes(&self) -> [(&'static str, u64); 3] {
+    /// Bytes of the expert outputs, the shared expert's activations and output, and the
+    /// router status word.
+    fn output_bytes(&self) -> [(&'static str, u64); 4] {
         let shared_rows = if self.shared_inter > 0 {
             self.max_tokens
         } else {
@@ -98,6 +99,7 @@ impl StepShape {
                 "shared expert output",
                 (shared_rows * self.hidden * 4) as u64,
             ),
+            ("router status", 4),
         ]
     }
 
@@ -140,6 +142,20 @@ pub struct StepBuffers {
     pub shared_hidden: wgpu::Buffer,
     /// `[max_tokens, hidden]` shared expert output (`[1, hidden]` without a shared expert).
     pub shared_out: wgpu::Buffer,
+    /// `[1]` u32: 0, or 1 + the decoder layer of the first layer since it was cleared whose
+    /// selection read a NaN or infinite router logit (see [`router_status`]).
+    pub status: wgpu::Buffer,
+}
+
+/// The error a nonzero router status word stands for: the layer it names saw a NaN or
+/// infinite router logit.
+pub fn router_status(word: u32) -> Result<()> {
+    match word {
+        0 => Ok(()),
+        tag => Err(Error::NonFiniteRouterLogits {
+            layer: tag as usize - 1,
+        }),
+    }
 }
 
 impl StepBuffers {
@@ -164,7 +180,7 @@ impl StepBuffers {
             pos,
             hidden,
         ] = shape.buffer_bytes();
-        let [expert_out, shared_hidden, shared_out] = shape.output_bytes();
+        let [expert_out, shared_hidden, shared_out, status] = shape.output_bytes();
         let storage = |(label, bytes): (&str, u64)| ctx.storage(label, bytes);
         Ok(Self {
             shape,
@@ -185,6 +201,7 @@ impl StepBuffers {
             expert_out: storage(expert_out)?,
             shared_hidden: storage(shared_hidden)?,
             shared_out: storage(shared_out)?,
+            status: storage(status)?,
         })
     }
 
@@ -228,7 +245,7 @@ mod tests {
              before: 48 × ({one} + {readback} readback) = {before} bytes"
         );
         // The two [tokens · k, width] expert activations dominate.
-        assert_eq!(one, 23_278_160);
+        assert_eq!(one, 23_278_176);
         assert!(before > 1_200_000_000);
     }
 

@@ -1,6 +1,6 @@
 //! Inputs a user can give that must end in a clean exit or a clear error, never a panic or an
 //! abort: a closed stdout, absurd `moe demo` sizes, statistics of another model for
-//! `moe prune`, and `moe block` input large enough to overflow the router.
+//! `moe prune`, and `moe block` input or weights large enough to overflow the router.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use moe_gpu::calibration::{CalibrationStats, LayerStats};
 
-use crate::common::edit::{Raw, temp_dir, write_tensors};
+use crate::common::edit::{Raw, edited_model, temp_dir, write_tensors};
 use crate::common::fixtures::dir;
 
 fn moe(args: &[&str]) -> Output {
@@ -187,5 +187,46 @@ fn block_refuses_input_that_would_overflow_the_router() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("token 0, column 0"), "{err}");
+    assert!(!output.exists(), "wrote {}", output.display());
+}
+
+/// Finite input and weights whose product overflows: the router's status word fails the block
+/// naming the layer, and nothing is written.
+#[test]
+fn block_names_the_layer_whose_router_overflowed() {
+    let gate = "model.layers.1.mlp.gate.weight";
+    let model = edited_model(
+        &dir("hf-tiny", "olmoe").join("model"),
+        "cli-block-router",
+        |t| {
+            let n = t[gate].data.len() / 4;
+            t.insert(gate.into(), Raw::f32(t[gate].shape.clone(), &vec![3e38; n]));
+        },
+        |_| {},
+    );
+    let d = temp_dir("cli-block-router-io");
+    let (input, output) = (d.join("in.safetensors"), d.join("out.safetensors"));
+    let t = [("input".to_string(), Raw::f32(vec![2, 64], &[1.0; 128]))]
+        .into_iter()
+        .collect();
+    write_tensors(&input, &t);
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let out = moe(&[
+        "block",
+        "--model",
+        &path(&model),
+        "--layer",
+        "1",
+        "--input",
+        &path(&input),
+        "--output",
+        &path(&output),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("layer 1: router logits are not finite (NaN or Inf)"),
+        "{err}"
+    );
     assert!(!output.exists(), "wrote {}", output.display());
 }

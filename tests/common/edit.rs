@@ -113,10 +113,3 @@ pub fn edit_header(path: &Path, edit: impl FnOnce(&str) -> String) {
     out.extend(&bytes[8 + n..]);
     std::fs::write(path, out).unwrap();
 }
-
-/// The header of safetensors file `path`, as JSON.
-pub fn read_header(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
-}

@@ -281,6 +281,7 @@ fn gpu_select_permute(
             shared_gate: &gate,
             counts: Some(&b.counts),
             permute: Some(&bindings),
+            status: None,
         },
     )
     .unwrap();
@@ -356,6 +357,7 @@ fn selection_refuses_a_permutation_of_other_buffers() {
             shared_gate: &gate,
             counts: Some(&counts),
             permute: Some(&bindings),
+            status: None,
         },
     );
     let err = result.err().expect("mismatched buffers are refused");

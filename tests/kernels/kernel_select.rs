@@ -48,6 +48,7 @@ fn run_select(
             shared_gate: &gate,
             counts: counts_buf.as_ref(),
             permute: None,
+            status: None,
         },
     )
     .unwrap();

@@ -19,3 +19,4 @@ mod matmul_variants;
 mod ops;
 mod quant_error;
 mod rope_tables;
+mod select_status;

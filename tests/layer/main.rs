@@ -9,5 +9,6 @@ mod fixtures_block;
 mod moe_layer;
 mod prefetch;
 mod residency;
+mod router_status;
 mod routing_flags;
 mod step_record;

@@ -4,8 +4,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod bad_checkpoint;
 mod bad_input;
+mod bad_input_table;
 mod chat_template;
 mod checkpoints;
 mod fuzz;

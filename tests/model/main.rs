@@ -7,12 +7,14 @@ mod common;
 
 mod bf16_checkpoint;
 mod calibrate_eval;
+mod determinism;
 mod generate_api;
 mod generate_fixtures;
 mod memory_plan;
 mod mxfp4_checkpoint;
 mod placement;
 mod prune;
+mod router_status;
 mod sampling_and_lm_head;
 mod synth_presets;
 mod synth_write;

@@ -10,6 +10,7 @@ use crate::model::capture::{LayerRouting, RoutingCapture};
 use crate::model::decoder::{Logits, Mlp, Model};
 use crate::model::tensor_trace::Trace;
 use crate::moe::layer::{MoeLayer, MoeStep};
+use crate::moe::step_buffers::router_status;
 use crate::spec::routing::DynamicActivation;
 
 impl Model {
@@ -67,14 +68,20 @@ impl Model {
                 self.limits.logit_rows
             )));
         }
+        if let Some((_, layer)) = self.moe_layers().next() {
+            layer.clear_status(ctx);
+        }
         let chunks: Vec<&[u32]> = ids.chunks(self.limits.batch).collect();
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let logit_rows = if i == last { rows } else { 0 };
             self.step(ctx, chunk, logit_rows, None)?;
         }
-        let vocab = self.config.vocab;
-        self.logits.read(ctx, rows * vocab)
+        // The router status word of the MoE layers follows the logits (zero without any).
+        let status_at = (rows * self.config.vocab * 4) as u64;
+        let bytes = self.logits.read_bytes(ctx, status_at + 4)?;
+        router_status(decode::<u32>(&bytes, status_at, 1)[0])?;
+        Ok(decode(&bytes, 0, rows * self.config.vocab))
     }
 
     /// Runs `ids` from an empty cache and returns HF-named intermediate tensors
@@ -143,6 +150,10 @@ impl Model {
             self.lm_head.encode(ctx, rec.pass(), logit_rows);
             self.lm_head
                 .copy_out(rec.encoder(), &self.logits, logit_rows);
+            if let Some((_, layer)) = moe.first() {
+                let at = (logit_rows * self.config.vocab * 4) as u64;
+                rec.copy(layer.status_buffer(), 0, &self.logits, at, 4);
+            }
         }
         rec.submit()?;
         if let Some(staging) = &self.routing {

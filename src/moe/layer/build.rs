@@ -180,14 +180,16 @@ impl MoeLayer {
         // Router and selection, which counts the pairs per expert and, for a step of few
         // tokens, builds the permutation too.
         let router_weights = RouterWeights::new(ctx, &spec, weights)?;
+        let tag = u32::try_from(b.layer + 1)
+            .map_err(|_| Error::input(format!("layer index {} is out of range", b.layer)))?;
         let router = Router::new(
             ctx,
             &spec,
             &router_weights,
             &x,
             route,
-            Some(&sb.counts),
             Some(&permute_buffers),
+            Some((&sb.status, tag)),
         )?;
         let permute = Permute::new(ctx, e, permute_buffers)?;
 

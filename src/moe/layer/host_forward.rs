@@ -6,6 +6,7 @@ use crate::gpu::{Context, Recorder, Staging, decode};
 use crate::moe::layer::state::MoeLayer;
 use crate::moe::layer::step::MoeStep;
 use crate::moe::router::logit_cols;
+use crate::moe::step_buffers::router_status;
 use crate::spec::routing::DynamicActivation;
 
 /// What a forward step returns.
@@ -78,6 +79,7 @@ impl MoeLayer {
         let tokens = x.len() / h;
         let logit_cols = logit_cols(&self.spec);
         ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
+        self.clear_status(ctx);
         let mut rec = Recorder::new(ctx);
         self.record(ctx, &mut rec, &MoeStep::new(tokens, &options.activation))?;
 
@@ -85,16 +87,18 @@ impl MoeLayer {
         let logit_bytes = (tokens * logit_cols * 4) as u64;
         let pair_bytes = (tokens * k * 4) as u64;
         let capture = options.capture_routing;
-        let total = out_bytes
+        // The router status word follows the output (and the captured routing).
+        let status_at = out_bytes
             + if capture {
                 logit_bytes + 2 * pair_bytes
             } else {
                 0
             };
+        let total = status_at + 4;
         let staging = match self.readback.get() {
             Some(staging) => staging,
             None => {
-                let bytes = (self.max_tokens * (h + logit_cols + 2 * k) * 4) as u64;
+                let bytes = (self.max_tokens * (h + logit_cols + 2 * k) * 4 + 4) as u64;
                 let staging = Staging::new(ctx, "moe readback", bytes)?;
                 self.readback.get_or_init(|| staging)
             }
@@ -107,8 +111,10 @@ impl MoeLayer {
             rec.copy(&route.ids, 0, staging, ids_at, pair_bytes);
             rec.copy(&route.weights, 0, staging, ids_at + pair_bytes, pair_bytes);
         }
+        rec.copy(self.status_buffer(), 0, staging, status_at, 4);
         rec.submit()?;
         let bytes = staging.read_bytes(ctx, total)?;
+        router_status(decode::<u32>(&bytes, status_at, 1)[0])?;
         let mut result = MoeOutput {
             output: decode(&bytes, 0, tokens * h),
             ..Default::default()

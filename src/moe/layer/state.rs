@@ -4,7 +4,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 
-use crate::gpu::Staging;
+use crate::gpu::{Context, Staging};
 use crate::kernels::combine::{Combine, DownCombine};
 use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::grouped_matmul::GroupedMatmul;
@@ -87,6 +87,17 @@ impl MoeLayer {
     /// likewise.
     pub fn expert_output_buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer) {
         (&self.buffers.expert_out, &self.buffers.pos)
+    }
+
+    /// `[1]` u32 router status word of the model's layers (see [`StepBuffers::status`]).
+    pub fn status_buffer(&self) -> &wgpu::Buffer {
+        &self.buffers.status
+    }
+
+    /// Zeroes the router status word with a queued write, which runs before the next submit
+    /// (it makes no submit of its own).
+    pub fn clear_status(&self, ctx: &Context) {
+        ctx.queue.write_buffer(&self.buffers.status, 0, &[0; 4]);
     }
 
     /// This layer's residency statistics so far.

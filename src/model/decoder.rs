@@ -274,8 +274,7 @@ impl Model {
                 .sum();
             Staging::new(ctx, "expert ids", (pairs * 4) as u64)
         });
-        let routing = routing.transpose()?;
-        let cfg_layers = config.layers;
+        let (routing, cfg_layers) = (routing.transpose()?, config.layers);
         Ok(Self {
             config,
             limits,

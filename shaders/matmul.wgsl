@@ -49,15 +49,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var uscale: array<f32, 16>;
     for (var c0 = 0u; c0 < p.k; c0 += PER_WORD) {
         let word = c0 / PER_WORD;
-        for (var j = 0u; j < cols_here; j++) {
-            wq[j] = w[wbase[j] + word];
-            if (GLU != 0u) {
-                uq[j] = w[ubase[j] + word];
-            }
-            if (group_scaled()) {
-                wscale[j] = group_scale(slot_base, col0 + j, word);
+        // A loop of the constant TN (unrolled), not of cols_here: llvmpipe ends an
+        // invocation's loops after 65535 iterations in all, which a loop per word would reach
+        // at k ≈ 10 000 in f32.
+        for (var j = 0u; j < TN; j++) {
+            if (j < cols_here) {
+                wq[j] = w[wbase[j] + word];
                 if (GLU != 0u) {
-                    uscale[j] = group_scale(slot_base, col0 + j + p.n, word);
+                    uq[j] = w[ubase[j] + word];
+                }
+                if (group_scaled()) {
+                    wscale[j] = group_scale(slot_base, col0 + j, word);
+                    if (GLU != 0u) {
+                        uscale[j] = group_scale(slot_base, col0 + j + p.n, word);
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! computes the same function (tests/kernels/matmul_variants.rs), so tuning changes speed, not
 //! results beyond f32 rounding.
 //!
-//! The cache file is `tuning-v4.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
+//! The cache file is `tuning-v5.json` in `MOE_GPU_CACHE_DIR`, else the platform cache
 //! directory (`$XDG_CACHE_HOME/moe-gpu`, `~/.cache/moe-gpu`, `~/Library/Caches/moe-gpu`,
 //! `%LOCALAPPDATA%\moe-gpu`). A cache that cannot be read or written is ignored.
 
@@ -25,7 +25,7 @@ use crate::kernels::tiling::{TileKind, Tiling};
 use crate::spec::weights::ExpertWeights;
 
 /// The cache file's name; the version changes whenever the candidates or the tuning problem do.
-const CACHE_FILE: &str = "tuning-v4.json";
+const CACHE_FILE: &str = "tuning-v5.json";
 
 /// Tuning problems: rows per expert. Prefill rows are spread unevenly around 16 (as random
 /// routing of 128 tokens over 64 experts with k = 8 spreads them), so that a tiling pays for

@@ -15,6 +15,7 @@ mod kernel_decoder;
 mod kernel_matmul;
 mod kernel_permute;
 mod kernel_select;
+mod matmul_long_k;
 mod matmul_variants;
 mod ops;
 mod quant_error;

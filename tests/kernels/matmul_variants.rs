@@ -99,7 +99,7 @@ fn spec(c: &Case, tiling: Tiling, grouped: bool, gather: bool) -> MatmulSpec {
     }
 }
 
-fn run_dense(ctx: &Context, tiling: Tiling, c: &Case, m: usize, seed: u64) {
+pub(crate) fn run_dense(ctx: &Context, tiling: Tiling, c: &Case, m: usize, seed: u64) {
     let mut rng = Rng::new(seed);
     let wt = weights(&mut rng, c, 1);
     let x = rng.normals(m * c.x_stride, 1.0);
@@ -244,7 +244,7 @@ pub(crate) fn grouped_outputs(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_grouped(
+pub(crate) fn run_grouped(
     ctx: &Context,
     tiling: Tiling,
     c: &Case,

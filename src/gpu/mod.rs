@@ -12,9 +12,9 @@ mod pipeline;
 mod recorder;
 mod timer;
 
+pub use adapter::{ContextOptions, parse_backend};
 pub use buffer::{BUFFER_ALIGN, Staging, decode, padded};
 pub use byte_count::{format_bytes, parse_bytes};
-pub use adapter::{ContextOptions, parse_backend};
 pub use context::Context;
 pub use kernel::{Access, Binding, KernelDef, Override};
 pub use pipeline::{Pipeline, PipelineKey};

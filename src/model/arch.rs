@@ -51,6 +51,22 @@ impl Arch {
         }
     }
 
+    /// Name of the router under an MoE layer's prefix.
+    pub fn router_name(self) -> &'static str {
+        match self {
+            Arch::GptOss => "router",
+            _ => "gate",
+        }
+    }
+
+    /// Name of the shared expert under an MoE layer's prefix.
+    pub fn shared_expert_name(self) -> &'static str {
+        match self {
+            Arch::Qwen2Moe => "shared_expert",
+            _ => "shared_experts",
+        }
+    }
+
     /// Prefix of layer `i`'s MLP / MoE tensors in the checkpoint.
     pub fn mlp_prefix(self, layer: usize) -> String {
         match self {

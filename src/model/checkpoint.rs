@@ -250,25 +250,11 @@ pub fn to_f32(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
 /// costs a few percent of the conversion.
 fn to_f32_from(name: &str, dtype: Dtype, raw: &[u8], first: usize) -> Result<Vec<f32>> {
     const CHUNK: usize = 4096;
-    let width = match dtype {
-        Dtype::F32 => 4,
-        Dtype::F16 | Dtype::BF16 => 2,
-        other => {
-            return Err(Error::tensor(
-                name,
-                format!("has dtype {other:?}; F32, F16 and BF16 are supported"),
-            ));
-        }
-    };
+    let width = float_width(name, dtype)?;
     let mut out = Vec::with_capacity(raw.len() / width);
     for part in raw.chunks(CHUNK * width) {
         let done = out.len();
-        let words = part.chunks_exact(width);
-        match dtype {
-            Dtype::F32 => out.extend(words.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            Dtype::F16 => out.extend(words.map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
-            _ => out.extend(words.map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
-        }
+        extend_f32(dtype, width, part, &mut out);
         if let Some(i) = first_non_finite(&out[done..]) {
             return Err(Error::tensor(
                 name,
@@ -283,9 +269,31 @@ fn to_f32_from(name: &str, dtype: Dtype, raw: &[u8], first: usize) -> Result<Vec
     Ok(out)
 }
 
+/// Bytes per value of a floating-point dtype; an error naming tensor `name` for others.
+pub(crate) fn float_width(name: &str, dtype: Dtype) -> Result<usize> {
+    match dtype {
+        Dtype::F32 => Ok(4),
+        Dtype::F16 | Dtype::BF16 => Ok(2),
+        other => Err(Error::tensor(
+            name,
+            format!("has dtype {other:?}; F32, F16 and BF16 are supported"),
+        )),
+    }
+}
+
+/// Appends the values of `part` (whole values of `width` bytes of `dtype`) to `out` as f32.
+pub(crate) fn extend_f32(dtype: Dtype, width: usize, part: &[u8], out: &mut Vec<f32>) {
+    let words = part.chunks_exact(width);
+    match dtype {
+        Dtype::F32 => out.extend(words.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F16 => out.extend(words.map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        _ => out.extend(words.map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+    }
+}
+
 /// Index of the first NaN or infinity: a branch-free scan (it vectorises), then a search only
 /// where it found one.
-fn first_non_finite(v: &[f32]) -> Option<usize> {
+pub(crate) fn first_non_finite(v: &[f32]) -> Option<usize> {
     if v.iter().fold(false, |a, x| a | !x.is_finite()) {
         v.iter().position(|x| !x.is_finite())
     } else {
@@ -303,10 +311,16 @@ impl Checkpoint {
                 format!("has shape {:?}, expected {:?}", e.shape, shape),
             ));
         }
-        if !matches!(e.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        float_width(name, e.dtype).map(|_| ())
+    }
+
+    /// Checks that `name` exists as a U8 tensor of exactly `shape`, without reading it.
+    pub fn expect_u8(&self, name: &str, shape: &[usize]) -> Result<()> {
+        let e = self.entry(name)?;
+        if e.shape != shape || e.dtype != Dtype::U8 {
             return Err(Error::tensor(
                 name,
-                format!("has dtype {:?}; F32, F16 and BF16 are supported", e.dtype),
+                format!("is {:?} {:?}, expected U8 {:?}", e.dtype, e.shape, shape),
             ));
         }
         Ok(())

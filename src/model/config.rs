@@ -17,6 +17,10 @@ use crate::spec::routing::RoutingSpec;
 /// The most decoder layers a config may declare (real models have a few hundred at most).
 pub const MAX_LAYERS: usize = 1 << 16;
 
+/// The widest dimension (hidden size, MLP width, heads, head width, latent ranks, vocabulary) a
+/// config may declare: products of two fit any integer the sizes are computed in.
+pub const MAX_DIM: usize = 1 << 24;
+
 /// Per-head or whole-projection RMSNorm on q and k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QkNorm {
@@ -166,6 +170,7 @@ impl ModelConfig {
         let dense_inter = c.usize_or("intermediate_size", moe.inter)?;
         let attention = attention_config(&c, arch, hidden, layers)?;
         let max_positions = c.usize_or("max_position_embeddings", 4096)?;
+        check_dims(&c, &moe, &attention, [hidden, vocab, dense_inter])?;
         let rope_dim = attention
             .mla
             .map_or(attention.head_dim, |m| m.qk_rope_head_dim);
@@ -218,6 +223,51 @@ impl ModelConfig {
         (0..self.layers)
             .filter(|&i| self.mlp_kinds[i] == MlpKind::Dense)
             .collect()
+    }
+}
+
+/// Refuses a width above [`MAX_DIM`], naming its key: sizes computed from it would overflow.
+fn check_dims(
+    c: &Json,
+    moe: &MoeConfig,
+    a: &AttentionConfig,
+    [hidden, vocab, dense_inter]: [usize; 3],
+) -> Result<()> {
+    let moe_key = if c.get("moe_intermediate_size").is_some() {
+        "moe_intermediate_size"
+    } else {
+        "intermediate_size"
+    };
+    let shared_key = if c.get("n_shared_experts").is_some() {
+        "n_shared_experts"
+    } else {
+        "shared_expert_intermediate_size"
+    };
+    let mut dims = vec![
+        ("hidden_size", hidden),
+        ("vocab_size", vocab),
+        ("intermediate_size", dense_inter),
+        (moe_key, moe.inter),
+        (shared_key, moe.shared_inter.unwrap_or(0)),
+        ("num_attention_heads", a.heads),
+        ("num_key_value_heads", a.kv_heads),
+        ("head_dim", a.head_dim),
+    ];
+    if let Some(m) = a.mla {
+        dims.extend([
+            ("q_lora_rank", m.q_lora_rank.unwrap_or(0)),
+            ("kv_lora_rank", m.kv_lora_rank),
+            ("qk_nope_head_dim", m.qk_nope_head_dim),
+            ("qk_rope_head_dim", m.qk_rope_head_dim),
+            ("v_head_dim", m.v_head_dim),
+        ]);
+    }
+    match dims.into_iter().find(|(_, v)| *v > MAX_DIM) {
+        Some((key, value)) => Err(Error::config(
+            key,
+            format!("is {value}; at most {MAX_DIM} is supported"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::kernels::matmul::WeightFormat;
 use crate::kernels::mxfp4::{e2m1_value, e8m0_value};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, ModelConfig};
+use crate::model::tensor_spec::ExpectedTensor;
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, PackedExpert, SharedExpert};
 
@@ -67,11 +68,7 @@ pub fn load_moe_weights(
     }
     let (h, e) = (cfg.hidden, cfg.experts_in(layer));
     let p = cfg.arch.mlp_prefix(layer);
-    let router_name = if cfg.arch == Arch::GptOss {
-        "router"
-    } else {
-        "gate"
-    };
+    let router_name = cfg.arch.router_name();
     let router = ckpt.f32(&format!("{p}{router_name}.weight"), &[e, h])?;
     let router_bias = if cfg.moe.routing.router_bias {
         Some(ckpt.f32(&format!("{p}{router_name}.bias"), &[e])?)
@@ -86,11 +83,7 @@ pub fn load_moe_weights(
     let shared = match cfg.moe.shared_inter {
         None => None,
         Some(si) => {
-            let name = if cfg.arch == Arch::Qwen2Moe {
-                "shared_expert"
-            } else {
-                "shared_experts"
-            };
+            let name = cfg.arch.shared_expert_name();
             let mlp = load_mlp(ckpt, &format!("{p}{name}."), h, si)?;
             let gate = if cfg.moe.routing.shared_gate {
                 Some(ckpt.f32(&format!("{p}shared_expert_gate.weight"), &[1, h])?)
@@ -151,71 +144,73 @@ pub struct CheckpointExperts {
 impl CheckpointExperts {
     /// Finds the layer's layout and checks every expert tensor's name, shape and dtype.
     pub fn new(ckpt: Arc<Checkpoint>, cfg: &ModelConfig, layer: usize) -> Result<Self> {
-        let prefix = format!("{}experts.", cfg.arch.mlp_prefix(layer));
-        let (e, h, i) = (cfg.experts_in(layer), cfg.hidden, cfg.moe.inter);
-        let layout = match cfg.arch {
-            Arch::Mixtral => Layout::PerExpert("w1", "w3", "w2"),
-            Arch::GptOss if ckpt.contains(&format!("{prefix}gate_up_proj_blocks")) => Layout::Mxfp4,
-            Arch::GptOss => Layout::FusedInputMajor,
-            _ => Layout::PerExpert("gate_proj", "up_proj", "down_proj"),
-        };
-        match layout {
-            Layout::PerExpert(g, u, d) => {
-                for x in 0..e {
-                    ckpt.expect(&format!("{prefix}{x}.{g}.weight"), &[i, h])?;
-                    ckpt.expect(&format!("{prefix}{x}.{u}.weight"), &[i, h])?;
-                    ckpt.expect(&format!("{prefix}{x}.{d}.weight"), &[h, i])?;
-                }
-            }
-            Layout::FusedInputMajor => {
-                ckpt.expect(&format!("{prefix}gate_up_proj"), &[e, h, 2 * i])?;
-                ckpt.expect(&format!("{prefix}gate_up_proj_bias"), &[e, 2 * i])?;
-                ckpt.expect(&format!("{prefix}down_proj"), &[e, i, h])?;
-                ckpt.expect(&format!("{prefix}down_proj_bias"), &[e, h])?;
-            }
-            Layout::Mxfp4 => {
-                for (name, out, inp) in [("gate_up_proj", 2 * i, h), ("down_proj", h, i)] {
-                    if inp % 32 != 0 {
-                        return Err(Error::tensor(
-                            format!("{prefix}{name}_blocks"),
-                            format!("MXFP4 needs the input size {inp} to be a multiple of 32"),
-                        ));
-                    }
-                    expect_u8(
-                        &ckpt,
-                        &format!("{prefix}{name}_blocks"),
-                        &[e, out, inp / 32, 16],
-                    )?;
-                    expect_u8(
-                        &ckpt,
-                        &format!("{prefix}{name}_scales"),
-                        &[e, out, inp / 32],
-                    )?;
-                }
-                ckpt.expect(&format!("{prefix}gate_up_proj_bias"), &[e, 2 * i])?;
-                ckpt.expect(&format!("{prefix}down_proj_bias"), &[e, h])?;
-            }
+        for t in expert_tensors(&ckpt, cfg, layer)? {
+            t.check(&ckpt)?;
         }
         Ok(Self {
+            prefix: format!("{}experts.", cfg.arch.mlp_prefix(layer)),
+            layout: layout(&ckpt, cfg, layer),
+            experts: cfg.experts_in(layer),
+            hidden: cfg.hidden,
+            inter: cfg.moe.inter,
             ckpt,
-            prefix,
-            layout,
-            experts: e,
-            hidden: h,
-            inter: i,
         })
     }
 }
 
-fn expect_u8(ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<()> {
-    let e = ckpt.entry(name)?;
-    if e.shape != shape || e.dtype != safetensors::Dtype::U8 {
-        return Err(Error::tensor(
-            name,
-            format!("is {:?} {:?}, expected U8 {:?}", e.dtype, e.shape, shape),
-        ));
+/// How MoE layer `layer`'s experts are laid out in `ckpt`.
+fn layout(ckpt: &Checkpoint, cfg: &ModelConfig, layer: usize) -> Layout {
+    let prefix = format!("{}experts.", cfg.arch.mlp_prefix(layer));
+    match cfg.arch {
+        Arch::Mixtral => Layout::PerExpert("w1", "w3", "w2"),
+        Arch::GptOss if ckpt.contains(&format!("{prefix}gate_up_proj_blocks")) => Layout::Mxfp4,
+        Arch::GptOss => Layout::FusedInputMajor,
+        _ => Layout::PerExpert("gate_proj", "up_proj", "down_proj"),
     }
-    Ok(())
+}
+
+/// The routed-expert tensors of MoE layer `layer`, in its layout, with their shapes.
+pub(crate) fn expert_tensors(
+    ckpt: &Checkpoint,
+    cfg: &ModelConfig,
+    layer: usize,
+) -> Result<Vec<ExpectedTensor>> {
+    let prefix = format!("{}experts.", cfg.arch.mlp_prefix(layer));
+    let (e, h, i) = (cfg.experts_in(layer), cfg.hidden, cfg.moe.inter);
+    let f = |name: &str, shape: &[usize]| ExpectedTensor::float(format!("{prefix}{name}"), shape);
+    let mut t = Vec::new();
+    match layout(ckpt, cfg, layer) {
+        Layout::PerExpert(g, u, d) => {
+            for x in 0..e {
+                t.push(f(&format!("{x}.{g}.weight"), &[i, h]));
+                t.push(f(&format!("{x}.{u}.weight"), &[i, h]));
+                t.push(f(&format!("{x}.{d}.weight"), &[h, i]));
+            }
+        }
+        Layout::FusedInputMajor => {
+            t.push(f("gate_up_proj", &[e, h, 2 * i]));
+            t.push(f("gate_up_proj_bias", &[e, 2 * i]));
+            t.push(f("down_proj", &[e, i, h]));
+            t.push(f("down_proj_bias", &[e, h]));
+        }
+        Layout::Mxfp4 => {
+            for (name, out, inp) in [("gate_up_proj", 2 * i, h), ("down_proj", h, i)] {
+                if inp % 32 != 0 {
+                    return Err(Error::tensor(
+                        format!("{prefix}{name}_blocks"),
+                        format!("MXFP4 needs the input size {inp} to be a multiple of 32"),
+                    ));
+                }
+                let u8 =
+                    |n: String, shape: &[usize]| ExpectedTensor::u8(format!("{prefix}{n}"), shape);
+                t.push(u8(format!("{name}_blocks"), &[e, out, inp / 32, 16]));
+                t.push(u8(format!("{name}_scales"), &[e, out, inp / 32]));
+            }
+            t.push(f("gate_up_proj_bias", &[e, 2 * i]));
+            t.push(f("down_proj_bias", &[e, h]));
+        }
+    }
+    Ok(t)
 }
 
 /// Dequantises one expert's MXFP4 matrix to `[out, in]`: value = e2m1(nibble) · 2^(scale − 127)

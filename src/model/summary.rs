@@ -27,8 +27,11 @@ pub struct ModelSummary {
     pub moe_layers: Vec<usize>,
     /// Indices of the dense-MLP layers.
     pub dense_layers: Vec<usize>,
-    /// Routed experts per MoE layer.
+    /// Routed experts per MoE layer, as config.json's expert count gives it.
     pub experts: usize,
+    /// Routed experts of each MoE layer, in `moe_layers` order: they differ after per-layer
+    /// pruning (`moe_gpu_experts_per_layer`).
+    pub experts_per_layer: Vec<usize>,
     /// Experts per token.
     pub top_k: usize,
     /// Routed expert width (`moe_intermediate_size`).
@@ -96,11 +99,8 @@ impl ModelSummary {
         }
         let m = &cfg.moe;
         let moe_layers = cfg.moe_layers();
-        let experts_total = moe_layers
-            .iter()
-            .map(|&l| cfg.experts_in(l))
-            .sum::<usize>()
-            .max(1) as u64;
+        let experts_per_layer: Vec<usize> = moe_layers.iter().map(|&l| cfg.experts_in(l)).collect();
+        let experts_total = experts_per_layer.iter().sum::<usize>().max(1) as u64;
         let per_expert = routed / experts_total;
         let activated = total - routed + per_expert * (m.routing.top_k * moe_layers.len()) as u64;
         let gpu_bytes = |f| ExpertArena::expert_bytes(cfg.hidden, m.inter, f, m.expert_bias);
@@ -112,6 +112,7 @@ impl ModelSummary {
             dense_layers: cfg.dense_layers(),
             moe_layers,
             experts: m.routing.experts,
+            experts_per_layer,
             top_k: m.routing.top_k,
             expert_intermediate_size: m.inter,
             shared_expert_intermediate_size: m.shared_inter,
@@ -147,11 +148,21 @@ impl ModelSummary {
                 self.layers, self.moe_layers, self.dense_layers
             ),
         );
+        let per_layer = match self.experts_per_layer.first() {
+            Some(&n) if self.experts_per_layer.iter().any(|&x| x != n) => {
+                let each: Vec<String> = (self.moe_layers.iter())
+                    .zip(&self.experts_per_layer)
+                    .map(|(l, n)| format!("layer {l}: {n}"))
+                    .collect();
+                format!("per MoE layer ({})", each.join(", "))
+            }
+            _ => format!("{} per MoE layer", self.experts),
+        };
         line(
             "experts",
             format!(
-                "{} per MoE layer, k = {}, width {}",
-                self.experts, self.top_k, self.expert_intermediate_size
+                "{per_layer}, k = {}, width {}",
+                self.top_k, self.expert_intermediate_size
             ),
         );
         if let Some(si) = self.shared_expert_intermediate_size {

@@ -328,3 +328,70 @@ fn cli_generates_the_same_tokens_with_an_expert_cache_and_writes_statistics() {
         assert_eq!(s["misses"].as_u64().unwrap() > 0, cached, "{s}");
     }
 }
+
+#[test]
+fn cli_reads_the_prompt_from_a_file_and_from_stdin() {
+    use std::io::Write as _;
+    let fx = Fixture::open("hf-tiny", "olmoe");
+    let d = model_with_tokenizer(&fx);
+    let args = ["--max-new-tokens", "4", "--ignore-eos", "--json"];
+    let ids = |o: &Output| {
+        assert!(o.status.success(), "{}", stderr(o));
+        (
+            last_json(o)["prompt_ids"].clone(),
+            last_json(o)["generated_ids"].clone(),
+        )
+    };
+    let text = "hello mixture of experts";
+    let want = ids(&generate(&d, &[&["--prompt", text][..], &args].concat()));
+    assert_eq!(want.0, json!([1, 2, 4, 5, 6]));
+    let file = temp_dir("prompt-file").join("prompt.txt");
+    std::fs::write(&file, format!("{text}\n")).unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        ids(&generate(&d, &[&["--prompt-file", f][..], &args].concat())),
+        want
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moe"))
+        .args(
+            [
+                &["generate", "--model", d.to_str().unwrap(), "--prompt", "-"][..],
+                &args,
+            ]
+            .concat(),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
+    drop(stdin);
+    assert_eq!(ids(&child.wait_with_output().unwrap()), want);
+
+    // A missing file is named; bytes that are not UTF-8 are refused; --prompt-file conflicts
+    // with --prompt and --prompt-ids.
+    let missing = file.with_file_name("missing.txt");
+    let o = generate(&d, &["--prompt-file", missing.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("missing.txt"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&file, b"hello \xff world").unwrap();
+    let o = generate(&d, &["--prompt-file", f]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not UTF-8"),
+        "{}",
+        stderr(&o)
+    );
+    for other in [["--prompt", "hello"], ["--prompt-ids", "1,2"]] {
+        let o = generate(&d, &[&["--prompt-file", f][..], &other].concat());
+        assert!(
+            !o.status.success() && stderr(&o).contains("cannot be used"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}

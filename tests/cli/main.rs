@@ -8,6 +8,7 @@ mod bench_report;
 mod cli;
 mod cli_residency;
 mod generate_cli;
+mod inspect_checks;
 mod messages;
 mod robustness;
 mod synth;

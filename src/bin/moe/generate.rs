@@ -1,8 +1,9 @@
 //! `moe generate`: text (or token ids) from a Hugging Face MoE checkpoint, streamed to stdout.
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::{FinishReason, TextStream};
 use moe_gpu::{
@@ -21,16 +22,21 @@ pub struct Args {
     /// Hugging Face model directory: config.json, safetensors, and tokenizer.json for --prompt.
     #[arg(long)]
     model: PathBuf,
-    /// Prompt text, encoded with the model's tokenizer.json (as plain text unless --chat).
+    /// Prompt text, encoded with the model's tokenizer.json (as plain text unless --chat);
+    /// `-` reads it from stdin (one trailing newline dropped).
     #[arg(
         long,
-        required_unless_present = "prompt_ids",
+        group = "text",
+        required_unless_present_any = ["prompt_ids", "prompt_file"],
         conflicts_with = "prompt_ids"
     )]
     prompt: Option<String>,
-    /// Send --prompt as a user turn through the checkpoint's chat template
+    /// Read the prompt text from file F (UTF-8, one trailing newline dropped), as --prompt.
+    #[arg(long, value_name = "F", group = "text", conflicts_with = "prompt_ids")]
+    prompt_file: Option<PathBuf>,
+    /// Send the prompt text as a user turn through the checkpoint's chat template
     /// (chat_template.jinja or tokenizer_config.json), opening the assistant's turn.
-    #[arg(long, requires = "prompt")]
+    #[arg(long, requires = "text")]
     chat: bool,
     /// With --chat: a system turn before the user's.
     #[arg(long, requires = "chat")]
@@ -98,20 +104,21 @@ pub fn run(a: Args) -> Result<()> {
     let sampling = a.sampling();
     sampling.validate()?;
     // Text needs the tokenizer; ids are printed as text when one is there to decode them.
-    let tokenizer = match (&a.prompt, a.model.join("tokenizer.json").is_file()) {
+    let text = prompt_text(a.prompt.as_deref(), a.prompt_file.as_deref())?;
+    let tokenizer = match (&text, a.model.join("tokenizer.json").is_file()) {
         (Some(_), _) => Some(Tokenizer::load(&a.model)?),
         (None, true) => Tokenizer::load(&a.model)
             .inspect_err(|e| eprintln!("warning: {e}; printing token ids instead of text"))
             .ok(),
         (None, false) => None,
     };
-    let prompt = match (&a.prompt, &a.prompt_ids, &tokenizer) {
+    let prompt = match (&text, &a.prompt_ids, &tokenizer) {
         (Some(text), _, Some(t)) if a.chat => {
             t.encode_raw(&chat_prompt(&a.model, a.system.as_deref(), text)?)?
         }
         (Some(text), _, Some(t)) => t.encode(text)?,
         (None, Some(ids), _) => ids.clone(),
-        _ => bail!("give --prompt TEXT or --prompt-ids IDS"),
+        _ => bail!("give --prompt TEXT, --prompt-file F or --prompt-ids IDS"),
     };
     if prompt.is_empty() {
         bail!("the prompt is empty (no tokens)");
@@ -216,9 +223,36 @@ pub fn run(a: Args) -> Result<()> {
         .finish(&model.residency_stats(), model.config.moe.routing.top_k)
 }
 
+/// The prompt text: `--prompt` as given, stdin for `--prompt -`, or `--prompt-file`'s
+/// contents; read text must be UTF-8 and loses one trailing newline (`echo` adds it).
+fn prompt_text(prompt: Option<&str>, file: Option<&Path>) -> Result<Option<String>> {
+    let (bytes, source) = match (prompt, file) {
+        (Some("-"), _) => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("--prompt -: reading stdin")?;
+            (bytes, "--prompt -: stdin".to_string())
+        }
+        (Some(text), _) => return Ok(Some(text.to_string())),
+        (None, Some(f)) => {
+            let bytes = std::fs::read(f)
+                .with_context(|| format!("--prompt-file {}: cannot read it", f.display()))?;
+            (bytes, format!("--prompt-file {}", f.display()))
+        }
+        (None, None) => return Ok(None),
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow!("{source}: not UTF-8 text ({})", e.utf8_error()))?;
+    let line_end = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'));
+    Ok(Some(line_end.unwrap_or(&text).to_string()))
+}
+
 /// The prompt text of a user turn (after an optional system turn) through the model's chat
 /// template.
-fn chat_prompt(model: &std::path::Path, system: Option<&str>, user: &str) -> Result<String> {
+fn chat_prompt(model: &Path, system: Option<&str>, user: &str) -> Result<String> {
     let Some(template) = ChatTemplate::load(model)? else {
         bail!(
             "--chat: {} has no chat template (chat_template.jinja, or chat_template in \

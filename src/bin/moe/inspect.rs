@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 
 use crate::out::{out, outln};
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use moe_gpu::format_bytes;
 use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::model::expected_tensors::check_tensors;
 use moe_gpu::model::memory::MemoryPlan;
+use moe_gpu::model::non_finite::NonFinite;
 use moe_gpu::model::summary::ModelSummary;
 use moe_gpu::model::{Checkpoint, ModelConfig, ModelOptions};
 use moe_gpu::moe::budget::ArenaLimits;
@@ -35,6 +37,9 @@ pub struct Args {
     /// MXFP4 checkpoint, else f32].
     #[arg(long, value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
     dtype: Option<String>,
+    /// Also read every tensor and report its NaN and infinite values (exits non-zero if any).
+    #[arg(long)]
+    verify: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -55,16 +60,78 @@ pub fn run(a: Args) -> Result<()> {
         },
         ..Default::default()
     };
+    check(&cfg, &ckpt)?;
+    let non_finite = if a.verify { verify(&ckpt)? } else { Vec::new() };
     let ctx = moe_gpu::Context::new()?;
     let plan = MemoryPlan::new(&cfg, &ckpt, &options, ArenaLimits::of(&ctx))?;
     if a.json {
         let mut value = serde_json::to_value(&s)?;
         value["memory"] = serde_json::to_value(&plan)?;
+        if a.verify {
+            value["non_finite"] = serde_json::to_value(&non_finite)?;
+        }
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         out!("{}{}", s.report(), report(&plan))?;
+        if a.verify {
+            outln!("verify                       {}", verified(&non_finite))?;
+        }
+    }
+    if !non_finite.is_empty() {
+        bail!("{}", verified(&non_finite));
     }
     Ok(())
+}
+
+/// Every tensor the config asks for, by name, shape and dtype: each mismatch is an error line;
+/// tensors nothing reads are warnings.
+fn check(cfg: &ModelConfig, ckpt: &Checkpoint) -> Result<()> {
+    let found = check_tensors(cfg, ckpt)?;
+    for name in &found.unexpected {
+        eprintln!(
+            "warning: tensor {name} is not used by a {} model",
+            cfg.arch.name()
+        );
+    }
+    if !found.errors.is_empty() {
+        bail!(
+            "the checkpoint does not match config.json:\n  {}",
+            found.errors.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Reads every tensor, in name order, for NaN and infinity.
+fn verify(ckpt: &Checkpoint) -> Result<Vec<NonFinite>> {
+    let mut names: Vec<&str> = ckpt.names().collect();
+    names.sort_unstable();
+    let mut found = Vec::new();
+    for name in names {
+        found.extend(ckpt.non_finite(name)?);
+    }
+    Ok(found)
+}
+
+/// One line per tensor with NaN or infinite values, or that every value is finite.
+fn verified(found: &[NonFinite]) -> String {
+    if found.is_empty() {
+        return "every value is finite".into();
+    }
+    let lines: Vec<String> = found
+        .iter()
+        .map(|f| {
+            format!(
+                "tensor {}: {} NaN or infinite values, the first at flat index {} ({})",
+                f.tensor, f.count, f.first, f.value
+            )
+        })
+        .collect();
+    format!(
+        "{} tensors are not finite:\n  {}",
+        found.len(),
+        lines.join("\n  ")
+    )
 }
 
 /// The adapter's memory and whether the plan fits it.

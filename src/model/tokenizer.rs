@@ -20,8 +20,9 @@ impl Tokenizer {
         if !path.is_file() {
             return Err(Error::Tokenizer {
                 path,
-                message: "not found: the model directory has no tokenizer.json \
-                          (pass token ids with --prompt-ids instead)"
+                message: "not found: the model directory has no tokenizer.json, so give \
+                          token ids instead of text (`moe generate --prompt-ids`; a --data \
+                          file of whitespace- or comma-separated ids)"
                     .into(),
             });
         }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::adapter::{ContextOptions, autotune_from_env, choose_adapter};
@@ -52,6 +53,8 @@ pub struct Context {
     pending_writes: AtomicU64,
     /// [`Context::device_memory`]: stated, or as the backend reported it (0: unknown).
     device_memory: AtomicU64,
+    /// Nanoseconds the kernels spent tuning their tilings ([`Context::tuning_time`]).
+    tuning_nanos: AtomicU64,
     /// Device loss and uncaptured errors, as wgpu's callbacks reported them.
     health: Arc<Health>,
 }
@@ -136,6 +139,7 @@ impl Context {
             binding_cap: AtomicU64::new(u64::MAX),
             pending_writes: AtomicU64::new(0),
             device_memory: AtomicU64::new(device_memory),
+            tuning_nanos: AtomicU64::new(0),
             health,
         }
     }
@@ -146,6 +150,24 @@ impl Context {
     /// checks its memory plan against it.
     pub fn device_memory(&self) -> Option<u64> {
         Some(self.device_memory.load(Ordering::Relaxed)).filter(|&b| b > 0)
+    }
+
+    /// Time spent compiling pipelines so far, tuning's candidates included: one-time set-up,
+    /// which mostly falls in loading, as layers build their kernels.
+    pub fn compile_time(&self) -> Duration {
+        self.pipelines.build_time()
+    }
+
+    /// Time the kernels spent tuning their tilings so far ([`crate::kernels::tune`]; its
+    /// compilation included): one-time set-up as well.
+    pub fn tuning_time(&self) -> Duration {
+        Duration::from_nanos(self.tuning_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Adds `spent` to [`Self::tuning_time`].
+    pub fn note_tuning(&self, spent: Duration) {
+        self.tuning_nanos
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// States the adapter's memory for buffers (a backend that reports none, or room to leave

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, KernelDef, Override};
@@ -128,6 +130,8 @@ impl Pipeline {
 #[derive(Default)]
 pub struct PipelineCache {
     built: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// Nanoseconds spent building pipelines (shader compilation).
+    build_nanos: AtomicU64,
 }
 
 impl PipelineCache {
@@ -136,9 +140,17 @@ impl PipelineCache {
         if let Some(p) = self.lock().get(key) {
             return Ok(p.clone());
         }
+        let started = Instant::now();
         let built = Arc::new(build_pipeline(device, key)?);
+        let nanos = started.elapsed().as_nanos() as u64;
+        self.build_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.lock().insert(key.clone(), built.clone());
         Ok(built)
+    }
+
+    /// Time spent building pipelines so far.
+    pub fn build_time(&self) -> Duration {
+        Duration::from_nanos(self.build_nanos.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PipelineKey, Arc<Pipeline>>> {

@@ -101,7 +101,9 @@ pub fn tiling(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Tiling {
     {
         return *t;
     }
+    let started = std::time::Instant::now();
     let chosen = measure(ctx, kind, g).unwrap_or(default);
+    ctx.note_tuning(started.elapsed());
     map.insert(key, chosen);
     save_cache(map);
     chosen

@@ -92,9 +92,12 @@ fn cli_reproduces_the_greedy_sequence_and_ends_with_json() {
         "prefill_tokens_per_s",
         "decode_tokens_per_s",
         "time_to_first_token_ms",
+        "load_compile_ms",
     ] {
         assert!(v["stats"][field].as_f64().unwrap() > 0.0, "{field}: {v}");
     }
+    // Every kernel is built at load: generating compiles nothing.
+    assert_eq!(v["stats"]["compile_ms_after_load"], 0.0, "{v}");
     // The checkpoint's own expert format: f32 for a checkpoint without MXFP4 experts.
     assert_eq!(v["stats"]["expert_format"], "f32", "{v}");
     // Without a tokenizer the ids themselves are streamed.

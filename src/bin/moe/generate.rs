@@ -141,11 +141,15 @@ pub fn run(a: Args) -> Result<()> {
     let load = load.elapsed();
     a.activation.apply(&mut model)?;
     let stop = stop_tokens(&a.model, &model.config)?;
+    let (compiled, tuned) = (ctx.compile_time(), ctx.tuning_time());
     eprintln!(
-        "{} on {}: loaded in {:.2} s, {:.1} MiB on the GPU; {} prompt tokens",
+        "{} on {}: loaded in {:.2} s ({:.2} s compiling kernels, {:.2} s tuning them; once per \
+         process, the tunings cached on disk), {:.1} MiB on the GPU; {} prompt tokens",
         model.config.arch.name(),
         ctx.describe(),
         load.as_secs_f64(),
+        compiled.as_secs_f64(),
+        tuned.as_secs_f64(),
         ctx.allocated_bytes() as f64 / (1 << 20) as f64,
         prompt.len()
     );
@@ -204,6 +208,9 @@ pub fn run(a: Args) -> Result<()> {
                 "decode_tokens_per_s": stats.decode_tokens_per_s(),
                 "time_to_first_token_ms": stats.time_to_first_token.as_secs_f64() * 1e3,
                 "load_ms": load.as_secs_f64() * 1e3,
+                "load_compile_ms": compiled.as_secs_f64() * 1e3,
+                "load_tuning_ms": tuned.as_secs_f64() * 1e3,
+                "compile_ms_after_load": (ctx.compile_time() - compiled).as_secs_f64() * 1e3,
                 "gpu_bytes_allocated": ctx.allocated_bytes(),
                 "host_rss_anon_bytes": host_rss("RssAnon:"),
                 "host_rss_file_bytes": host_rss("RssFile:"),

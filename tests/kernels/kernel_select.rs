@@ -9,23 +9,27 @@ use moe_gpu::synthetic::Rng;
 
 use crate::common;
 
-/// What one run of the kernel wrote: ids, weights, shared gate and (with counting) counts.
-struct Routed {
+/// What one run of the kernel wrote: ids, weights, shared gate, (with counting) counts and
+/// (with a status word) the word.
+pub(crate) struct Routed {
     ids: Vec<u32>,
     weights: Vec<f32>,
     gate: Vec<f32>,
     counts: Vec<u32>,
+    pub status: Option<u32>,
 }
 
 /// Runs the kernel on `logits` ([tokens, experts], plus a shared-gate column when the spec has
-/// one), counting into a buffer that starts at `counts` where given.
-fn run_select(
+/// one), counting into a buffer that starts at `counts` where given, and with `status` =
+/// (start, tag) reporting non-finite logits into a word that starts at `start`.
+pub(crate) fn run_select(
     spec: &RoutingSpec,
     logits: &[f32],
     tokens: usize,
     correction: Option<&[f32]>,
     act: &DynamicActivation,
     counts: Option<&[u32]>,
+    status: Option<(u32, u32)>,
 ) -> Routed {
     let ctx = common::ctx();
     let (k, e) = (spec.top_k, spec.experts);
@@ -37,6 +41,7 @@ fn run_select(
     let weights = ctx.storage("w", (tokens * k * 4) as u64).unwrap();
     let gate = ctx.storage("gate", (tokens * 4) as u64).unwrap();
     let counts_buf = counts.map(|start| ctx.storage_with("counts", start).unwrap());
+    let status_buf = status.map(|(start, _)| ctx.storage_with("status", &[start]).unwrap());
     let select = Select::new(
         ctx,
         spec,
@@ -48,7 +53,7 @@ fn run_select(
             shared_gate: &gate,
             counts: counts_buf.as_ref(),
             permute: None,
-            status: None,
+            status: status_buf.as_ref().zip(status.map(|(_, tag)| tag)),
         },
     )
     .unwrap();
@@ -61,6 +66,7 @@ fn run_select(
         weights: ctx.read_back(&weights, tokens * k).unwrap(),
         gate: ctx.read_back(&gate, tokens).unwrap(),
         counts: counts_buf.map_or_else(Vec::new, |c| ctx.read_back(&c, e).unwrap()),
+        status: status_buf.map(|b| ctx.read_back::<u32>(&b, 1).unwrap()[0]),
     }
 }
 
@@ -72,7 +78,7 @@ pub(crate) fn gpu_route(
     correction: Option<&[f32]>,
     act: &DynamicActivation,
 ) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
-    let r = run_select(spec, logits, tokens, correction, act, None);
+    let r = run_select(spec, logits, tokens, correction, act, None, None);
     (r.ids, r.weights, r.gate)
 }
 
@@ -280,7 +286,15 @@ fn gpu_count(
     start: &[u32],
 ) -> (Vec<u32>, Vec<u32>) {
     let correction = vec![0.05f32; spec.experts];
-    let r = run_select(spec, logits, tokens, Some(&correction), act, Some(start));
+    let r = run_select(
+        spec,
+        logits,
+        tokens,
+        Some(&correction),
+        act,
+        Some(start),
+        None,
+    );
     (r.ids, r.counts)
 }
 

@@ -1,45 +1,16 @@
 //! The select kernel's status word: a NaN or infinite logit (the shared-gate column included)
 //! writes the tag, finite extremes never do, and a tag already there is kept.
 
-use moe_gpu::kernels::select::{Select, SelectBuffers};
 use moe_gpu::moe::{DynamicActivation, RoutingSpec};
 
-use crate::common;
+use crate::kernel_select::run_select;
 
 /// Runs the selection of `tokens` tokens over `logits` with the status word starting at
 /// `start` and tag 9; returns the word.
 fn status_after(spec: &RoutingSpec, logits: &[f32], tokens: usize, start: u32) -> u32 {
-    let ctx = common::ctx();
-    let k = spec.top_k;
-    let buf = |label, bytes: usize| ctx.storage(label, bytes as u64).unwrap();
-    let logits_buf = ctx.storage_with("logits", logits).unwrap();
-    let corr = ctx.storage_with("corr", &[0.0f32]).unwrap();
-    let (ids, weights, gate) = (
-        buf("ids", tokens * k * 4),
-        buf("w", tokens * k * 4),
-        buf("gate", tokens * 4),
-    );
-    let status = ctx.storage_with("status", &[start]).unwrap();
-    let select = Select::new(
-        ctx,
-        spec,
-        SelectBuffers {
-            logits: &logits_buf,
-            correction: &corr,
-            ids: &ids,
-            weights: &weights,
-            shared_gate: &gate,
-            counts: None,
-            permute: None,
-            status: Some((&status, 9)),
-        },
-    )
-    .unwrap();
     let act = DynamicActivation::default();
-    common::run_pass(ctx, |pass| {
-        select.encode(ctx, pass, tokens, k, &act, None);
-    });
-    ctx.read_back::<u32>(&status, 1).unwrap()[0]
+    let routed = run_select(spec, logits, tokens, None, &act, None, Some((start, 9)));
+    routed.status.expect("a status word")
 }
 
 #[test]

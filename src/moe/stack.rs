@@ -12,7 +12,7 @@ use crate::moe::budget::ResidencyOptions;
 use crate::moe::layer::{LayerBuild, MoeLayer, MoeStep, check_input};
 use crate::moe::pool::ExpertPool;
 use crate::moe::stats::ResidencyStats;
-use crate::moe::step_buffers::{StepBuffers, StepShape, router_status};
+use crate::moe::step_buffers::{StepBuffers, StepShape, read_checked};
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::MoeWeights;
@@ -122,15 +122,14 @@ impl MoeStack {
             let tokens = chunk.len() / self.hidden;
             ctx.queue
                 .write_buffer(self.input(), 0, bytemuck::cast_slice(chunk));
-            self.layers[0].clear_status(ctx);
+            self.layers[0].clear_status(ctx)?;
             let mut rec = Recorder::new(ctx);
             self.record(ctx, &mut rec, tokens, activation)?;
             let bytes = (chunk.len() * 4) as u64;
             rec.copy(self.output(), 0, &self.readback, 0, bytes);
             rec.copy(self.layers[0].status_buffer(), 0, &self.readback, bytes, 4);
             rec.submit()?;
-            let read = self.readback.read_bytes(ctx, bytes + 4)?;
-            router_status(decode::<u32>(&read, bytes, 1)[0])?;
+            let read = read_checked(ctx, &self.readback, bytes)?;
             out.extend(decode::<f32>(&read, 0, chunk.len()));
         }
         Ok(out)

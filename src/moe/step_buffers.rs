@@ -4,7 +4,7 @@
 //! it; a layer built on its own allocates its own.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, padded};
+use crate::gpu::{Context, Staging, decode, padded};
 use crate::kernels::permute;
 use crate::moe::router::{RouterOutputs, logit_cols};
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -143,15 +143,17 @@ pub struct StepBuffers {
     /// `[max_tokens, hidden]` shared expert output (`[1, hidden]` without a shared expert).
     pub shared_out: wgpu::Buffer,
     /// `[1]` u32: 0, or 1 + the decoder layer of the first layer since it was cleared whose
-    /// selection read a NaN or infinite router logit (see [`router_status`]).
+    /// selection read a NaN or infinite router logit (see [`read_checked`]).
     pub status: wgpu::Buffer,
 }
 
-/// The error a nonzero router status word stands for: the layer it names saw a NaN or
-/// infinite router logit.
-pub fn router_status(word: u32) -> Result<()> {
-    match word {
-        0 => Ok(()),
+/// Reads the first `status_at + 4` bytes of `staging`, into which a step copied its output
+/// and then, at `status_at`, the router status word; a nonzero word is the error it stands
+/// for: the layer it names saw a NaN or infinite router logit.
+pub fn read_checked(ctx: &Context, staging: &Staging, status_at: u64) -> Result<Vec<u8>> {
+    let bytes = staging.read_bytes(ctx, status_at + 4)?;
+    match decode::<u32>(&bytes, status_at, 1)[0] {
+        0 => Ok(bytes),
         tag => Err(Error::NonFiniteRouterLogits {
             layer: tag as usize - 1,
         }),

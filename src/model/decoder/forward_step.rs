@@ -10,7 +10,7 @@ use crate::model::capture::{LayerRouting, RoutingCapture};
 use crate::model::decoder::{Logits, Mlp, Model};
 use crate::model::tensor_trace::Trace;
 use crate::moe::layer::{MoeLayer, MoeStep};
-use crate::moe::step_buffers::router_status;
+use crate::moe::step_buffers::read_checked;
 use crate::spec::routing::DynamicActivation;
 
 impl Model {
@@ -69,7 +69,7 @@ impl Model {
             )));
         }
         if let Some((_, layer)) = self.moe_layers().next() {
-            layer.clear_status(ctx);
+            layer.clear_status(ctx)?;
         }
         let chunks: Vec<&[u32]> = ids.chunks(self.limits.batch).collect();
         let last = chunks.len() - 1;
@@ -79,8 +79,7 @@ impl Model {
         }
         // The router status word of the MoE layers follows the logits (zero without any).
         let status_at = (rows * self.config.vocab * 4) as u64;
-        let bytes = self.logits.read_bytes(ctx, status_at + 4)?;
-        router_status(decode::<u32>(&bytes, status_at, 1)[0])?;
+        let bytes = read_checked(ctx, &self.logits, status_at)?;
         Ok(decode(&bytes, 0, rows * self.config.vocab))
     }
 

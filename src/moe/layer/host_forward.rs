@@ -6,7 +6,7 @@ use crate::gpu::{Context, Recorder, Staging, decode};
 use crate::moe::layer::state::MoeLayer;
 use crate::moe::layer::step::MoeStep;
 use crate::moe::router::logit_cols;
-use crate::moe::step_buffers::router_status;
+use crate::moe::step_buffers::read_checked;
 use crate::spec::routing::DynamicActivation;
 
 /// What a forward step returns.
@@ -79,7 +79,7 @@ impl MoeLayer {
         let tokens = x.len() / h;
         let logit_cols = logit_cols(&self.spec);
         ctx.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
-        self.clear_status(ctx);
+        self.clear_status(ctx)?;
         let mut rec = Recorder::new(ctx);
         self.record(ctx, &mut rec, &MoeStep::new(tokens, &options.activation))?;
 
@@ -94,7 +94,6 @@ impl MoeLayer {
             } else {
                 0
             };
-        let total = status_at + 4;
         let staging = match self.readback.get() {
             Some(staging) => staging,
             None => {
@@ -113,8 +112,7 @@ impl MoeLayer {
         }
         rec.copy(self.status_buffer(), 0, staging, status_at, 4);
         rec.submit()?;
-        let bytes = staging.read_bytes(ctx, total)?;
-        router_status(decode::<u32>(&bytes, status_at, 1)[0])?;
+        let bytes = read_checked(ctx, staging, status_at)?;
         let mut result = MoeOutput {
             output: decode(&bytes, 0, tokens * h),
             ..Default::default()

@@ -4,6 +4,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 
+use crate::error::Result;
 use crate::gpu::{Context, Staging};
 use crate::kernels::combine::{Combine, DownCombine};
 use crate::kernels::expert_arena::ExpertArena;
@@ -96,8 +97,8 @@ impl MoeLayer {
 
     /// Zeroes the router status word with a queued write, which runs before the next submit
     /// (it makes no submit of its own).
-    pub fn clear_status(&self, ctx: &Context) {
-        ctx.queue.write_buffer(&self.buffers.status, 0, &[0; 4]);
+    pub fn clear_status(&self, ctx: &Context) -> Result<()> {
+        ctx.write(&self.buffers.status, 0, &[0; 4])
     }
 
     /// This layer's residency statistics so far.

@@ -225,21 +225,18 @@ impl MemoryPlan {
     /// there under any expert budget. The error gives the sizes by kind.
     pub fn check_least_fits(&self) -> Result<()> {
         match self.device_memory {
-            Some(memory) if self.least > memory => {
-                let gib = format_bytes;
-                Err(Error::input(format!(
-                    "the model does not fit the adapter's {} of memory: it needs at least {} \
+            Some(memory) if self.least > memory => Err(Error::input(format!(
+                "the model does not fit the adapter's {} of memory: it needs at least {} \
                      with the smallest expert budget, of which weights besides the routed \
                      experts take {}, the KV cache {} for {} positions (a shorter \
                      --max-context needs less) and activations {}",
-                    gib(memory),
-                    gib(self.least),
-                    gib(self.other_weights),
-                    gib(self.kv_cache),
-                    self.max_context,
-                    gib(self.activations),
-                )))
-            }
+                format_bytes(memory),
+                format_bytes(self.least),
+                format_bytes(self.other_weights),
+                format_bytes(self.kv_cache),
+                self.max_context,
+                format_bytes(self.activations),
+            ))),
             _ => Ok(()),
         }
     }

@@ -136,21 +136,20 @@ fn verified(found: &[NonFinite]) -> String {
 
 /// The adapter's memory and whether the plan fits it.
 fn fit(p: &MemoryPlan) -> String {
-    let gib = format_bytes;
-    match (p.device_memory, p.fitting_budget) {
-        (Some(memory), _) if p.least > memory => {
-            format!(
-                "{}: does not fit, even with the smallest expert budget",
-                gib(memory)
-            )
-        }
-        (Some(memory), _) if p.total <= memory => format!("{}: fits", gib(memory)),
-        (Some(memory), Some(budget)) => format!(
-            "{}: fits with an expert budget of at most {} (the default budget shrinks to it)",
-            gib(memory),
-            gib(budget)
-        ),
-        _ => "unknown: the backend reports none (MOE_GPU_DEVICE_MEMORY states it)".into(),
+    let (Some(memory), Some(budget)) = (p.device_memory, p.fitting_budget) else {
+        return "unknown: the backend reports none (MOE_GPU_DEVICE_MEMORY states it)".into();
+    };
+    let memory_text = format_bytes(memory);
+    if p.least > memory {
+        format!("{memory_text}: does not fit, even with the smallest expert budget")
+    } else if p.fits == Some(true) {
+        format!("{memory_text}: fits")
+    } else {
+        format!(
+            "{memory_text}: fits with an expert budget of at most {} (the default budget \
+             shrinks to it)",
+            format_bytes(budget)
+        )
     }
 }
 

@@ -165,7 +165,7 @@ impl Context {
     }
 
     /// Adds `spent` to [`Self::tuning_time`].
-    pub fn note_tuning(&self, spent: Duration) {
+    pub(crate) fn note_tuning(&self, spent: Duration) {
         self.tuning_nanos
             .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
     }

@@ -1,5 +1,5 @@
 //! The `cli` test binary: the `moe` command line end to end (block, inspect, residency,
-//! generate, bench, synth).
+//! generate, bench, synth, plots).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -10,5 +10,6 @@ mod cli_residency;
 mod generate_cli;
 mod inspect_checks;
 mod messages;
+mod plots;
 mod robustness;
 mod synth;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::out::outln;
+use crate::plot;
 use crate::progress;
 use anyhow::{Result, bail};
 use moe_gpu::moe::Policy;
@@ -22,7 +23,13 @@ pub struct Args {
     #[arg(long, value_name = "EXPONENT", conflicts_with = "trace")]
     zipf: Option<f64>,
     /// Slots per MoE layer to simulate; repeat or separate with commas (each at least k).
-    #[arg(long, value_name = "N", value_delimiter = ',', required = true)]
+    /// With `--plot` and no `--slots`, the table shows the plot's slot counts.
+    #[arg(
+        long,
+        value_name = "N",
+        value_delimiter = ',',
+        required_unless_present = "plot"
+    )]
     slots: Vec<usize>,
     /// Synthetic trace: experts per layer.
     #[arg(long, default_value_t = 64)]
@@ -51,6 +58,10 @@ pub struct Args {
     /// Print one JSON array of reports instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also draw hit rate against slots per layer (from k to every expert) as a PNG, one line
+    /// per policy and one for Belady's MIN.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -72,10 +83,24 @@ pub fn run(a: Args) -> Result<()> {
         trace.save(path)?;
     }
     let policies = [Policy::Lru, Policy::parse("lfu", a.lfu_half_life)?];
+    let plotted = match &a.plot {
+        Some(path) => {
+            plot::check_path(path)?;
+            sweep(trace.top_k, trace.experts)
+        }
+        None => Vec::new(),
+    };
+    let shown = if a.slots.is_empty() {
+        plotted.clone()
+    } else {
+        a.slots.clone()
+    };
+    let mut slots: Vec<usize> = shown.iter().chain(&plotted).copied().collect();
+    slots.sort_unstable();
+    slots.dedup();
     let bar = progress::counter("simulating", "slot counts")?;
-    bar.set_length(a.slots.len() as u64);
-    let reports: Result<Vec<SimReport>, _> = a
-        .slots
+    bar.set_length(slots.len() as u64);
+    let all: Result<Vec<SimReport>, _> = slots
         .iter()
         .map(|&n| {
             let report = compare(&trace, n, &policies);
@@ -84,7 +109,24 @@ pub fn run(a: Args) -> Result<()> {
         })
         .collect();
     bar.finish_and_clear();
-    let reports = reports?;
+    let all = all?;
+    let pick = |wanted: &[usize]| -> Vec<SimReport> {
+        all.iter()
+            .filter(|r| wanted.contains(&r.slots))
+            .cloned()
+            .collect()
+    };
+    if let Some(path) = &a.plot {
+        let title = format!(
+            "Expert cache hit rate: {} layers, {} steps, {} experts, k = {}",
+            trace.layers.len(),
+            trace.steps.len(),
+            trace.experts,
+            trace.top_k
+        );
+        plot::hits::plot(&pick(&plotted), &title, path)?;
+    }
+    let reports = pick(&shown);
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(());
@@ -114,6 +156,22 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// Slot counts from `k` to every expert resident, at most [`SWEEP_POINTS`] of them, evenly
+/// spread with both ends included.
+fn sweep(k: usize, experts: usize) -> Vec<usize> {
+    let (lo, hi) = (k.max(1), experts.max(k.max(1)));
+    let n = (hi - lo + 1).min(SWEEP_POINTS);
+    if n == 1 {
+        return vec![lo];
+    }
+    let mut v: Vec<usize> = (0..n).map(|i| lo + i * (hi - lo) / (n - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// Most slot counts a plot simulates.
+const SWEEP_POINTS: usize = 32;
+
 fn row(p: &PolicyResult) -> String {
     let ratio = p
         .ratio_to_optimal
@@ -126,4 +184,19 @@ fn row(p: &PolicyResult) -> String {
         100.0 * p.hit_rate,
         ratio
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plotted_slot_counts_run_from_k_to_every_expert() {
+        assert_eq!(sweep(2, 5), vec![2, 3, 4, 5]);
+        let v = sweep(8, 64);
+        assert_eq!(v.len(), SWEEP_POINTS);
+        assert_eq!((v[0], v[v.len() - 1]), (8, 64));
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(sweep(4, 4), vec![4]);
+    }
 }

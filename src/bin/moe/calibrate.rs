@@ -8,6 +8,7 @@ use moe_gpu::{Context, ModelOptions};
 
 use crate::data::load_tokens;
 use crate::out::outln;
+use crate::plot;
 use crate::progress;
 
 #[derive(clap::Args)]
@@ -28,9 +29,16 @@ pub struct Args {
     /// Sequences of the built-in pseudo-random ids (models without a tokenizer).
     #[arg(long, default_value_t = 8)]
     sequences: usize,
+    /// Also draw the statistics as a PNG: each layer's expert frequency as a heatmap and the
+    /// distribution of w_j/w_1.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(path) = &a.plot {
+        plot::check_path(path)?;
+    }
     let ctx = Context::new()?;
     let options = ModelOptions {
         max_batch: a.seq_len.max(1),
@@ -54,6 +62,9 @@ pub fn run(a: Args) -> Result<()> {
     bar.finish_and_clear();
     let stats = stats?;
     stats.save(&a.out)?;
+    if let Some(path) = &a.plot {
+        plot::routing::plot(&stats, path)?;
+    }
     outln!(
         "{} tokens over {} sequences → {}",
         stats.tokens,

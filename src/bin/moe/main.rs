@@ -14,6 +14,7 @@ mod generate;
 mod inspect;
 mod io;
 mod out;
+mod plot;
 mod progress;
 mod prune;
 mod residency_args;

@@ -193,7 +193,7 @@ fn ratios(stats: &CalibrationStats, area: &DrawingArea<BitMapBackend, Shift>) ->
     if ranks > 0 {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::UpperRight)
             .label_font(font(14))
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)

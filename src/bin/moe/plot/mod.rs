@@ -53,7 +53,7 @@ fn render(
         .with_context(|| format!("--plot {}: cannot write the PNG", path.display()))
 }
 
-/// The text style of titles, `size` pixels high.
+/// The embedded font, `size` pixels high.
 fn font(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().into()
 }

@@ -201,3 +201,33 @@ fn ratios(stats: &CalibrationStats, area: &DrawingArea<BitMapBackend, Shift>) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moe_gpu::calibration::LayerStats;
+
+    #[test]
+    fn layers_with_different_expert_counts_and_k_1_are_drawn() {
+        // A pruned model: 8 experts in one layer, 6 in the next; k = 1 has no ratios.
+        for k in [1, 2] {
+            let mut layers = vec![LayerStats::new(0, 8, k), LayerStats::new(3, 6, k)];
+            for l in &mut layers {
+                let ids: Vec<u32> = (0..4 * k as u32).map(|i| i % 6).collect();
+                let weights: Vec<f32> = (0..4 * k).map(|i| 1.0 / (i + 1) as f32).collect();
+                l.observe(&ids, &weights, None);
+            }
+            let stats = CalibrationStats {
+                model: "pruned".into(),
+                architecture: "olmoe".into(),
+                tokens: 4,
+                layers,
+            };
+            let path = std::env::temp_dir()
+                .join(format!("moe-plot-routing-{}-k{k}.png", std::process::id()));
+            plot(&stats, &path).unwrap();
+            assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}

@@ -173,11 +173,13 @@ fn a_plot_path_that_cannot_be_written_is_an_error() {
     let d = temp_dir("plot-bad");
     let missing = d.join("no-such-folder").join("hits.png");
     let not_png = d.join("hits.txt");
-    let unwritable = Path::new("/proc/moe-gpu-plot.png");
+    // A folder of that name: even root cannot write the file.
+    let unwritable = d.join("taken.png");
+    std::fs::create_dir(&unwritable).unwrap();
     for (path, says) in [
         (missing.as_path(), "not an existing folder"),
         (not_png.as_path(), "must end in .png"),
-        (unwritable, "cannot write the PNG"),
+        (unwritable.as_path(), "cannot write the PNG"),
     ] {
         let o = moe(&[
             "cache-sim",

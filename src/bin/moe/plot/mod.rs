@@ -1,6 +1,6 @@
 //! PNG plots (plotters' bitmap backend): routing statistics for `moe calibrate --plot` and hit
 //! rates for `moe cache-sim --plot`. Text is drawn with DejaVu Sans, embedded in the binary
-//! (`assets/`, with its licence), so that no system font is needed.
+//! (`DejaVuSans.ttf` beside this file, with its licence), so that no system font is needed.
 
 pub mod hits;
 pub mod routing;
@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 
 /// The embedded font, registered as plotters' `sans-serif` family.
-const FONT: &[u8] = include_bytes!("../../../../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("DejaVuSans.ttf");
 
 /// Width and height of every plot, in pixels.
 pub const SIZE: (u32, u32) = (1200, 900);

@@ -5,7 +5,10 @@
 //! (no float atomics, so a result depends only on the split count). Prefill steps and short
 //! contexts take one split and one pass, which writes the output directly. Decode steps over
 //! long contexts split the keys (flash-decoding): one thread per head would otherwise walk the
-//! whole cache alone.
+//! whole cache alone. Each query reads its place (its sequence's first cache row and its
+//! position) from a row table, so one step may hold a decode token of each of several
+//! sequences; a query's keys are split by a rule of its own key count, so its result does not
+//! depend on the others.
 
 mod key_split;
 mod passes;

@@ -1,12 +1,14 @@
 // Attention (see attention_common.wgsl), one invocation per (token, head, key split) with an
 // online softmax in f32 and no workgroup memory. Split s of a query covers keys
-// first_key(pos) + s·chunk .. + chunk, walked in passes of at most pass_keys keys, one
+// first_key(pos) + s·c .. + c, where c = row_chunk(its key count) depends on nothing but the
+// query's own keys: a query's result is the same whatever else shares its step. They are walked in passes of at most pass_keys keys, one
 // dispatch each: llvmpipe (lavapipe, GL) ends every loop of an invocation once 65535 loop
 // iterations have run in total (LP_MAX_TGSI_LOOP_ITERATIONS), so no invocation may walk a
 // long context alone. Between passes the running max m, sum l and unnormalised accumulator live
 // in `partials`; attention_combine.wgsl then merges the splits in split order and normalises
 // (flash-decoding: a decode step runs heads · splits invocations rather than one per head). A
-// step of one split and one pass (prefill, short contexts) normalises here and writes `out`.
+// step of one split and one pass (prefill, short contexts) normalises here and writes `out`,
+// with the same operations as the combine's merge of a single split.
 // Loops move 16 floats (four vec4) per iteration, which keeps the iteration count down; value
 // columns are accumulated in registers, at most MAX_V of them.
 
@@ -19,6 +21,21 @@ const BLOCK: u32 = 16u;
 @group(0) @binding(4) var<storage, read> sinks: array<f32>;         // [heads] (SINKS only)
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>; // [tokens, heads, splits, 2 + v_dim] (m, l, acc)
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;      // [tokens, heads, v_dim] (direct steps)
+@group(0) @binding(7) var<storage, read> rows: array<RowPlace>;      // [tokens]
+
+struct RowPlace {
+    cache_row0: u32,
+    position: u32,
+}
+
+// Keys per split of a query that sees `keys` keys: all of them unless it splits, else
+// max(chunk, ⌈keys / max_splits⌉).
+fn row_chunk(keys: u32) -> u32 {
+    if (p.splits > 1u && keys >= p.min_keys) {
+        return max(p.chunk, (keys - 1u) / p.max_splits + 1u);
+    }
+    return keys;
+}
 
 // Four floats from index i, zero from index `end` on (the end of the head).
 fn mask4(i: u32, end: u32) -> vec4<bool> {
@@ -67,9 +84,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (h >= p.heads || t >= p.tokens) {
         return;
     }
-    let pos = p.pos0 + t;
-    let split_start = first_key(pos) + split * p.chunk;
-    let split_end = min(split_start + p.chunk, pos + 1u);
+    let place = rows[t];
+    let pos = place.position;
+    let first = first_key(pos);
+    let chunk = row_chunk(pos + 1u - first);
+    let split_start = first + split * chunk;
+    let split_end = min(split_start + chunk, pos + 1u);
     let start = split_start + p.pass_start;
     let end = min(start + p.pass_keys, split_end); // ≤ start: nothing to do in this pass
     let qb = t * p.q_stride + h * p.qk_dim;
@@ -94,7 +114,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     for (var j = start; j < end; j++) {
-        let kb = j * p.k_stride + kv_head * p.qk_dim;
+        let kb = (place.cache_row0 + j) * p.k_stride + kv_head * p.qk_dim;
         let k_end = kb + p.qk_dim;
         var dot = vec4<f32>(0.0);
         for (var c = 0u; c < p.qk_dim; c += BLOCK) {
@@ -117,7 +137,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let w = exp(s - m);
         l += w;
-        let vb = j * p.v_stride + kv_head * p.v_dim;
+        let vb = (place.cache_row0 + j) * p.v_stride + kv_head * p.v_dim;
         let v_end = vb + p.v_dim;
         for (var i = 0u; i < vec4s; i += 4u) {
             let a = vb + 4u * i;
@@ -129,23 +149,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 
     if (p.direct != 0u) {
-        var f = 1.0;
-        var total = l;
+        // attention_combine.wgsl's arithmetic for one split: (acc · e^(m − M)) / total.
+        var mx = m;
         if (SINKS) {
-            let sink = sinks[h];
-            let mx = max(m, sink);
-            f = exp(m - mx);
-            total = l * f + exp(sink - mx);
+            mx = max(m, sinks[h]);
         }
-        let scale = f / total;
+        let f = exp(m - mx);
+        var total = l * f;
+        if (SINKS) {
+            total += exp(sinks[h] - mx);
+        }
         let ob = t * p.out_stride + h * p.v_dim;
         let o_end = ob + p.v_dim;
         for (var i = 0u; i < vec4s; i += 4u) {
             let o = ob + 4u * i;
-            store_out4(o, o_end, acc[i] * scale);
-            store_out4(o + 4u, o_end, acc[i + 1u] * scale);
-            store_out4(o + 8u, o_end, acc[i + 2u] * scale);
-            store_out4(o + 12u, o_end, acc[i + 3u] * scale);
+            store_out4(o, o_end, acc[i] * f / total);
+            store_out4(o + 4u, o_end, acc[i + 1u] * f / total);
+            store_out4(o + 8u, o_end, acc[i + 2u] * f / total);
+            store_out4(o + 12u, o_end, acc[i + 3u] * f / total);
         }
         return;
     }

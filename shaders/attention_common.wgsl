@@ -1,7 +1,8 @@
 // Shared part of the attention kernels; the host prefixes it to each of
 //   attention.wgsl          one invocation per (token, head, key split);
 //   attention_combine.wgsl  the fixed-order merge of the splits' partial softmax results.
-// Causal attention of `tokens` queries at positions pos0 .. pos0 + tokens over the KV cache:
+// Causal attention of `tokens` queries over the KV cache; query t sits at rows[t] (its
+// sequence's first cache row and its position), so a step may hold several sequences:
 //   GQA: head h reads KV head h / group.
 //   Sliding window (window > 0): query position q sees keys q − window + 1 ..= q, as HF's
 //   `kv_idx > q_idx - sliding_window`.
@@ -11,7 +12,6 @@
 
 struct Params {
     tokens: u32,
-    pos0: u32,      // position of query 0 (keys 0 .. pos0 + tokens are in the cache)
     heads: u32,
     group: u32,     // query heads per KV head
     qk_dim: u32,
@@ -22,14 +22,15 @@ struct Params {
     out_stride: u32,
     window: u32,    // 0 = full causal attention
     scale: f32,
-    splits: u32,     // key splits per (token, head)
-    chunk: u32,      // keys per split
+    splits: u32,     // key splits per (token, head) of this step (the most any query takes)
+    chunk: u32,      // attention.wgsl: keys per split, at least (see row_chunk)
+    max_splits: u32, // attention.wgsl: splits per query, at most (see row_chunk)
+    min_keys: u32,   // attention.wgsl: a query splits its keys once it sees this many
     pass_start: u32, // attention.wgsl: first key of this pass within each split (0 = first pass)
     pass_keys: u32,  // attention.wgsl: keys per pass
     direct: u32,     // attention.wgsl: 1 = one split, one pass: normalise and write `out`
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 override SINKS: bool = false;

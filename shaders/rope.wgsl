@@ -1,7 +1,8 @@
 // Rotary position embedding fused with a strided copy: for token t and head h, `dim` columns are
 // copied from src to dst, and the columns rot_start .. rot_start + rot_dim are rotated by the
-// angles of position pos0 + t. One kernel serves q (into the attention input), k and v (into
-// the KV cache at row dst_row0 + t) and DeepSeek's shared rope key (src_head_stride = 0
+// angles of token t's position, rows[t].position. One kernel serves q (into the attention input,
+// row t), k and v (into the KV cache at row cache_row0 + position: each token of a step may
+// belong to another sequence, with its own cache) and DeepSeek's shared rope key (src_head_stride = 0
 // broadcasts one source head to every destination head). rot_dim = 0 is a plain copy.
 //   halves (INTERLEAVE = false): pairs (i, i + rot_dim/2), as HF rotate_half;
 //   interleaved (INTERLEAVE = true): pairs (2i, 2i + 1), as DeepSeek's complex rotation. The
@@ -20,11 +21,15 @@ struct Params {
     dst_stride: u32,      // floats per row in dst
     dst_head_stride: u32, // floats between heads in dst
     dst_offset: u32,      // float offset of head 0 within a dst row
-    dst_row0: u32,        // dst row of token 0
-    pos0: u32,            // position of token 0
+    at_position: u32,     // 1: token t goes to dst row cache_row0 + position (a KV cache); 0: row t
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+}
+
+struct RowPlace {
+    cache_row0: u32,
+    position: u32,
 }
 
 override INTERLEAVE: bool = false;
@@ -33,6 +38,7 @@ override INTERLEAVE: bool = false;
 @group(0) @binding(1) var<storage, read> src: array<f32>;        // [tokens, src_stride]
 @group(0) @binding(2) var<storage, read> table: array<vec2<f32>>; // [positions, rot_dim / 2] (cos, sin)
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;   // [rows, dst_stride]
+@group(0) @binding(4) var<storage, read> rows: array<RowPlace>;   // [tokens]
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -42,6 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (t >= p.tokens || h >= p.heads) {
         return;
     }
+    let place = rows[t];
     let s = t * p.src_stride + p.src_offset + h * p.src_head_stride;
     var v = src[s + c];
     if (c >= p.rot_start && c < p.rot_start + p.rot_dim) {
@@ -59,9 +66,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             j = select(i - half, i, first);
             other = select(c - half, c + half, first);
         }
-        let cs = table[(p.pos0 + t) * half + j];
+        let cs = table[place.position * half + j];
         let u = src[s + other];
         v = select(v * cs.x + u * cs.y, v * cs.x - u * cs.y, first);
     }
-    dst[(p.dst_row0 + t) * p.dst_stride + p.dst_offset + h * p.dst_head_stride + c] = v;
+    let row = select(t, place.cache_row0 + place.position, p.at_position != 0u);
+    dst[row * p.dst_stride + p.dst_offset + h * p.dst_head_stride + c] = v;
 }

@@ -2,6 +2,8 @@
 //! P positions at real models' attention shapes: split-KV (the default policy's split) against
 //! one thread per head over every key, timed alternately in one run.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::error::Result;
@@ -9,6 +11,7 @@ use crate::gpu::{Context, GpuTimer, median};
 use crate::kernels::attention::{
     Attention, AttentionBuffers, AttentionSpec, KeySplit, MAX_SPLITS, SplitKv,
 };
+use crate::kernels::rows::RowTable;
 use crate::synthetic::Rng;
 
 /// A real model's attention as the decoder runs it.
@@ -124,6 +127,7 @@ pub fn bench_attention(
     let sinks = ctx.storage_with("sinks", &rng.normals(s.heads, 1.0))?;
     let partials = ctx.storage("partials", spec.partials_bytes(MAX_SPLITS))?;
     let out = ctx.storage("out", (s.heads * s.v_dim * 4) as u64)?;
+    let rows = Arc::new(RowTable::new(ctx, 1)?);
     let attention = Attention::new(
         ctx,
         spec,
@@ -135,6 +139,7 @@ pub fn bench_attention(
             sinks: &sinks,
             partials: &partials,
             out: &out,
+            rows: &rows,
         },
     )?;
     let pos0 = positions - 1;

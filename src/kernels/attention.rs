@@ -5,19 +5,29 @@
 //! (no float atomics, so a result depends only on the split count). Prefill steps and short
 //! contexts take one split and one pass, which writes the output directly. Decode steps over
 //! long contexts split the keys (flash-decoding): one thread per head would otherwise walk the
-//! whole cache alone.
+//! whole cache alone. Each query reads its place (its sequence's first cache row and its
+//! position) from a row table, so one step may hold a decode token of each of several
+//! sequences; a query's keys are split by a rule of its own key count, so its result does not
+//! depend on the others.
 
 mod key_split;
 mod passes;
+mod spec;
+
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
 use crate::kernels::{Dispatch, groups};
 
-pub use key_split::{KeySplit, MAX_SPLITS, SPLIT_MAX_TOKENS, SplitKv, partials_bytes};
+use key_split::SplitRule;
+pub use key_split::{KeySplit, MAX_SPLITS, SplitKv, partials_bytes};
 pub use passes::AttentionBuffers;
 pub(crate) use passes::AttentionParams;
 use passes::Passes;
+pub use spec::AttentionSpec;
+
+use crate::kernels::rows::{RowPlace, RowTable};
 
 /// The attention family's parameters and `SINKS`, first in both kernels' source.
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
@@ -41,6 +51,7 @@ pub static ATTENTION: KernelDef = KernelDef {
         Binding::read("sinks"),          // [heads] (SINKS only)
         Binding::read_write("partials"), // [tokens, heads, splits, 2 + v_dim] (m, l, acc)
         Binding::read_write("out"),      // [tokens, heads, v_dim] (direct steps)
+        Binding::read("rows"),           // [tokens] RowPlace
     ],
     overrides: &[SINKS],
 };
@@ -68,129 +79,36 @@ pub const MAX_V_DIM: usize = 512;
 /// Threads per workgroup, over heads.
 const HEADS_PER_GROUP: u32 = 16;
 
-/// The shape, math and capacity of one attention call.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AttentionSpec {
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads (a divisor of `heads`).
-    pub kv_heads: usize,
-    /// Query/key width per head.
-    pub qk_dim: usize,
-    /// Value width per head.
-    pub v_dim: usize,
-    /// Keys within this many positions of the query (itself included); None = all.
-    pub window: Option<usize>,
-    /// Per-head attention sinks (gpt-oss): a learned logit in every softmax.
-    pub sinks: bool,
-    /// Multiplies q · k.
-    pub scale: f32,
-    /// Most queries one step attends.
-    pub max_tokens: usize,
-    /// Cache positions: no query sees more keys.
-    pub positions: usize,
-    /// Keys one invocation walks per dispatch; None = as many as llvmpipe's loop limit allows
-    /// (see [`AttentionSpec::max_pass_keys`]). Smaller values are for tests.
-    pub pass_keys: Option<usize>,
-}
-
-impl AttentionSpec {
-    /// Checks the shape: `heads` a multiple of `kv_heads`, head widths in range, a positive window
-    /// and nonzero capacities.
-    pub fn validate(&self) -> Result<()> {
-        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
-            return Err(Error::input(format!(
-                "attention: {} kv heads do not divide {} heads",
-                self.kv_heads, self.heads
-            )));
-        }
-        if self.qk_dim == 0 || self.v_dim == 0 || self.v_dim > MAX_V_DIM {
-            return Err(Error::config(
-                "head_dim",
-                format!(
-                    "value head dim {} must be in 1..={MAX_V_DIM} (query/key head dim {})",
-                    self.v_dim, self.qk_dim
-                ),
-            ));
-        }
-        if self.window == Some(0) {
-            return Err(Error::config("sliding_window", "must be positive"));
-        }
-        if self.max_tokens == 0 || self.positions == 0 {
-            return Err(Error::input(
-                "attention: max_tokens and positions must be positive",
-            ));
-        }
-        if let Some(n) = self.pass_keys
-            && (n == 0 || n > self.max_pass_keys())
-        {
-            return Err(Error::input(format!(
-                "attention: {n} keys per pass must be in 1..={}",
-                self.max_pass_keys()
-            )));
-        }
-        Ok(())
-    }
-
-    /// The most keys one invocation may walk in a dispatch. llvmpipe (lavapipe and GL) ends
-    /// every loop of an invocation once 65535 loop iterations have run in total
-    /// (`LP_MAX_TGSI_LOOP_ITERATIONS`), silently, so a pass must stay under that: each key
-    /// costs one iteration, one per 16 columns of q · k, and two per 16 value columns (the
-    /// rescale and the accumulation); loading, storing or writing the state costs a few more.
-    pub fn max_pass_keys(&self) -> usize {
-        const LOOP_ITERATIONS: usize = 65535;
-        let blocks = |n: usize| n.div_ceil(16);
-        let per_key = 1 + blocks(self.qk_dim) + 2 * blocks(self.v_dim);
-        (LOOP_ITERATIONS - 2 * blocks(self.v_dim) - 64) / per_key
-    }
-
-    /// Keys a pass walks.
-    fn pass_keys(&self) -> usize {
-        self.pass_keys.unwrap_or_else(|| self.max_pass_keys())
-    }
-
-    /// The most keys any query sees.
-    fn max_keys(&self) -> usize {
-        self.window
-            .map_or(self.positions, |w| w.min(self.positions))
-    }
-
-    /// Keys the last of `tokens` queries at positions pos0.. sees (the most of any of them).
-    fn keys(&self, tokens: usize, pos0: usize) -> usize {
-        let last = pos0 + tokens;
-        self.window.map_or(last, |w| w.min(last))
-    }
-
-    /// Bytes of a partials buffer holding `slots` (token, split) results of every head.
-    pub fn partials_bytes(&self, slots: usize) -> u64 {
-        partials_bytes(slots, self.heads, self.v_dim)
-    }
-
-    /// (token, split) slots a partials buffer needs at least: one per query where one
-    /// query's keys can take more than one pass.
-    pub fn min_partial_slots(&self) -> usize {
-        if self.max_keys() > self.pass_keys() {
-            self.max_tokens
-        } else {
-            0
-        }
-    }
-}
-
-/// Causal attention over a KV cache, bound to its buffers: one pass per `pass_keys` keys or a key
-/// split, then the merge of the partial states.
+/// Causal attention over a KV cache, bound to its buffers: one pass per `pass_keys` keys of a
+/// key split, then the merge of the partial states.
 pub struct Attention {
     spec: AttentionSpec,
-    policy: SplitKv,
+    rule: SplitRule,
     base: AttentionParams,
     passes: Passes,
     combine: Dispatch<AttentionParams>,
+    rows: Arc<RowTable>,
     /// (token, split) states the partials buffer holds.
     slots: usize,
+    /// Rows of the k and v caches (several sequences' caches may share them).
+    cache_rows: usize,
+}
+
+/// A step's division of its queries' keys: the most splits and the longest split of any.
+struct StepSplit {
+    rule: SplitRule,
+    splits: usize,
+    longest: usize,
+}
+
+/// `n` as a u32 parameter, saturated.
+fn param(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl Attention {
-    /// Attention that splits decode steps' keys as `policy` says.
+    /// Attention that splits decode steps' keys as `policy` says, reading each query's place
+    /// from `b.rows`.
     pub fn new(
         ctx: &Context,
         spec: AttentionSpec,
@@ -209,9 +127,15 @@ impl Attention {
                 spec.partials_bytes(spec.min_partial_slots())
             )));
         }
+        if b.rows.max_rows() < spec.max_tokens {
+            return Err(Error::input(format!(
+                "attention: a row table of {} rows is shorter than a step of {} tokens",
+                b.rows.max_rows(),
+                spec.max_tokens
+            )));
+        }
         let base = AttentionParams {
             tokens: 0,
-            pos0: 0,
             heads: s.heads as u32,
             group: (s.heads / s.kv_heads) as u32,
             qk_dim: s.qk_dim as u32,
@@ -224,11 +148,16 @@ impl Attention {
             scale: s.scale,
             splits: 1,
             chunk: 0,
+            max_splits: 1,
+            min_keys: u32::MAX,
             pass_start: 0,
             pass_keys: s.pass_keys() as u32,
             direct: 1,
-            _pad: [0; 3],
+            _pad: [0; 2],
         };
+        let row_bytes = |stride: u32| u64::from(stride) * 4;
+        let cache_rows = (b.k.size() / row_bytes(base.k_stride))
+            .min(b.v.size() / row_bytes(base.v_stride)) as usize;
         let key = |kernel| PipelineKey::new(kernel).flag(SINKS, s.sinks);
         let max_passes = s.max_keys().div_ceil(s.pass_keys());
         let passes = Passes::new(ctx, &key(&ATTENTION), max_passes, &b)?;
@@ -240,11 +169,13 @@ impl Attention {
         )?;
         Ok(Self {
             spec,
-            policy,
+            rule: SplitRule::new(policy, slots, spec.max_tokens),
             base,
             passes,
             combine,
+            rows: b.rows.clone(),
             slots,
+            cache_rows,
         })
     }
 
@@ -253,30 +184,52 @@ impl Attention {
         &self.spec
     }
 
-    /// How a step of `tokens` queries at positions pos0.. divides its keys.
+    /// How the last (longest) of `tokens` consecutive queries at positions pos0.. divides its
+    /// keys.
     pub fn split_for(&self, tokens: usize, pos0: usize) -> KeySplit {
-        key_split::split_for(
-            self.policy,
-            self.slots,
-            tokens,
-            self.spec.keys(tokens, pos0),
-        )
+        let keys = self.spec.keys(tokens, pos0);
+        if self.rule.splits_step(&RowPlace::consecutive(pos0, tokens)) {
+            self.rule.for_keys(keys)
+        } else {
+            KeySplit::whole(keys)
+        }
     }
 
-    /// Attends `tokens` queries at positions pos0.. over cache rows 0..pos0 + tokens, split as
-    /// [`Self::split_for`] says.
+    /// Attends `tokens` consecutive queries at positions pos0.. of a sequence whose cache
+    /// starts at row 0, split as [`Self::split_for`] says.
     pub fn encode(
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
         tokens: usize,
         pos0: usize,
-    ) {
-        self.record(ctx, pass, tokens, pos0, self.split_for(tokens, pos0));
+    ) -> Result<()> {
+        let rows = RowPlace::consecutive(pos0, tokens);
+        self.rows.set(ctx, &rows)?;
+        self.encode_rows(ctx, pass, &rows)
     }
 
-    /// As [`Self::encode`] with a given split (tests and benchmarks); an error unless
-    /// [`Self::split_fits`].
+    /// Attends the queries `rows`, which the caller has written to the row table: query t
+    /// sees cache rows `cache_row0 ..= cache_row0 + position` (within the window). A decode
+    /// step (each query the only one of its sequence) splits as the policy says.
+    pub fn encode_rows(
+        &self,
+        ctx: &Context,
+        pass: &mut wgpu::ComputePass<'_>,
+        rows: &[RowPlace],
+    ) -> Result<()> {
+        let rule = if self.rule.splits_step(rows) {
+            self.rule
+        } else {
+            SplitRule::WHOLE
+        };
+        let step = self.step_split(rule, rows)?;
+        self.record(ctx, pass, rows.len(), step);
+        Ok(())
+    }
+
+    /// As [`Self::encode`] with every query divided into runs of `split.chunk` keys (tests and
+    /// benchmarks); an error unless [`Self::split_fits`].
     pub fn encode_split(
         &self,
         ctx: &Context,
@@ -296,7 +249,14 @@ impl Attention {
                 self.spec.positions
             )));
         }
-        self.record(ctx, pass, tokens, pos0, split);
+        let rows = RowPlace::consecutive(pos0, tokens);
+        self.rows.set(ctx, &rows)?;
+        let step = StepSplit {
+            rule: SplitRule::forced(split.chunk),
+            splits: split.splits,
+            longest: split.chunk,
+        };
+        self.record(ctx, pass, tokens, step);
         Ok(())
     }
 
@@ -304,16 +264,62 @@ impl Attention {
     /// states fit the partials, and the step fits the spec.
     pub fn split_fits(&self, tokens: usize, pos0: usize, split: KeySplit) -> bool {
         let s = &self.spec;
-        let keys = s.keys(tokens, pos0);
         let passes = split.chunk.div_ceil(s.pass_keys());
         let direct = split.splits == 1 && passes <= 1;
         tokens >= 1
             && tokens <= s.max_tokens
             && pos0 + tokens <= s.positions
             && split.splits >= 1
-            && split.splits * split.chunk >= keys
+            && split.splits * split.chunk >= s.keys(tokens, pos0)
             && passes <= self.passes.len()
             && (direct || tokens * split.splits <= self.slots)
+    }
+
+    /// The splits of `rows` under `rule`, checked against the spec and the partials.
+    fn step_split(&self, rule: SplitRule, rows: &[RowPlace]) -> Result<StepSplit> {
+        let s = &self.spec;
+        let (mut splits, mut longest) = (1, 1);
+        for r in rows {
+            let position = r.position as usize;
+            if position >= s.positions || r.cache_row0 as usize + position >= self.cache_rows {
+                return Err(Error::input(format!(
+                    "attention: a query at position {position} of a cache starting at row {} \
+                     passes the {} positions or the {} cache rows",
+                    r.cache_row0, s.positions, self.cache_rows
+                )));
+            }
+            let split = rule.for_keys(s.row_keys(r.position as usize));
+            splits = splits.max(split.splits);
+            longest = longest.max(split.chunk);
+        }
+        if rows.is_empty() || rows.len() > s.max_tokens {
+            return Err(Error::input(format!(
+                "attention: a step of {} queries (1..={} allowed)",
+                rows.len(),
+                s.max_tokens
+            )));
+        }
+        if longest.div_ceil(s.pass_keys()) > self.passes.len() {
+            return Err(Error::input(format!(
+                "attention: runs of {longest} keys take more than the {} passes of {} keys \
+                 built for",
+                self.passes.len(),
+                s.pass_keys()
+            )));
+        }
+        let direct = splits == 1 && longest <= s.pass_keys();
+        if !direct && rows.len() * splits > self.slots {
+            return Err(Error::input(format!(
+                "attention: {} queries of {splits} splits exceed the {} partial states",
+                rows.len(),
+                self.slots
+            )));
+        }
+        Ok(StepSplit {
+            rule,
+            splits,
+            longest,
+        })
     }
 
     fn record(
@@ -321,17 +327,17 @@ impl Attention {
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
         tokens: usize,
-        pos0: usize,
-        split: KeySplit,
+        step: StepSplit,
     ) {
         let pass_keys = self.spec.pass_keys();
-        let passes = split.chunk.div_ceil(pass_keys).max(1);
-        let direct = split.splits == 1 && passes == 1;
-        let step = AttentionParams {
+        let passes = step.longest.div_ceil(pass_keys).max(1);
+        let direct = step.splits == 1 && passes == 1;
+        let params = AttentionParams {
             tokens: tokens as u32,
-            pos0: pos0 as u32,
-            splits: split.splits as u32,
-            chunk: split.chunk as u32,
+            splits: step.splits as u32,
+            chunk: param(step.rule.min_chunk),
+            max_splits: param(step.rule.max_splits),
+            min_keys: param(step.rule.min_keys),
             direct: u32::from(direct),
             ..self.base
         };
@@ -339,7 +345,7 @@ impl Attention {
         for i in 0..passes {
             let params = AttentionParams {
                 pass_start: (i * pass_keys) as u32,
-                ..step
+                ..params
             };
             self.passes.dispatch(
                 ctx,
@@ -347,11 +353,11 @@ impl Attention {
                 i,
                 params,
                 head_groups,
-                (tokens * split.splits) as u32,
+                (tokens * step.splits) as u32,
             );
         }
         if !direct {
-            self.combine.set_params(ctx, step);
+            self.combine.set_params(ctx, params);
             self.combine
                 .dispatch(pass, self.spec.heads as u32, tokens as u32);
         }

@@ -14,6 +14,7 @@ pub mod norm;
 pub mod permute;
 pub mod rope;
 pub mod row_split;
+pub mod rows;
 pub mod select;
 pub mod tiling;
 pub mod tune;

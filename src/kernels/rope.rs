@@ -1,10 +1,13 @@
 //! `shaders/rope.wgsl`: rotary position embedding fused with a strided copy (into the attention
 //! input or the KV cache).
 
+use std::sync::Arc;
+
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Context, KernelDef, Override, PipelineKey};
+use crate::kernels::rows::{RowPlace, RowTable};
 use crate::kernels::{Dispatch, WORKGROUP, groups};
 
 /// Rotate interleaved pairs (2i, 2i + 1) rather than halves (i, i + rot_dim / 2).
@@ -19,6 +22,7 @@ pub static ROPE: KernelDef = KernelDef {
         Binding::read("src"),       // [tokens, src_stride]
         Binding::read("table"),     // [positions, rot_dim / 2] (cos, sin)
         Binding::read_write("dst"), // [rows, dst_stride]
+        Binding::read("rows"),      // [tokens] RowPlace
     ],
     overrides: &[INTERLEAVE],
 };
@@ -38,15 +42,14 @@ pub(crate) struct RopeParams {
     pub dst_stride: u32,
     pub dst_head_stride: u32,
     pub dst_offset: u32,
-    pub dst_row0: u32,
-    pub pos0: u32,
+    pub at_position: u32,
     pub _pad: [u32; 3],
 }
 
 /// The layout of one rotate-and-copy, in floats. Token t, head h, column c is read from
 /// `src[t·src_stride + src_offset + h·src_head_stride + c]` and written to
-/// `dst[(row0 + t)·dst_stride + dst_offset + h·dst_head_stride + c]`, where row0 is 0 or, for a
-/// KV cache, the position of token 0.
+/// `dst[row·dst_stride + dst_offset + h·dst_head_stride + c]`, where row is t or, for a KV
+/// cache, the token's place in its sequence's cache (see [`RowPlace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RopeLayout {
     /// Heads to rotate and copy.
@@ -69,7 +72,7 @@ pub struct RopeLayout {
     pub dst_head_stride: usize,
     /// Destination float offset of head 0.
     pub dst_offset: usize,
-    /// Write token t to row pos0 + t (a KV cache) rather than row t.
+    /// Write token t to its cache row (`cache_row0 + position`) rather than row t.
     pub dst_at_position: bool,
     /// Rotate pairs (2i, 2i + 1) rather than (i, i + rot_dim / 2).
     pub interleave: bool,
@@ -83,12 +86,15 @@ pub struct RopeBuffers<'a> {
     pub table: &'a wgpu::Buffer,
     /// [rows, dst_stride]
     pub dst: &'a wgpu::Buffer,
+    /// Each token's sequence and position.
+    pub rows: &'a Arc<RowTable>,
 }
 
 /// The rotate-and-copy kernel bound to one layout and its buffers.
 pub struct Rope {
     layout: RopeLayout,
     dispatch: Dispatch<RopeParams>,
+    rows: Arc<RowTable>,
 }
 
 impl Rope {
@@ -119,30 +125,39 @@ impl Rope {
             dst_stride: l.dst_stride as u32,
             dst_head_stride: l.dst_head_stride as u32,
             dst_offset: l.dst_offset as u32,
-            dst_row0: 0,
-            pos0: 0,
+            at_position: u32::from(l.dst_at_position),
             _pad: [0; 3],
         };
         let key = PipelineKey::new(&ROPE).flag(INTERLEAVE, l.interleave);
-        let dispatch = Dispatch::new(ctx, &key, params, &[b.src, b.table, b.dst])?;
-        Ok(Self { layout, dispatch })
+        let buffers = [b.src, b.table, b.dst, b.rows.buffer()];
+        let dispatch = Dispatch::new(ctx, &key, params, &buffers)?;
+        Ok(Self {
+            layout,
+            dispatch,
+            rows: b.rows.clone(),
+        })
     }
 
-    /// Rotates and copies `tokens` tokens at positions pos0.. .
+    /// Rotates and copies `tokens` consecutive tokens at positions pos0.. of a sequence whose
+    /// cache starts at row 0.
     pub fn encode(
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
         tokens: usize,
         pos0: usize,
-    ) {
-        let row0 = if self.layout.dst_at_position { pos0 } else { 0 };
+    ) -> Result<()> {
+        self.rows.set(ctx, &RowPlace::consecutive(pos0, tokens))?;
+        self.encode_rows(ctx, pass, tokens);
+        Ok(())
+    }
+
+    /// Rotates and copies the first `tokens` rows of its row table, which the caller has set.
+    pub fn encode_rows(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, tokens: usize) {
         self.dispatch.set_params(
             ctx,
             RopeParams {
                 tokens: tokens as u32,
-                pos0: pos0 as u32,
-                dst_row0: row0 as u32,
                 ..self.dispatch.params()
             },
         );

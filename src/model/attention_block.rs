@@ -7,6 +7,7 @@ use crate::gpu::Context;
 use crate::kernels::attention::{Attention, AttentionBuffers};
 use crate::kernels::norm::{NormShape, RmsNorm};
 use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
+use crate::kernels::rows::RowPlace;
 use crate::model::attention_init::AttentionInit;
 use crate::model::config::QkNorm;
 use crate::model::mla::MlaAttention;
@@ -89,6 +90,7 @@ impl StandardAttention {
                     src,
                     table: &s.rope_table,
                     dst,
+                    rows: &s.rows,
                 },
             )
         };
@@ -115,6 +117,7 @@ impl StandardAttention {
                 sinks: &sinks,
                 partials: &s.partials,
                 out: &s.attn,
+                rows: &s.rows,
             },
         )?;
         let o_proj = init.linear("o_proj", hidden, heads * hd, &s.attn, &s.attn_out)?;
@@ -135,9 +138,9 @@ impl StandardAttention {
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
-        tokens: usize,
-        pos0: usize,
-    ) {
+        rows: &[RowPlace],
+    ) -> Result<()> {
+        let tokens = rows.len();
         self.q_proj.encode(ctx, pass, tokens);
         self.k_proj.encode(ctx, pass, tokens);
         self.v_proj.encode(ctx, pass, tokens);
@@ -145,11 +148,12 @@ impl StandardAttention {
             q.encode(ctx, pass, tokens);
             k.encode(ctx, pass, tokens);
         }
-        self.q_rope.encode(ctx, pass, tokens, pos0);
-        self.k_rope.encode(ctx, pass, tokens, pos0);
-        self.v_store.encode(ctx, pass, tokens, pos0);
-        self.attention.encode(ctx, pass, tokens, pos0);
+        self.q_rope.encode_rows(ctx, pass, tokens);
+        self.k_rope.encode_rows(ctx, pass, tokens);
+        self.v_store.encode_rows(ctx, pass, tokens);
+        self.attention.encode_rows(ctx, pass, rows)?;
         self.o_proj.encode(ctx, pass, tokens);
+        Ok(())
     }
 }
 
@@ -176,18 +180,17 @@ impl AttentionBlock {
         })
     }
 
-    /// Records the attention of `tokens` new tokens at positions pos0.. (their k and v are
-    /// appended to the cache first).
+    /// Records the attention of the step's tokens, placed by `rows` (already in the scratch
+    /// row table): each token's k and v go to its sequence's cache first.
     pub fn encode(
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
-        tokens: usize,
-        pos0: usize,
-    ) {
+        rows: &[RowPlace],
+    ) -> Result<()> {
         match self {
-            AttentionBlock::Standard(a) => a.encode(ctx, pass, tokens, pos0),
-            AttentionBlock::Mla(a) => a.encode(ctx, pass, tokens, pos0),
+            AttentionBlock::Standard(a) => a.encode(ctx, pass, rows),
+            AttentionBlock::Mla(a) => a.encode(ctx, pass, rows),
         }
     }
 }

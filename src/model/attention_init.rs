@@ -44,8 +44,10 @@ pub struct AttentionInit<'a> {
     pub layer: usize,
     pub format: WeightFormat,
     pub scratch: &'a Scratch,
-    /// KV cache rows.
+    /// Positions of each sequence's KV cache.
     pub positions: usize,
+    /// Sequences, each with its own KV cache.
+    pub sequences: usize,
     /// Most tokens per step.
     pub batch: usize,
     /// When decode steps split the keys.
@@ -138,11 +140,12 @@ impl AttentionInit<'_> {
         }
     }
 
-    /// A [positions, cols] f32 cache buffer.
+    /// A [sequences · positions, cols] f32 cache buffer: sequence s owns rows
+    /// s · positions .. (s + 1) · positions.
     pub fn cache(&self, what: &str, cols: usize) -> Result<wgpu::Buffer> {
         self.ctx.storage(
             &format!("layer {} {what} cache", self.layer),
-            (self.positions * cols * 4) as u64,
+            (self.sequences * self.positions * cols * 4) as u64,
         )
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod forward_step;
+mod sequences;
 
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
@@ -105,8 +106,8 @@ pub struct Model {
     activation: Vec<DynamicActivation>,
     /// Set while [`Model::capture_routing`] runs: per-layer routing and expert outputs.
     pub(crate) capture: Option<RoutingCapture>,
-    /// Tokens in the KV cache.
-    position: usize,
+    /// Tokens in each sequence's KV cache.
+    positions: Vec<usize>,
 }
 
 impl Model {
@@ -191,6 +192,7 @@ impl Model {
                 format: options.dense_format,
                 scratch: s,
                 positions: limits.context,
+                sequences: limits.sequences,
                 batch: limits.batch,
                 split_kv,
             })?;
@@ -290,7 +292,7 @@ impl Model {
             routing,
             activation: vec![DynamicActivation::default(); cfg_layers],
             capture: None,
-            position: 0,
+            positions: vec![0; limits.sequences],
         })
     }
 
@@ -308,16 +310,6 @@ impl Model {
             self.activation[layer] = a;
         }
         Ok(())
-    }
-
-    /// Tokens currently in the KV cache.
-    pub fn position(&self) -> usize {
-        self.position
-    }
-
-    /// Empties the KV cache (the next forward starts at position 0).
-    pub fn reset(&mut self) {
-        self.position = 0;
     }
 
     /// Expert residency statistics of every MoE layer so far: hits, misses, bytes uploaded and

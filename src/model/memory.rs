@@ -179,7 +179,9 @@ impl MemoryPlan {
         if options.routing_stats {
             staging += moe.len() as u64 * f32s(r.batch * cfg.moe.routing.top_k);
         }
-        let kv_cache = (0..cfg.layers).map(|_| kv_bytes(cfg, r.context)).sum();
+        let kv_cache = (0..cfg.layers)
+            .map(|_| kv_bytes(cfg, r.sequences * r.context))
+            .sum();
         // A dense layer's MLP has zero biases.
         other_weights += cfg.dense_layers().len() as u64 * (f32s(2 * cfg.dense_inter) + f32s(h));
         let activations = activation_parts.values().sum();

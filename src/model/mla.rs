@@ -10,6 +10,7 @@ use crate::gpu::Context;
 use crate::kernels::attention::{Attention, AttentionBuffers};
 use crate::kernels::norm::{NormShape, RmsNorm};
 use crate::kernels::rope::{Rope, RopeBuffers, RopeLayout};
+use crate::kernels::rows::RowPlace;
 use crate::model::attention_init::AttentionInit;
 use crate::model::projection::Linear;
 
@@ -87,6 +88,7 @@ impl MlaAttention {
                     src,
                     table: &s.rope_table,
                     dst,
+                    rows: &s.rows,
                 },
             )
         };
@@ -167,6 +169,7 @@ impl MlaAttention {
                 sinks: &s.zeros,
                 partials: &s.partials,
                 out: &s.attn,
+                rows: &s.rows,
             },
         )?;
         let o_proj = init.linear("o_proj", hidden, heads * vd, &s.attn, &s.attn_out)?;
@@ -189,9 +192,9 @@ impl MlaAttention {
         &self,
         ctx: &Context,
         pass: &mut wgpu::ComputePass<'_>,
-        tokens: usize,
-        pos0: usize,
-    ) {
+        rows: &[RowPlace],
+    ) -> Result<()> {
+        let tokens = rows.len();
         if let Some((down, norm)) = &self.q_down {
             down.encode(ctx, pass, tokens);
             norm.encode(ctx, pass, tokens);
@@ -200,11 +203,12 @@ impl MlaAttention {
         self.kv_a.encode(ctx, pass, tokens);
         self.kv_norm.encode(ctx, pass, tokens);
         self.kv_b.encode(ctx, pass, tokens);
-        self.q_rope.encode(ctx, pass, tokens, pos0);
-        self.k_nope_store.encode(ctx, pass, tokens, pos0);
-        self.k_rope_store.encode(ctx, pass, tokens, pos0);
-        self.v_store.encode(ctx, pass, tokens, pos0);
-        self.attention.encode(ctx, pass, tokens, pos0);
+        self.q_rope.encode_rows(ctx, pass, tokens);
+        self.k_nope_store.encode_rows(ctx, pass, tokens);
+        self.k_rope_store.encode_rows(ctx, pass, tokens);
+        self.v_store.encode_rows(ctx, pass, tokens);
+        self.attention.encode_rows(ctx, pass, rows)?;
         self.o_proj.encode(ctx, pass, tokens);
+        Ok(())
     }
 }

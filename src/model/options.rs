@@ -38,6 +38,9 @@ pub struct ModelOptions {
     /// When decode steps split the KV cache over workgroups (flash-decoding);
     /// [`SplitKv::OFF`] keeps one thread per (token, head).
     pub split_kv: SplitKv,
+    /// Sequences held at once, each with its own KV cache of `max_context` positions:
+    /// [`Model::decode`](crate::model::Model::decode) advances several in one batched step.
+    pub sequences: usize,
 }
 
 impl Default for ModelOptions {
@@ -51,6 +54,7 @@ impl Default for ModelOptions {
             residency: ResidencyOptions::default(),
             routing_stats: false,
             split_kv: SplitKv::default(),
+            sequences: 1,
         }
     }
 }
@@ -62,8 +66,10 @@ pub struct Resolved {
     pub context: usize,
     /// Most tokens per forward step.
     pub batch: usize,
-    /// Most rows of logits one forward returns.
+    /// Most rows of logits one forward returns (at least one per sequence).
     pub logit_rows: usize,
+    /// Sequences, each with its own KV cache of `context` positions.
+    pub sequences: usize,
 }
 
 /// Dispatch grids put tokens on the y axis, which allows 65535 workgroups.
@@ -76,13 +82,17 @@ impl ModelOptions {
             .unwrap_or_else(|| native_expert_format(ckpt, cfg))
     }
 
-    /// The split-KV policy for a KV cache of `context` positions: off where no query can see
-    /// `min_keys` keys, which spares the partials and pipelines splitting needs.
+    /// The split-KV policy for KV caches of `context` positions: off where no query can see
+    /// `min_keys` keys, which spares the partials and pipelines splitting needs. Decode steps
+    /// of one token per sequence split.
     pub fn split_kv_for(&self, context: usize) -> SplitKv {
         if context < self.split_kv.min_keys {
             SplitKv::OFF
         } else {
-            self.split_kv
+            SplitKv {
+                max_tokens: self.split_kv.max_tokens.max(self.sequences),
+                ..self.split_kv
+            }
         }
     }
 
@@ -107,10 +117,19 @@ impl ModelOptions {
                 self.max_logit_rows, self.max_batch
             )));
         }
+        let batch = self.max_batch.min(context);
+        if self.sequences == 0 || self.sequences > batch {
+            return Err(Error::input(format!(
+                "sequences {} must be between 1 and max_batch = {batch} (one decode step holds \
+                 a token of each)",
+                self.sequences
+            )));
+        }
         Ok(Resolved {
             context,
-            batch: self.max_batch.min(context),
-            logit_rows: self.max_logit_rows.min(context),
+            batch,
+            logit_rows: self.max_logit_rows.min(context).max(self.sequences),
+            sequences: self.sequences,
         })
     }
 }

@@ -3,7 +3,10 @@
 
 use crate::error::Result;
 use crate::gpu::Context;
-use crate::kernels::attention::{AttentionSpec, MAX_SPLITS, SplitKv, partials_bytes};
+use std::sync::Arc;
+
+use crate::kernels::attention::{AttentionSpec, SplitKv, partials_bytes};
+use crate::kernels::rows::{RowPlace, RowTable};
 use crate::model::config::ModelConfig;
 
 pub struct Scratch {
@@ -39,6 +42,8 @@ pub struct Scratch {
     pub rope_table: wgpu::Buffer,
     /// A small zero buffer for bindings a kernel variant never reads.
     pub zeros: wgpu::Buffer,
+    /// [batch] each token's sequence and position, read by RoPE and attention.
+    pub rows: Arc<RowTable>,
 }
 
 /// Columns of each attention scratch buffer: (q, k_raw, k_norm, v_raw, q_a, attn).
@@ -77,8 +82,8 @@ fn attention_dims(cfg: &ModelConfig) -> (usize, usize, usize) {
 }
 
 /// Bytes of the attention state buffer: a (token, split) state for every query of a step whose
-/// keys take several passes, and [`MAX_SPLITS`] for split decode steps (as many as a binding of
-/// `max_binding` bytes holds).
+/// keys take several passes, and [`MAX_SPLITS`] per query of a split decode step (as many as a
+/// binding of `max_binding` bytes holds).
 fn partials_size(
     cfg: &ModelConfig,
     batch: usize,
@@ -101,25 +106,21 @@ fn partials_size(
     };
     let per_slot = partials_bytes(1, heads, v_dim);
     let fit = (max_binding / per_slot) as usize;
-    let wanted = if split_kv == SplitKv::OFF {
-        0
-    } else {
-        MAX_SPLITS.min(fit)
-    };
+    let wanted = split_kv.states().min(fit);
     let slots = spec.min_partial_slots().max(wanted).max(1);
     partials_bytes(slots, heads, v_dim)
 }
 
 /// Bytes of every scratch buffer, by name, in allocation order: the residual stream and the
 /// layer activations for `batch` tokens, the attention states, the rotary table of `positions`
-/// rows and a small zero buffer.
+/// rows, a small zero buffer and the tokens' row places.
 pub fn scratch_bytes(
     cfg: &ModelConfig,
     batch: usize,
     positions: usize,
     split_kv: SplitKv,
     max_binding: u64,
-) -> [(&'static str, u64); 17] {
+) -> [(&'static str, u64); 18] {
     let rows = |cols: usize| (batch * cols.max(1) * 4) as u64;
     let h = cfg.hidden;
     let [q, k_raw, k_norm, v_raw, q_a, attn] = widths(cfg);
@@ -150,6 +151,7 @@ pub fn scratch_bytes(
         ),
         ("rope cos/sin", (rope_pairs * 8) as u64),
         ("zeros", 16),
+        ("row places", (batch * size_of::<RowPlace>()) as u64),
     ]
 }
 
@@ -203,6 +205,7 @@ impl Scratch {
                 bytemuck::cast_slice::<[f32; 2], f32>(&table),
             )?,
             zeros: ctx.storage_with("zeros", &[0u32; 4])?,
+            rows: Arc::new(RowTable::new(ctx, batch)?),
         })
     }
 }

@@ -1,8 +1,11 @@
 //! Attention test cases and their checks against `src/reference/attention.rs`.
 
+use std::sync::Arc;
+
 use moe_gpu::kernels::attention::{
     Attention, AttentionBuffers, AttentionSpec, KeySplit, MAX_SPLITS, SplitKv,
 };
+use moe_gpu::kernels::rows::RowTable;
 use moe_gpu::reference::{AttentionInput, attention};
 use moe_gpu::synthetic::Rng;
 
@@ -77,6 +80,7 @@ pub fn setup(rng: &mut Rng, c: Case, policy: SplitKv) -> Setup {
             sinks: &ctx.storage_with("sinks", &sinks).unwrap(),
             partials: &partials,
             out: &out,
+            rows: &Arc::new(RowTable::new(ctx, c.tokens).unwrap()),
         },
     )
     .unwrap();

@@ -6,9 +6,12 @@
 //! contexts long enough that one invocation per head would pass llvmpipe's loop limit.
 //! Elementwise results within 1e-5 scaled by max(1, |ref|).
 
+use std::sync::Arc;
+
 use moe_gpu::kernels::attention::{
     Attention, AttentionBuffers, AttentionSpec, KeySplit, MAX_SPLITS, MAX_V_DIM, SplitKv,
 };
+use moe_gpu::kernels::rows::RowTable;
 use moe_gpu::synthetic::Rng;
 
 use crate::common;
@@ -190,6 +193,7 @@ fn planner(c: Case, policy: SplitKv) -> Attention {
         sinks: &b,
         partials: &partials,
         out: &b,
+        rows: &Arc::new(RowTable::new(ctx, c.tokens).unwrap()),
     };
     Attention::new(ctx, spec, policy, buffers).unwrap()
 }
@@ -222,8 +226,19 @@ fn default_policy_splits_only_long_decode_steps() {
     assert!(split.splits > 1 && split.chunk >= policy.min_chunk);
     assert!(split.splits * split.chunk >= 2048 && split.splits <= MAX_SPLITS);
     assert_eq!(a.split_for(1, 1 << 19).splits, MAX_SPLITS);
-    // Four queries share the partials: 64 states, one per query of a 64-token step.
-    assert_eq!(a.split_for(4, 1 << 19).splits, 16);
+    // Steps of several tokens of one sequence (prefill) do not split. Where four sequences
+    // may decode together, each query gets a quarter of the 64 states, whatever the step's
+    // size.
+    assert_eq!(a.split_for(4, 1 << 19), KeySplit::whole((1 << 19) + 4));
+    let four = planner(
+        case(64, 1 << 20, None),
+        SplitKv {
+            max_tokens: 4,
+            ..policy
+        },
+    );
+    assert_eq!(four.split_for(4, 1 << 19), KeySplit::whole((1 << 19) + 4));
+    assert_eq!(four.split_for(1, 1 << 19).splits, 16);
     // A window caps the keys a query sees.
     let windowed = planner(case(1, 5000, Some(64)), policy);
     assert_eq!(windowed.split_for(1, 5000), KeySplit::whole(64));
@@ -233,6 +248,7 @@ fn default_policy_splits_only_long_decode_steps() {
 fn attention_rejects_bad_shapes_and_splits() {
     let ctx = common::ctx();
     let b = ctx.storage("b", 64).unwrap();
+    let rows = Arc::new(RowTable::new(ctx, 1).unwrap());
     let bufs = || AttentionBuffers {
         q: &b,
         k: &b,
@@ -240,6 +256,7 @@ fn attention_rejects_bad_shapes_and_splits() {
         sinks: &b,
         partials: &b,
         out: &b,
+        rows: &rows,
     };
     let spec = AttentionSpec {
         heads: 6,

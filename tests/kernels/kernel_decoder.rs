@@ -3,8 +3,11 @@
 //! pairs, partial rotation, broadcast heads, cache rows). Attention has its own sweep in
 //! tests/kernels/kernel_attention.rs. Elementwise results within 1e-5 scaled by max(1, |ref|).
 
+use std::sync::Arc;
+
 use moe_gpu::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use moe_gpu::kernels::rope::{Rope, RopeBuffers, RopeLayout};
+use moe_gpu::kernels::rows::RowTable;
 use moe_gpu::reference::{rms_norm, rotate};
 use moe_gpu::synthetic::Rng;
 
@@ -142,10 +145,11 @@ fn rope_copy_matches_reference() {
                         src: &sb,
                         table: &tb,
                         dst: &db,
+                        rows: &Arc::new(RowTable::new(ctx, tokens).unwrap()),
                     },
                 )
                 .unwrap();
-                common::run_pass(ctx, |pass| rope.encode(ctx, pass, tokens, pos0));
+                common::run_pass(ctx, |pass| rope.encode(ctx, pass, tokens, pos0).unwrap());
 
                 let mut want = dst0.clone();
                 for t in 0..tokens {

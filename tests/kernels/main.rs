@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod attention_sequences;
 mod context;
 mod f16_error;
 mod gpu_faults;

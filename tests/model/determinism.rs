@@ -206,6 +206,7 @@ fn split_kv_attention_is_deterministic_but_not_chunk_invariant() {
     let split = SplitKv {
         min_keys: 4,
         min_chunk: 2,
+        max_tokens: 4,
     };
     let first = chunked_logits(ctx, &fx, split);
     assert!(chunked_logits(ctx, &fx, split) == first);

@@ -41,6 +41,7 @@ fn split_everything() -> ModelOptions {
         split_kv: SplitKv {
             min_keys: 2,
             min_chunk: 2,
+            max_tokens: 4,
         },
         ..options()
     }

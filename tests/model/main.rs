@@ -16,6 +16,7 @@ mod placement;
 mod prune;
 mod router_status;
 mod sampling_and_lm_head;
+mod sequences;
 mod synth_presets;
 mod synth_write;
 mod threads;

@@ -1,9 +1,7 @@
 //! How a step divides each query's keys: the split-KV (flash-decoding) policy and the
 //! (token, split) states of the partials buffer.
 
-/// Steps of at most this many queries may split their keys (decode steps); longer steps have
-/// enough (token, head) pairs to fill the device without splitting.
-pub const SPLIT_MAX_TOKENS: usize = 4;
+use crate::kernels::rows::RowPlace;
 
 /// Most splits of one query's keys (a decoder's partials hold this many states for a
 /// one-token step); more would make the combine cost more than the split saves.
@@ -18,11 +16,13 @@ pub fn partials_bytes(slots: usize, heads: usize, v_dim: usize) -> u64 {
 /// When a step splits its keys over invocations (flash-decoding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitKv {
-    /// Steps of at most [`SPLIT_MAX_TOKENS`] queries split once their last query sees at least
-    /// this many keys.
+    /// A query splits its keys once it sees at least this many.
     pub min_keys: usize,
-    /// Keys per split, at least (fewer splits where the partials hold fewer).
+    /// Keys per split, at least.
     pub min_chunk: usize,
+    /// Decode steps of at most this many sequences split (one query each); prefill steps have
+    /// enough (token, head) pairs to fill the device without splitting.
+    pub max_tokens: usize,
 }
 
 impl SplitKv {
@@ -30,11 +30,12 @@ impl SplitKv {
     pub const OFF: SplitKv = SplitKv {
         min_keys: usize::MAX,
         min_chunk: usize::MAX,
+        max_tokens: 0,
     };
 
-    /// Whether a step of `tokens` queries whose last query sees `keys` keys splits.
-    pub fn applies(&self, tokens: usize, keys: usize) -> bool {
-        tokens <= SPLIT_MAX_TOKENS && keys >= self.min_keys && keys >= 2
+    /// Partial states a step that splits needs at most: [`MAX_SPLITS`] per query.
+    pub fn states(&self) -> usize {
+        self.max_tokens.saturating_mul(MAX_SPLITS)
     }
 }
 
@@ -44,12 +45,13 @@ impl Default for SplitKv {
         SplitKv {
             min_keys: 256,
             min_chunk: 128,
+            max_tokens: 1,
         }
     }
 }
 
-/// How a step divides each query's keys: `splits` runs of `chunk` keys (the last may be short
-/// or empty), each walked in passes of at most the spec's pass size. One split of one pass
+/// How a step divides a query's keys: `splits` runs of `chunk` keys (the last may be short or
+/// empty), each walked in passes of at most the spec's pass size. One split of one pass
 /// writes the output directly; anything else goes through the combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySplit {
@@ -69,19 +71,84 @@ impl KeySplit {
     }
 }
 
-/// Split the `keys` of a step of `tokens` queries where `policy` says so and `slots` hold at
-/// least two splits per query, into as many splits of at least `min_chunk` keys as the slots
-/// (and [`MAX_SPLITS`]) allow; else whole.
-pub(super) fn split_for(policy: SplitKv, slots: usize, tokens: usize, keys: usize) -> KeySplit {
-    let max_splits = (slots / tokens.max(1)).min(MAX_SPLITS);
-    if policy.applies(tokens, keys) && max_splits >= 2 {
-        let splits = keys.div_ceil(policy.min_chunk).min(max_splits);
-        if splits >= 2 {
-            return KeySplit {
-                splits,
-                chunk: keys.div_ceil(splits),
-            };
+/// The split rule of an attention: each query's keys are divided by a function of its own key
+/// count alone (`row_chunk` in `shaders/attention.wgsl`), so a query's result does not depend
+/// on the other queries of its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SplitRule {
+    /// Queries split once they see this many keys.
+    pub min_keys: usize,
+    /// Keys per split, at least.
+    pub min_chunk: usize,
+    /// Splits per query, at most.
+    pub max_splits: usize,
+    /// Steps of at most this many queries split.
+    pub max_tokens: usize,
+}
+
+impl SplitRule {
+    /// The rule of `policy` over a partials buffer of `slots` states: at most [`MAX_SPLITS`]
+    /// per query, and as many as the slots hold for a step of `policy.max_tokens` queries
+    /// (no splitting where that is under two).
+    pub fn new(policy: SplitKv, slots: usize, max_tokens: usize) -> Self {
+        let tokens = policy.max_tokens.min(max_tokens);
+        let max_splits = (slots / tokens.max(1)).min(MAX_SPLITS);
+        if tokens == 0 || max_splits < 2 {
+            return Self::WHOLE;
+        }
+        Self {
+            min_keys: policy.min_keys.max(2),
+            min_chunk: policy.min_chunk.max(1),
+            max_splits,
+            max_tokens: tokens,
         }
     }
-    KeySplit::whole(keys)
+
+    /// Every query's keys in one run: no step splits.
+    pub const WHOLE: SplitRule = SplitRule {
+        min_keys: usize::MAX,
+        min_chunk: usize::MAX,
+        max_splits: 1,
+        max_tokens: 0,
+    };
+
+    /// Every query in runs of `chunk` keys (tests and benchmarks): see [`Self::forced`].
+    const FORCED: SplitRule = SplitRule {
+        min_keys: 0,
+        min_chunk: usize::MAX,
+        max_splits: usize::MAX,
+        max_tokens: usize::MAX,
+    };
+
+    /// Every query of any step in runs of `chunk` keys.
+    pub fn forced(chunk: usize) -> Self {
+        Self {
+            min_chunk: chunk.max(1),
+            ..Self::FORCED
+        }
+    }
+
+    /// Whether a step of the queries `rows` splits: a decode step, each query the only one of
+    /// its sequence, of at most `max_tokens` queries. (A prefill step has enough queries to
+    /// fill the device unsplit; and since a decode step splits whatever its size, a query's
+    /// result does not depend on how many sequences decode with it.)
+    pub fn splits_step(&self, rows: &[RowPlace]) -> bool {
+        rows.len() <= self.max_tokens
+            && rows
+                .iter()
+                .enumerate()
+                .all(|(i, r)| rows[..i].iter().all(|o| o.cache_row0 != r.cache_row0))
+    }
+
+    /// How a query that sees `keys` keys divides them in a step that splits.
+    pub fn for_keys(&self, keys: usize) -> KeySplit {
+        if keys < self.min_keys {
+            return KeySplit::whole(keys);
+        }
+        let chunk = self.min_chunk.max(keys.div_ceil(self.max_splits));
+        KeySplit {
+            splits: keys.div_ceil(chunk).max(1),
+            chunk,
+        }
+    }
 }

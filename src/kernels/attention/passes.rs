@@ -8,13 +8,13 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::Result;
 use crate::gpu::{Context, Pipeline, PipelineKey};
+use crate::kernels::rows::RowTable;
 
 /// Mirrors `Params` in `shaders/attention_common.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub(crate) struct AttentionParams {
     pub tokens: u32,
-    pub pos0: u32,
     pub heads: u32,
     pub group: u32,
     pub qk_dim: u32,
@@ -27,10 +27,12 @@ pub(crate) struct AttentionParams {
     pub scale: f32,
     pub splits: u32,
     pub chunk: u32,
+    pub max_splits: u32,
+    pub min_keys: u32,
     pub pass_start: u32,
     pub pass_keys: u32,
     pub direct: u32,
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 2],
 }
 
 /// The buffers of an [`super::Attention`].
@@ -49,6 +51,8 @@ pub struct AttentionBuffers<'a> {
     pub partials: &'a wgpu::Buffer,
     /// [tokens, heads, v_dim]
     pub out: &'a wgpu::Buffer,
+    /// Each query's sequence and position.
+    pub rows: &'a Arc<RowTable>,
 }
 
 /// The attention kernel with one parameter block per pass, chosen by a dynamic offset.
@@ -85,7 +89,7 @@ impl Passes {
             offset: 0,
             size: wgpu::BufferSize::new(size),
         };
-        let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out];
+        let storage = [b.q, b.k, b.v, b.sinks, b.partials, b.out, b.rows.buffer()];
         let mut resources = vec![wgpu::BindingResource::Buffer(uniform)];
         resources.extend(storage.iter().map(|buf| buf.as_entire_binding()));
         let bind = pipeline.bind_resources(&ctx.device, &resources)?;

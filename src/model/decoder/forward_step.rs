@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::gpu::{Context, decode};
+use crate::kernels::rows::RowPlace;
 use crate::model::capture::{LayerRouting, RoutingCapture};
 use crate::model::decoder::{Logits, Mlp, Model};
 use crate::model::tensor_trace::Trace;
@@ -14,8 +15,9 @@ use crate::moe::step_buffers::read_checked;
 use crate::spec::routing::DynamicActivation;
 
 impl Model {
-    /// Checks that `ids` can be appended to the cache.
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+    /// Checks that `ids` can be appended to sequence `seq`'s cache.
+    pub(super) fn check_ids(&self, seq: usize, ids: &[u32]) -> Result<()> {
+        let position = self.sequence_position(seq)?;
         if ids.is_empty() {
             return Err(Error::input("no tokens to process (empty prompt)"));
         }
@@ -29,13 +31,13 @@ impl Model {
                 self.config.vocab
             )));
         }
-        let end = self.position + ids.len();
+        let end = position + ids.len();
         if end > self.limits.context {
             return Err(Error::input(format!(
                 "{} tokens after the {} already in the cache exceed the context of {} tokens \
                  (max_position_embeddings = {}; ModelOptions::max_context)",
                 ids.len(),
-                self.position,
+                position,
                 self.limits.context,
                 self.config.max_positions
             )));
@@ -52,11 +54,23 @@ impl Model {
         Ok(x)
     }
 
-    /// Appends `ids` to the KV cache and returns their logits: `[vocab]` for [`Logits::Last`],
-    /// [tokens, vocab] for [`Logits::All`]. Prompts longer than `max_batch` are processed in
-    /// several steps (one submit each).
+    /// Appends `ids` to the KV cache (of sequence 0) and returns their logits: `[vocab]` for
+    /// [`Logits::Last`], [tokens, vocab] for [`Logits::All`]. Prompts longer than `max_batch`
+    /// are processed in several steps (one submit each).
     pub fn forward(&mut self, ctx: &Context, ids: &[u32], which: Logits) -> Result<Vec<f32>> {
-        self.check_ids(ids)?;
+        self.forward_sequence(ctx, 0, ids, which)
+    }
+
+    /// As [`Self::forward`], appending to sequence `seq`'s cache (of
+    /// [`ModelOptions::sequences`](crate::ModelOptions::sequences)).
+    pub fn forward_sequence(
+        &mut self,
+        ctx: &Context,
+        seq: usize,
+        ids: &[u32],
+        which: Logits,
+    ) -> Result<Vec<f32>> {
+        self.check_ids(seq, ids)?;
         let rows = match which {
             Logits::Last => 1,
             Logits::All => ids.len(),
@@ -75,7 +89,9 @@ impl Model {
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let logit_rows = if i == last { rows } else { 0 };
-            self.step(ctx, chunk, logit_rows, None)?;
+            let places = self.places(seq, chunk.len());
+            self.step(ctx, chunk, &places, logit_rows, None)?;
+            self.positions[seq] += chunk.len();
         }
         // The router status word of the MoE layers follows the logits (zero without any).
         let status_at = (rows * self.config.vocab * 4) as u64;
@@ -88,7 +104,7 @@ impl Model {
     /// `final_norm.output`, `logits`), for debugging against a reference implementation.
     pub fn trace(&mut self, ctx: &Context, ids: &[u32]) -> Result<Trace> {
         self.reset();
-        self.check_ids(ids)?;
+        self.check_ids(0, ids)?;
         let t = ids.len();
         if t > self.limits.batch.min(self.limits.logit_rows) {
             return Err(Error::input(format!(
@@ -104,22 +120,27 @@ impl Model {
             self.config.layers,
             self.config.vocab,
         )?;
-        self.step(ctx, ids, t, Some(&mut trace))?;
+        let places = self.places(0, t);
+        self.step(ctx, ids, &places, t, Some(&mut trace))?;
+        self.positions[0] += t;
         trace.finish(ctx, &self.logits)?;
         Ok(trace)
     }
 
-    /// One forward step of `ids` at the current position, with logits of the last
-    /// `logit_rows` tokens copied to the staging buffer.
-    fn step(
+    /// One forward step of `ids` placed by `places` (their sequences' caches and positions),
+    /// with logits of the last `logit_rows` tokens copied to the staging buffer. The caller
+    /// advances the sequences' positions.
+    pub(super) fn step(
         &mut self,
         ctx: &Context,
         ids: &[u32],
+        places: &[RowPlace],
         logit_rows: usize,
         mut trace: Option<&mut Trace>,
     ) -> Result<()> {
         let t = ids.len();
         let s = &self.scratch;
+        s.rows.set(ctx, places)?;
         ctx.queue
             .write_buffer(&s.h, 0, bytemuck::cast_slice(&self.embed(ids)?));
         let mut rec = Recorder::new(ctx);
@@ -133,7 +154,8 @@ impl Model {
                 .iter()
                 .find(|(i, _)| *i > l)
                 .map(|&(i, m)| (m, &self.activation[i]));
-            let moe_layer = self.record_layer(ctx, &mut rec, l, t, next, trace.as_deref_mut())?;
+            let moe_layer =
+                self.record_layer(ctx, &mut rec, l, places, next, trace.as_deref_mut())?;
             if let Some(layer) = moe_layer {
                 self.copy_routing(&mut rec, layer, t, &mut routed);
             }
@@ -167,23 +189,22 @@ impl Model {
         if let Some(capture) = self.capture.as_mut() {
             capture.finish(ctx)?;
         }
-        self.position += t;
         Ok(())
     }
 
-    /// Records decoder layer `l` for `t` tokens: input norm (adding the previous MLP output to
-    /// the residual), attention, post-attention norm, then the dense MLP or the MoE step.
-    /// Returns the MoE layer it ran, if any.
+    /// Records decoder layer `l` for the tokens at `places`: input norm (adding the previous
+    /// MLP output to the residual), attention, post-attention norm, then the dense MLP or the
+    /// MoE step. Returns the MoE layer it ran, if any.
     fn record_layer(
         &self,
         ctx: &Context,
         rec: &mut Recorder<'_>,
         l: usize,
-        t: usize,
+        places: &[RowPlace],
         next: Option<(&MoeLayer, &DynamicActivation)>,
         mut trace: Option<&mut Trace>,
     ) -> Result<Option<&MoeLayer>> {
-        let s = &self.scratch;
+        let (s, t) = (&self.scratch, places.len());
         let layer = &self.layers[l];
         layer.input_norm.encode(ctx, rec.pass(), t);
         if l > 0
@@ -191,7 +212,7 @@ impl Model {
         {
             tr.capture(rec, &format!("layers.{}.output", l - 1), &s.h);
         }
-        layer.attention.encode(ctx, rec.pass(), t, self.position);
+        layer.attention.encode(ctx, rec.pass(), places)?;
         layer.post_norm.encode(ctx, rec.pass(), t);
         if let Some(tr) = trace.as_deref_mut() {
             tr.capture(rec, &format!("layers.{l}.attn.output"), &s.attn_out);

@@ -2,10 +2,13 @@
 //! elementwise within 1e-5 of max(1, |ref|) (tests/kernels/kernel_decoder.rs,
 //! kernel_attention.rs). No weight formats: the format column is "-".
 
+use std::sync::Arc;
+
 use moe_gpu::kernels::attention::SplitKv;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use moe_gpu::kernels::rope::{Rope, RopeBuffers, RopeLayout};
+use moe_gpu::kernels::rows::RowTable;
 use moe_gpu::reference::{rms_norm as reference_rms_norm, rotate};
 use moe_gpu::synthetic::Rng;
 
@@ -110,10 +113,11 @@ fn rope_case(
             src: &ctx.storage_with("src", &src).unwrap(),
             table: &ctx.storage_with("table", &table).unwrap(),
             dst: &dst,
+            rows: &Arc::new(RowTable::new(ctx, tokens).unwrap()),
         },
     )
     .unwrap();
-    run_pass(ctx, |pass| rope.encode(ctx, pass, tokens, pos0));
+    run_pass(ctx, |pass| rope.encode(ctx, pass, tokens, pos0).unwrap());
     let mut want = src.clone();
     for tk in 0..tokens {
         let p = (pos0 + tk) * half;

@@ -46,6 +46,10 @@ pub struct Args {
     /// Greedy decode steps after the prefill.
     #[arg(long, default_value_t = DEFAULT.decode_steps)]
     decode_steps: usize,
+    /// Sequences decoded together: each gets its own prompt and KV cache, and every decode
+    /// step advances all of them in one batched forward.
+    #[arg(long, default_value_t = 1)]
+    sequences: usize,
     /// Seed of the random weights and prompt.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -119,15 +123,21 @@ pub fn run(a: Args) -> Result<()> {
         a.seed
     )?;
     let options = ModelOptions {
-        max_batch: a.prompt_tokens.max(1),
+        max_batch: a.prompt_tokens.max(a.sequences).max(1),
+        sequences: a.sequences,
         residency: a.residency.options()?,
         routing_stats: true,
         ..Default::default()
     };
     let mut rng = Rng::new(a.seed);
-    let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
-        .map(|_| rng.below(a.vocab) as u32)
+    let prompts: Vec<Vec<u32>> = (0..a.sequences.max(1))
+        .map(|_| {
+            (0..a.prompt_tokens.max(1))
+                .map(|_| rng.below(a.vocab) as u32)
+                .collect()
+        })
         .collect();
+    let prompt = &prompts[0];
 
     // The first forward pays for the driver compiling every pipeline. A throwaway copy of the
     // model with every expert resident takes it, so that neither the timings nor the
@@ -135,7 +145,7 @@ pub fn run(a: Args) -> Result<()> {
     let t0 = Instant::now();
     Model::load_with(&ctx, &dir.0, &ModelOptions::default())?.forward(
         &ctx,
-        &prompt,
+        prompt,
         Logits::Last,
     )?;
     outln!(
@@ -147,41 +157,49 @@ pub fn run(a: Args) -> Result<()> {
     outln!("load: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)?;
 
     let t0 = Instant::now();
-    let logits = model.forward(&ctx, &prompt, Logits::Last)?;
+    let mut tokens = Vec::new();
+    for (seq, prompt) in prompts.iter().enumerate() {
+        let logits = model.forward_sequence(&ctx, seq, prompt, Logits::Last)?;
+        tokens.push((seq, argmax(&logits)));
+    }
     let prefill = t0.elapsed().as_secs_f64();
+    let prefilled = prompt.len() * prompts.len();
     let submits = if model.residency_stats().readbacks == 0 {
         "one submit"
     } else {
         "expert cache: a readback per MoE layer"
     };
     outln!(
-        "prefill: {} tokens in {:.1} ms ({:.0} tokens/s, {submits})",
-        prompt.len(),
+        "prefill: {prefilled} tokens in {:.1} ms ({:.0} tokens/s, {submits}{})",
         prefill * 1e3,
-        prompt.len() as f64 / prefill
+        prefilled as f64 / prefill,
+        per_sequence(prompts.len())
     )?;
-    let mut token = argmax(&logits);
-    let mut generated = vec![token];
+    let mut generated = vec![tokens[0].1];
     let mut times = Vec::new();
     for _ in 0..a.decode_steps {
         let t0 = Instant::now();
-        let logits = model.forward(&ctx, &[token], Logits::Last)?;
-        token = argmax(&logits);
+        let logits = model.decode(&ctx, &tokens)?;
+        for (t, l) in tokens.iter_mut().zip(&logits) {
+            t.1 = argmax(l);
+        }
         times.push(t0.elapsed().as_secs_f64() * 1e3);
-        generated.push(token);
+        generated.push(tokens[0].1);
     }
     if !times.is_empty() {
         let cells: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         outln!(
-            "decode: {} steps, {mean:.2} ms per step ({:.1} tokens/s, {submits} each); per step ms: [{}]",
+            "decode: {} steps of {} sequences, {mean:.2} ms per step ({:.1} tokens/s in all, \
+             {submits} each); per step ms: [{}]",
             times.len(),
-            1e3 / mean,
+            tokens.len(),
+            tokens.len() as f64 * 1e3 / mean,
             cells.join(" ")
         )?;
     }
     let ids: Vec<String> = generated.iter().map(|t| t.to_string()).collect();
-    outln!("greedy tokens: {}", ids.join(" "))?;
+    outln!("greedy tokens (sequence 0): {}", ids.join(" "))?;
     let stats = model.residency_stats();
     outln!("expert histogram (tokens routed to each expert, prefill and decode):")?;
     for l in &stats.per_layer {
@@ -195,4 +213,13 @@ pub fn run(a: Args) -> Result<()> {
         )?;
     }
     a.residency.finish(&stats, a.top_k)
+}
+
+/// How a multi-sequence prefill ran: one step per sequence.
+fn per_sequence(sequences: usize) -> String {
+    if sequences > 1 {
+        format!(", one per sequence of {sequences}")
+    } else {
+        String::new()
+    }
 }

@@ -1,5 +1,5 @@
 //! The `cli` test binary: the `moe` command line end to end (block, inspect, residency,
-//! generate, bench, synth).
+//! generate, bench, synth, serve, chat).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,4 +11,6 @@ mod generate_cli;
 mod inspect_checks;
 mod messages;
 mod robustness;
+mod serve;
+mod serve_client;
 mod synth;

@@ -165,10 +165,11 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
+        // The shell's builtin kill: a minimal Debian image has no /bin/kill (procps).
+        let kill = format!("kill -TERM {}", self.child.id());
         assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
+            Command::new("sh")
+                .args(["-c", &kill])
                 .status()
                 .unwrap()
                 .success()

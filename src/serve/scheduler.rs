@@ -24,8 +24,8 @@ pub type Decode = Box<dyn Fn(&[u32]) -> Result<String> + Send>;
 pub struct SchedulerOptions {
     /// Sequences decoded together at most (capped by the engine's slots).
     pub max_batch: usize,
-    /// Requests waiting for a slot at most; beyond them [`Scheduler::submit`] answers
-    /// [`Admission::Full`] (default: 4 per slot).
+    /// Requests waiting for a slot at most: once every slot is taken and this many wait,
+    /// [`Scheduler::submit`] answers [`Admission::Full`] (default: 4 per slot).
     pub queue: Option<usize>,
 }
 
@@ -140,11 +140,12 @@ impl Scheduler {
         self.check(&request)?;
         let (events, receiver) = unbounded_channel();
         let queue = self.queue.as_ref().ok_or_else(stopped)?;
-        let waiting = &self.counters.waiting;
-        if waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_limit {
-            waiting.fetch_sub(1, Ordering::SeqCst);
+        let accepted = &self.counters.accepted;
+        if accepted.fetch_add(1, Ordering::SeqCst) >= self.shape.slots + self.queue_limit {
+            accepted.fetch_sub(1, Ordering::SeqCst);
             return Ok(Admission::Full);
         }
+        self.counters.waiting.fetch_add(1, Ordering::SeqCst);
         queue.send(Job { request, events }).map_err(|_| stopped())?;
         Ok(Admission::Accepted(receiver))
     }

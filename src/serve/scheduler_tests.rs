@@ -210,6 +210,12 @@ fn requests_beyond_the_queue_are_refused_and_bad_requests_are_errors() {
         Admission::Full
     ));
     drop(pause);
+    drop((first, _waiting));
+
+    // Without a queue, a free slot still takes a request.
+    let (s, _) = start(1, 0, Setup::default());
+    let (t, _) = collect(receiver(s.submit(request(&[2], 2)).unwrap()));
+    assert_eq!(t, text(&expected(&[2], 2)));
 
     let too_long = vec![1; CONTEXT + 1];
     for (bad, what) in [

@@ -20,6 +20,8 @@ use crate::serve::stop_text::StopText;
 pub(crate) struct Counters {
     pub running: AtomicUsize,
     pub waiting: AtomicUsize,
+    /// Requests accepted and not yet ended (waiting or running).
+    pub accepted: AtomicUsize,
     pub generated: AtomicUsize,
 }
 
@@ -63,14 +65,16 @@ impl<E: Engine> Worker<E> {
     /// Serves until the queue is closed and every request has finished.
     pub fn run(mut self, jobs: &Receiver<Job>) {
         loop {
-            let (active, free) = (&mut self.active, &mut self.free);
+            let (active, free, counters) = (&mut self.active, &mut self.free, &self.counters);
             active.retain(|s| {
                 let left = s.job.events.is_closed();
                 if left {
                     free.push(s.slot);
+                    counters.accepted.fetch_sub(1, Ordering::SeqCst);
                 }
                 !left
             });
+            // Before a blocking wait for work, so that /health never shows a request gone.
             let running = self.active.len();
             self.counters.running.store(running, Ordering::SeqCst);
             let mut admitted = Vec::new();
@@ -103,10 +107,12 @@ impl<E: Engine> Worker<E> {
                         if let Err(e) = result {
                             let _ = job.events.send(Event::Failed(e.to_string()));
                         }
-                        self.free.push(slot);
+                        self.release(slot);
                     }
                 }
             }
+            let running = self.active.len() + admitted.len();
+            self.counters.running.store(running, Ordering::SeqCst);
             if !admitted.is_empty() {
                 self.prefill(admitted);
             }
@@ -116,6 +122,12 @@ impl<E: Engine> Worker<E> {
             let running = self.active.len();
             self.counters.running.store(running, Ordering::SeqCst);
         }
+    }
+
+    /// Frees the slot of a request that ended.
+    fn release(&mut self, slot: usize) {
+        self.free.push(slot);
+        self.counters.accepted.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Runs the prompts of newly admitted requests and samples their first tokens.
@@ -174,7 +186,7 @@ impl<E: Engine> Worker<E> {
             Err(e) => {
                 for s in sequences {
                     let _ = s.job.events.send(Event::Failed(e.to_string()));
-                    self.free.push(s.slot);
+                    self.release(s.slot);
                 }
                 return;
             }
@@ -188,11 +200,11 @@ impl<E: Engine> Worker<E> {
                         prompt_tokens: s.job.request.prompt.len(),
                         completion_tokens: s.generated.len(),
                     }));
-                    self.free.push(s.slot);
+                    self.release(s.slot);
                 }
                 Err(e) => {
                     let _ = s.job.events.send(Event::Failed(e.to_string()));
-                    self.free.push(s.slot);
+                    self.release(s.slot);
                 }
             }
         }

@@ -3,8 +3,7 @@
 //! requests answered with 4xx JSON while the server keeps serving, a client that leaves
 //! mid-stream freeing its slot, the API key, and SIGTERM.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
@@ -224,26 +223,7 @@ fn client_leaving_mid_stream_frees_its_slot(server: &Server, id: &str) {
         .as_u64()
         .unwrap();
 
-    let mut streamed = body.clone();
-    streamed["stream"] = json!(true);
-    let payload = streamed.to_string();
-    let address = server.base.trim_start_matches("http://");
-    let mut tcp = TcpStream::connect(address).unwrap();
-    write!(
-        tcp,
-        "POST /v1/completions HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {KEY}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    )
-    .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while seen.matches("data: ").count() < 2 {
-        let n = tcp.read(&mut buf).unwrap();
-        assert!(n > 0, "the stream ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    drop(tcp);
+    drop(server.open_stream("/v1/completions", &body)); // the client leaves
     let health = server.wait_health("the slot is freed", |h| {
         h["running"] == 0 && h["waiting"] == 0
     });
@@ -254,6 +234,24 @@ fn client_leaving_mid_stream_frees_its_slot(server: &Server, id: &str) {
     );
     let v = server.ok("/v1/completions", &completion(id, "w5", 3));
     assert_eq!(v["usage"]["completion_tokens"], 3, "{v}");
+}
+
+#[test]
+fn serve_answers_503_beyond_the_queue() {
+    let server = Server::start(&chat_model(), &["--max-queue", "0"]);
+    let id = server.get("/v1/models", None).1["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let running = server.open_stream("/v1/completions", &completion(&id, "w9 w8", 300));
+    let (status, v) = server.post("/v1/completions", &completion(&id, "w5", 2));
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "server_busy", "{v}");
+    drop(running);
+    server.wait_health("the slot is freed", |h| {
+        h["running"] == 0 && h["waiting"] == 0
+    });
+    server.ok("/v1/completions", &completion(&id, "w5", 2));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A `moe serve` subprocess on a fixture model with a tokenizer and chat template, and plain
 //! HTTP to it through ureq.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -148,6 +149,31 @@ impl Server {
             .filter_map(|l| l.strip_prefix("data: "))
             .map(str::to_string)
             .collect()
+    }
+
+    /// Starts a streamed request over a raw connection and returns it once two chunks have
+    /// arrived; dropping it is a client leaving mid-stream.
+    pub fn open_stream(&self, path: &str, body: &Value) -> TcpStream {
+        let mut body = body.clone();
+        body["stream"] = json!(true);
+        let payload = body.to_string();
+        let address = self.base.trim_start_matches("http://");
+        let mut tcp = TcpStream::connect(address).unwrap();
+        write!(
+            tcp,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        )
+        .unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while seen.matches("data: ").count() < 2 {
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        tcp
     }
 
     /// Polls /health until `done` holds of it.

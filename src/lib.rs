@@ -139,6 +139,7 @@ pub mod model;
 pub mod moe;
 pub mod prune;
 pub mod reference;
+pub mod serve;
 pub mod spec;
 pub mod synthetic;
 

@@ -1,5 +1,5 @@
 //! The `cli` test binary: the `moe` command line end to end (block, inspect, residency,
-//! generate, bench, synth, plots).
+//! generate, bench, synth, plots, serve, chat).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -12,4 +12,6 @@ mod inspect_checks;
 mod messages;
 mod plots;
 mod robustness;
+mod serve;
+mod serve_client;
 mod synth;

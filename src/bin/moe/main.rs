@@ -6,6 +6,7 @@ mod bench_attention;
 mod block;
 mod cache_sim;
 mod calibrate;
+mod chat;
 mod data;
 mod demo;
 mod demo_limits;
@@ -18,6 +19,7 @@ mod plot;
 mod progress;
 mod prune;
 mod residency_args;
+mod serve;
 mod synth;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -62,6 +64,12 @@ enum Command {
     /// Write a Hugging Face checkpoint with random weights shaped like a published MoE model
     /// (config, tensor names and shapes, shards), without downloading it.
     Synth(synth::Args),
+    /// Serve the model over OpenAI's HTTP API (/v1/chat/completions, /v1/completions,
+    /// /v1/models, /health), decoding concurrent requests together.
+    Serve(serve::Args),
+    /// Chat with the model in the terminal through its chat template (piped stdin: one user
+    /// message per line).
+    Chat(chat::Args),
 }
 
 /// Parses the command line. Negative numbers are read as values, so that `--temperature -1`
@@ -86,6 +94,8 @@ fn main() {
         Command::Eval(a) => eval::run(a),
         Command::CacheSim(a) => cache_sim::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Chat(a) => chat::run(a),
     };
     if let Err(e) = result {
         if out::is_closed(&e) {

@@ -1,5 +1,5 @@
-//! Dense projections of the decoder on the GPU: y = x · Wᵀ (+ b) with a prefill and a decode
-//! tiling, and the LM head split over vocabulary chunks that each fit one storage binding.
+//! Dense projections of the decoder on the GPU: y = x · Wᵀ (+ b) with prefill, few-rows and
+//! decode tilings, and the LM head split over vocabulary chunks that each fit one storage binding.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
@@ -7,8 +7,13 @@ use crate::kernels::matmul::{Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFo
 use crate::kernels::row_split::{SplitShape, SplitWeights};
 use crate::model::checkpoint::Checkpoint;
 
-/// Rows below which the matvec tiling beats the 4 × 4 register blocks.
-const DECODE_ROWS: usize = 4;
+/// Rows up to which a step (a batched decode step of several sequences, a short prompt) runs
+/// [`FEW_ROWS_TILING`]; one row runs the matvec, more the 4 × 4 register blocks.
+const FEW_ROWS: usize = 8;
+
+/// Eight rows per thread, so that each weight is read once for a decode step of up to eight
+/// sequences, where the matvec reads it once per row (measured in BENCHMARKS.md).
+const FEW_ROWS_TILING: Tiling = Tiling::registers(1, 64, 8, 4);
 
 /// Where a projection reads and writes: `x` [tokens, x_stride], `out` [tokens, out_stride].
 pub struct LinearIo<'a> {
@@ -24,8 +29,9 @@ pub struct LinearIo<'a> {
 
 /// One `nn.Linear` on the GPU, built once and encoded every step.
 pub struct Linear {
-    /// Indexed by `m < DECODE_ROWS`: prefill tiling, then decode tiling.
-    variants: [Matmul; 2],
+    /// Prefill tiling, decode tiling, few-rows tiling: the same bits for any row
+    /// (tests/kernels/kernel_matmul.rs).
+    variants: [Matmul; 3],
 }
 
 impl Linear {
@@ -81,7 +87,11 @@ impl Linear {
             )
         };
         Ok(Self {
-            variants: [build(Tiling::PREFILL)?, build(Tiling::DECODE)?],
+            variants: [
+                build(Tiling::PREFILL)?,
+                build(Tiling::DECODE)?,
+                build(FEW_ROWS_TILING)?,
+            ],
         })
     }
 
@@ -109,7 +119,12 @@ impl Linear {
 
     /// Projects rows 0..m.
     pub fn encode(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, m: usize) {
-        self.variants[usize::from(m < DECODE_ROWS)].encode(ctx, pass, m);
+        let v = match m {
+            0 | 1 => 1,
+            _ if m <= FEW_ROWS => 2,
+            _ => 0,
+        };
+        self.variants[v].encode(ctx, pass, m);
     }
 }
 

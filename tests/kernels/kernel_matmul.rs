@@ -106,7 +106,8 @@ fn f16_weights_stay_within_stated_error_of_f32() {
     }
 }
 
-/// The decode and prefill tilings compute each output element with the same arithmetic.
+/// The decode, few-rows and prefill tilings compute each output element with the same
+/// arithmetic.
 #[test]
 fn tilings_give_bit_identical_results() {
     let mut rng = Rng::new(4);
@@ -119,6 +120,12 @@ fn tilings_give_bit_identical_results() {
         ..MatmulSpec::dense(n, k)
     };
     let a = gpu_dense(spec(Tiling::PREFILL), &x, m, &w, &[0.0]);
-    let b = gpu_dense(spec(Tiling::DECODE), &x, m, &w, &[0.0]);
-    assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    // The decode matvec, and the eight-row blocks of a batched decode step.
+    for tiling in [Tiling::DECODE, Tiling::registers(1, 64, 8, 4)] {
+        let b = gpu_dense(spec(tiling), &x, m, &w, &[0.0]);
+        assert!(
+            a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{tiling:?}"
+        );
+    }
 }

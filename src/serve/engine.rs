@@ -19,7 +19,10 @@ pub trait Engine {
     fn reset(&mut self, slot: usize) -> Result<()>;
 }
 
-/// A loaded [`Model`] as an [`Engine`] of one slot (its one KV cache).
+/// A loaded [`Model`] as an [`Engine`]: a slot per sequence of the model
+/// ([`ModelOptions::sequences`](crate::ModelOptions::sequences)). The one-token entries of a
+/// step (decode) run as one batched [`Model::decode`]; longer ones (prompts) each prefill
+/// their own sequence. A sequence's logits do not depend on the others in its step.
 pub struct ModelEngine {
     ctx: Context,
     model: Model,
@@ -44,7 +47,7 @@ impl ModelEngine {
 
 impl Engine for ModelEngine {
     fn slots(&self) -> usize {
-        1
+        self.model.sequences()
     }
 
     fn vocab(&self) -> usize {
@@ -56,17 +59,31 @@ impl Engine for ModelEngine {
     }
 
     fn step(&mut self, entries: &[(usize, &[u32])]) -> Result<Vec<Vec<f32>>> {
-        let mut logits = Vec::with_capacity(entries.len());
-        for (slot, ids) in entries {
-            self.check_slot(*slot)?;
-            logits.push(self.model.forward(&self.ctx, ids, Logits::Last)?);
+        let mut logits = vec![Vec::new(); entries.len()];
+        let mut decode = Vec::new();
+        for (i, &(slot, ids)) in entries.iter().enumerate() {
+            self.check_slot(slot)?;
+            match ids {
+                [id] => decode.push((i, (slot, *id))),
+                _ => {
+                    logits[i] = self
+                        .model
+                        .forward_sequence(&self.ctx, slot, ids, Logits::Last)?
+                }
+            }
+        }
+        if !decode.is_empty() {
+            let tokens: Vec<(usize, u32)> = decode.iter().map(|&(_, t)| t).collect();
+            let out = self.model.decode(&self.ctx, &tokens)?;
+            for ((i, _), l) in decode.into_iter().zip(out) {
+                logits[i] = l;
+            }
         }
         Ok(logits)
     }
 
     fn reset(&mut self, slot: usize) -> Result<()> {
         self.check_slot(slot)?;
-        self.model.reset();
-        Ok(())
+        self.model.reset_sequence(slot)
     }
 }

@@ -238,7 +238,7 @@ fn client_leaving_mid_stream_frees_its_slot(server: &Server, id: &str) {
 
 #[test]
 fn serve_answers_503_beyond_the_queue() {
-    let server = Server::start(&chat_model(), &["--max-queue", "0"]);
+    let server = Server::start(&chat_model(), &["--max-batch", "1", "--max-queue", "0"]);
     let id = server.get("/v1/models", None).1["data"][0]["id"]
         .as_str()
         .unwrap()

@@ -33,7 +33,8 @@ pub struct Args {
     /// Port to listen on; 0 picks a free one (the address is printed on stderr).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Sequences decoded together at most (capped by the engine's slots: 1 for now).
+    /// Sequences decoded together at most: each has its own KV cache of --max-context tokens,
+    /// and every decode step is one batched forward of all active ones.
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
     /// Requests waiting for a slot at most; more get 503 [default: 4 per slot].
@@ -60,6 +61,8 @@ pub fn run(a: Args) -> Result<()> {
         .unwrap_or_else(|| a.model.display().to_string());
     let options = ModelOptions {
         max_context: a.max_context,
+        sequences: a.max_batch,
+        max_batch: a.max_batch.max(ModelOptions::default().max_batch),
         ..Default::default()
     };
     let dir = a.model.clone();

@@ -325,7 +325,7 @@ fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| default_prompt(&model));
     let event_loop = EventLoop::<Event>::with_user_event()
         .build()
-        .context("opening the display (is DISPLAY or WAYLAND_DISPLAY set?)")?;
+        .context("opening the X11 display (is DISPLAY set?)")?;
     let mut app = App {
         proxy: event_loop.create_proxy(),
         args,

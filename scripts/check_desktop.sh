@@ -23,6 +23,7 @@ png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 
 png += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 open(path, "wb").write(png)
 PY
+echo "check_png.py must reject a blank image:"
 if python3 scripts/check_png.py "$out/blank.png" "$width" "$height"; then
     echo "check_png.py accepted a blank image" >&2
     exit 1

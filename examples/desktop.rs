@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser;
 use moe_gpu::Context;
+use moe_gpu::moe::ExpertBudget;
 use winit::application::ApplicationHandler;
 use winit::dpi::PhysicalSize;
 use winit::event::WindowEvent;
@@ -51,6 +52,10 @@ struct Args {
     /// New tokens per prompt at most.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
+    /// Expert slots per MoE layer on the GPU, the rest uploaded on a miss [default: every
+    /// expert resident when they fit in half the adapter's largest buffer].
+    #[arg(long, value_name = "N")]
+    expert_slots: Option<usize>,
     /// Window size in pixels, WIDTHxHEIGHT.
     #[arg(long, default_value = "1024x640", value_parser = parse_size)]
     size: (u32, u32),
@@ -115,7 +120,11 @@ impl App {
         // The handoff: moe-gpu adopts the app's device and queue; the app keeps drawing with
         // them (wgpu devices and queues are cheap, shared handles).
         let ctx = Arc::new(Context::from_device(gpu.device.clone(), gpu.queue.clone()));
-        let (requests, thread) = worker::spawn(ctx, self.model.clone(), self.proxy.clone());
+        let budget = self
+            .args
+            .expert_slots
+            .map_or(ExpertBudget::Auto, ExpertBudget::SlotsPerLayer);
+        let (requests, thread) = worker::spawn(ctx, self.model.clone(), budget, self.proxy.clone());
         let egui = egui::Context::default();
         let input = egui_winit::State::new(
             egui.clone(),

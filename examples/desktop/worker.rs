@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use anyhow::{Result, bail};
+use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
 use moe_gpu::{Context, GenerateOptions, Model, ModelOptions, TextStream, Tokenizer, stop_tokens};
 use winit::event_loop::EventLoopProxy;
 
@@ -63,11 +64,12 @@ pub struct Request {
 pub fn spawn(
     ctx: Arc<Context>,
     model: PathBuf,
+    budget: ExpertBudget,
     proxy: EventLoopProxy<Event>,
 ) -> (Sender<Request>, JoinHandle<()>) {
     let (tx, rx) = channel();
     let thread = std::thread::spawn(move || {
-        if let Err(e) = serve(&ctx, &model, &rx, &proxy) {
+        if let Err(e) = serve(&ctx, &model, budget, &rx, &proxy) {
             let _ = proxy.send_event(Event::Failed(format!("{e:#}")));
         }
     });
@@ -77,6 +79,7 @@ pub fn spawn(
 fn serve(
     ctx: &Context,
     dir: &std::path::Path,
+    budget: ExpertBudget,
     requests: &Receiver<Request>,
     proxy: &EventLoopProxy<Event>,
 ) -> Result<()> {
@@ -84,6 +87,10 @@ fn serve(
     // step, the cheapest honest view of which experts each token used.
     let options = ModelOptions {
         routing_stats: true,
+        residency: ResidencyOptions {
+            budget,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut model = Model::load_with(ctx, dir, &options)?;

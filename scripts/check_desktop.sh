@@ -29,7 +29,9 @@ if python3 scripts/check_png.py "$out/blank.png" "$width" "$height"; then
     exit 1
 fi
 
-xvfb-run -a -s "-screen 0 1280x800x24" \
+# Built by the test run already (cargo test builds the examples); bounded so a hung window
+# cannot stall CI.
+timeout 900 xvfb-run -a -s "-screen 0 1280x800x24" \
     cargo run --example desktop -- --model "$model" \
     --screenshot "$out/desktop.png" --frames 30 --size "${width}x${height}"
 python3 scripts/check_png.py "$out/desktop.png" "$width" "$height"

@@ -46,6 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["error", "spec", "gpu", "kernels", "moe", "synthetic"],
     ),
     ("prune", &["error", "spec", "calibration", "model"]),
+    ("serve", &["error", "gpu", "model"]),
 ];
 
 /// Module path (`["moe", "layer", "step"]`) of every library source file.

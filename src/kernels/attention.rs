@@ -25,7 +25,7 @@ pub use key_split::{KeySplit, MAX_SPLITS, SplitKv, partials_bytes};
 pub use passes::AttentionBuffers;
 pub(crate) use passes::AttentionParams;
 use passes::Passes;
-pub use spec::AttentionSpec;
+pub use spec::{AttentionSpec, MAX_V_DIM};
 
 use crate::kernels::rows::{RowPlace, RowTable};
 
@@ -71,10 +71,6 @@ pub static ATTENTION_COMBINE: KernelDef = KernelDef {
     ],
     overrides: &[SINKS],
 };
-
-/// Largest value head (`MAX_V` in `attention.wgsl`: accumulators in registers). DeepSeek's
-/// latent attention needs kv_lora_rank = 512.
-pub const MAX_V_DIM: usize = 512;
 
 /// Threads per workgroup, over heads.
 const HEADS_PER_GROUP: u32 = 16;

@@ -1,7 +1,11 @@
 //! A request to the scheduler and the events it sends back.
 
+use crate::error::Result;
 use crate::model::FinishReason;
 use crate::model::sampling::Sampling;
+
+/// Turns generated token ids into text (the tokenizer's decode, special tokens skipped).
+pub type Decode = Box<dyn Fn(&[u32]) -> Result<String> + Send>;
 
 /// One sequence to generate.
 #[derive(Debug, Clone, PartialEq)]

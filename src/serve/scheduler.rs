@@ -13,11 +13,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::error::{Error, Result};
 use crate::serve::engine::Engine;
-use crate::serve::request::{Event, Request};
+use crate::serve::request::{Decode, Event, Request};
 use crate::serve::worker::{Counters, Job, Worker};
-
-/// Turns generated token ids into text (the tokenizer's decode, special tokens skipped).
-pub type Decode = Box<dyn Fn(&[u32]) -> Result<String> + Send>;
 
 /// Sizes of the scheduler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::FinishReason;
 use crate::model::sampling::Sampler;
 use crate::serve::engine::Engine;
-use crate::serve::request::{Event, Finish, Request};
-use crate::serve::scheduler::Decode;
+use crate::serve::request::{Decode, Event, Finish, Request};
 use crate::serve::stop_text::StopText;
 
 /// The counters behind [`Load`], shared with the worker.

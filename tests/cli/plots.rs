@@ -41,7 +41,12 @@ impl Image {
         let mut reader = png::Decoder::new(std::io::BufReader::new(file))
             .read_info()
             .unwrap();
-        let mut buf = vec![0; reader.output_buffer_size()];
+        let mut buf = vec![
+            0;
+            reader
+                .output_buffer_size()
+                .expect("a PNG that fits in memory")
+        ];
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
         assert_eq!(info.bit_depth, png::BitDepth::Eight);

@@ -1,7 +1,11 @@
 //! The shape, math and capacity of one attention call, and the keys its queries see.
 
 use crate::error::{Error, Result};
-use crate::kernels::attention::{MAX_V_DIM, partials_bytes};
+use crate::kernels::attention::key_split::partials_bytes;
+
+/// Largest value head (`MAX_V` in `attention.wgsl`: accumulators in registers). DeepSeek's
+/// latent attention needs kv_lora_rank = 512.
+pub const MAX_V_DIM: usize = 512;
 
 /// The shape, math and capacity of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,22 +3,11 @@
 //! replays that trace to the same misses; bad budgets fail with a clear message.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use moe_gpu::model::Checkpoint;
 
 use crate::common::fixtures;
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .expect("running the moe binary")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
+use crate::run::{moe, stderr};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("moe-cli-residency-{}", std::process::id()));

@@ -12,22 +12,12 @@ use serde_json::{Value, json};
 use crate::common::edit::temp_dir;
 use crate::common::fixtures::Fixture;
 use crate::common::text::{model_with_tokenizer, tokenizer_json};
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::run::{moe, stderr};
 
 fn generate(model: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["generate", "--model", model.to_str().unwrap()];
     args.extend_from_slice(extra);
     moe(&args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The JSON object on the last line of stdout.

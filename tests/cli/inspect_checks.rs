@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::edit::{Tensors, edited_model};
 use crate::common::fixtures::dir;
+use crate::run::stderr;
 
 fn inspect(model: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_moe"))
@@ -24,10 +25,6 @@ fn olmoe() -> PathBuf {
 
 fn edited(tag: &str, edit: impl FnOnce(&mut Tensors), config: impl FnOnce(&mut Value)) -> PathBuf {
     edited_model(&olmoe(), tag, edit, config)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Sets f32 value `at` of tensor `name` to `v`.

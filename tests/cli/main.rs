@@ -12,6 +12,7 @@ mod inspect_checks;
 mod messages;
 mod plots;
 mod robustness;
+mod run;
 mod serve;
 mod serve_client;
 mod synth;

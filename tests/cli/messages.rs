@@ -2,20 +2,8 @@
 //! numbers are refused with the reason (not as unknown arguments), an error names the flag the
 //! user gave, and runs without a prefill or with every expert resident print no empty figures.
 
-use std::process::{Command, Output};
-
 use crate::common::fixtures::dir;
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::run::{moe, stderr};
 
 #[test]
 fn negative_and_out_of_range_values_say_why() {

@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use crate::common::edit::temp_dir;
 use crate::common::fixtures::dir;
+use crate::run::{moe, stderr};
 
 /// The plots' size in pixels (`src/bin/moe/plot/mod.rs`).
 const SIZE: (usize, usize) = (1200, 900);
@@ -16,17 +16,6 @@ const SIZE: (usize, usize) = (1200, 900);
 const OPTIMAL: [u8; 3] = [44, 160, 44];
 const LRU: [u8; 3] = [31, 119, 180];
 const LFU: [u8; 3] = [214, 39, 40];
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A decoded RGB image.
 struct Image {

@@ -26,6 +26,14 @@ fn negative_and_out_of_range_values_say_why() {
             "layers count from 0",
         ),
         (moe(&["demo", "--hidden", "-5"]), "'-5' for '--hidden"),
+        (
+            moe(&["demo", "--sequences", "0"]),
+            "--sequences must be at least 1",
+        ),
+        (
+            moe(&["serve", "--model", m, "--max-batch", "0", "--port", "0"]),
+            "--max-batch must be at least 1",
+        ),
     ] {
         let e = stderr(&o);
         assert!(!o.status.success(), "{want}: succeeded");

@@ -83,6 +83,7 @@ pub fn run(a: Args) -> Result<()> {
         decode_steps: a.decode_steps,
     };
     sizes.check_values()?;
+    anyhow::ensure!(a.sequences >= 1, "--sequences must be at least 1");
     sizes.check_host()?;
     let ctx = Context::new()?;
     sizes.check_gpu(&ctx.limits)?;

@@ -49,9 +49,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    anyhow::ensure!(a.max_batch >= 1, "--max-batch must be at least 1");
+    let config = ModelConfig::load(&a.model)?;
     let tokenizer = Arc::new(Tokenizer::load(&a.model)?);
     let template = ChatTemplate::load(&a.model)?;
-    let config = ModelConfig::load(&a.model)?;
     let stop = stop_tokens(&a.model, &config)?;
     let model_id = a
         .model

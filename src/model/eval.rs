@@ -1,5 +1,6 @@
 //! Student against teacher on the same tokens: KL(teacher ‖ student) per token, top-1
-//! agreement, activated expert weight bytes per token and speed.
+//! agreement, perplexity, activated expert weight bytes per token and speed; and the
+//! perplexity of one model alone.
 
 use std::time::Instant;
 
@@ -20,6 +21,10 @@ pub struct EvalReport {
     pub kl_per_token: f64,
     /// Fraction of tokens whose argmax agrees.
     pub top1_agreement: f64,
+    /// The student's perplexity: exp of the mean negative log-likelihood of each next token.
+    pub perplexity: f64,
+    /// The teacher's perplexity on the same tokens.
+    pub teacher_perplexity: f64,
     /// Routed expert weight bytes the student reads per token, summed over MoE layers.
     pub student_expert_bytes_per_token: f64,
     /// The same for the teacher.
@@ -54,6 +59,76 @@ fn argmax(z: &[f32]) -> usize {
             if *v > best.1 { (i, *v) } else { best }
         })
         .0
+}
+
+/// One model alone on the evaluation sequences (`moe eval` without a teacher).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PerplexityReport {
+    /// Sequences evaluated.
+    pub sequences: usize,
+    /// Tokens run.
+    pub tokens: usize,
+    /// Tokens predicted: every token but each sequence's first.
+    pub predicted: usize,
+    /// exp of the mean negative log-likelihood of each next token.
+    pub perplexity: f64,
+    /// Routed expert weight bytes read per token, summed over MoE layers.
+    pub expert_bytes_per_token: f64,
+    /// Forward throughput, tokens per second.
+    pub tokens_per_s: f64,
+}
+
+/// The perplexity of logits `runs` ([tokens, vocab] per sequence) predicting each sequence's
+/// next tokens, and the tokens predicted.
+pub fn perplexity(runs: &[Vec<f32>], sequences: &[Vec<u32>], vocab: usize) -> Result<(f64, usize)> {
+    let (mut nll, mut predicted) = (0.0, 0usize);
+    for (logits, seq) in runs.iter().zip(sequences) {
+        for (row, next) in logits.chunks(vocab).zip(seq.iter().skip(1)) {
+            nll -= log_softmax(row)[*next as usize];
+            predicted += 1;
+        }
+    }
+    if predicted == 0 {
+        return Err(Error::input(
+            "perplexity needs a sequence of at least 2 tokens (each predicts the next)",
+        ));
+    }
+    Ok(((nll / predicted as f64).exp(), predicted))
+}
+
+/// Runs `model` alone on `sequences` and reports its perplexity. The model must allow
+/// `max_logit_rows` ≥ the longest sequence; `observe(done, total)` hears of each sequence, in
+/// tokens.
+pub fn evaluate_alone(
+    ctx: &Context,
+    model: &mut Model,
+    sequences: &[Vec<u32>],
+    observe: &mut dyn FnMut(u64, u64),
+) -> Result<PerplexityReport> {
+    let tokens = count_tokens(sequences)?;
+    let mut done = 0;
+    let r = run(ctx, model, sequences, &mut |n| {
+        done += n;
+        observe(done, tokens as u64);
+    })?;
+    let (perplexity, predicted) = perplexity(&r.logits, sequences, model.config.vocab)?;
+    Ok(PerplexityReport {
+        sequences: sequences.len(),
+        tokens,
+        predicted,
+        perplexity,
+        expert_bytes_per_token: r.expert_bytes / tokens as f64,
+        tokens_per_s: tokens as f64 / r.seconds.max(1e-9),
+    })
+}
+
+/// Tokens in `sequences`; an error when there are none.
+fn count_tokens(sequences: &[Vec<u32>]) -> Result<usize> {
+    let tokens: usize = sequences.iter().map(|s| s.len()).sum();
+    if tokens == 0 {
+        return Err(Error::input("no evaluation tokens"));
+    }
+    Ok(tokens)
 }
 
 /// What one model did on the evaluation sequences.
@@ -124,10 +199,7 @@ pub fn evaluate(
             teacher.config.vocab, student.config.vocab
         )));
     }
-    let tokens: usize = sequences.iter().map(|s| s.len()).sum();
-    if tokens == 0 {
-        return Err(Error::input("no evaluation tokens"));
-    }
+    let tokens = count_tokens(sequences)?;
     let (total, mut done) = (2 * tokens as u64, 0);
     let mut step = |n| {
         done += n;
@@ -148,6 +220,8 @@ pub fn evaluate(
         tokens,
         kl_per_token: kl_sum / tokens as f64,
         top1_agreement: agree as f64 / tokens as f64,
+        perplexity: perplexity(&s.logits, sequences, vocab)?.0,
+        teacher_perplexity: perplexity(&t.logits, sequences, vocab)?.0,
         student_expert_bytes_per_token: s.expert_bytes / tokens as f64,
         teacher_expert_bytes_per_token: t.expert_bytes / tokens as f64,
         student_expert_bytes_total: expert_bytes_total(student),

@@ -1,16 +1,17 @@
 //! Calibration, evaluation and dynamic activation at model level: captured routing matches
-//! HF, statistics are consistent, a model against itself has zero KL, and pruned or
-//! dynamically activated students are valid and report what they save.
+//! HF, statistics are consistent, a model against itself has zero KL, perplexity is the mean
+//! next-token likelihood computed here from the logits, and pruned or dynamically activated
+//! students are valid and report what they save.
 
 use std::process::Command;
 
 use moe_gpu::calibration::CalibrationStats;
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::collect_calibration::{builtin_ids, calibrate};
-use moe_gpu::model::eval::evaluate;
+use moe_gpu::model::eval::{evaluate, evaluate_alone};
 use moe_gpu::moe::activation_policy::{ActivationPolicy, SkipThreshold};
 use moe_gpu::reference::glu_mlp;
-use moe_gpu::{Model, ModelOptions};
+use moe_gpu::{Logits, Model, ModelOptions};
 
 use crate::common;
 use crate::common::edit::temp_dir;
@@ -166,6 +167,52 @@ fn a_model_against_itself_has_zero_kl_and_dynamic_activation_saves_bytes() {
     );
 }
 
+/// Perplexity from `Logits::All`, with a log-sum-exp written here.
+fn perplexity_here(ctx: &moe_gpu::Context, model: &mut Model, data: &[Vec<u32>]) -> f64 {
+    let vocab = model.config.vocab;
+    let (mut nll, mut n) = (0.0f64, 0);
+    for seq in data {
+        model.reset();
+        let logits = model.forward(ctx, seq, Logits::All).unwrap();
+        for (t, next) in seq.iter().enumerate().skip(1) {
+            let row = &logits[(t - 1) * vocab..t * vocab];
+            let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
+            let sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
+            nll += max + sum.ln() - row[*next as usize] as f64;
+            n += 1;
+        }
+    }
+    (nll / n as f64).exp()
+}
+
+#[test]
+fn perplexity_is_the_mean_next_token_likelihood() {
+    let fx = Fixture::open("hf-tiny", "qwen3_moe");
+    let ctx = common::ctx();
+    let mut model = Model::load_with(ctx, &fx.model_dir, &options(12)).unwrap();
+    let data = builtin_ids(model.config.vocab, 3, 12, 4);
+    let want = perplexity_here(ctx, &mut model, &data);
+    let alone = evaluate_alone(ctx, &mut model, &data, &mut |_, _| {}).unwrap();
+    assert!(
+        (alone.perplexity / want - 1.0).abs() < 1e-9,
+        "{alone:?} vs {want}"
+    );
+    assert_eq!((alone.tokens, alone.predicted), (36, 33));
+    // A random model is close to uniform: perplexity near the vocabulary's size.
+    let vocab = model.config.vocab as f64;
+    assert!(
+        alone.perplexity > 1.0 && alone.perplexity < 4.0 * vocab,
+        "{alone:?}"
+    );
+    let mut student = Model::load_with(ctx, &fx.model_dir, &options(12)).unwrap();
+    let r = evaluate(ctx, &mut model, &mut student, &data, &mut |_, _| {}).unwrap();
+    assert_eq!(r.perplexity, alone.perplexity);
+    assert_eq!(r.teacher_perplexity, alone.perplexity);
+    let short = vec![vec![1u32], vec![2]];
+    let err = evaluate_alone(ctx, &mut model, &short, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("at least 2 tokens"), "{err}");
+}
+
 #[test]
 fn calibrate_prune_eval_from_the_cli() {
     let model = dir("hf-tiny", "qwen3_moe").join("model");
@@ -231,6 +278,22 @@ fn calibrate_prune_eval_from_the_cli() {
                 kl.abs() < 1e-9 && v["top1_agreement"] == 1.0,
                 "--keep all must reproduce the teacher: {v}"
             );
+            assert_eq!(v["perplexity"], v["teacher_perplexity"], "{v}");
+            // Without a teacher: the perplexity alone, the same figure.
+            let o = moe(&[
+                "eval",
+                "--model",
+                out.to_str().unwrap(),
+                "--seq-len",
+                "16",
+                "--sequences",
+                "2",
+                "--json",
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let alone: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(alone["perplexity"], v["perplexity"], "{alone}");
+            assert_eq!(alone["predicted"], 30, "{alone}");
         } else {
             assert!(kl.is_finite() && kl > 0.0, "{method}: {v}");
             assert_eq!(

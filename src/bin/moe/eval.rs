@@ -1,10 +1,12 @@
-//! `moe eval`: a (pruned or dynamically activated) student against its teacher.
+//! `moe eval`: the perplexity of a model on evaluation data, and with `--teacher` a (pruned,
+//! quantised or dynamically activated) student against its teacher.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use moe_gpu::kernels::matmul::WeightFormat;
-use moe_gpu::model::eval::evaluate;
+use moe_gpu::model::Model;
+use moe_gpu::model::eval::{PerplexityReport, evaluate, evaluate_alone};
 use moe_gpu::{Context, ModelOptions};
 
 use crate::activation::ExpertActivationArgs;
@@ -17,9 +19,10 @@ pub struct Args {
     /// The student model directory (e.g. written by `moe prune`).
     #[arg(long)]
     model: PathBuf,
-    /// The teacher model directory (e.g. the unpruned original).
+    /// The teacher model directory (e.g. the unpruned original); without it, the model's
+    /// perplexity alone.
     #[arg(long)]
-    teacher: PathBuf,
+    teacher: Option<PathBuf>,
     /// Evaluation data: text (needs tokenizer.json) or token ids. Default: built-in set.
     #[arg(long)]
     data: Option<PathBuf>,
@@ -52,15 +55,20 @@ pub fn run(a: Args) -> Result<()> {
         expert_format: Some(WeightFormat::F32),
         ..Default::default()
     };
-    let mut teacher = progress::load_model(&ctx, &a.teacher, &options)?;
     let student_options = ModelOptions {
         expert_format: Some(WeightFormat::parse(&a.dtype)?),
         ..options.clone()
     };
+    let Some(teacher_dir) = &a.teacher else {
+        let mut model = progress::load_model(&ctx, &a.model, &student_options)?;
+        a.activation.apply(&mut model)?;
+        return alone(&ctx, &a, &mut model);
+    };
+    let mut teacher = progress::load_model(&ctx, teacher_dir, &options)?;
     let mut student = progress::load_model(&ctx, &a.model, &student_options)?;
     a.activation.apply(&mut student)?;
     let data = load_tokens(
-        &a.teacher,
+        teacher_dir,
         a.data.as_deref(),
         teacher.config.vocab,
         a.seq_len,
@@ -96,6 +104,11 @@ pub fn run(a: Args) -> Result<()> {
             r.top1_agreement * 100.0
         )?;
         outln!(
+            "perplexity                 {:.3} (teacher {:.3})",
+            r.perplexity,
+            r.teacher_perplexity
+        )?;
+        outln!(
             "expert bytes per token     {:.0} (teacher {:.0})",
             r.student_expert_bytes_per_token,
             r.teacher_expert_bytes_per_token
@@ -111,5 +124,31 @@ pub fn run(a: Args) -> Result<()> {
             r.teacher_tokens_per_s
         )?;
     }
+    Ok(())
+}
+
+/// The model's perplexity alone on the data.
+fn alone(ctx: &Context, a: &Args, model: &mut Model) -> Result<()> {
+    let vocab = model.config.vocab;
+    let data = load_tokens(&a.model, a.data.as_deref(), vocab, a.seq_len, a.sequences)?;
+    let bar = progress::counter("evaluating", "tokens")?;
+    let r = evaluate_alone(ctx, model, &data, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let r: PerplexityReport = r?;
+    if a.json {
+        return Ok(outln!("{}", serde_json::to_string(&r)?)?);
+    }
+    outln!(
+        "tokens                     {} in {} sequences ({} predicted)",
+        r.tokens,
+        r.sequences,
+        r.predicted
+    )?;
+    outln!("perplexity                 {:.3}", r.perplexity)?;
+    outln!("expert bytes per token     {:.0}", r.expert_bytes_per_token)?;
+    outln!("tokens/s                   {:.1}", r.tokens_per_s)?;
     Ok(())
 }

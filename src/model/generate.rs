@@ -52,6 +52,8 @@ pub enum FinishReason {
 pub struct GenerationStats {
     /// Tokens of the prompt.
     pub prompt_tokens: usize,
+    /// Prompt tokens found in the KV cache ([`Model::generate_after`]), not prefilled.
+    pub cached_tokens: usize,
     /// Tokens returned.
     pub generated_tokens: usize,
     /// Prompt forward pass(es), including the readback of the last logits.
@@ -65,12 +67,12 @@ pub struct GenerationStats {
 }
 
 impl GenerationStats {
-    /// Prompt tokens per second of prefill (0 when none ran).
+    /// Prompt tokens prefilled per second (0 when none ran).
     pub fn prefill_tokens_per_s(&self) -> f64 {
         if self.prefill.is_zero() {
             return 0.0;
         }
-        self.prompt_tokens as f64 / self.prefill.as_secs_f64()
+        (self.prompt_tokens - self.cached_tokens) as f64 / self.prefill.as_secs_f64()
     }
 
     /// Decode steps per second (0 before the first).
@@ -89,6 +91,8 @@ pub struct Generator<'a> {
     options: GenerateOptions,
     sampler: Sampler,
     prompt: Vec<u32>,
+    /// Prompt tokens already in the KV cache: the prefill runs the rest.
+    kept: usize,
     generated: Vec<u32>,
     started: Instant,
     stats: GenerationStats,
@@ -105,6 +109,25 @@ impl Model {
         options: GenerateOptions,
     ) -> Result<Generator<'a>> {
         self.reset();
+        self.generate_after(ctx, 0, prompt, options)
+    }
+
+    /// As [`Self::generate`], keeping the first `keep` tokens of the KV cache, which the
+    /// caller knows are `prompt[..keep]` (a chat's earlier turns): only the rest of the prompt
+    /// is prefilled. At least the prompt's last token is, for its logits.
+    pub fn generate_after<'a>(
+        &'a mut self,
+        ctx: &'a Context,
+        keep: usize,
+        prompt: &[u32],
+        options: GenerateOptions,
+    ) -> Result<Generator<'a>> {
+        if keep > self.position() {
+            return Err(Error::input(format!(
+                "cannot keep {keep} tokens of a KV cache holding {}",
+                self.position()
+            )));
+        }
         if prompt.is_empty() {
             return Err(Error::input("the prompt is empty"));
         }
@@ -124,15 +147,19 @@ impl Model {
             )));
         }
         let sampler = Sampler::new(options.sampling)?;
+        let kept = keep.min(prompt.len() - 1);
+        self.rewind(kept);
         Ok(Generator {
             ctx,
             model: self,
             sampler,
             prompt: prompt.to_vec(),
+            kept,
             generated: Vec::new(),
             started: Instant::now(),
             stats: GenerationStats {
                 prompt_tokens: prompt.len(),
+                cached_tokens: kept,
                 ..Default::default()
             },
             options,
@@ -162,7 +189,8 @@ impl Generator<'_> {
         let t0 = Instant::now();
         let token = match self.generated.last() {
             None => {
-                let logits = self.model.forward(self.ctx, &self.prompt, Logits::Last)?;
+                let rest = &self.prompt[self.kept..];
+                let logits = self.model.forward(self.ctx, rest, Logits::Last)?;
                 self.stats.prefill = t0.elapsed();
                 let token = self.sampler.sample(&logits)?;
                 self.stats.time_to_first_token = self.started.elapsed();

@@ -284,6 +284,16 @@ fn chat_reads_piped_messages_and_keeps_the_history() {
     let answers: Vec<&str> = stdout.lines().collect();
     assert_eq!(answers.len(), 3, "{stdout}");
     assert_eq!(stderr.matches("tokens/s").count(), 3, "{stderr}");
+    // The first turn prefills everything; the second finds the first turn in the KV cache,
+    // and after /reset the template's opening tokens at least.
+    let cached: Vec<usize> = stderr
+        .lines()
+        .filter_map(|l| l.split("; ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        cached.len() == 3 && cached[0] == 0 && cached[1] > 3 && cached[2] > 0,
+        "{stderr}"
+    );
     // After /reset the same message gets the same greedy answer, the one `moe generate` gives.
     assert_eq!(answers[0], answers[2]);
     let generate = Command::new(env!("CARGO_BIN_EXE_moe"))

@@ -148,6 +148,40 @@ fn a_seed_makes_sampling_reproducible() {
     assert_ne!(a, run(12), "two seeds drew the same 12 tokens");
 }
 
+/// A chat's next turn: the cache keeps the tokens the new prompt starts with, and only the rest
+/// is prefilled, with the tokens of a generation from an empty cache.
+#[test]
+fn generation_after_a_kept_prefix_matches_one_from_scratch() {
+    let ctx = common::ctx();
+    let fx = Fixture::open("hf-tiny", "olmoe");
+    let prompt = fx.ids("input_ids");
+    let mut model = load(&fx, ModelOptions::default());
+    let options = GenerateOptions {
+        max_new_tokens: 6,
+        sampling: Sampling::Greedy,
+        ignore_eos: true,
+        ..GenerateOptions::for_model(&model)
+    };
+    let mut run = |model: &mut Model, keep| -> (Vec<u32>, usize) {
+        let mut g = model
+            .generate_after(ctx, keep, &prompt, options.clone())
+            .unwrap();
+        let tokens = g.by_ref().collect::<Result<Vec<_>, _>>().unwrap();
+        (tokens, g.stats().cached_tokens)
+    };
+    model.reset();
+    let (want, none) = run(&mut model, 0);
+    assert_eq!(none, 0);
+    // The cache now holds the prompt and the answer: keep the prompt's first 4 tokens, then
+    // all of it (its last token is prefilled again, for its logits).
+    for (keep, cached) in [(4, 4), (prompt.len(), prompt.len() - 1)] {
+        assert_eq!(run(&mut model, keep), (want.clone(), cached));
+    }
+    model.reset();
+    let err = err_of(model.generate_after(ctx, 1, &prompt, options));
+    assert!(err.contains("cannot keep 1 tokens"), "{err}");
+}
+
 #[test]
 fn f16_experts_stay_close_to_f32() {
     let ctx = common::ctx();

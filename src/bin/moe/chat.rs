@@ -1,6 +1,7 @@
 //! `moe chat`: a multi-turn REPL through the checkpoint's chat template. The history is kept
-//! and rendered whole each turn; answers stream to stdout, tokens/s to stderr. Piped stdin is
-//! read as one user message per line until EOF.
+//! and rendered whole each turn, and only the tokens past what the KV cache already holds of
+//! it are prefilled; answers stream to stdout, tokens/s to stderr. Piped stdin is read as one
+//! user message per line until EOF.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -79,6 +80,8 @@ pub fn run(a: Args) -> Result<()> {
             ctx.describe()
         );
     }
+    // The tokens in the model's KV cache: the last turn's prompt and answer.
+    let mut cached: Vec<u32> = Vec::new();
     let mut lines = std::io::stdin().lock().lines();
     loop {
         if interactive {
@@ -105,7 +108,13 @@ pub fn run(a: Args) -> Result<()> {
             stop_tokens: stop.clone(),
             ignore_eos: false,
         };
-        let mut generator = match model.generate(&ctx, &prompt, options) {
+        // The cache holds the previous turns as far as they match this prompt's tokens.
+        let keep = cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut generator = match model.generate_after(&ctx, keep, &prompt, options) {
             Ok(g) => g,
             Err(e) => {
                 history.pop();
@@ -120,10 +129,15 @@ pub fn run(a: Args) -> Result<()> {
         outln!()?;
         let stats = generator.stats();
         eprintln!(
-            "[{} tokens, {:.2} tokens/s]",
+            "[{} tokens, {:.2} tokens/s; {} of {} prompt tokens from the cache]",
             stats.generated_tokens,
-            stats.decode_tokens_per_s()
+            stats.decode_tokens_per_s(),
+            stats.cached_tokens,
+            stats.prompt_tokens
         );
+        let fed = generator.model().position();
+        cached = [generator.prompt(), generator.generated()].concat();
+        cached.truncate(fed);
         history.push(ChatMessage::new("assistant", &stream.text()?));
     }
     Ok(())

@@ -22,6 +22,12 @@ impl Model {
         self.positions.fill(0);
     }
 
+    /// Forgets all but the first `tokens` tokens of sequence 0's KV cache (no-op if it holds
+    /// fewer): the next forward continues from there.
+    pub fn rewind(&mut self, tokens: usize) {
+        self.positions[0] = self.positions[0].min(tokens);
+    }
+
     /// Sequences the model holds, each with its own KV cache.
     pub fn sequences(&self) -> usize {
         self.positions.len()

@@ -162,7 +162,7 @@ fn generation_after_a_kept_prefix_matches_one_from_scratch() {
         ignore_eos: true,
         ..GenerateOptions::for_model(&model)
     };
-    let mut run = |model: &mut Model, keep| -> (Vec<u32>, usize) {
+    let run = |model: &mut Model, keep| -> (Vec<u32>, usize) {
         let mut g = model
             .generate_after(ctx, keep, &prompt, options.clone())
             .unwrap();

@@ -212,6 +212,9 @@ fn bad_requests_get_4xx_json(server: &Server, id: &str) {
         &completion(id, &long.join(" "), 4).to_string(),
     );
     assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    let (status, v) = server.get("/v1/completions", Some(KEY));
+    assert_eq!(status, 405, "{v}");
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
     server.ok("/v1/completions", &completion(id, "w5", 2));
 }
 

@@ -74,6 +74,15 @@ impl ApiError {
         }
     }
 
+    /// A known endpoint asked with another method (GET for a POST endpoint, say).
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            ..Self::invalid(format!("{path} does not take {method}"), None)
+                .with_code("method_not_allowed")
+        }
+    }
+
     /// A failure of the server itself (the model step failed).
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

@@ -114,6 +114,7 @@ async fn serve(state: Arc<AppState>, host: &str, port: u16) -> Result<()> {
     let app = v1
         .route("/health", get(routes::health))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind((host, port))
         .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Request as HttpRequest, State};
-use axum::http::{Uri, header};
+use axum::http::{Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use moe_gpu::serve::{Admission, Event};
@@ -53,6 +53,11 @@ pub async fn completions(State(s): Shared, body: Bytes) -> Response {
 
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(uri.path())
+}
+
+/// Answers a known endpoint asked with a method it does not take.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
 }
 
 /// Refuses a request without `Authorization: Bearer KEY` when the server has a key.

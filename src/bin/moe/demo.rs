@@ -191,10 +191,11 @@ pub fn run(a: Args) -> Result<()> {
         let cells: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         outln!(
-            "decode: {} steps of {} sequences, {mean:.2} ms per step ({:.1} tokens/s in all, \
+            "decode: {} steps of {} sequence{}, {mean:.2} ms per step ({:.1} tokens/s in all, \
              {submits} each); per step ms: [{}]",
             times.len(),
             tokens.len(),
+            if tokens.len() == 1 { "" } else { "s" },
             tokens.len() as f64 * 1e3 / mean,
             cells.join(" ")
         )?;

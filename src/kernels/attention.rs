@@ -184,7 +184,10 @@ impl Attention {
     /// keys.
     pub fn split_for(&self, tokens: usize, pos0: usize) -> KeySplit {
         let keys = self.spec.keys(tokens, pos0);
-        if self.rule.splits_step(&RowPlace::consecutive(pos0, tokens)) {
+        if self
+            .rule
+            .splits_step(&RowPlace::consecutive(0, pos0, tokens))
+        {
             self.rule.for_keys(keys)
         } else {
             KeySplit::whole(keys)
@@ -200,7 +203,7 @@ impl Attention {
         tokens: usize,
         pos0: usize,
     ) -> Result<()> {
-        let rows = RowPlace::consecutive(pos0, tokens);
+        let rows = RowPlace::consecutive(0, pos0, tokens);
         self.rows.set(ctx, &rows)?;
         self.encode_rows(ctx, pass, &rows)
     }
@@ -245,7 +248,7 @@ impl Attention {
                 self.spec.positions
             )));
         }
-        let rows = RowPlace::consecutive(pos0, tokens);
+        let rows = RowPlace::consecutive(0, pos0, tokens);
         self.rows.set(ctx, &rows)?;
         let step = StepSplit {
             rule: SplitRule::forced(split.chunk),

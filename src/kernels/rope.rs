@@ -147,7 +147,8 @@ impl Rope {
         tokens: usize,
         pos0: usize,
     ) -> Result<()> {
-        self.rows.set(ctx, &RowPlace::consecutive(pos0, tokens))?;
+        self.rows
+            .set(ctx, &RowPlace::consecutive(0, pos0, tokens))?;
         self.encode_rows(ctx, pass, tokens);
         Ok(())
     }

@@ -22,11 +22,12 @@ pub struct RowPlace {
 }
 
 impl RowPlace {
-    /// `tokens` consecutive tokens of one sequence whose cache starts at row 0, from `pos0`.
-    pub fn consecutive(pos0: usize, tokens: usize) -> Vec<RowPlace> {
+    /// `tokens` consecutive tokens, from position `pos0`, of one sequence whose cache starts
+    /// at row `cache_row0`.
+    pub fn consecutive(cache_row0: usize, pos0: usize, tokens: usize) -> Vec<RowPlace> {
         (pos0..pos0 + tokens)
             .map(|p| RowPlace {
-                cache_row0: 0,
+                cache_row0: cache_row0 as u32,
                 position: p as u32,
             })
             .collect()

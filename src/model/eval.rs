@@ -39,9 +39,14 @@ pub struct EvalReport {
     pub teacher_tokens_per_s: f64,
 }
 
-fn log_softmax(z: &[f32]) -> Vec<f64> {
+/// log Σ exp(z), in f64.
+fn log_sum_exp(z: &[f32]) -> f64 {
     let max = z.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
-    let lse = z.iter().map(|v| (*v as f64 - max).exp()).sum::<f64>().ln() + max;
+    z.iter().map(|v| (*v as f64 - max).exp()).sum::<f64>().ln() + max
+}
+
+fn log_softmax(z: &[f32]) -> Vec<f64> {
+    let lse = log_sum_exp(z);
     z.iter().map(|v| *v as f64 - lse).collect()
 }
 
@@ -84,7 +89,7 @@ pub fn perplexity(runs: &[Vec<f32>], sequences: &[Vec<u32>], vocab: usize) -> Re
     let (mut nll, mut predicted) = (0.0, 0usize);
     for (logits, seq) in runs.iter().zip(sequences) {
         for (row, next) in logits.chunks(vocab).zip(seq.iter().skip(1)) {
-            nll -= log_softmax(row)[*next as usize];
+            nll += log_sum_exp(row) - row[*next as usize] as f64;
             predicted += 1;
         }
     }

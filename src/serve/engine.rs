@@ -1,6 +1,6 @@
 //! What the scheduler needs of a model, and its implementation for [`Model`].
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Context;
 use crate::model::{Logits, Model};
 
@@ -33,16 +33,6 @@ impl ModelEngine {
     pub fn new(ctx: Context, model: Model) -> Self {
         Self { ctx, model }
     }
-
-    fn check_slot(&self, slot: usize) -> Result<()> {
-        if slot >= self.slots() {
-            return Err(Error::input(format!(
-                "slot {slot} does not exist: the model has {} slot(s)",
-                self.slots()
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl Engine for ModelEngine {
@@ -62,7 +52,6 @@ impl Engine for ModelEngine {
         let mut logits = vec![Vec::new(); entries.len()];
         let mut decode = Vec::new();
         for (i, &(slot, ids)) in entries.iter().enumerate() {
-            self.check_slot(slot)?;
             match ids {
                 [id] => decode.push((i, (slot, *id))),
                 _ => {
@@ -83,7 +72,6 @@ impl Engine for ModelEngine {
     }
 
     fn reset(&mut self, slot: usize) -> Result<()> {
-        self.check_slot(slot)?;
         self.model.reset_sequence(slot)
     }
 }

@@ -258,20 +258,16 @@ fn calibrate_prune_eval_from_the_cli() {
             !e.contains("pruning"),
             "no progress bar when stderr is a pipe: {e}"
         );
-        let o = moe(&[
-            "eval",
-            "--model",
-            out.to_str().unwrap(),
-            "--teacher",
-            m,
-            "--seq-len",
-            "16",
-            "--sequences",
-            "2",
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // `moe eval --json` of the pruned model, with `extra` flags.
+        let eval = |extra: &[&str]| -> serde_json::Value {
+            let mut args = vec!["eval", "--model", out.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["--seq-len", "16", "--sequences", "2", "--json"]);
+            let o = moe(&args);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            serde_json::from_slice(&o.stdout).unwrap()
+        };
+        let v = eval(&["--teacher", m]);
         let kl = v["kl_per_token"].as_f64().unwrap();
         if keep == "all" {
             assert!(
@@ -280,18 +276,7 @@ fn calibrate_prune_eval_from_the_cli() {
             );
             assert_eq!(v["perplexity"], v["teacher_perplexity"], "{v}");
             // Without a teacher: the perplexity alone, the same figure.
-            let o = moe(&[
-                "eval",
-                "--model",
-                out.to_str().unwrap(),
-                "--seq-len",
-                "16",
-                "--sequences",
-                "2",
-                "--json",
-            ]);
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let alone: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let alone = eval(&[]);
             assert_eq!(alone["perplexity"], v["perplexity"], "{alone}");
             assert_eq!(alone["predicted"], 30, "{alone}");
         } else {

@@ -112,19 +112,13 @@ impl SplitRule {
         max_tokens: 0,
     };
 
-    /// Every query in runs of `chunk` keys (tests and benchmarks): see [`Self::forced`].
-    const FORCED: SplitRule = SplitRule {
-        min_keys: 0,
-        min_chunk: usize::MAX,
-        max_splits: usize::MAX,
-        max_tokens: usize::MAX,
-    };
-
-    /// Every query of any step in runs of `chunk` keys.
+    /// Every query of any step in runs of `chunk` keys (tests and benchmarks).
     pub fn forced(chunk: usize) -> Self {
         Self {
+            min_keys: 0,
             min_chunk: chunk.max(1),
-            ..Self::FORCED
+            max_splits: usize::MAX,
+            max_tokens: usize::MAX,
         }
     }
 

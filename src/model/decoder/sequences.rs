@@ -52,14 +52,7 @@ impl Model {
 
     /// Where `tokens` new tokens of sequence `seq` sit: its cache's rows, from its position.
     pub(super) fn places(&self, seq: usize, tokens: usize) -> Vec<RowPlace> {
-        let row0 = (seq * self.limits.context) as u32;
-        let pos0 = self.positions[seq];
-        (pos0..pos0 + tokens)
-            .map(|p| RowPlace {
-                cache_row0: row0,
-                position: p as u32,
-            })
-            .collect()
+        RowPlace::consecutive(seq * self.limits.context, self.positions[seq], tokens)
     }
 
     /// One batched decode step: appends `token` to sequence `seq` for every `(seq, token)`

@@ -27,8 +27,8 @@ impl Trace {
         layers: usize,
         vocab: usize,
     ) -> Result<Self> {
-        // embed, final norm, and per layer: attention, MLP and layer outputs.
-        let captures = 2 + 3 * layers;
+        // embed, final norm, and per layer: attention output, MLP input and output, layer output.
+        let captures = 2 + 4 * layers;
         let capacity = (captures * rows * hidden * 4) as u64;
         Ok(Self {
             rows,

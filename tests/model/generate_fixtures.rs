@@ -59,8 +59,12 @@ fn check(set: &str, arch: &str, options: &ModelOptions) -> f32 {
     // Intermediates first: they say where a mismatch starts.
     let trace = model.trace(ctx, &prompt).unwrap();
     let mut names: Vec<String> = vec!["embed.output".into()];
+    let mlp_inputs = fx.layers_with("layers.", ".mlp.input");
     for l in 0..model.config.layers {
         names.push(format!("layers.{l}.attn.output"));
+        if mlp_inputs.contains(&l) {
+            names.push(format!("layers.{l}.mlp.input"));
+        }
         names.push(format!("layers.{l}.mlp.output"));
         names.push(format!("layers.{l}.output"));
     }

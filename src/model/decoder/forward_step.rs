@@ -100,8 +100,9 @@ impl Model {
     }
 
     /// Runs `ids` from an empty cache and returns HF-named intermediate tensors
-    /// (`embed.output`, `layers.L.attn.output`, `layers.L.mlp.output`, `layers.L.output`,
-    /// `final_norm.output`, `logits`), for debugging against a reference implementation.
+    /// (`embed.output`, `layers.L.attn.output`, `layers.L.mlp.input`, `layers.L.mlp.output`,
+    /// `layers.L.output`, `final_norm.output`, `logits`), for debugging against a reference
+    /// implementation and for recovery's layer inputs.
     pub fn trace(&mut self, ctx: &Context, ids: &[u32]) -> Result<Trace> {
         self.reset();
         self.check_ids(0, ids)?;
@@ -216,6 +217,7 @@ impl Model {
         layer.post_norm.encode(ctx, rec.pass(), t);
         if let Some(tr) = trace.as_deref_mut() {
             tr.capture(rec, &format!("layers.{l}.attn.output"), &s.attn_out);
+            tr.capture(rec, &format!("layers.{l}.mlp.input"), &s.x);
         }
         let moe = match &layer.mlp {
             Mlp::Dense(mlp) => {

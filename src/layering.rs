@@ -45,7 +45,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "bench",
         &["error", "spec", "gpu", "kernels", "moe", "synthetic"],
     ),
-    ("prune", &["error", "spec", "calibration", "model"]),
+    (
+        "prune",
+        &["error", "spec", "reference", "gpu", "calibration", "model"],
+    ),
     ("serve", &["error", "gpu", "model"]),
 ];
 

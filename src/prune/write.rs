@@ -17,8 +17,15 @@ use crate::model::safetensors_file::write_safetensors;
 use crate::prune::plan::{LayerPlan, PrunePlan};
 use crate::spec::weights::ExpertWeights;
 
-/// Merged weights: layer → kept expert (original id) → weights.
-pub type Merged = BTreeMap<usize, BTreeMap<usize, ExpertWeights>>;
+/// New weights for the kept experts of a pruned checkpoint, by layer: merged or recovered
+/// expert weights, and recovered router rows. What is not here is copied from the source.
+#[derive(Debug, Default)]
+pub struct Replacements {
+    /// layer → kept expert (original id) → its weights.
+    pub experts: BTreeMap<usize, BTreeMap<usize, ExpertWeights>>,
+    /// layer → router rows of the kept experts, [kept, hidden].
+    pub routers: BTreeMap<usize, Vec<f32>>,
+}
 
 /// The config.json key holding the routed expert count, per architecture family.
 const EXPERT_COUNT_KEYS: [&str; 3] = ["num_local_experts", "num_experts", "n_routed_experts"];
@@ -40,8 +47,22 @@ fn encode(dtype: Dtype, v: &[f32], name: &str) -> Result<Vec<u8>> {
         other => {
             return Err(Error::tensor(
                 name,
-                format!("cannot write merged weights as {other:?}"),
+                format!("cannot write new weights as {other:?}"),
             ));
+        }
+    })
+}
+
+/// What a value becomes when written as `dtype` and read back.
+pub fn stored_value(dtype: Dtype) -> Result<fn(f32) -> f32> {
+    Ok(match dtype {
+        Dtype::F32 => |x| x,
+        Dtype::F16 => |x| f16::from_f32(x).to_f32(),
+        Dtype::BF16 => |x| bf16::from_f32(x).to_f32(),
+        other => {
+            return Err(Error::input(format!(
+                "recovered weights cannot be written as {other:?}"
+            )));
         }
     })
 }
@@ -104,7 +125,7 @@ enum Rewrite {
 fn rewrite(
     cfg: &ModelConfig,
     lp: &LayerPlan,
-    merged: Option<&BTreeMap<usize, ExpertWeights>>,
+    new: &Replacements,
     name: &str,
     e: &TensorEntry,
     bytes: &[u8],
@@ -121,8 +142,14 @@ fn rewrite(
     ];
     if router.contains(&rest) {
         let (shape, data) = take_rows(e, bytes, &lp.keep);
-        return Ok(Rewrite::Replace(shape, data));
+        return Ok(match new.routers.get(&lp.layer) {
+            Some(rows) if rest.ends_with(".weight") => {
+                Rewrite::Replace(shape, encode(e.dtype, rows, name)?)
+            }
+            _ => Rewrite::Replace(shape, data),
+        });
     }
+    let merged = new.experts.get(&lp.layer);
     let Some(expert_part) = rest.strip_prefix("experts.") else {
         return Ok(Rewrite::Unchanged);
     };
@@ -192,7 +219,7 @@ pub fn write_pruned(
     src: &Path,
     cfg: &ModelConfig,
     plan: &PrunePlan,
-    merged: &Merged,
+    new: &Replacements,
     out: &Path,
 ) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -214,7 +241,7 @@ pub fn write_pruned(
             let e = ckpt.entry(name)?;
             let bytes = ckpt.bytes(name)?;
             let new = match layer_of(name).and_then(|l| plans.get(&l)) {
-                Some(lp) => rewrite(cfg, lp, merged.get(&lp.layer), name, e, bytes)?,
+                Some(lp) => rewrite(cfg, lp, new, name, e, bytes)?,
                 None => Rewrite::Unchanged,
             };
             match new {

@@ -14,6 +14,7 @@ mod memory_plan;
 mod mxfp4_checkpoint;
 mod placement;
 mod prune;
+mod recover;
 mod router_status;
 mod sampling_and_lm_head;
 mod sequences;

@@ -104,12 +104,37 @@ fn run_blocks(model: &Path, fx: &Fixture) -> Vec<(Vec<u32>, Vec<f32>)> {
         .collect()
 }
 
+/// `--keep all`, and `--keep all --recover` (whose refit has nothing to recover), write the
+/// original back bit for bit.
 #[test]
 fn keep_all_reproduces_the_original_exactly() {
-    for arch in ["qwen2_moe", "gpt_oss", "deepseek_v3"] {
+    for (arch, recover) in [
+        ("qwen2_moe", false),
+        ("gpt_oss", false),
+        ("deepseek_v3", false),
+        ("qwen3_moe", true),
+        ("gpt_oss", true),
+        ("deepseek_v3", true),
+    ] {
         let model = dir("hf-tiny", arch).join("model");
         let stats = stats_for(arch);
-        let out = prune(&model, &stats, "all", "frequency", &[]);
+        let data = temp_dir("recover-data").join("ids.txt");
+        let ids = Fixture::open("hf-tiny", arch).ids("input_ids");
+        std::fs::write(&data, format!("{ids:?}").trim_matches(['[', ']'])).unwrap();
+        let extra = [
+            "--recover",
+            "--data",
+            data.to_str().unwrap(),
+            "--seq-len",
+            "16",
+        ];
+        let out = prune(
+            &model,
+            &stats,
+            "all",
+            "frequency",
+            if recover { &extra } else { &[] },
+        );
         let (a, b) = (read_tensors(&model), read_tensors(&out));
         assert_eq!(
             a.keys().collect::<Vec<_>>(),

@@ -18,6 +18,7 @@ mod out;
 mod plot;
 mod progress;
 mod prune;
+mod recover;
 mod residency_args;
 mod serve;
 mod synth;

@@ -1,17 +1,17 @@
 //! `moe prune`: remove (or merge) whole experts by calibration statistics and write a
 //! standard Hugging Face checkpoint.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::out::outln;
 use crate::progress;
+use crate::recover::{self, RecoverArgs};
 use anyhow::{Result, bail};
 use moe_gpu::calibration::CalibrationStats;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
 use moe_gpu::prune::merge::merge_layer;
-use moe_gpu::prune::{Keep, PruneMethod, plan, write_pruned};
+use moe_gpu::prune::{Keep, PruneMethod, Replacements, plan, write_pruned};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +34,8 @@ pub struct Args {
     /// Output directory for the pruned checkpoint.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    recover: RecoverArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -45,7 +47,7 @@ pub fn run(a: Args) -> Result<()> {
     let method = PruneMethod::parse(&a.method)?;
     let keep = Keep::parse(&a.keep)?;
     let mut p = plan(&cfg, &stats, keep, a.per_layer == "adaptive", method)?;
-    let mut merged = BTreeMap::new();
+    let mut new = Replacements::default();
     let bar = progress::spinner("pruning")?;
     if method == PruneMethod::Merge {
         let ckpt = Arc::new(Checkpoint::open(&a.model)?);
@@ -55,11 +57,14 @@ pub fn run(a: Args) -> Result<()> {
             let layer_stats = stats
                 .layer(lp.layer)
                 .ok_or_else(|| anyhow::anyhow!("the stats file has no layer {}", lp.layer))?;
-            merged.insert(lp.layer, merge_layer(lp, layer_stats, w.experts.as_ref())?);
+            let merged = merge_layer(lp, layer_stats, w.experts.as_ref())?;
+            new.experts.insert(lp.layer, merged);
         }
     }
-    bar.set_message(format!("writing {}", a.out.display()));
-    write_pruned(&a.model, &cfg, &p, &merged, &a.out)?;
+    bar.finish_and_clear();
+    let recovered = recover::run(&a.recover, &a.model, &cfg, &p, &mut new)?;
+    let bar = progress::spinner(&format!("writing {}", a.out.display()))?;
+    write_pruned(&a.model, &cfg, &p, &new, &a.out)?;
     bar.finish_and_clear();
     for note in &p.notes {
         eprintln!("note: {note}");
@@ -75,6 +80,20 @@ pub fn run(a: Args) -> Result<()> {
                 String::new()
             } else {
                 format!(", merged (dropped → kept) {:?}", lp.merges)
+            }
+        )?;
+    }
+    for r in &recovered {
+        outln!(
+            "layer {}: recovery on {} tokens: relative error {:.4} → {:.4}{}{}",
+            r.layer,
+            r.tokens,
+            r.loss_before,
+            r.loss_after,
+            if r.router_refit { ", router refit" } else { "" },
+            match r.experts_refit {
+                0 => String::new(),
+                n => format!(", {n} merged experts refit"),
             }
         )?;
     }

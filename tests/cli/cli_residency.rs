@@ -147,3 +147,30 @@ fn budgets_below_k_experts_fail_clearly() {
     assert!(stderr(&o).contains("below k = 4"), "{}", stderr(&o));
     std::fs::remove_file(&input).ok();
 }
+
+/// `generate --max-batch 1` prefills the prompt token by token: the same tokens as in one
+/// step, and a routing trace of one token per step (a trace of real text for `cache-sim`).
+#[test]
+fn generate_token_by_token_traces_every_token() {
+    let fx = fixtures::Fixture::open("hf-tiny-alt", "qwen3_moe");
+    let m = fx.model_dir.to_str().unwrap().to_string();
+    let prompt: Vec<String> = fx.ids("input_ids").iter().map(|i| i.to_string()).collect();
+    let prompt = prompt.join(",");
+    let trace = tmp("token-by-token-trace.json");
+    let run = |extra: &[&str]| {
+        let args = ["generate", "--model", &m, "--prompt-ids", &prompt, "--json"];
+        let o = moe(&[&args[..], &["--max-new-tokens", "4", "--ignore-eos"], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        v["generated_ids"].clone()
+    };
+    let each = run(&["--max-batch", "1", "--trace-out", trace.to_str().unwrap()]);
+    assert_eq!(run(&[]), each);
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let steps = t["steps"].as_array().unwrap();
+    // Every prompt token, then each generated token but the last.
+    assert_eq!(steps.len(), prompt.split(',').count() + 3);
+    assert!(steps.iter().all(|s| s["tokens"] == 1), "{steps:?}");
+}

@@ -20,6 +20,10 @@ fn negative_and_out_of_range_values_say_why() {
         (generate("--top-p", "-0.5"), "top-p -0.5 must be in (0, 1]"),
         (generate("--expert-top-k", "0"), "--expert-top-k"),
         (
+            generate("--max-batch", "0"),
+            "--max-batch must be at least 1",
+        ),
+        (
             moe(&[
                 "block", "--model", m, "--layer", "-1", "--input", "x", "--output", "y",
             ]),

@@ -71,6 +71,10 @@ pub struct Args {
     /// KV-cache length (default: min(max_position_embeddings, 4096)).
     #[arg(long)]
     max_context: Option<usize>,
+    /// Tokens per forward step: a longer prompt is prefilled in steps of N; 1 runs it token by
+    /// token as decoding does (a routing trace of real text for `moe cache-sim`).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_batch: usize,
     /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
     /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values
     /// [default: the checkpoint's own: mxfp4 for a gpt-oss MXFP4 checkpoint, else f32].
@@ -103,6 +107,9 @@ impl Args {
 pub fn run(a: Args) -> Result<()> {
     let sampling = a.sampling();
     sampling.validate()?;
+    if a.max_batch == 0 {
+        bail!("--max-batch must be at least 1");
+    }
     // Text needs the tokenizer; ids are printed as text when one is there to decode them.
     let text = prompt_text(a.prompt.as_deref(), a.prompt_file.as_deref())?;
     let tokenizer = match (&text, a.model.join("tokenizer.json").is_file()) {
@@ -127,6 +134,7 @@ pub fn run(a: Args) -> Result<()> {
     let format = a.dtype.as_deref().map(WeightFormat::parse).transpose()?;
     let options = ModelOptions {
         max_context: a.max_context,
+        max_batch: a.max_batch,
         expert_format: format,
         residency: a.residency.options()?,
         // Resident layers read nothing back; the statistics and trace files need their routing.

@@ -21,3 +21,4 @@ mod sequences;
 mod synth_presets;
 mod synth_write;
 mod threads;
+mod trained;

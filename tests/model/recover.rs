@@ -12,19 +12,7 @@ use moe_gpu::prune::{LayerInput, LayerPlan, LayerRecovery, Replacements, recover
 use moe_gpu::spec::WeightFormat;
 use safetensors::Dtype;
 
-use crate::common::fixtures::Fixture;
-
-const ARCHS: [&str; 9] = [
-    "mixtral",
-    "qwen2_moe",
-    "qwen3_moe",
-    "olmoe",
-    "deepseek_v2",
-    "deepseek_v2_group",
-    "deepseek_v2_dense1",
-    "deepseek_v3",
-    "gpt_oss",
-];
+use crate::common::fixtures::{ARCHS, Fixture, SETS};
 
 /// Recovers every MoE layer of a fixture pruned to every other expert of each expert group, on
 /// the fixture's own MoE-layer inputs.
@@ -88,7 +76,7 @@ fn recover_fixture(set: &str, arch: &str, merge: bool, dtype: Dtype) -> Vec<Laye
 fn recovery_never_raises_the_calibration_loss() {
     let mut lowered = 0;
     let mut layers = 0;
-    for set in ["hf-tiny", "hf-tiny-alt"] {
+    for set in SETS {
         for arch in ARCHS {
             for merge in [false, true] {
                 for r in recover_fixture(set, arch, merge, Dtype::F32) {

@@ -8,6 +8,7 @@ pub mod merge;
 pub mod plan;
 pub mod recover;
 mod recover_experts;
+mod recover_fit;
 mod recover_router;
 pub mod stats_match;
 pub mod write;

@@ -10,13 +10,13 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::prune::plan::LayerPlan;
 use crate::prune::recover_experts::refit_merged;
+use crate::prune::recover_fit::Fit;
 use crate::prune::recover_router::refit_router;
 use crate::prune::write::{Replacements, stored_value};
-use crate::reference::linear::{glu_mlp, linear};
+use crate::reference::linear::glu_mlp;
 use crate::reference::moe::moe_block;
-use crate::reference::routing::route;
 use crate::spec::layer_spec::MoeLayerSpec;
-use crate::spec::routing::{DynamicActivation, RoutingSpec};
+use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::{ExpertWeights, MoeWeights};
 
 /// What recovery did to one pruned MoE layer.
@@ -51,88 +51,6 @@ pub struct LayerInput<'a> {
     pub router_dtype: Dtype,
     /// The checkpoint's dtype of the expert weights, as written.
     pub expert_dtype: Dtype,
-}
-
-/// The pruned layer as recovery refits it: every kept expert's output on every calibration
-/// token (a router refit only re-weights them) and the teacher's routed output.
-pub(crate) struct Fit<'a> {
-    pub routing: RoutingSpec,
-    pub hidden: usize,
-    pub tokens: usize,
-    pub x: &'a [f32],
-    /// [tokens, hidden] the teacher's routed output.
-    pub target: Vec<f32>,
-    /// Per kept expert, [tokens, hidden].
-    pub outputs: Vec<Vec<f32>>,
-    pub bias: Option<Vec<f32>>,
-    pub correction: Option<Vec<f32>>,
-    target_energy: f64,
-}
-
-impl Fit<'_> {
-    /// Calibration input `t`, [hidden].
-    pub fn row(&self, t: usize) -> &[f32] {
-        &self.x[t * self.hidden..(t + 1) * self.hidden]
-    }
-
-    /// Router logits of token `t` under `router` ([kept, hidden]).
-    pub fn logits(&self, router: &[f32], t: usize) -> Vec<f32> {
-        let h = self.hidden;
-        linear(
-            self.row(t),
-            1,
-            h,
-            router,
-            self.routing.experts,
-            self.bias.as_deref(),
-        )
-    }
-
-    /// Selected experts and weights of logits `z` (one token).
-    pub fn route(&self, z: &[f32]) -> (Vec<u32>, Vec<f32>) {
-        let (ids, w) = route(
-            z,
-            1,
-            &self.routing,
-            self.correction.as_deref(),
-            &DynamicActivation::default(),
-        );
-        ids.iter()
-            .zip(&w)
-            .filter(|(id, _)| **id != crate::spec::INVALID)
-            .map(|(id, w)| (*id, *w))
-            .unzip()
-    }
-
-    /// target − Σ w_j · expert_j(x) of token `t`.
-    pub fn residual(&self, t: usize, ids: &[u32], w: &[f32]) -> Vec<f64> {
-        let h = self.hidden;
-        let mut r: Vec<f64> = self.target[t * h..(t + 1) * h]
-            .iter()
-            .map(|v| *v as f64)
-            .collect();
-        for (id, wt) in ids.iter().zip(w) {
-            let e = &self.outputs[*id as usize][t * h..(t + 1) * h];
-            for (rc, ec) in r.iter_mut().zip(e) {
-                *rc -= *wt as f64 * *ec as f64;
-            }
-        }
-        r
-    }
-
-    /// The relative loss ‖target − student‖² / ‖target‖² under `router`.
-    pub fn loss(&self, router: &[f32]) -> f64 {
-        let total: f64 = (0..self.tokens)
-            .map(|t| {
-                let (ids, w) = self.route(&self.logits(router, t));
-                self.residual(t, &ids, &w)
-                    .iter()
-                    .map(|v| v * v)
-                    .sum::<f64>()
-            })
-            .sum();
-        total / self.target_energy
-    }
 }
 
 /// Refits one pruned layer; writes what improved into `out` and reports the loss.
@@ -175,21 +93,13 @@ pub fn recover_layer(input: &LayerInput, out: &mut Replacements) -> Result<Layer
     let mut routing = spec.routing.clone();
     routing.experts = plan.keep.len();
     routing.validate()?;
-    let target_energy = target.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-    let mut fit = Fit {
-        routing,
-        hidden: h,
-        tokens,
-        x: input.x,
-        outputs: experts
-            .iter()
-            .map(|w| glu_mlp(input.x, tokens, h, spec.inter, w, spec.glu))
-            .collect(),
-        target,
-        bias: t.router_bias.as_ref().map(|b| rows(b, 1)),
-        correction: t.correction.as_ref().map(|c| rows(c, 1)),
-        target_energy: target_energy.max(f64::MIN_POSITIVE),
-    };
+    let outputs = experts
+        .iter()
+        .map(|w| glu_mlp(input.x, tokens, h, spec.inter, w, spec.glu))
+        .collect();
+    let mut fit = Fit::new(routing, h, input.x, target, outputs);
+    fit.bias = t.router_bias.as_ref().map(|b| rows(b, 1));
+    fit.correction = t.correction.as_ref().map(|c| rows(c, 1));
     let loss_before = fit.loss(&router);
     let refit = refit_router(&fit, &router, stored_value(input.router_dtype)?)?;
     let router = refit.clone().unwrap_or(router);
@@ -220,19 +130,4 @@ pub fn recover_layer(input: &LayerInput, out: &mut Replacements) -> Result<Layer
         router_refit: refit.is_some(),
         experts_refit,
     })
-}
-
-/// Tries `candidate(α)` for α = 1, ½, ¼, ⅛ and returns the first whose loss is below `loss`,
-/// with that loss.
-pub(crate) fn line_search<T>(
-    loss: f64,
-    mut candidate: impl FnMut(f32) -> Result<(T, f64)>,
-) -> Result<Option<(T, f64)>> {
-    for alpha in [1.0, 0.5, 0.25, 0.125] {
-        let (value, l) = candidate(alpha)?;
-        if l < loss {
-            return Ok(Some((value, l)));
-        }
-    }
-    Ok(None)
 }

@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::prune::least_squares::{Normal, add_outer, mean_diagonal};
-use crate::prune::recover::{Fit, line_search};
+use crate::prune::recover_fit::{Fit, line_search};
 use crate::reference::linear::{activate, linear};
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weights::ExpertWeights;

@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::prune::least_squares::{Normal, add_outer, mean_diagonal};
-use crate::prune::recover::{Fit, line_search};
+use crate::prune::recover_fit::{Fit, line_search};
 
 /// Gauss–Newton steps at most.
 const ITERATIONS: usize = 4;

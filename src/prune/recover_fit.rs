@@ -1,0 +1,130 @@
+//! What recovery fits one pruned layer against: the teacher's routed output on the calibration
+//! inputs, every kept expert's output on them, and the loss of a router; and the line search
+//! every refit steps with.
+
+use crate::error::Result;
+use crate::reference::linear::linear;
+use crate::reference::routing::route;
+use crate::spec::routing::{DynamicActivation, RoutingSpec};
+
+/// The pruned layer as recovery refits it: every kept expert's output on every calibration
+/// token (a router refit only re-weights them) and the teacher's routed output.
+pub(crate) struct Fit<'a> {
+    pub routing: RoutingSpec,
+    pub hidden: usize,
+    pub tokens: usize,
+    pub x: &'a [f32],
+    /// [tokens, hidden] the teacher's routed output.
+    pub target: Vec<f32>,
+    /// Per kept expert, [tokens, hidden].
+    pub outputs: Vec<Vec<f32>>,
+    pub bias: Option<Vec<f32>>,
+    pub correction: Option<Vec<f32>>,
+    target_energy: f64,
+}
+
+impl<'a> Fit<'a> {
+    /// The fit of inputs `x` ([tokens, hidden]), the teacher's routed output `target` and each
+    /// kept expert's outputs (both [tokens, hidden]), with no router bias or correction.
+    pub fn new(
+        routing: RoutingSpec,
+        hidden: usize,
+        x: &'a [f32],
+        target: Vec<f32>,
+        outputs: Vec<Vec<f32>>,
+    ) -> Self {
+        let energy = target.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        Self {
+            routing,
+            hidden,
+            tokens: x.len() / hidden.max(1),
+            x,
+            target,
+            outputs,
+            bias: None,
+            correction: None,
+            target_energy: energy.max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+impl Fit<'_> {
+    /// Calibration input `t`, [hidden].
+    pub fn row(&self, t: usize) -> &[f32] {
+        &self.x[t * self.hidden..(t + 1) * self.hidden]
+    }
+
+    /// Router logits of token `t` under `router` ([kept, hidden]).
+    pub fn logits(&self, router: &[f32], t: usize) -> Vec<f32> {
+        let h = self.hidden;
+        linear(
+            self.row(t),
+            1,
+            h,
+            router,
+            self.routing.experts,
+            self.bias.as_deref(),
+        )
+    }
+
+    /// Selected experts and weights of logits `z` (one token).
+    pub fn route(&self, z: &[f32]) -> (Vec<u32>, Vec<f32>) {
+        let (ids, w) = route(
+            z,
+            1,
+            &self.routing,
+            self.correction.as_deref(),
+            &DynamicActivation::default(),
+        );
+        ids.iter()
+            .zip(&w)
+            .filter(|(id, _)| **id != crate::spec::INVALID)
+            .map(|(id, w)| (*id, *w))
+            .unzip()
+    }
+
+    /// target − Σ w_j · expert_j(x) of token `t`.
+    pub fn residual(&self, t: usize, ids: &[u32], w: &[f32]) -> Vec<f64> {
+        let h = self.hidden;
+        let mut r: Vec<f64> = self.target[t * h..(t + 1) * h]
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
+        for (id, wt) in ids.iter().zip(w) {
+            let e = &self.outputs[*id as usize][t * h..(t + 1) * h];
+            for (rc, ec) in r.iter_mut().zip(e) {
+                *rc -= *wt as f64 * *ec as f64;
+            }
+        }
+        r
+    }
+
+    /// The relative loss ‖target − student‖² / ‖target‖² under `router`.
+    pub fn loss(&self, router: &[f32]) -> f64 {
+        let total: f64 = (0..self.tokens)
+            .map(|t| {
+                let (ids, w) = self.route(&self.logits(router, t));
+                self.residual(t, &ids, &w)
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f64>()
+            })
+            .sum();
+        total / self.target_energy
+    }
+}
+
+/// Tries `candidate(α)` for α = 1, ½, ¼, ⅛ and returns the first whose loss is below `loss`,
+/// with that loss.
+pub(crate) fn line_search<T>(
+    loss: f64,
+    mut candidate: impl FnMut(f32) -> Result<(T, f64)>,
+) -> Result<Option<(T, f64)>> {
+    for alpha in [1.0, 0.5, 0.25, 0.125] {
+        let (value, l) = candidate(alpha)?;
+        if l < loss {
+            return Ok(Some((value, l)));
+        }
+    }
+    Ok(None)
+}

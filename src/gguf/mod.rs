@@ -183,7 +183,7 @@ impl std::fmt::Display for GgmlType {
 /// anything else is an error.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], values: usize) -> Result<Vec<f32>> {
     let per_block = ty.block_values();
-    if values % per_block != 0 {
+    if !values.is_multiple_of(per_block) {
         return Err(Error::input(format!(
             "{ty}: {values} values is not a whole number of {per_block}-value blocks"
         )));

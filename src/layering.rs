@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// What each top-level module may import (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("error", &[]),
+    ("gguf", &["error"]),
     ("layering", &[]),
     ("spec", &["error"]),
     ("reference", &["error", "spec"]),

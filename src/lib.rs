@@ -131,6 +131,7 @@
 pub mod bench;
 pub mod calibration;
 pub mod error;
+pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The `loaders` test binary: checkpoint layouts and config spellings, chat templates, and
-//! bad input that must end in a clear error.
+//! bad input that must end in a clear error; GGUF block decoding against gguf-py.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -9,3 +9,4 @@ mod bad_input_table;
 mod chat_template;
 mod checkpoints;
 mod fuzz;
+mod gguf_blocks;

@@ -2,7 +2,8 @@
 //! MoE layer's kept router rows, and the down projections of experts that absorbed others by
 //! merging, are refit so that the layer's routed output on calibration tokens comes closer to
 //! the unpruned teacher layer's. A fit is kept only where it lowers that loss, measured with
-//! the weights rounded to the checkpoint's own dtype, so recovery never raises it.
+//! the weights rounded to the checkpoint's own dtype (and not raised on the tokens held back to
+//! check it), so recovery never raises it.
 
 use safetensors::Dtype;
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub fn recover_layer(input: &LayerInput, out: &mut Replacements) -> Result<Layer
     let mut fit = Fit::new(routing, h, input.x, target, outputs);
     fit.bias = t.router_bias.as_ref().map(|b| rows(b, 1));
     fit.correction = t.correction.as_ref().map(|c| rows(c, 1));
-    let loss_before = fit.loss(&router);
+    let loss_before = fit.loss(&router).total();
     let refit = refit_router(&fit, &router, stored_value(input.router_dtype)?)?;
     let router = refit.clone().unwrap_or(router);
     let mergers: Vec<usize> = (0..plan.keep.len())
@@ -112,7 +113,7 @@ pub fn recover_layer(input: &LayerInput, out: &mut Replacements) -> Result<Layer
         let round = stored_value(input.expert_dtype)?;
         refit_merged(&mut fit, &router, spec, &mut experts, &mergers, round)?
     };
-    let loss_after = fit.loss(&router);
+    let loss_after = fit.loss(&router).total();
     if let Some(r) = &refit {
         out.routers.insert(plan.layer, r.clone());
     }

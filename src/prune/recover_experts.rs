@@ -37,7 +37,7 @@ fn solve_down(
     let bias = w.down_bias_or_zero(h);
     let mut g = vec![0.0f64; i * i];
     let mut b = vec![0.0f64; i * h];
-    for (t, (ids, wts)) in routes.iter().enumerate() {
+    for (t, (ids, wts)) in routes.iter().enumerate().take(fit.fitted) {
         let Some(s) = ids.iter().position(|id| *id as usize == m) else {
             continue;
         };

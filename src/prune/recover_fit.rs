@@ -1,6 +1,8 @@
 //! What recovery fits one pruned layer against: the teacher's routed output on the calibration
 //! inputs, every kept expert's output on them, and the loss of a router; and the line search
-//! every refit steps with.
+//! every refit steps with. The first three quarters of the tokens build the least-squares
+//! equations; the last quarter only checks a step, which is taken only if it lowers the loss
+//! on both, so a fit that memorises its tokens is refused.
 
 use crate::error::Result;
 use crate::reference::linear::linear;
@@ -13,6 +15,8 @@ pub(crate) struct Fit<'a> {
     pub routing: RoutingSpec,
     pub hidden: usize,
     pub tokens: usize,
+    /// Tokens `0..fitted` build the equations; the rest only check a step.
+    pub fitted: usize,
     pub x: &'a [f32],
     /// [tokens, hidden] the teacher's routed output.
     pub target: Vec<f32>,
@@ -38,6 +42,7 @@ impl<'a> Fit<'a> {
             routing,
             hidden,
             tokens: x.len() / hidden.max(1),
+            fitted: (x.len() / hidden.max(1) * 3).div_ceil(4),
             x,
             target,
             outputs,
@@ -99,30 +104,49 @@ impl Fit<'_> {
         r
     }
 
-    /// The relative loss ‖target − student‖² / ‖target‖² under `router`.
-    pub fn loss(&self, router: &[f32]) -> f64 {
-        let total: f64 = (0..self.tokens)
-            .map(|t| {
-                let (ids, w) = self.route(&self.logits(router, t));
-                self.residual(t, &ids, &w)
-                    .iter()
-                    .map(|v| v * v)
-                    .sum::<f64>()
-            })
-            .sum();
-        total / self.target_energy
+    /// The relative loss ‖target − student‖² / ‖target‖² under `router`, split into the fitted
+    /// and the checking tokens.
+    pub fn loss(&self, router: &[f32]) -> Loss {
+        let sq = |t: usize| {
+            let (ids, w) = self.route(&self.logits(router, t));
+            let r = self.residual(t, &ids, &w);
+            r.iter().map(|v| v * v).sum::<f64>() / self.target_energy
+        };
+        Loss {
+            fitted: (0..self.fitted).map(sq).sum(),
+            checked: (self.fitted..self.tokens).map(sq).sum(),
+        }
     }
 }
 
-/// Tries `candidate(α)` for α = 1, ½, ¼, ⅛ and returns the first whose loss is below `loss`,
-/// with that loss.
+/// A fit's loss on the tokens that build its equations and on those that only check it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Loss {
+    pub fitted: f64,
+    pub checked: f64,
+}
+
+impl Loss {
+    /// Over all calibration tokens.
+    pub fn total(self) -> f64 {
+        self.fitted + self.checked
+    }
+
+    /// Lower on the fitted tokens and not higher on the checking ones.
+    fn improves_on(self, other: Loss) -> bool {
+        self.fitted < other.fitted && self.checked <= other.checked
+    }
+}
+
+/// Tries `candidate(α)` for α = 1, ½, ¼, ⅛ and returns the first that improves on `loss`, with
+/// its loss.
 pub(crate) fn line_search<T>(
-    loss: f64,
-    mut candidate: impl FnMut(f32) -> Result<(T, f64)>,
-) -> Result<Option<(T, f64)>> {
+    loss: Loss,
+    mut candidate: impl FnMut(f32) -> Result<(T, Loss)>,
+) -> Result<Option<(T, Loss)>> {
     for alpha in [1.0, 0.5, 0.25, 0.125] {
         let (value, l) = candidate(alpha)?;
-        if l < loss {
+        if l.improves_on(loss) {
             return Ok(Some((value, l)));
         }
     }

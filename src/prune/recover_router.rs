@@ -98,7 +98,7 @@ struct Equations {
 impl Equations {
     fn build(fit: &Fit, router: &[f32]) -> Self {
         let (k, h) = (fit.routing.experts, fit.hidden);
-        let terms: Vec<TokenTerms> = (0..fit.tokens)
+        let terms: Vec<TokenTerms> = (0..fit.fitted)
             .map(|t| token_terms(fit, router, t))
             .collect();
         let mut members: Vec<Vec<(usize, usize)>> = vec![Vec::new(); k];
@@ -203,7 +203,7 @@ pub(crate) fn refit_router(
         let Some((candidate, l)) = found else {
             break;
         };
-        let gain = (loss - l) / loss.max(f64::MIN_POSITIVE);
+        let gain = (loss.fitted - l.fitted) / loss.fitted.max(f64::MIN_POSITIVE);
         best = Some(candidate);
         loss = l;
         if gain < MIN_GAIN {

@@ -71,7 +71,7 @@ for keep in 0.75 0.5; do
     for rec in plain recover; do
       dir="$out/pruned-$method-$keep-$rec"
       extra=()
-      [ $rec = recover ] && extra=(--recover --data $calib)
+      [ $rec = recover ] && extra=(--recover --data $calib --recover-tokens 8192)
       $moe prune --model $m --stats "$out/calib-stats.json" --keep $keep "${flags[@]}" \
         --out "$dir" "${extra[@]}" > "$out/prune-$method-$keep-$rec.txt"
       ev "prune-$method-$keep-$rec" --model "$dir" --teacher $m

@@ -11,11 +11,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::prune::plan::LayerPlan;
 use crate::prune::recover_experts::refit_merged;
-use crate::prune::recover_fit::Fit;
+use crate::prune::recover_fit::{Fit, weighted_sum};
 use crate::prune::recover_router::refit_router;
 use crate::prune::write::{Replacements, stored_value};
-use crate::reference::linear::glu_mlp;
-use crate::reference::moe::moe_block;
+use crate::reference::linear::{glu_mlp, linear};
+use crate::reference::routing::route;
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
 use crate::spec::weights::{ExpertWeights, MoeWeights};
@@ -54,6 +54,55 @@ pub struct LayerInput<'a> {
     pub expert_dtype: Dtype,
 }
 
+/// The teacher layer's routed output on `x` ([tokens, hidden]), summed per token as the fit sums
+/// the student's.
+fn teacher_output(
+    x: &[f32],
+    tokens: usize,
+    spec: &MoeLayerSpec,
+    t: &MoeWeights,
+) -> Result<Vec<f64>> {
+    let (h, e, k) = (spec.hidden, spec.routing.experts, spec.routing.top_k);
+    let logits = linear(x, tokens, h, &t.router, e, t.router_bias.as_deref());
+    let activation = DynamicActivation::default();
+    let (ids, w) = route(
+        &logits,
+        tokens,
+        &spec.routing,
+        t.correction.as_deref(),
+        &activation,
+    );
+    // Each routed pair's expert output, [tokens × k, hidden].
+    let mut outs = vec![0.0f32; tokens * k * h];
+    for expert in 0..e {
+        let slots: Vec<usize> = (0..tokens * k)
+            .filter(|p| ids[*p] == expert as u32)
+            .collect();
+        if slots.is_empty() {
+            continue;
+        }
+        let xs: Vec<f32> = slots
+            .iter()
+            .flat_map(|p| x[p / k * h..(p / k + 1) * h].iter().copied())
+            .collect();
+        let weights = t.experts.load(expert)?;
+        let y = glu_mlp(&xs, slots.len(), h, spec.inter, &weights, spec.glu);
+        for (n, p) in slots.iter().enumerate() {
+            outs[p * h..(p + 1) * h].copy_from_slice(&y[n * h..(n + 1) * h]);
+        }
+    }
+    let mut target = Vec::with_capacity(tokens * h);
+    for tok in 0..tokens {
+        let valid: Vec<usize> = (tok * k..(tok + 1) * k)
+            .filter(|p| ids[*p] != crate::spec::INVALID)
+            .collect();
+        let wts: Vec<f32> = valid.iter().map(|p| w[*p]).collect();
+        let rows = valid.iter().map(|p| &outs[p * h..(p + 1) * h]);
+        target.extend(weighted_sum(h, &wts, rows));
+    }
+    Ok(target)
+}
+
 /// Refits one pruned layer; writes what improved into `out` and reports the loss.
 pub fn recover_layer(input: &LayerInput, out: &mut Replacements) -> Result<LayerRecovery> {
     let (spec, plan) = (input.spec, input.plan);
@@ -67,14 +116,7 @@ pub fn recover_layer(input: &LayerInput, out: &mut Replacements) -> Result<Layer
     }
     let tokens = input.x.len() / h;
     let t = input.teacher;
-    let routed_only = MoeWeights {
-        router: t.router.clone(),
-        router_bias: t.router_bias.clone(),
-        correction: t.correction.clone(),
-        shared: None,
-        experts: t.experts.clone(),
-    };
-    let target = moe_block(input.x, spec, &routed_only, &DynamicActivation::default())?.output;
+    let target = teacher_output(input.x, tokens, spec, t)?;
     let merged = out.experts.get(&plan.layer);
     let mut experts: Vec<ExpertWeights> = plan
         .keep

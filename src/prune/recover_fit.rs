@@ -18,8 +18,8 @@ pub(crate) struct Fit<'a> {
     /// Tokens `0..fitted` build the equations; the rest only check a step.
     pub fitted: usize,
     pub x: &'a [f32],
-    /// [tokens, hidden] the teacher's routed output.
-    pub target: Vec<f32>,
+    /// [tokens, hidden] the teacher's routed output, summed as [`Fit::predict`] sums.
+    pub target: Vec<f64>,
     /// Per kept expert, [tokens, hidden].
     pub outputs: Vec<Vec<f32>>,
     pub bias: Option<Vec<f32>>,
@@ -34,10 +34,10 @@ impl<'a> Fit<'a> {
         routing: RoutingSpec,
         hidden: usize,
         x: &'a [f32],
-        target: Vec<f32>,
+        target: Vec<f64>,
         outputs: Vec<Vec<f32>>,
     ) -> Self {
-        let energy = target.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        let energy = target.iter().map(|v| v * v).sum::<f64>();
         Self {
             routing,
             hidden,
@@ -91,17 +91,15 @@ impl Fit<'_> {
     /// target − Σ w_j · expert_j(x) of token `t`.
     pub fn residual(&self, t: usize, ids: &[u32], w: &[f32]) -> Vec<f64> {
         let h = self.hidden;
-        let mut r: Vec<f64> = self.target[t * h..(t + 1) * h]
+        let outputs = ids
             .iter()
-            .map(|v| *v as f64)
-            .collect();
-        for (id, wt) in ids.iter().zip(w) {
-            let e = &self.outputs[*id as usize][t * h..(t + 1) * h];
-            for (rc, ec) in r.iter_mut().zip(e) {
-                *rc -= *wt as f64 * *ec as f64;
-            }
-        }
-        r
+            .map(|id| &self.outputs[*id as usize][t * h..(t + 1) * h]);
+        let y = weighted_sum(h, w, outputs);
+        self.target[t * h..(t + 1) * h]
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| a - b)
+            .collect()
     }
 
     /// The relative loss ‖target − student‖² / ‖target‖² under `router`, split into the fitted
@@ -117,6 +115,22 @@ impl Fit<'_> {
             checked: (self.fitted..self.tokens).map(sq).sum(),
         }
     }
+}
+
+/// Σ_s w_s · outputs_s in f64, from zero in slot order: the teacher's output and the student's
+/// are summed alike, so an unpruned layer leaves a residual of exactly zero.
+pub(crate) fn weighted_sum<'a>(
+    hidden: usize,
+    w: &[f32],
+    outputs: impl Iterator<Item = &'a [f32]>,
+) -> Vec<f64> {
+    let mut y = vec![0.0f64; hidden];
+    for (wt, e) in w.iter().zip(outputs) {
+        for (yc, ec) in y.iter_mut().zip(e) {
+            *yc += *wt as f64 * *ec as f64;
+        }
+    }
+    y
 }
 
 /// A fit's loss on the tokens that build its equations and on those that only check it.

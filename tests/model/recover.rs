@@ -99,3 +99,45 @@ fn recovered_weights_are_what_the_checkpoint_dtype_stores() {
         assert!(done.iter().any(|r| r.router_refit), "{arch}: {done:?}");
     }
 }
+
+/// With every expert kept the student is the teacher, summed alike: the loss is exactly zero
+/// and nothing is refit, on every fixture (the inputs' backend cannot matter).
+#[test]
+fn keeping_every_expert_leaves_nothing_to_recover() {
+    for set in SETS {
+        for arch in ARCHS {
+            let fx = Fixture::open(set, arch);
+            let cfg = ModelConfig::load(&fx.model_dir).unwrap();
+            let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
+            for l in cfg.moe_layers() {
+                let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
+                let teacher = load_moe_weights(&ckpt, &cfg, l).unwrap();
+                let plan = LayerPlan {
+                    layer: l,
+                    keep: (0..spec.routing.experts).collect(),
+                    merges: Vec::new(),
+                };
+                let x = fx.f32(&format!("layers.{l}.mlp.input"));
+                let input = LayerInput {
+                    spec: &spec,
+                    teacher: &teacher,
+                    plan: &plan,
+                    x: &x,
+                    router_dtype: Dtype::F32,
+                    expert_dtype: Dtype::F32,
+                };
+                let mut new = Replacements::default();
+                let r = recover_layer(&input, &mut new).unwrap();
+                assert_eq!(
+                    (r.loss_before, r.loss_after),
+                    (0.0, 0.0),
+                    "{set}/{arch}: {r:?}"
+                );
+                assert!(
+                    new.routers.is_empty() && new.experts.is_empty(),
+                    "{set}/{arch}"
+                );
+            }
+        }
+    }
+}

@@ -73,9 +73,9 @@ def routing_table():
 
 
 def cache_table():
-    print("| slots per layer | LRU hit rate | LFU hit rate | Belady MIN | prefetch precision "
-          "| prefetch recall |")
-    print("|---|---|---|---|---|---|")
+    print("| slots per layer | LRU hit rate | LFU hit rate | Belady MIN | runtime: LRU + prefetch "
+          "| prefetch precision | prefetch recall | prefetched uploads used |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in load("cache-sim.json"):
         pol = {p["policy"]: p["hit_rate"] for p in r["policies"]}
         lru = next(v for name, v in pol.items() if name.startswith("lru"))
@@ -83,8 +83,9 @@ def cache_table():
         pf = load(f"prefetch-{r['slots']}.json")
         prec, rec = pf.get("prefetch_precision"), pf.get("prefetch_recall")
         fmt = lambda v: "–" if v is None else f"{v:.2f}"
+        used = pf["prefetch_hits"] / max(1, pf["prefetch_uploads"])
         print(f"| {r['slots']} of 32 | {lru:.3f} | {lfu:.3f} | {r['optimal']['hit_rate']:.3f} "
-              f"| {fmt(prec)} | {fmt(rec)} |")
+              f"| {pf['hit_rate']:.3f} | {fmt(prec)} | {fmt(rec)} | {used:.2f} |")
     print()
 
 

@@ -15,6 +15,7 @@ use crate::prune::recover_fit::{Fit, weighted_sum};
 use crate::prune::recover_router::refit_router;
 use crate::prune::write::{Replacements, stored_value};
 use crate::reference::linear::{glu_mlp, linear};
+use crate::reference::moe::pair_outputs;
 use crate::reference::routing::route;
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::DynamicActivation;
@@ -72,32 +73,14 @@ fn teacher_output(
         t.correction.as_deref(),
         &activation,
     );
-    // Each routed pair's expert output, [tokens × k, hidden].
-    let mut outs = vec![0.0f32; tokens * k * h];
-    for expert in 0..e {
-        let slots: Vec<usize> = (0..tokens * k)
-            .filter(|p| ids[*p] == expert as u32)
-            .collect();
-        if slots.is_empty() {
-            continue;
-        }
-        let xs: Vec<f32> = slots
-            .iter()
-            .flat_map(|p| x[p / k * h..(p / k + 1) * h].iter().copied())
-            .collect();
-        let weights = t.experts.load(expert)?;
-        let y = glu_mlp(&xs, slots.len(), h, spec.inter, &weights, spec.glu);
-        for (n, p) in slots.iter().enumerate() {
-            outs[p * h..(p + 1) * h].copy_from_slice(&y[n * h..(n + 1) * h]);
-        }
-    }
+    let pairs = pair_outputs(x, spec, t, &ids)?;
     let mut target = Vec::with_capacity(tokens * h);
     for tok in 0..tokens {
         let valid: Vec<usize> = (tok * k..(tok + 1) * k)
             .filter(|p| ids[*p] != crate::spec::INVALID)
             .collect();
         let wts: Vec<f32> = valid.iter().map(|p| w[*p]).collect();
-        let rows = valid.iter().map(|p| &outs[p * h..(p + 1) * h]);
+        let rows = valid.iter().map(|p| &pairs[p * h..(p + 1) * h]);
         target.extend(weighted_sum(h, &wts, rows));
     }
     Ok(target)

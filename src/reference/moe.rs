@@ -36,6 +36,36 @@ pub fn permutation(ids: &[u32], experts: usize) -> (Vec<u32>, Vec<u32>) {
     (counts, offsets)
 }
 
+/// Each routed pair's expert output, [tokens × k, hidden] (zeros for dropped slots), for the
+/// selected `ids` ([tokens, k]) of `x` ([tokens, hidden]); each expert is loaded once.
+pub fn pair_outputs(
+    x: &[f32],
+    spec: &MoeLayerSpec,
+    w: &MoeWeights,
+    ids: &[u32],
+) -> Result<Vec<f32>> {
+    let (h, k) = (spec.hidden, spec.routing.top_k);
+    let mut outs = vec![0.0f32; ids.len() * h];
+    for expert in 0..spec.routing.experts {
+        let slots: Vec<usize> = (0..ids.len())
+            .filter(|&p| ids[p] == expert as u32)
+            .collect();
+        if slots.is_empty() {
+            continue;
+        }
+        let xs: Vec<f32> = slots
+            .iter()
+            .flat_map(|p| x[p / k * h..(p / k + 1) * h].iter().copied())
+            .collect();
+        let ew = w.experts.load(expert)?;
+        let y = glu_mlp(&xs, slots.len(), h, spec.inter, &ew, spec.glu);
+        for (n, p) in slots.iter().enumerate() {
+            outs[p * h..(p + 1) * h].copy_from_slice(&y[n * h..(n + 1) * h]);
+        }
+    }
+    Ok(outs)
+}
+
 /// The MoE block of `spec` on `x` ([tokens, hidden]).
 pub fn moe_block(
     x: &[f32],
@@ -44,28 +74,17 @@ pub fn moe_block(
     activation: &DynamicActivation,
 ) -> Result<RefMoeOutput> {
     let r = &spec.routing;
-    let (h, i, e, k) = (spec.hidden, spec.inter, r.experts, r.top_k);
+    let (h, e, k) = (spec.hidden, r.experts, r.top_k);
     let tokens = x.len() / h;
     let logits = linear(x, tokens, h, &w.router, e, w.router_bias.as_deref());
     let (ids, weights) = route(&logits, tokens, r, w.correction.as_deref(), activation);
+    let pairs = pair_outputs(x, spec, w, &ids)?;
     let mut out = vec![0.0f64; tokens * h];
     for expert in 0..e {
-        let rows: Vec<(usize, f32)> = (0..tokens * k)
-            .filter(|&p| ids[p] == expert as u32)
-            .map(|p| (p / k, weights[p]))
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let xs: Vec<f32> = rows
-            .iter()
-            .flat_map(|(t, _)| x[t * h..(t + 1) * h].iter().copied())
-            .collect();
-        let ew = w.experts.load(expert)?;
-        let y = glu_mlp(&xs, rows.len(), h, i, &ew, spec.glu);
-        for (n, (t, wt)) in rows.iter().enumerate() {
+        for p in (0..tokens * k).filter(|&p| ids[p] == expert as u32) {
+            let t = p / k;
             for c in 0..h {
-                out[t * h + c] += *wt as f64 * y[n * h + c] as f64;
+                out[t * h + c] += weights[p] as f64 * pairs[p * h + c] as f64;
             }
         }
     }

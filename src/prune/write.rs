@@ -53,6 +53,40 @@ fn encode(dtype: Dtype, v: &[f32], name: &str) -> Result<Vec<u8>> {
     })
 }
 
+/// A router's weight, after the MLP prefix, per architecture family.
+const ROUTER_WEIGHTS: [&str; 2] = ["gate.weight", "router.weight"];
+/// Per-expert router vectors that are pruned with its rows.
+const ROUTER_BIASES: [&str; 2] = ["router.bias", "gate.e_score_correction_bias"];
+
+/// The dtypes the checkpoint stores MoE layer `layer`'s router weight and routed experts in:
+/// what recovered rows and experts are written as.
+pub fn stored_dtypes(ckpt: &Checkpoint, cfg: &ModelConfig, layer: usize) -> Result<(Dtype, Dtype)> {
+    let prefix = cfg.arch.mlp_prefix(layer);
+    let first = |names: Vec<String>, what: &str| -> Result<Dtype> {
+        let name = names
+            .into_iter()
+            .find(|n| ckpt.entry(n).is_ok())
+            .ok_or_else(|| Error::input(format!("layer {layer} has no {what}")))?;
+        Ok(ckpt.entry(&name)?.dtype)
+    };
+    let routers = ROUTER_WEIGHTS
+        .iter()
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    let experts_prefix = format!("{prefix}experts.");
+    let mut experts: Vec<String> = ckpt
+        .names()
+        .filter(|n| n.starts_with(&experts_prefix))
+        .map(str::to_string)
+        .collect();
+    experts.sort();
+    let (router, experts) = (
+        first(routers, "router weight")?,
+        first(experts, "expert tensors")?,
+    );
+    Ok((router, experts))
+}
+
 /// What a value becomes when written as `dtype` and read back.
 pub fn stored_value(dtype: Dtype) -> Result<fn(f32) -> f32> {
     Ok(match dtype {
@@ -134,16 +168,10 @@ fn rewrite(
     let Some(rest) = name.strip_prefix(&p) else {
         return Ok(Rewrite::Unchanged);
     };
-    let router = [
-        "gate.weight",
-        "router.weight",
-        "router.bias",
-        "gate.e_score_correction_bias",
-    ];
-    if router.contains(&rest) {
+    if ROUTER_WEIGHTS.contains(&rest) || ROUTER_BIASES.contains(&rest) {
         let (shape, data) = take_rows(e, bytes, &lp.keep);
         return Ok(match new.routers.get(&lp.layer) {
-            Some(rows) if rest.ends_with(".weight") => {
+            Some(rows) if ROUTER_WEIGHTS.contains(&rest) => {
                 Rewrite::Replace(shape, encode(e.dtype, rows, name)?)
             }
             _ => Rewrite::Replace(shape, data),

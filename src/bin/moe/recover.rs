@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
+use moe_gpu::prune::write::stored_dtypes;
 use moe_gpu::prune::{
     LayerInput, LayerRecovery, PrunePlan, Replacements, layer_inputs, recover_layer,
 };
 use moe_gpu::spec::WeightFormat;
 use moe_gpu::{Context, ModelOptions};
-use safetensors::Dtype;
 
 use crate::data::load_tokens;
 use crate::progress;
@@ -31,16 +31,6 @@ pub struct RecoverArgs {
     /// Tokens per calibration sequence (each from an empty KV cache).
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
-}
-
-/// The dtype of the first tensor whose name starts with `prefix`.
-fn dtype_of(ckpt: &Checkpoint, prefix: &str) -> Result<Dtype> {
-    let name = ckpt
-        .names()
-        .filter(|n| n.starts_with(prefix))
-        .min()
-        .with_context(|| format!("the checkpoint has no tensor {prefix}*"))?;
-    Ok(ckpt.entry(name)?.dtype)
 }
 
 /// Refits the layers of `plan` into `new` when --recover is given; returns what it did.
@@ -74,12 +64,7 @@ pub fn run(
     let mut done = Vec::new();
     for lp in &plan.layers {
         bar.set_message(format!("refitting layer {}", lp.layer));
-        let prefix = cfg.arch.mlp_prefix(lp.layer);
-        let router = ["gate.weight", "router.weight"]
-            .iter()
-            .map(|n| format!("{prefix}{n}"))
-            .find(|n| ckpt.entry(n).is_ok())
-            .with_context(|| format!("layer {} has no router weight", lp.layer))?;
+        let (router_dtype, expert_dtype) = stored_dtypes(&ckpt, cfg, lp.layer)?;
         let spec = moe_layer_spec_for(cfg, lp.layer, WeightFormat::F32);
         let teacher = load_moe_weights(&ckpt, cfg, lp.layer)?;
         let input = LayerInput {
@@ -87,8 +72,8 @@ pub fn run(
             teacher: &teacher,
             plan: lp,
             x: &inputs[&lp.layer],
-            router_dtype: ckpt.entry(&router)?.dtype,
-            expert_dtype: dtype_of(&ckpt, &format!("{prefix}experts."))?,
+            router_dtype,
+            expert_dtype,
         };
         done.push(recover_layer(&input, new)?);
     }

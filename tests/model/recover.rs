@@ -9,21 +9,56 @@ use moe_gpu::calibration::LayerStats;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::prune::merge::merge_layer;
 use moe_gpu::prune::{LayerInput, LayerPlan, LayerRecovery, Replacements, recover_layer};
-use moe_gpu::spec::WeightFormat;
+use moe_gpu::spec::{MoeLayerSpec, MoeWeights, WeightFormat};
 use safetensors::Dtype;
 
 use crate::common::fixtures::{ARCHS, Fixture, SETS};
 
-/// Recovers every MoE layer of a fixture pruned to every other expert of each expert group, on
+/// Calls `each(fixture, layer, spec, teacher, inputs)` for every MoE layer of a fixture, with
 /// the fixture's own MoE-layer inputs.
-fn recover_fixture(set: &str, arch: &str, merge: bool, dtype: Dtype) -> Vec<LayerRecovery> {
+fn for_each_layer(
+    set: &str,
+    arch: &str,
+    mut each: impl FnMut(&Fixture, usize, &MoeLayerSpec, &MoeWeights, &[f32]),
+) {
     let fx = Fixture::open(set, arch);
     let cfg = ModelConfig::load(&fx.model_dir).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let mut done = Vec::new();
     for l in cfg.moe_layers() {
         let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
         let teacher = load_moe_weights(&ckpt, &cfg, l).unwrap();
+        each(
+            &fx,
+            l,
+            &spec,
+            &teacher,
+            &fx.f32(&format!("layers.{l}.mlp.input")),
+        );
+    }
+}
+
+/// `recover_layer` of one layer, writing as `dtype`.
+fn recover(
+    (spec, teacher, x): (&MoeLayerSpec, &MoeWeights, &[f32]),
+    plan: &LayerPlan,
+    dtype: Dtype,
+    new: &mut Replacements,
+) -> LayerRecovery {
+    let input = LayerInput {
+        spec,
+        teacher,
+        plan,
+        x,
+        router_dtype: dtype,
+        expert_dtype: dtype,
+    };
+    recover_layer(&input, new).unwrap()
+}
+
+/// Recovers every MoE layer of a fixture pruned to every other expert of each expert group.
+fn recover_fixture(set: &str, arch: &str, merge: bool, dtype: Dtype) -> Vec<LayerRecovery> {
+    let mut done = Vec::new();
+    for_each_layer(set, arch, |fx, l, spec, teacher, x| {
         let e = spec.routing.experts;
         let group = e / spec.routing.n_group;
         let mut plan = LayerPlan {
@@ -42,22 +77,13 @@ fn recover_fixture(set: &str, arch: &str, merge: bool, dtype: Dtype) -> Vec<Laye
             let merged = merge_layer(&mut plan, &stats, teacher.experts.as_ref()).unwrap();
             new.experts.insert(l, merged);
         }
-        let x = fx.f32(&format!("layers.{l}.mlp.input"));
-        let input = LayerInput {
-            spec: &spec,
-            teacher: &teacher,
-            plan: &plan,
-            x: &x,
-            router_dtype: dtype,
-            expert_dtype: dtype,
-        };
-        let r = recover_layer(&input, &mut new).unwrap();
+        let r = recover((spec, teacher, x), &plan, dtype, &mut new);
         let what = format!("{set}/{arch} layer {l} (merge {merge}): {r:?}");
         assert!(r.loss_before.is_finite() && r.loss_before > 0.0, "{what}");
         assert!(r.loss_after <= r.loss_before, "{what}");
         assert_eq!(r.router_refit, new.routers.contains_key(&l), "{what}");
         if let Some(rows) = new.routers.get(&l) {
-            assert_eq!(rows.len(), plan.keep.len() * cfg.hidden, "{what}");
+            assert_eq!(rows.len(), plan.keep.len() * spec.hidden, "{what}");
             let round = |v: f32| half::bf16::from_f32(v).to_f32();
             if dtype == Dtype::BF16 {
                 assert!(
@@ -68,7 +94,7 @@ fn recover_fixture(set: &str, arch: &str, merge: bool, dtype: Dtype) -> Vec<Laye
         }
         assert!(r.experts_refit <= plan.keep.len(), "{what}");
         done.push(r);
-    }
+    });
     done
 }
 
@@ -106,28 +132,14 @@ fn recovered_weights_are_what_the_checkpoint_dtype_stores() {
 fn keeping_every_expert_leaves_nothing_to_recover() {
     for set in SETS {
         for arch in ARCHS {
-            let fx = Fixture::open(set, arch);
-            let cfg = ModelConfig::load(&fx.model_dir).unwrap();
-            let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-            for l in cfg.moe_layers() {
-                let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
-                let teacher = load_moe_weights(&ckpt, &cfg, l).unwrap();
+            for_each_layer(set, arch, |_, l, spec, teacher, x| {
                 let plan = LayerPlan {
                     layer: l,
                     keep: (0..spec.routing.experts).collect(),
                     merges: Vec::new(),
                 };
-                let x = fx.f32(&format!("layers.{l}.mlp.input"));
-                let input = LayerInput {
-                    spec: &spec,
-                    teacher: &teacher,
-                    plan: &plan,
-                    x: &x,
-                    router_dtype: Dtype::F32,
-                    expert_dtype: Dtype::F32,
-                };
                 let mut new = Replacements::default();
-                let r = recover_layer(&input, &mut new).unwrap();
+                let r = recover((spec, teacher, x), &plan, Dtype::F32, &mut new);
                 assert_eq!(
                     (r.loss_before, r.loss_after),
                     (0.0, 0.0),
@@ -137,7 +149,7 @@ fn keeping_every_expert_leaves_nothing_to_recover() {
                     new.routers.is_empty() && new.experts.is_empty(),
                     "{set}/{arch}"
                 );
-            }
+            });
         }
     }
 }

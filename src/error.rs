@@ -74,6 +74,27 @@ pub enum Error {
         message: String,
     },
 
+    /// A GGUF file is malformed, truncated or not a GGUF file at all (its header, before any
+    /// one key or tensor can be blamed).
+    #[error("{}: not a valid GGUF file: {message}", path.display())]
+    Gguf {
+        /// The GGUF file (the part, for a split model).
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A GGUF metadata key is missing, malformed, or has the wrong type or value.
+    #[error("{}: GGUF key `{key}`: {message}", path.display())]
+    GgufKey {
+        /// The GGUF file (the part, for a split model).
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// A tensor is missing or has the wrong shape or dtype.
     #[error("tensor `{name}`: {message}")]
     Tensor {

@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod edit;
 pub mod fixtures;
+pub mod gguf;
 pub mod layer;
 pub mod matmul;
 pub mod residency;

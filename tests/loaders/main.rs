@@ -1,5 +1,6 @@
 //! The `loaders` test binary: checkpoint layouts and config spellings, chat templates, and
-//! bad input that must end in a clear error; GGUF block decoding against gguf-py.
+//! bad input that must end in a clear error; GGUF block decoding against gguf-py, and the GGUF
+//! file reader (round trips, rejections, split models, gguf-py's files, robustness).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -10,3 +11,6 @@ mod chat_template;
 mod checkpoints;
 mod fuzz;
 mod gguf_blocks;
+mod gguf_file;
+mod gguf_file_oracle;
+mod gguf_file_reject;

@@ -37,6 +37,13 @@ fn gguf_valid_file_opens() {
     let path = temp_dir("gguf-valid").join("ok.gguf");
     valid().write(&path);
     assert_eq!(GgufFile::open(&path).unwrap().tensors().count(), 2);
+    // Version 2 has version 3's layout.
+    Writer {
+        version: 2,
+        ..valid()
+    }
+    .write(&path);
+    assert_eq!(GgufFile::open(&path).unwrap().version(), 2);
 }
 
 #[test]
@@ -121,6 +128,21 @@ fn gguf_rejects_unknown_value_types() {
     with.extend(13u32.to_le_bytes());
     patch(&mut b, &find, &with);
     says(&open_err(&b), &["`test.count`", "unknown value type 13"]);
+}
+
+#[test]
+fn gguf_rejects_deeply_nested_arrays_and_bad_bools() {
+    let deep = (0..9).fold(Value::U8(1), |v, _| Value::Array(vec![v]));
+    let w = valid().kv("test.deep", deep);
+    says(&open_err(&w.bytes()), &["`test.deep`", "nested"]);
+    let mut b = valid().kv("test.flag", Value::Bool(true)).bytes();
+    let mut find = b"test.flag".to_vec();
+    find.extend(7u32.to_le_bytes());
+    let mut with = find.clone();
+    find.push(1);
+    with.push(2);
+    patch(&mut b, &find, &with);
+    says(&open_err(&b), &["`test.flag`", "bool byte is 2"]);
 }
 
 #[test]

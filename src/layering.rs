@@ -34,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "model",
         &[
             "error",
+            "gguf",
             "spec",
             "gpu",
             "kernels",

@@ -20,6 +20,8 @@ use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::model::checkpoint_gguf::is_gguf;
 
 /// One turn of a conversation.
 #[derive(Debug, Clone, Serialize)]
@@ -50,8 +52,12 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// The template of the model in `dir`, or `None` where the checkpoint has none.
+    /// The template of the model in `dir`, or `None` where the checkpoint has none; a GGUF
+    /// file's is `tokenizer.chat_template`.
     pub fn load(dir: &Path) -> Result<Option<Self>> {
+        if is_gguf(dir) {
+            return Self::from_gguf(dir);
+        }
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = if config_path.is_file() {
             let text = std::fs::read_to_string(&config_path).map_err(|e| Error::Io {
@@ -80,6 +86,26 @@ impl ChatTemplate {
             source,
             bos_token: special_token(&config["bos_token"]),
             eos_token: special_token(&config["eos_token"]),
+        }))
+    }
+
+    fn from_gguf(path: &Path) -> Result<Option<Self>> {
+        let g = GgufFile::open(path)?;
+        let Some(source) = g.string_opt("tokenizer.chat_template")? else {
+            return Ok(None);
+        };
+        let tokens = g.strings("tokenizer.ggml.tokens")?;
+        let token = |key: &str| -> Result<String> {
+            let id = g.u64_opt(key)?;
+            Ok(id
+                .and_then(|i| tokens.get(i as usize))
+                .map_or(String::new(), |t| t.to_string()))
+        };
+        Ok(Some(Self {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            bos_token: token("tokenizer.ggml.bos_token_id")?,
+            eos_token: token("tokenizer.ggml.eos_token_id")?,
         }))
     }
 

@@ -1,5 +1,6 @@
-//! Memory-mapped safetensors checkpoints: one file or a sharded index. Tensors are looked up by
-//! name, checked for shape and dtype, and converted to f32 only when asked for.
+//! Memory-mapped checkpoints: safetensors (one file or a sharded index) or a GGUF file read
+//! under Hugging Face names (`checkpoint_gguf`). Tensors are looked up by name, checked for
+//! shape and dtype, and converted to f32 only when asked for.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,8 +10,11 @@ use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
+use super::checkpoint_gguf::is_gguf;
+use super::gguf_names::GgufView;
 use super::safetensors_header::{check_header, shard_files};
 use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
 
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
@@ -25,9 +29,12 @@ pub struct TensorEntry {
     pub start: usize,
     /// End of the byte range (exclusive).
     pub end: usize,
+    /// In a GGUF checkpoint: how the tensor is read from the file (`dtype` is then F32, the
+    /// type it is read as, and the byte range is empty).
+    pub gguf: Option<GgufView>,
 }
 
-struct Shard {
+pub(super) struct Shard {
     path: PathBuf,
     map: Mmap,
     /// The file's `__metadata__` (e.g. `format: pt`), kept when rewriting it.
@@ -36,16 +43,21 @@ struct Shard {
 
 /// A checkpoint's tensors, memory-mapped; nothing is read until a tensor is asked for.
 pub struct Checkpoint {
-    /// The checkpoint directory.
+    /// The checkpoint directory (a GGUF checkpoint: the file).
     pub dir: PathBuf,
-    shards: Vec<Shard>,
-    tensors: HashMap<String, TensorEntry>,
+    pub(super) shards: Vec<Shard>,
+    pub(super) tensors: HashMap<String, TensorEntry>,
+    /// The GGUF file the tensors are views of, where the checkpoint is one.
+    pub(super) gguf: Option<GgufFile>,
 }
 
 impl Checkpoint {
     /// Opens `dir/model.safetensors`, or the shards named by `dir/model.safetensors.index.json`,
-    /// or every `*.safetensors` file in `dir`.
+    /// or every `*.safetensors` file in `dir`; or `dir` itself where it is a `.gguf` file.
     pub fn open(dir: &Path) -> Result<Self> {
+        if is_gguf(dir) {
+            return Self::open_gguf(dir);
+        }
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let files: Vec<PathBuf> = if index.is_file() {
@@ -74,6 +86,7 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             shards: Vec::new(),
             tensors: HashMap::new(),
+            gguf: None,
         };
         for f in files {
             ckpt.add_file(&f)?;
@@ -87,6 +100,7 @@ impl Checkpoint {
             dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             shards: Vec::new(),
             tensors: HashMap::new(),
+            gguf: None,
         };
         ckpt.add_file(path)?;
         Ok(ckpt)
@@ -130,6 +144,7 @@ impl Checkpoint {
                     shape: info.shape.clone(),
                     start: base + s,
                     end: base + e,
+                    gguf: None,
                 },
             );
         }
@@ -143,7 +158,10 @@ impl Checkpoint {
 
     /// The files of the checkpoint, in load order.
     pub fn shard_paths(&self) -> Vec<&Path> {
-        self.shards.iter().map(|s| s.path.as_path()).collect()
+        match &self.gguf {
+            Some(g) => g.paths(),
+            None => self.shards.iter().map(|s| s.path.as_path()).collect(),
+        }
     }
 
     /// The `__metadata__` of shard `file`.
@@ -178,12 +196,26 @@ impl Checkpoint {
 
     /// The file a tensor lives in.
     pub fn file_of(&self, name: &str) -> Result<&Path> {
-        Ok(&self.shards[self.entry(name)?.file].path)
+        let e = self.entry(name)?;
+        match &self.gguf {
+            Some(g) => Ok(g.paths()[0]),
+            None => Ok(&self.shards[e.file].path),
+        }
     }
 
-    /// The raw bytes of a tensor.
+    /// The raw bytes of a safetensors tensor (a GGUF checkpoint's tensors are read with
+    /// [`Self::f32`] or, for experts, [`Self::gguf_block_bytes`]).
     pub fn bytes(&self, name: &str) -> Result<&[u8]> {
         let e = self.entry(name)?;
+        if let Some(view) = &e.gguf {
+            return Err(Error::tensor(
+                name,
+                format!(
+                    "is GGUF tensor `{}`, which is read as f32 values, not as safetensors bytes",
+                    view.tensor()
+                ),
+            ));
+        }
         Ok(&self.shards[e.file].map[e.start..e.end])
     }
 
@@ -207,6 +239,9 @@ impl Checkpoint {
     /// A floating-point tensor of any shape, converted to f32.
     pub fn f32_any(&self, name: &str) -> Result<Vec<f32>> {
         let e = self.entry(name)?;
+        if let Some(view) = &e.gguf {
+            return self.gguf_f32(view);
+        }
         let raw = self.bytes(name)?;
         to_f32(name, e.dtype, raw)
     }
@@ -335,6 +370,10 @@ impl Checkpoint {
                 name,
                 format!("has {rows} slices, asked for {index}"),
             ));
+        }
+        if e.gguf.is_some() {
+            let all = self.f32_any(name)?;
+            return Ok(all[index * per..(index + 1) * per].to_vec());
         }
         let width = e.dtype.bitsize() / 8;
         let raw = self.bytes(name)?;

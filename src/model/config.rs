@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::checkpoint_gguf::is_gguf;
+use super::gguf_config::hf_config;
 use crate::error::{Error, Result};
 pub use crate::model::arch::{Arch, MlpKind};
 use crate::model::json::Json;
@@ -105,8 +107,12 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// Reads `dir/config.json`.
+    /// Reads `dir/config.json`, or the hyperparameters of `dir` where it is a `.gguf` file.
     pub fn load(dir: &Path) -> Result<Self> {
+        if is_gguf(dir) {
+            let g = crate::gguf::GgufFile::open(dir)?;
+            return Self::from_json(&hf_config(&g)?);
+        }
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| {

@@ -10,6 +10,7 @@ mod calibrate_eval;
 mod determinism;
 mod generate_api;
 mod generate_fixtures;
+mod gguf;
 mod memory_plan;
 mod mxfp4_checkpoint;
 mod placement;

@@ -1,4 +1,5 @@
-//! GGUF tensor types and their CPU reference decoders.
+//! GGUF tensor types and their CPU reference decoders, and the tokenizer a GGUF file's
+//! metadata describes ([`GgufVocab`]).
 //!
 //! Each [`GgmlType`] stores a tensor as a run of fixed-size blocks laid out as ggml's
 //! `ggml-quants.c` lays them out. [`dequantize`] turns those bytes into f32 values that are
@@ -19,6 +20,11 @@
 
 mod blocks;
 mod kquants;
+mod vocab;
+mod vocab_bpe;
+mod vocab_spm;
+
+pub use vocab::GgufVocab;
 
 use crate::error::{Error, Result};
 

@@ -1,5 +1,6 @@
 //! The `loaders` test binary: checkpoint layouts and config spellings, chat templates, and
-//! bad input that must end in a clear error; GGUF block decoding against gguf-py.
+//! bad input that must end in a clear error; GGUF block decoding against gguf-py, and the GGUF
+//! tokenizer against llama.cpp.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -10,3 +11,4 @@ mod chat_template;
 mod checkpoints;
 mod fuzz;
 mod gguf_blocks;
+mod gguf_vocab;

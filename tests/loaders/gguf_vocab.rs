@@ -1,0 +1,125 @@
+//! The tokenizer built from GGUF metadata against llama.cpp: for the byte-level BPE of the
+//! trained Qwen3-MoE (under each supported `tokenizer.ggml.pre`) and a SentencePiece BPE with
+//! byte fallback, `GgufVocab::tokenizer` must give exactly the ids `llama-tokenize` gave on a
+//! text sample (ASCII, punctuation, digits, runs of spaces and newlines, accents, CJK, emoji,
+//! special tokens), and decode text without special tokens back to itself. The fixtures in
+//! tests/fixtures/gguf-vocab were made by scripts/gguf_vocab_fixtures.sh. Bad metadata is an
+//! error that names the key.
+
+use std::path::PathBuf;
+
+use moe_gpu::gguf::GgufVocab;
+use serde_json::Value;
+
+/// The vocab and llama.cpp's cases of fixture `name`.
+fn fixture(name: &str) -> (GgufVocab, Vec<Value>) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf-vocab")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let v = &json["vocab"];
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let id = |k: &str| v[k].as_u64().map(|x| x as u32);
+    let flag = |k: &str| v[k].as_bool();
+    let vocab = GgufVocab {
+        model: v["model"].as_str().unwrap().into(),
+        pre: v["pre"].as_str().map(String::from),
+        tokens: strings("tokens"),
+        token_types: v["token_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_i64().unwrap() as i32)
+            .collect(),
+        scores: v["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap() as f32)
+            .collect(),
+        merges: strings("merges"),
+        bos: id("bos"),
+        eos: id("eos"),
+        unk: id("unk"),
+        pad: id("pad"),
+        add_bos: flag("add_bos"),
+        add_eos: flag("add_eos"),
+        add_space_prefix: flag("add_space_prefix"),
+        chat_template: v["chat_template"].as_str().map(String::from),
+    };
+    (vocab, json["cases"].as_array().unwrap().clone())
+}
+
+/// Each case's mismatch with llama.cpp, one line each: ids, then the round trip of text
+/// without special tokens.
+fn mismatches(name: &str) -> (usize, Vec<String>) {
+    let (base, cases) = fixture(name);
+    let mut bad = Vec::new();
+    for case in &cases {
+        let mut vocab = base.clone();
+        if let Some(pre) = case["pre"].as_str() {
+            vocab.pre = Some(pre.into());
+        }
+        let tokenizer = vocab.tokenizer().unwrap();
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        let got = tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+        let label = format!(
+            "{name} pre={} {text:?}",
+            vocab.pre.as_deref().unwrap_or("-")
+        );
+        if got != want {
+            bad.push(format!("{label}: ids {got:?}, llama.cpp {want:?}"));
+            continue;
+        }
+        if !case["special"].as_bool().unwrap() {
+            // llama.cpp's BOS for a gpt2 vocab may be an ordinary token, which decoding keeps.
+            let body = if vocab.adds_bos() {
+                &got[1..]
+            } else {
+                &got[..]
+            };
+            let back = tokenizer.decode(body, true).unwrap();
+            if back != text {
+                bad.push(format!("{label}: decodes to {back:?}"));
+            }
+        }
+    }
+    (cases.len(), bad)
+}
+
+#[test]
+fn gguf_vocab_bpe_matches_llama_cpp_for_every_pre_tokenizer() {
+    let (n, bad) = mismatches("bpe");
+    assert!(n >= 80, "{n} cases");
+    assert!(
+        bad.is_empty(),
+        "{} of {n} cases differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn gguf_vocab_spm_matches_llama_cpp() {
+    let (n, bad) = mismatches("spm");
+    assert!(n >= 10, "{n} cases");
+    assert!(
+        bad.is_empty(),
+        "{} of {n} cases differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

@@ -29,6 +29,7 @@ PLAIN = [
     "emoji 🙂🚀 mixed with text 👍🏽 and 🇫🇷 flags",
     "code: fn main() { let x = a[0] + b_1 * 42; } // done\n\tif x >= 10 { return; }",
     "And God said, Let there be light: and there was light.",
+    "CamelCase HTTPServer getHTTPResponse (parens) [x]'s x=1+2; 100% of 1234567/89 \u00a0nbsp\r\nCRLF",
 ]
 
 BPE_SPECIAL = [
@@ -52,12 +53,27 @@ def run(cmd, **kw):
     return r.stdout
 
 
-def bpe_model_dir(tmp):
-    """The trained Qwen3-MoE's tokenizer with chat special tokens and one user-defined token added."""
+def cross_tokenizer():
+    """A byte-level BPE trained with no pre-tokenizer regex, so that its merges cross spaces,
+    punctuation, digits and scripts: each pre-tokenizer's splits then show in the ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    calib = open(os.path.join(FIXTURES, "trained-moe", "calib.txt")).read().splitlines()
+    tok.train_from_iterator(calib + PLAIN * 20, trainer=trainer)
+    return json.loads(tok.to_str())
+
+
+def bpe_model_dir(tmp, name, tok):
+    """The BPE tokenizer `tok` (tokenizer.json) in a Qwen3-MoE checkpoint, with chat special
+    tokens and two user-defined tokens added."""
     src = os.path.join(FIXTURES, "trained-moe")
-    d = os.path.join(tmp, "bpe")
+    d = os.path.join(tmp, name)
     os.makedirs(d)
-    tok = json.load(open(os.path.join(src, "tokenizer.json")))
     n = len(tok["model"]["vocab"])
     for i, (content, special) in enumerate([("<|im_start|>", True), ("<|im_end|>", True), ("<think>", False), ("</think>", False)]):
         tok["added_tokens"].append({"id": n + i, "content": content, "single_word": False, "lstrip": False,
@@ -149,9 +165,11 @@ def main():
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     env = dict(os.environ, LLAMA_CPP_DIR=a.llama_dir)
+    trained = json.load(open(os.path.join(FIXTURES, "trained-moe", "tokenizer.json")))
     with tempfile.TemporaryDirectory() as tmp:
         for name, model_dir, special, pres in [
-            ("bpe", bpe_model_dir(tmp), BPE_SPECIAL, BPE_PRES),
+            ("bpe", bpe_model_dir(tmp, "bpe", trained), BPE_SPECIAL, BPE_PRES),
+            ("bpe-cross", bpe_model_dir(tmp, "bpe-cross", cross_tokenizer()), BPE_SPECIAL, BPE_PRES),
             ("spm", spm_model_dir(tmp), SPM_SPECIAL, [None]),
         ]:
             gg = os.path.join(tmp, name + ".gguf")

@@ -1,6 +1,6 @@
 //! The tokenizer built from GGUF metadata against llama.cpp: for the byte-level BPE of the
-//! trained Qwen3-MoE (under each supported `tokenizer.ggml.pre`) and a SentencePiece BPE with
-//! byte fallback, `GgufVocab::tokenizer` must give exactly the ids `llama-tokenize` gave on a
+//! trained Qwen3-MoE and one trained with merges across pre-tokenizer splits (each under several
+//! `tokenizer.ggml.pre` values) and a SentencePiece BPE with byte fallback, `GgufVocab::tokenizer` must give exactly the ids `llama-tokenize` gave on a
 //! text sample (ASCII, punctuation, digits, runs of spaces and newlines, accents, CJK, emoji,
 //! special tokens), and decode text without special tokens back to itself. The fixtures in
 //! tests/fixtures/gguf-vocab were made by scripts/gguf_vocab_fixtures.sh. Bad metadata is an
@@ -112,6 +112,20 @@ fn gguf_vocab_bpe_matches_llama_cpp_for_every_pre_tokenizer() {
     );
 }
 
+/// A BPE trained without a pre-tokenizer regex has merges across every boundary, so a
+/// pre-tokenizer that splits differently from llama.cpp's gives different ids.
+#[test]
+fn gguf_vocab_bpe_with_merges_across_splits_matches_llama_cpp_for_every_pre_tokenizer() {
+    let (n, bad) = mismatches("bpe-cross");
+    assert!(n >= 80, "{n} cases");
+    assert!(
+        bad.is_empty(),
+        "{} of {n} cases differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn gguf_vocab_spm_matches_llama_cpp() {
     let (n, bad) = mismatches("spm");
@@ -121,5 +135,147 @@ fn gguf_vocab_spm_matches_llama_cpp() {
         "{} of {n} cases differ:\n{}",
         bad.len(),
         bad.join("\n")
+    );
+}
+
+/// A four-token gpt2 vocab: `h`, `i`, `hi` and a control token.
+fn tiny() -> GgufVocab {
+    GgufVocab {
+        model: "gpt2".into(),
+        pre: Some("qwen2".into()),
+        tokens: ["h", "i", "hi", "<|end|>"].map(String::from).to_vec(),
+        token_types: vec![1, 1, 1, 3],
+        merges: vec!["h i".into()],
+        eos: Some(3),
+        ..GgufVocab::default()
+    }
+}
+
+/// `vocab.tokenizer()`'s error, which must contain each of `needles`.
+fn error_names(vocab: GgufVocab, needles: &[&str]) {
+    let err = match vocab.tokenizer() {
+        Ok(_) => panic!("expected an error naming {needles:?}"),
+        Err(e) => e.to_string(),
+    };
+    for needle in needles {
+        assert!(err.contains(needle), "{err:?} does not name {needle:?}");
+    }
+}
+
+#[test]
+fn gguf_vocab_tiny_encodes_and_decodes() {
+    let tokenizer = tiny().tokenizer().unwrap();
+    let ids = tokenizer
+        .encode("hih<|end|>", true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(ids, [2, 0, 3]);
+    assert_eq!(tokenizer.decode(&ids, true).unwrap(), "hih");
+}
+
+#[test]
+fn gguf_vocab_bad_metadata_is_an_error_naming_the_key() {
+    error_names(
+        GgufVocab {
+            token_types: vec![1, 1, 1],
+            ..tiny()
+        },
+        &["token_type", "3 entries", "tokens 4"],
+    );
+    error_names(
+        GgufVocab {
+            token_types: vec![1, 1, 9, 3],
+            ..tiny()
+        },
+        &["token_type[2] = 9"],
+    );
+    error_names(
+        GgufVocab {
+            tokens: vec![],
+            token_types: vec![],
+            ..tiny()
+        },
+        &["tokens is empty"],
+    );
+    error_names(
+        GgufVocab {
+            bos: Some(4),
+            ..tiny()
+        },
+        &["bos_token_id = 4", "4 tokens"],
+    );
+    error_names(
+        GgufVocab {
+            pad: Some(99),
+            ..tiny()
+        },
+        &["padding_token_id = 99"],
+    );
+    error_names(
+        GgufVocab {
+            merges: vec!["hi".into()],
+            ..tiny()
+        },
+        &["merges[0]", "\"hi\""],
+    );
+    error_names(
+        GgufVocab {
+            merges: vec!["h x".into()],
+            ..tiny()
+        },
+        &["tokenizer.ggml.merges"],
+    );
+    error_names(
+        GgufVocab {
+            model: "bert".into(),
+            ..tiny()
+        },
+        &["\"bert\"", "gpt2, llama"],
+    );
+    error_names(
+        GgufVocab {
+            pre: Some("made-up".into()),
+            ..tiny()
+        },
+        &["\"made-up\"", "qwen2", "deepseek-v3", "gpt-4o"],
+    );
+    // llama.cpp's default BOS for gpt2 is id 11, which this vocab lacks.
+    error_names(
+        GgufVocab {
+            add_bos: Some(true),
+            ..tiny()
+        },
+        &["adds BOS", "bos_token_id"],
+    );
+    error_names(
+        GgufVocab {
+            add_eos: Some(true),
+            eos: None,
+            ..tiny()
+        },
+        &["adds EOS"],
+    );
+    let spm = GgufVocab {
+        model: "llama".into(),
+        pre: None,
+        merges: vec![],
+        scores: vec![0.0; 4],
+        ..tiny()
+    };
+    spm.tokenizer().unwrap();
+    error_names(
+        GgufVocab {
+            scores: vec![0.0; 3],
+            ..spm.clone()
+        },
+        &["scores has 3 entries"],
+    );
+    error_names(
+        GgufVocab {
+            scores: vec![0.0, f32::NAN, 0.0, 0.0],
+            ..spm
+        },
+        &["scores[1] is NaN"],
     );
 }

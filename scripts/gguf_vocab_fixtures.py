@@ -41,7 +41,9 @@ SPM_SPECIAL = [
     "<|im_start|> leading<|im_end|>trailing",
 ]
 
-BPE_PRES = ["qwen2", "default", "gpt-2", "llama-bpe", "deepseek-llm", "deepseek-v3", "olmo", "gpt-4o"]
+BPE_VARIANTS = [{}] + [{"pre": p} for p in ["default", "gpt-2", "llama-bpe", "deepseek-llm", "deepseek-v3",
+                                              "olmo", "gpt-4o"]] + [{"add_bos": True, "add_eos": True}]
+SPM_VARIANTS = [{}, {"add_space_prefix": False}, {"add_bos": False, "add_eos": True}]
 
 CHAT_TEMPLATE = os.path.join(FIXTURES, "chat", "qwen_like.jinja")
 
@@ -136,17 +138,28 @@ def dump_vocab(path):
     }
 
 
-def with_pre(src, dst, pre):
-    """A copy of the vocab-only GGUF `src` whose tokenizer.ggml.pre is `pre`."""
+# The metadata each variant overrides, by its name in the fixture: (GGUF key, value type).
+OVERRIDE_KEYS = {
+    "pre": ("tokenizer.ggml.pre", gguf.GGUFValueType.STRING),
+    "add_bos": ("tokenizer.ggml.add_bos_token", gguf.GGUFValueType.BOOL),
+    "add_eos": ("tokenizer.ggml.add_eos_token", gguf.GGUFValueType.BOOL),
+    "add_space_prefix": ("tokenizer.ggml.add_space_prefix", gguf.GGUFValueType.BOOL),
+}
+
+
+def with_overrides(src, dst, overrides):
+    """A copy of the vocab-only GGUF `src` with the metadata in `overrides` set."""
     r = gguf.GGUFReader(src)
     w = gguf.GGUFWriter(dst, arch=field(r, "general.architecture"))
+    keys = {OVERRIDE_KEYS[k][0]: (v, OVERRIDE_KEYS[k][1]) for k, v in overrides.items()}
     for key, f in r.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
+        if key.startswith("GGUF.") or key == "general.architecture" or key in keys:
             continue
-        value = pre if key == "tokenizer.ggml.pre" else f.contents()
         vtype = f.types[0]
         sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(key, value, vtype, sub_type=sub)
+        w.add_key_value(key, f.contents(), vtype, sub_type=sub)
+    for key, (value, vtype) in keys.items():
+        w.add_key_value(key, value, vtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.close()
@@ -167,22 +180,22 @@ def main():
     env = dict(os.environ, LLAMA_CPP_DIR=a.llama_dir)
     trained = json.load(open(os.path.join(FIXTURES, "trained-moe", "tokenizer.json")))
     with tempfile.TemporaryDirectory() as tmp:
-        for name, model_dir, special, pres in [
-            ("bpe", bpe_model_dir(tmp, "bpe", trained), BPE_SPECIAL, BPE_PRES),
-            ("bpe-cross", bpe_model_dir(tmp, "bpe-cross", cross_tokenizer()), BPE_SPECIAL, BPE_PRES),
-            ("spm", spm_model_dir(tmp), SPM_SPECIAL, [None]),
+        for name, model_dir, special, variants in [
+            ("bpe", bpe_model_dir(tmp, "bpe", trained), BPE_SPECIAL, BPE_VARIANTS),
+            ("bpe-cross", bpe_model_dir(tmp, "bpe-cross", cross_tokenizer()), BPE_SPECIAL, BPE_VARIANTS),
+            ("spm", spm_model_dir(tmp), SPM_SPECIAL, SPM_VARIANTS),
         ]:
             gg = os.path.join(tmp, name + ".gguf")
             run([sys.executable, a.convert, model_dir, "--vocab-only", "--outfile", gg], env=env)
             vocab = dump_vocab(gg)
             cases = []
-            for pre in pres:
+            for i, overrides in enumerate(variants):
                 path = gg
-                if pre is not None and pre != vocab["pre"]:
-                    path = os.path.join(tmp, f"{name}-{pre}.gguf")
-                    with_pre(gg, path, pre)
+                if overrides:
+                    path = os.path.join(tmp, f"{name}-{i}.gguf")
+                    with_overrides(gg, path, overrides)
                 for text in PLAIN + special:
-                    cases.append({"pre": pre, "text": text, "special": text in special,
+                    cases.append({"overrides": overrides, "text": text, "special": text in special,
                                   "ids": tokenize(a.tokenize, path, text)})
             out = {
                 "made_by": "scripts/gguf_vocab_fixtures.sh: llama.cpp's convert_hf_to_gguf.py --vocab-only, "

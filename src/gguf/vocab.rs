@@ -101,10 +101,20 @@ impl GgufVocab {
     /// ids out of range, malformed merges, an unknown model or pre-tokenizer) is an error
     /// naming the key.
     pub fn tokenizer(&self) -> Result<Tokenizer> {
+        if self.tokens.iter().any(String::is_empty) {
+            // llama.cpp names an empty token `[EMPTY_<id>]`, so no text matches it.
+            let mut named = self.clone();
+            for (id, t) in named.tokens.iter_mut().enumerate() {
+                if t.is_empty() {
+                    *t = format!("[EMPTY_{id}]");
+                }
+            }
+            return named.tokenizer();
+        }
         let types = self.checked_types()?;
         self.check_ids()?;
         let mut tokenizer = match self.model.as_str() {
-            "gpt2" => vocab_bpe::build(self, &types)?,
+            "gpt2" => vocab_bpe::build(self)?,
             "llama" => vocab_spm::build(self, &types)?,
             other => {
                 return Err(Error::input(format!(

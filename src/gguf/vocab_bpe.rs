@@ -10,7 +10,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{SplitDelimiterBehavior, Tokenizer};
 
-use super::vocab::{GgufVocab, TokenType};
+use super::vocab::GgufVocab;
 use crate::error::{Error, Result};
 
 /// GPT-2's pattern (contractions, letters, digits, other symbols, trailing spaces).
@@ -196,7 +196,7 @@ pub(crate) fn adds_bos_by_default(name: &str) -> bool {
 }
 
 /// The byte-level BPE tokenizer of `vocab` (special tokens and BOS/EOS are added by the caller).
-pub(crate) fn build(vocab: &GgufVocab, _types: &[TokenType]) -> Result<Tokenizer> {
+pub(crate) fn build(vocab: &GgufVocab) -> Result<Tokenizer> {
     let pre = pre_tokenizer(vocab.pre_name())?;
     let merges = vocab
         .merges

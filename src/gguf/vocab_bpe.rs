@@ -248,3 +248,33 @@ fn split_merge(merge: &str) -> Option<(String, String)> {
     let at = first + merge[first..].find(' ')?;
     Some((merge[..at].to_string(), merge[at + 1..].to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_split_at_the_first_space_after_the_first_character() {
+        let split = split_merge;
+        assert_eq!(split("a b"), Some(("a".into(), "b".into())));
+        assert_eq!(split("  x"), Some((" ".into(), "x".into())));
+        assert_eq!(split("é b c"), Some(("é".into(), "b c".into())));
+        assert_eq!(split("ab"), None);
+        assert_eq!(split(""), None);
+    }
+
+    #[test]
+    fn every_pre_tokenizer_compiles() {
+        for name in PRE_TOKENIZERS.iter().flat_map(|p| p.names) {
+            let vocab = GgufVocab {
+                model: "gpt2".into(),
+                pre: Some(name.to_string()),
+                tokens: vec!["a".into()],
+                ..GgufVocab::default()
+            };
+            if let Err(e) = build(&vocab) {
+                panic!("{name}: {e}");
+            }
+        }
+    }
+}

@@ -70,7 +70,7 @@ pub struct GgufVocab {
 
 /// A token's `tokenizer.ggml.token_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenType {
+enum TokenType {
     Normal,
     Unknown,
     Control,
@@ -114,8 +114,15 @@ impl GgufVocab {
         let types = self.checked_types()?;
         self.check_ids()?;
         let mut tokenizer = match self.model.as_str() {
-            "gpt2" => vocab_bpe::build(self)?,
-            "llama" => vocab_spm::build(self, &types)?,
+            "gpt2" => vocab_bpe::build(&self.tokens, &self.merges, self.pre_name())?,
+            "llama" => {
+                self.check_scores()?;
+                // llama.cpp's default unknown token is id 0.
+                let unk = self.unk.or(Some(0)).filter(|&id| self.in_range(id));
+                let byte_fallback = types.contains(&TokenType::Byte);
+                let space_prefix = self.add_space_prefix.unwrap_or(true);
+                vocab_spm::build(&self.tokens, &self.scores, unk, byte_fallback, space_prefix)?
+            }
             other => {
                 return Err(Error::input(format!(
                     "GGUF tokenizer.ggml.model {other:?} is not supported; supported: {}",
@@ -175,7 +182,7 @@ impl GgufVocab {
     }
 
     /// `tokenizer.ggml.pre`, `default` where absent.
-    pub(crate) fn pre_name(&self) -> &str {
+    fn pre_name(&self) -> &str {
         self.pre.as_deref().unwrap_or("default")
     }
 
@@ -220,6 +227,23 @@ impl GgufVocab {
                 })
             })
             .collect()
+    }
+
+    /// One score per token, none NaN.
+    fn check_scores(&self) -> Result<()> {
+        if self.scores.len() != self.tokens.len() {
+            return Err(Error::input(format!(
+                "GGUF tokenizer.ggml.scores has {} entries, tokenizer.ggml.tokens {}",
+                self.scores.len(),
+                self.tokens.len()
+            )));
+        }
+        match self.scores.iter().position(|s| s.is_nan()) {
+            Some(id) => Err(Error::input(format!(
+                "GGUF tokenizer.ggml.scores[{id}] is NaN"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Every special id the file sets names a token.

@@ -10,7 +10,6 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{SplitDelimiterBehavior, Tokenizer};
 
-use super::vocab::GgufVocab;
 use crate::error::{Error, Result};
 
 /// GPT-2's pattern (contractions, letters, digits, other symbols, trailing spaces).
@@ -195,11 +194,11 @@ pub(crate) fn adds_bos_by_default(name: &str) -> bool {
     pre_tokenizer(name).is_ok_and(|p| p.adds_bos)
 }
 
-/// The byte-level BPE tokenizer of `vocab` (special tokens and BOS/EOS are added by the caller).
-pub(crate) fn build(vocab: &GgufVocab) -> Result<Tokenizer> {
-    let pre = pre_tokenizer(vocab.pre_name())?;
-    let merges = vocab
-        .merges
+/// The byte-level BPE tokenizer of `tokens` with `merges` and pre-tokenizer `pre` (special
+/// tokens and BOS/EOS are added by the caller).
+pub(crate) fn build(tokens: &[String], merges: &[String], pre_name: &str) -> Result<Tokenizer> {
+    let pre = pre_tokenizer(pre_name)?;
+    let merges = merges
         .iter()
         .enumerate()
         .map(|(i, merge)| {
@@ -210,8 +209,7 @@ pub(crate) fn build(vocab: &GgufVocab) -> Result<Tokenizer> {
         })
         })
         .collect::<Result<Vec<_>>>()?;
-    let ids: Vocab = vocab
-        .tokens
+    let ids: Vocab = tokens
         .iter()
         .enumerate()
         .map(|(id, t)| (t.clone(), id as u32))
@@ -228,7 +226,7 @@ pub(crate) fn build(vocab: &GgufVocab) -> Result<Tokenizer> {
             SplitDelimiterBehavior::Isolated,
             false,
         )
-        .map_err(|e| Error::input(format!("pre-tokenizer {:?}: {e}", vocab.pre_name())))?;
+        .map_err(|e| Error::input(format!("pre-tokenizer {pre_name:?}: {e}")))?;
         splits.push(PreTokenizerWrapper::Split(split));
     }
     splits.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
@@ -266,13 +264,7 @@ mod tests {
     #[test]
     fn every_pre_tokenizer_compiles() {
         for name in PRE_TOKENIZERS.iter().flat_map(|p| p.names) {
-            let vocab = GgufVocab {
-                model: "gpt2".into(),
-                pre: Some(name.to_string()),
-                tokens: vec!["a".into()],
-                ..GgufVocab::default()
-            };
-            if let Err(e) = build(&vocab) {
+            if let Err(e) = build(&["a".into()], &[], name) {
                 panic!("{name}: {e}");
             }
         }

@@ -17,39 +17,28 @@ use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence};
 
-use super::vocab::{GgufVocab, TokenType};
 use crate::error::{Error, Result};
 
 /// SentencePiece's visible space.
 const SPACE: &str = "\u{2581}";
 
-/// The SentencePiece tokenizer of `vocab` (special tokens and BOS/EOS are added by the caller).
-pub(crate) fn build(vocab: &GgufVocab, types: &[TokenType]) -> Result<Tokenizer> {
-    if vocab.scores.len() != vocab.tokens.len() {
-        return Err(Error::input(format!(
-            "GGUF tokenizer.ggml.scores has {} entries, tokenizer.ggml.tokens {}",
-            vocab.scores.len(),
-            vocab.tokens.len()
-        )));
-    }
-    if let Some(id) = vocab.scores.iter().position(|s| s.is_nan()) {
-        return Err(Error::input(format!(
-            "GGUF tokenizer.ggml.scores[{id}] is NaN"
-        )));
-    }
+/// The SentencePiece tokenizer of `tokens` with `scores` (as long, none NaN), unknown token
+/// `unk`, `<0xXX>` byte fallback where `byte_fallback`, and a `▁` before each run of text where
+/// `space_prefix` (special tokens and BOS/EOS are added by the caller).
+pub(crate) fn build(
+    tokens: &[String],
+    scores: &[f32],
+    unk: Option<u32>,
+    byte_fallback: bool,
+    space_prefix: bool,
+) -> Result<Tokenizer> {
     // Later duplicates win, as in llama.cpp's text-to-id map.
-    let ids: HashMap<&str, u32> = vocab
-        .tokens
+    let ids: HashMap<&str, u32> = tokens
         .iter()
         .enumerate()
         .map(|(id, t)| (t.as_str(), id as u32))
         .collect();
-    let merges = merges_by_score(vocab, &ids);
-    let unk = vocab
-        .unk
-        .or(Some(0))
-        .filter(|&id| (id as usize) < vocab.tokens.len());
-    let has_bytes = types.contains(&TokenType::Byte);
+    let merges = merges_by_score(tokens, scores, &ids);
     let mut builder = BPE::builder()
         .vocab_and_merges(
             ids.iter()
@@ -57,15 +46,14 @@ pub(crate) fn build(vocab: &GgufVocab, types: &[TokenType]) -> Result<Tokenizer>
                 .collect::<Vocab>(),
             merges,
         )
-        .byte_fallback(has_bytes);
-    if let Some(unk) = unk {
-        builder = builder.unk_token(vocab.tokens[unk as usize].clone());
+        .byte_fallback(byte_fallback);
+    if let Some(text) = unk.and_then(|id| tokens.get(id as usize)) {
+        builder = builder.unk_token(text.clone());
     }
     let model = builder
         .build()
         .map_err(|e| Error::input(format!("GGUF SentencePiece vocab: {e}")))?;
 
-    let space_prefix = vocab.add_space_prefix.unwrap_or(true);
     let escape = Replace::new(" ", SPACE).map_err(|e| Error::input(e.to_string()))?;
     let mut normalizers = vec![NormalizerWrapper::Replace(escape)];
     if space_prefix {
@@ -88,13 +76,17 @@ pub(crate) fn build(vocab: &GgufVocab, types: &[TokenType]) -> Result<Tokenizer>
 }
 
 /// Every split of a token into two tokens, the highest-scoring token's first (ties by id).
-fn merges_by_score(vocab: &GgufVocab, ids: &HashMap<&str, u32>) -> Vec<(String, String)> {
-    let mut order: Vec<usize> = (0..vocab.tokens.len()).collect();
-    order.sort_by(|&a, &b| vocab.scores[b].total_cmp(&vocab.scores[a]).then(a.cmp(&b)));
+fn merges_by_score(
+    tokens: &[String],
+    scores: &[f32],
+    ids: &HashMap<&str, u32>,
+) -> Vec<(String, String)> {
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let mut seen = HashSet::new();
     let mut merges = Vec::new();
     for id in order {
-        let text = vocab.tokens[id].as_str();
+        let text = tokens[id].as_str();
         if ids.get(text) != Some(&(id as u32)) {
             continue;
         }

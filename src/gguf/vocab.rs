@@ -44,7 +44,7 @@ pub struct GgufVocab {
     /// `tokenizer.ggml.tokens`, by id.
     pub tokens: Vec<String>,
     /// `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused,
-    /// 6 byte), by id; empty where absent (every token normal).
+    /// 6 byte; 0 undefined, read as normal), by id; empty where absent (every token normal).
     pub token_types: Vec<i32>,
     /// `tokenizer.ggml.scores` (SentencePiece merge priorities), by id; may be empty.
     pub scores: Vec<f32>,
@@ -82,7 +82,8 @@ enum TokenType {
 impl TokenType {
     fn from_code(code: i32) -> Option<Self> {
         Some(match code {
-            1 => Self::Normal,
+            // 0 is llama.cpp's "undefined", which it treats as a normal token.
+            0 | 1 => Self::Normal,
             2 => Self::Unknown,
             3 => Self::Control,
             4 => Self::UserDefined,
@@ -222,7 +223,7 @@ impl GgufVocab {
             .map(|(id, &code)| {
                 TokenType::from_code(code).ok_or_else(|| {
                     Error::input(format!(
-                        "GGUF tokenizer.ggml.token_type[{id}] = {code} is not a token type (1-6)"
+                        "GGUF tokenizer.ggml.token_type[{id}] = {code} is not a token type (0-6)"
                     ))
                 })
             })

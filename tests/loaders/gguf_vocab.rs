@@ -109,6 +109,14 @@ fn mismatches(name: &str) -> (usize, Vec<String>) {
 
 #[test]
 fn gguf_vocab_bpe_matches_llama_cpp_for_every_pre_tokenizer() {
+    // The converter carried the checkpoint's chat template into tokenizer.chat_template.
+    let template =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat/qwen_like.jinja");
+    let template = std::fs::read_to_string(template).unwrap();
+    assert_eq!(
+        fixture("bpe").0.chat_template.as_deref(),
+        Some(template.as_str())
+    );
     let (n, bad) = mismatches("bpe");
     assert!(n >= 80, "{n} cases");
     assert!(
@@ -298,4 +306,85 @@ fn gguf_vocab_bad_metadata_is_an_error_naming_the_key() {
         },
         &["scores[1] is NaN"],
     );
+}
+
+/// Random metadata (tokens from a small alphabet with spaces, `▁`, byte tokens and empty ones;
+/// every token type; merges of random pairs; now and then a bad type code, a NaN score, an id
+/// out of range or a malformed merge) and random text: building, encoding and decoding end in
+/// `Ok` or `Err`, never a panic.
+#[test]
+fn gguf_vocab_random_metadata_never_panics() {
+    use moe_gpu::synthetic::Rng;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    const PIECES: [&str; 12] = [
+        "a", "b", "ab", " ", "\u{2581}", "<0x41>", "<s>", "", "é", "日", "Ġ", "<|x|>",
+    ];
+    const PRES: [&str; 5] = ["qwen2", "llama-bpe", "deepseek-llm", "gpt-4o", "default"];
+    let pick = |rng: &mut Rng| PIECES[rng.below(PIECES.len())].to_string();
+    let rare = |rng: &mut Rng| rng.below(60) == 0;
+    let mut built = 0;
+    for i in 0..400 {
+        let mut rng = Rng::new(1000 + i);
+        let n = 1 + rng.below(16);
+        let tokens: Vec<String> = (0..n).map(|_| pick(&mut rng) + &pick(&mut rng)).collect();
+        let types = (0..n)
+            .map(|_| {
+                if rare(&mut rng) {
+                    9
+                } else {
+                    rng.below(7) as i32
+                }
+            })
+            .collect();
+        let scores = (0..n)
+            .map(|_| match rare(&mut rng) {
+                true => f32::NAN,
+                false => [0.0, -1.5, -3.0, f32::NEG_INFINITY][rng.below(4)],
+            })
+            .collect();
+        let merges = (0..rng.below(8))
+            .map(|_| {
+                let sep = if rare(&mut rng) { "" } else { " " };
+                format!("{}{sep}{}", tokens[rng.below(n)], tokens[rng.below(n)])
+            })
+            .collect();
+        let id = |rng: &mut Rng| match rng.below(4) {
+            0 => None,
+            _ if rare(rng) => Some((n + rng.below(3)) as u32),
+            _ => Some(rng.below(n) as u32),
+        };
+        let flag = |rng: &mut Rng| [None, Some(true), Some(false)][rng.below(3)];
+        let vocab = GgufVocab {
+            model: ["gpt2", "llama"][rng.below(2)].into(),
+            pre: Some(PRES[rng.below(PRES.len())].into()),
+            token_types: types,
+            scores,
+            merges,
+            bos: id(&mut rng),
+            eos: id(&mut rng),
+            unk: id(&mut rng),
+            add_bos: flag(&mut rng),
+            add_eos: flag(&mut rng),
+            add_space_prefix: flag(&mut rng),
+            tokens,
+            ..GgufVocab::default()
+        };
+        let text: String = (0..rng.below(12)).map(|_| pick(&mut rng)).collect();
+        let run = catch_unwind(AssertUnwindSafe(|| match vocab.tokenizer() {
+            Ok(tokenizer) => {
+                if let Ok(enc) = tokenizer.encode(text.as_str(), true) {
+                    let _ = tokenizer.decode(enc.get_ids(), true);
+                }
+                true
+            }
+            Err(_) => false,
+        }));
+        match run {
+            Ok(ok) => built += usize::from(ok),
+            Err(_) => panic!("iteration {i} panicked: {vocab:?}, text {text:?}"),
+        }
+    }
+    // Many inputs must get as far as encoding for the test to mean anything (149 do).
+    assert!(built >= 120, "only {built} of 400 random vocabs built");
 }

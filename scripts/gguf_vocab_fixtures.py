@@ -8,7 +8,6 @@ their tokenizer metadata as read back by gguf-py's GGUFReader, and the ids llama
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

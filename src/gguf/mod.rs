@@ -1,6 +1,6 @@
 //! GGUF, llama.cpp's model format: the file reader ([`GgufFile`]: metadata and tensors,
-//! single or split files, memory-mapped) and the tensor types with their CPU reference
-//! decoders.
+//! single or split files, memory-mapped), the tensor types with their CPU reference decoders,
+//! and the tokenizer a file's metadata describes ([`GgufVocab`]).
 //!
 //! Each [`GgmlType`] stores a tensor as a run of fixed-size blocks laid out as ggml's
 //! `ggml-quants.c` lays them out. [`dequantize`] turns those bytes into f32 values that are
@@ -28,8 +28,12 @@ mod parse;
 mod split;
 mod tensor;
 mod value;
+mod vocab;
+mod vocab_bpe;
+mod vocab_spm;
 
 pub use file::GgufFile;
 pub use ggml_type::{GgmlType, dequantize};
 pub use tensor::TensorInfo;
 pub use value::Value;
+pub use vocab::GgufVocab;

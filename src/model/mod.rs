@@ -13,6 +13,7 @@ pub mod decoder;
 pub mod eval;
 pub mod expected_tensors;
 pub mod expert_loading;
+mod expert_placement;
 pub mod generate;
 pub(crate) mod json;
 pub mod load_progress;

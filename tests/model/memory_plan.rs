@@ -3,7 +3,7 @@
 //! storage and staging buffers, also under a binding limit low enough to split the weights.
 
 use moe_gpu::kernels::expert_arena::ExpertArena;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::memory::MemoryPlan;
 use moe_gpu::model::{Checkpoint, Model, ModelConfig, ModelOptions, moe_layer_spec};
 use moe_gpu::moe::budget::ArenaLimits;
@@ -79,7 +79,7 @@ fn the_memory_plan_matches_what_loading_allocates() {
 fn pooled(set: &str, arch: &str, options: &ModelOptions) -> ModelOptions {
     let dir = fixtures::dir(set, arch).join("model");
     let cfg = ModelConfig::load(&dir).unwrap();
-    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
     let per_expert =
         ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
     let slots = spec.routing.top_k as u64 + 1;

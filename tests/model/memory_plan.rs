@@ -177,3 +177,43 @@ fn loading_fits_the_adapters_memory() {
         "{stats:?}"
     );
 }
+
+/// MoE layers in different expert formats, gate/up and down apart: every expert resident, and
+/// under a budget of half their bytes (a pool per format), the plan matches what loading
+/// allocates.
+#[test]
+fn per_layer_expert_formats_plan_what_loading_allocates() {
+    use WeightFormat::{F16, Int4, Int8};
+    let mixed = ExpertFormat {
+        gate_up: Int4,
+        down: Int8,
+    };
+    let resident = ModelOptions {
+        max_batch: 16,
+        max_context: Some(64),
+        expert_formats: Some(vec![mixed, ExpertFormat::uniform(F16), mixed]),
+        ..Default::default()
+    };
+    let dir = fixtures::dir("hf-tiny", "qwen3_moe").join("model");
+    let (cfg, ckpt) = (
+        ModelConfig::load(&dir).unwrap(),
+        Checkpoint::open(&dir).unwrap(),
+    );
+    let limits = ArenaLimits::of(common::ctx());
+    let plan = MemoryPlan::new(&cfg, &ckpt, &resident, limits).unwrap();
+    assert_eq!(plan.expert_format, "int4+int8 (layers 0, 2), f16 (layer 1)");
+    let pooled = ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::Bytes(plan.expert_slots / 2),
+            ..Default::default()
+        },
+        ..resident.clone()
+    };
+    assert!(
+        MemoryPlan::new(&cfg, &ckpt, &pooled, limits)
+            .unwrap()
+            .shared_pool
+    );
+    check("hf-tiny", "qwen3_moe", &resident);
+    check("hf-tiny", "qwen3_moe", &pooled);
+}

@@ -324,10 +324,7 @@ impl Model {
     /// The experts' formats as the reports name them: one name when every MoE layer has the
     /// same, else each format with its layers ([`ExpertFormat::describe_layers`]).
     pub fn expert_format_name(&self) -> String {
-        let moe: Vec<(usize, ExpertFormat)> = (self.config.moe_layers().into_iter())
-            .map(|l| (l, self.expert_formats[l]))
-            .collect();
-        ExpertFormat::describe_layers(&moe)
+        ExpertFormat::describe_layers(&self.expert_formats, &self.config.moe_layers())
     }
 
     /// The MoE layers, by decoder layer index.

@@ -212,11 +212,7 @@ impl MemoryPlan {
             max_context: r.context,
             max_binding: limits.max_binding,
             auto_expert_budget: limits.auto_budget,
-            expert_format: ExpertFormat::describe_layers(
-                &moe.iter()
-                    .map(|&l| (l, expert_formats[l]))
-                    .collect::<Vec<_>>(),
-            ),
+            expert_format: ExpertFormat::describe_layers(&expert_formats, &moe),
             moe_layers: moe.len(),
             slots_per_layer: slots,
             shared_pool,

@@ -107,19 +107,20 @@ impl ExpertFormat {
         self.to_string()
     }
 
-    /// The formats of a model's MoE layers, given as (decoder layer, format): one name when
-    /// every layer has the same, else each format with its layers, as
-    /// `int4 (layers 0-1, 3), int4+int8 (layer 2)`.
-    pub fn describe_layers(layers: &[(usize, ExpertFormat)]) -> String {
+    /// The formats of a model's MoE layers `moe_layers`, given `formats` by decoder layer: one
+    /// name when they are all the same (the first format's for a model without MoE layers),
+    /// else each format with its layers, as `int4 (layers 0-1, 3), int4+int8 (layer 2)`.
+    pub fn describe_layers(formats: &[ExpertFormat], moe_layers: &[usize]) -> String {
         let mut groups: Vec<(ExpertFormat, Vec<usize>)> = Vec::new();
-        for &(l, f) in layers {
+        for &l in moe_layers {
+            let Some(&f) = formats.get(l) else { continue };
             match groups.iter_mut().find(|(g, _)| *g == f) {
                 Some((_, ls)) => ls.push(l),
                 None => groups.push((f, vec![l])),
             }
         }
         match groups.as_slice() {
-            [] => String::new(),
+            [] => formats.first().map(|f| f.name()).unwrap_or_default(),
             [(f, _)] => f.name(),
             _ => groups
                 .iter()
@@ -179,12 +180,11 @@ mod tests {
             (int4.name(), mixed.name()),
             ("int4".into(), "int4+int8".into())
         );
+        let formats = [int4, int4, mixed, int4];
+        assert_eq!(ExpertFormat::describe_layers(&formats, &[1, 3]), "int4");
+        assert_eq!(ExpertFormat::describe_layers(&formats, &[]), "int4");
         assert_eq!(
-            ExpertFormat::describe_layers(&[(1, int4), (2, int4)]),
-            "int4"
-        );
-        assert_eq!(
-            ExpertFormat::describe_layers(&[(0, int4), (1, int4), (2, mixed), (3, int4)]),
+            ExpertFormat::describe_layers(&formats, &[0, 1, 2, 3]),
             "int4 (layers 0-1, 3), int4+int8 (layer 2)"
         );
     }

@@ -128,7 +128,7 @@ fn each_layer_and_matrix_in_its_own_format_gives_the_f32_bits_and_tokens() {
     let [l0, l1] = [per_layer()[0], per_layer()[1]];
     let swap = |f: ExpertFormat| format(f.down, f.gate_up);
     for wrong in [vec![swap(l0), swap(l1)], vec![l1, l0]] {
-        let what = ExpertFormat::describe_layers(&[(0, wrong[0]), (1, wrong[1])]);
+        let what = ExpertFormat::describe_layers(&wrong, &[0, 1]);
         let (logits, _) = run(ctx, &d, &options(wrong));
         assert_ne!(
             logits, want,

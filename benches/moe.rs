@@ -14,7 +14,7 @@ use moe_gpu::bench::layers::{record_step, synthetic_weights, weight_bytes};
 use moe_gpu::bench::shapes::RealModel;
 use moe_gpu::gpu::{GpuTimer, Recorder};
 use moe_gpu::kernels::copy::CopyMode;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::kernels::tune::{ExpertGemms, GroupedRun};
 use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, MoeStep};
@@ -42,7 +42,7 @@ fn expert_gemms(c: &mut Criterion) {
     let ctx = context();
     let timer = GpuTimer::new(&ctx).expect("GPU timer");
     let m = model();
-    let spec = m.layer_spec(SCALE, m.top_k, WeightFormat::F16);
+    let spec = m.layer_spec(SCALE, m.top_k, ExpertFormat::uniform(WeightFormat::F16));
     let layer =
         MoeLayer::new(&ctx, spec.clone(), &synthetic_weights(&spec, 11), TOKENS).expect("layer");
     let x = Rng::new(3).normals(TOKENS * spec.hidden, 1.0);
@@ -88,7 +88,7 @@ fn layer_steps(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer_step_olmoe_div8_t128");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
     for (name, k) in [("sparse", m.top_k), ("dense_equivalent", m.experts)] {
-        let spec = m.layer_spec(SCALE, k, WeightFormat::F16);
+        let spec = m.layer_spec(SCALE, k, ExpertFormat::uniform(WeightFormat::F16));
         let layer = MoeLayer::new(&ctx, spec.clone(), &synthetic_weights(&spec, 11), TOKENS)
             .expect("layer");
         let x = Rng::new(3).normals(TOKENS * spec.hidden, 1.0);
@@ -111,7 +111,7 @@ fn decode_bandwidth(c: &mut Criterion) {
     let m = model();
     let act = DynamicActivation::default();
     // Scale 2: one step reads about 25 MB of f16 expert weights.
-    let spec = m.layer_spec(2, m.top_k, WeightFormat::F16);
+    let spec = m.layer_spec(2, m.top_k, ExpertFormat::uniform(WeightFormat::F16));
     let layer = MoeLayer::new(&ctx, spec.clone(), &synthetic_weights(&spec, 13), 1).expect("layer");
     let token = Rng::new(4).normals(spec.hidden, 1.0);
     ctx.queue
@@ -146,7 +146,7 @@ fn host_encode(c: &mut Criterion) {
     let ctx = context();
     let m = model();
     let act = DynamicActivation::default();
-    let spec = m.layer_spec(SCALE, m.top_k, WeightFormat::F16);
+    let spec = m.layer_spec(SCALE, m.top_k, ExpertFormat::uniform(WeightFormat::F16));
     let layer =
         MoeLayer::new(&ctx, spec.clone(), &synthetic_weights(&spec, 11), TOKENS).expect("layer");
     c.bench_function("host_encode_one_layer_step", |b| {

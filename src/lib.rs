@@ -65,7 +65,7 @@
 //! from the host and returns the layer's output of the same shape:
 //!
 //! ```
-//! use moe_gpu::spec::{Glu, WeightFormat};
+//! use moe_gpu::spec::{ExpertFormat, Glu, WeightFormat};
 //! use moe_gpu::synthetic::random_moe_weights;
 //! use moe_gpu::{Context, MoeLayer, MoeLayerSpec, RoutingSpec};
 //!
@@ -77,7 +77,7 @@
 //!     glu: Glu::Silu,
 //!     expert_bias: false,
 //!     shared_inter: None,
-//!     format: WeightFormat::F32,
+//!     format: ExpertFormat::uniform(WeightFormat::F32),
 //! };
 //! let weights = random_moe_weights(&spec, 7);
 //! let layer = MoeLayer::new(&ctx, spec, &weights, 4)?; // steps of up to 4 tokens
@@ -94,7 +94,7 @@
 //! ```
 //! use moe_gpu::gpu::Recorder;
 //! use moe_gpu::moe::{MoeStep, StepRecord};
-//! use moe_gpu::spec::{DynamicActivation, Glu, WeightFormat};
+//! use moe_gpu::spec::{DynamicActivation, ExpertFormat, Glu, WeightFormat};
 //! use moe_gpu::synthetic::random_moe_weights;
 //! use moe_gpu::{Context, MoeLayer, MoeLayerSpec, RoutingSpec};
 //!
@@ -106,7 +106,7 @@
 //!     glu: Glu::Silu,
 //!     expert_bias: false,
 //!     shared_inter: None,
-//!     format: WeightFormat::F32,
+//!     format: ExpertFormat::uniform(WeightFormat::F32),
 //! };
 //! let weights = random_moe_weights(&spec, 7);
 //! let layer = MoeLayer::new(&ctx, spec, &weights, 4)?;

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, Recorder, median};
 use crate::kernels::copy::CopyMode;
 use crate::kernels::expert_arena::ExpertArena;
-use crate::kernels::matmul::{Tiling, WeightFormat};
+use crate::kernels::matmul::{ExpertFormat, Tiling, WeightFormat};
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{ExpertGemms, GroupedRun};
 use crate::moe::layer::{ForwardOptions, MoeLayer, MoeStep};
@@ -110,12 +110,15 @@ pub fn weight_bytes(spec: &MoeLayerSpec) -> (u64, u64) {
 fn decode_scale(ctx: &Context, model: &RealModel, config: &BenchConfig) -> usize {
     let fits = |scale: usize| {
         let spec = model.layer_spec(scale, model.top_k, config.format);
-        let gate_up = spec.format.matrix_bytes(2 * spec.inter, spec.hidden);
+        let gate_up = spec
+            .format
+            .gate_up
+            .matrix_bytes(2 * spec.inter, spec.hidden);
         gate_up * model.experts as u64 <= ctx.max_binding()
     };
     let mut scale = config.prefill_scale.max(1);
     while scale > 1 && fits(scale / 2) {
-        let spec = model.layer_spec(scale, model.top_k, WeightFormat::F16);
+        let spec = model.layer_spec(scale, model.top_k, ExpertFormat::uniform(WeightFormat::F16));
         let (expert, _) = weight_bytes(&spec);
         if expert * model.top_k as u64 >= config.decode_bytes {
             break;

@@ -25,7 +25,7 @@ pub mod shapes;
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer};
-use crate::kernels::matmul::{Tiling, WeightFormat};
+use crate::kernels::matmul::{ExpertFormat, Tiling, WeightFormat};
 use crate::kernels::tiling::TileKind;
 
 pub use report::{BenchReport, SCHEMA};
@@ -48,8 +48,8 @@ pub struct BenchConfig {
     pub decode_bytes: u64,
     /// Timings per figure; each figure is their median.
     pub repeats: usize,
-    /// Storage format of the expert weights.
-    pub format: WeightFormat,
+    /// Storage formats of the expert weights (gate/up and down).
+    pub format: ExpertFormat,
     /// Layer steps recorded per host-cost measurement.
     pub host_layers: usize,
     /// Tilings tried for the dense-matmul yardstick; the fastest counts.
@@ -66,7 +66,7 @@ impl BenchConfig {
             prefill_tokens: 128,
             decode_bytes: 16 << 20,
             repeats: 3,
-            format: WeightFormat::F16,
+            format: ExpertFormat::uniform(WeightFormat::F16),
             host_layers: 64,
             dense_tilings: Tiling::candidates(TileKind::Prefill),
         }
@@ -93,7 +93,7 @@ impl BenchConfig {
             prefill_tokens: 16,
             decode_bytes: 0,
             repeats: 1,
-            format: WeightFormat::F16,
+            format: ExpertFormat::uniform(WeightFormat::F16),
             host_layers: 4,
             dense_tilings: vec![Tiling::PREFILL],
         }
@@ -125,7 +125,7 @@ pub fn run(
                 .to_string(),
         },
         time_source: timer.source(),
-        weight_format: config.format.name().into(),
+        weight_format: config.format.name(),
         autotune: ctx.autotune(),
         repeats: config.repeats,
         models,

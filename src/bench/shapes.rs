@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::kernels::matmul::{Glu, WeightFormat};
+use crate::kernels::matmul::{ExpertFormat, Glu};
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::routing::{RoutingSpec, Scoring};
 
@@ -130,7 +130,7 @@ impl RealModel {
 
     /// The layer spec at `scale`, with `top_k` picks per token (the real k, or all experts
     /// for the dense equivalent).
-    pub fn layer_spec(&self, scale: usize, top_k: usize, format: WeightFormat) -> MoeLayerSpec {
+    pub fn layer_spec(&self, scale: usize, top_k: usize, format: ExpertFormat) -> MoeLayerSpec {
         let shape = self.scaled(scale);
         let mut routing = RoutingSpec::softmax(shape.experts, top_k, false);
         let mut glu = Glu::Silu;

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::matmul::WeightFormat;
+use crate::kernels::matmul::ExpertFormat;
 use crate::kernels::row_split::{SplitShape, SplitWeights};
 use crate::spec::INVALID;
 use crate::spec::weights::{ExpertSource, ExpertWeights, PackedExpert};
@@ -18,8 +18,8 @@ pub struct ExpertArena {
     pub hidden: usize,
     /// Expert width.
     pub inter: usize,
-    /// Storage format of the weights.
-    pub format: WeightFormat,
+    /// Storage formats of the gate/up and down weights.
+    pub format: ExpertFormat,
     /// Per part of `inter` columns: [slots, 2·len, hidden (padded)] gate rows then up rows,
     /// each slot ending in its scale block in the quantised formats (see `weight_packing`).
     pub gate_up: SplitWeights,
@@ -38,7 +38,7 @@ impl ExpertArena {
         hidden: usize,
         inter: usize,
         slots: usize,
-        format: WeightFormat,
+        format: ExpertFormat,
         bias: bool,
     ) -> Result<Self> {
         let [gate_up, down] = Self::weight_shapes(hidden, inter, slots, format);
@@ -65,16 +65,19 @@ impl ExpertArena {
         hidden: usize,
         inter: usize,
         slots: usize,
-        format: WeightFormat,
+        format: ExpertFormat,
     ) -> [SplitShape; 2] {
-        let shape = |n, rows_per_output, k| SplitShape {
+        let shape = |n, rows_per_output, k, format| SplitShape {
             n,
             rows_per_output,
             k,
             format,
             slots,
         };
-        [shape(inter, 2, hidden), shape(hidden, 1, inter)]
+        [
+            shape(inter, 2, hidden, format.gate_up),
+            shape(hidden, 1, inter, format.down),
+        ]
     }
 
     /// Bytes of the arena's buffers, by name, in allocation order: gate/up and down slots (the
@@ -84,7 +87,7 @@ impl ExpertArena {
         hidden: usize,
         inter: usize,
         slots: usize,
-        format: WeightFormat,
+        format: ExpertFormat,
         bias: bool,
         limit: u64,
     ) -> Result<[(&'static str, u64); 4]> {
@@ -101,13 +104,15 @@ impl ExpertArena {
 
     /// Bytes one expert occupies in VRAM (and crosses the bus to get there): its matrices in
     /// `format`, quantisation scales included, and its f32 biases.
-    pub fn expert_bytes(hidden: usize, inter: usize, format: WeightFormat, bias: bool) -> u64 {
+    pub fn expert_bytes(hidden: usize, inter: usize, format: ExpertFormat, bias: bool) -> u64 {
         let biases = if bias {
             (2 * inter + hidden) as u64 * 4
         } else {
             0
         };
-        format.matrix_bytes(2 * inter, hidden) + format.matrix_bytes(hidden, inter) + biases
+        format.gate_up.matrix_bytes(2 * inter, hidden)
+            + format.down.matrix_bytes(hidden, inter)
+            + biases
     }
 
     /// Writes one expert's weights into `slot` (queued; visible to the next submit).
@@ -140,9 +145,13 @@ impl ExpertArena {
             (
                 "gate_up",
                 packed.gate_up.len() as u64 * 4,
-                f.matrix_bytes(2 * i, h),
+                f.gate_up.matrix_bytes(2 * i, h),
             ),
-            ("down", packed.down.len() as u64 * 4, f.matrix_bytes(h, i)),
+            (
+                "down",
+                packed.down.len() as u64 * 4,
+                f.down.matrix_bytes(h, i),
+            ),
         ];
         for (name, got, want) in sizes {
             if packed.format != f || got != want {
@@ -176,7 +185,7 @@ impl ExpertArena {
         let (h, i, f) = (self.hidden, self.inter, self.format);
         let (gu, dn) = (&w.gate_up[..], &w.down[..]);
         self.gate_up.write_slot(ctx, slot, |c| {
-            f.select_rows(
+            f.gate_up.select_rows(
                 gu,
                 2 * i,
                 h,
@@ -184,7 +193,7 @@ impl ExpertArena {
             )
         })?;
         self.down.write_slot(ctx, slot, |c| {
-            f.select_rows(dn, h, i, &[(c.first, c.end())])
+            f.down.select_rows(dn, h, i, &[(c.first, c.end())])
         })?;
         if let Some((gb, db)) = &w.bias {
             let offset = (slot * 2 * i * 4) as u64;
@@ -213,6 +222,7 @@ impl ExpertArena {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::matmul::WeightFormat;
     use crate::synthetic::{Rng, random_mlp};
 
     #[test]
@@ -227,8 +237,10 @@ mod tests {
             (WeightFormat::Bf16, false),
             (WeightFormat::Mxfp4, true),
         ] {
+            let format = ExpertFormat::uniform(format);
             let w = random_mlp(&mut Rng::new(1), h, i, bias);
-            let mut words = w.pack_gate_up(format, h, i).len() + w.pack_down(format, h, i).len();
+            let mut words =
+                w.pack_gate_up(format.gate_up, h, i).len() + w.pack_down(format.down, h, i).len();
             if bias {
                 words += w.gate_up_bias(i).len() + w.down_bias_or_zero(h).len();
             }
@@ -238,5 +250,30 @@ mod tests {
                 "{format:?}, bias {bias}"
             );
         }
+    }
+
+    #[test]
+    fn a_mixed_arena_counts_gate_up_in_its_format_and_down_in_its_own() {
+        let (h, i, slots) = (64, 32, 3);
+        let format = ExpertFormat {
+            gate_up: WeightFormat::Int4,
+            down: WeightFormat::Int8,
+        };
+        let w = random_mlp(&mut Rng::new(2), h, i, false);
+        let packed = w.pack(format, h, i);
+        let (gu, dn) = (
+            packed.gate_up.len() as u64 * 4,
+            packed.down.len() as u64 * 4,
+        );
+        assert_eq!(gu, WeightFormat::Int4.matrix_bytes(2 * i, h));
+        assert_eq!(dn, WeightFormat::Int8.matrix_bytes(h, i));
+        assert_ne!(
+            gu + dn,
+            ExpertArena::expert_bytes(h, i, ExpertFormat::uniform(WeightFormat::Int4), false)
+        );
+        assert_eq!(ExpertArena::expert_bytes(h, i, format, false), gu + dn);
+        let bytes = ExpertArena::buffer_bytes(h, i, slots, format, false, u64::MAX).unwrap();
+        assert_eq!(bytes[0], ("expert gate_up slots", slots as u64 * gu));
+        assert_eq!(bytes[1], ("expert down slots", slots as u64 * dn));
     }
 }

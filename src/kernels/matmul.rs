@@ -7,7 +7,7 @@ use crate::kernels::{Dispatch, groups};
 use bytemuck::{Pod, Zeroable};
 
 pub use crate::kernels::tiling::{MatmulVariant, Tiling};
-pub use crate::spec::{Glu, WeightFormat};
+pub use crate::spec::{ExpertFormat, Glu, WeightFormat};
 
 /// The matmul family's shared declarations (parameters, bindings, override constants, weight
 /// decoding), first in every matmul kernel's source.

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::gpu::{Context, GpuTimer, median};
 use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::grouped_matmul::GroupedMatmul;
-use crate::kernels::matmul::{Glu, MatmulBuffers, MatmulSpec, WeightFormat};
+use crate::kernels::matmul::{ExpertFormat, Glu, MatmulBuffers, MatmulSpec};
 use crate::kernels::permute::{TileLists, expert_sorted_rows};
 use crate::kernels::tiling::{TileKind, Tiling};
 use crate::spec::weights::ExpertWeights;
@@ -53,8 +53,8 @@ pub struct ExpertGemms {
     pub glu: Glu,
     /// The experts carry biases.
     pub bias: bool,
-    /// Storage format of the weights.
-    pub format: WeightFormat,
+    /// Storage formats of the gate/up and down weights.
+    pub format: ExpertFormat,
 }
 
 impl ExpertGemms {
@@ -66,17 +66,17 @@ impl ExpertGemms {
 
     /// The gate/up GEMM (`first`) or the down GEMM, grouped over experts or dense.
     pub fn spec(&self, first: bool, tiling: Tiling, grouped: bool) -> MatmulSpec {
-        let (n, k, glu) = if first {
-            (self.inter, self.hidden, self.glu)
+        let (n, k, glu, format) = if first {
+            (self.inter, self.hidden, self.glu, self.format.gate_up)
         } else {
-            (self.hidden, self.inter, Glu::None)
+            (self.hidden, self.inter, Glu::None, self.format.down)
         };
         MatmulSpec {
             n,
             k,
             glu,
             bias: self.bias,
-            format: self.format,
+            format,
             grouped,
             // Grouped gate/up reads token rows through the permutation; down reads its rows
             // in sorted order.
@@ -112,15 +112,21 @@ pub fn tiling(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> Tiling {
 /// Adapter identity plus the shape bucket (sizes rounded up to powers of two).
 fn cache_key(ctx: &Context, kind: TileKind, g: &ExpertGemms) -> String {
     let i = &ctx.info;
+    // A uniform format keeps the key it had before formats were per matrix.
+    let (gu, dn) = (g.format.gate_up, g.format.down);
+    let format = if gu == dn {
+        format!("{gu:?}")
+    } else {
+        format!("{gu:?}+{dn:?}")
+    };
     format!(
-        "{} | {:?} | {} {} | {:04x}:{:04x} | {kind:?} {:?} glu={} bias={} | h{} i{}",
+        "{} | {:?} | {} {} | {:04x}:{:04x} | {kind:?} {format} glu={} bias={} | h{} i{}",
         i.name,
         i.backend,
         i.driver,
         i.driver_info,
         i.vendor,
         i.device,
-        g.format,
         g.glu.rows_per_output() == 2,
         g.bias,
         g.hidden.next_power_of_two(),

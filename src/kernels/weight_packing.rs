@@ -30,7 +30,7 @@
 use half::f16;
 
 use crate::kernels::mxfp4::{bf16_round, e2m1_value, e8m0_value, quantize_group};
-use crate::spec::weight_format::{INT4_GROUP, MXFP4_GROUP, WeightFormat};
+use crate::spec::weight_format::{ExpertFormat, INT4_GROUP, MXFP4_GROUP, WeightFormat};
 use crate::spec::weights::{ExpertWeights, PackedExpert};
 
 impl WeightFormat {
@@ -293,12 +293,12 @@ impl ExpertWeights {
         out
     }
 
-    /// Both matrices packed in `format`, with the biases.
-    pub fn pack(&self, format: WeightFormat, hidden: usize, inter: usize) -> PackedExpert {
+    /// Gate/up and down packed in their halves of `format`, with the biases.
+    pub fn pack(&self, format: ExpertFormat, hidden: usize, inter: usize) -> PackedExpert {
         PackedExpert {
             format,
-            gate_up: self.pack_gate_up(format, hidden, inter),
-            down: self.pack_down(format, hidden, inter),
+            gate_up: self.pack_gate_up(format.gate_up, hidden, inter),
+            down: self.pack_down(format.down, hidden, inter),
             bias: self.biases(hidden, inter),
         }
     }

@@ -13,7 +13,7 @@ mod sequences;
 use crate::calibration::CalibrationStats;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
-use crate::kernels::matmul::{Glu, WeightFormat};
+use crate::kernels::matmul::{ExpertFormat, Glu};
 use crate::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use crate::model::attention_block::AttentionBlock;
 use crate::model::attention_init::AttentionInit;
@@ -21,16 +21,16 @@ use crate::model::capture::RoutingCapture;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{MlpKind, ModelConfig};
 use crate::model::expert_loading::{load_mlp, load_moe_weights, moe_layer_spec_for};
+use crate::model::expert_placement::ExpertPlacement;
 use crate::model::load_progress::{LoadProgress, LoadTracker};
 use crate::model::memory::MemoryPlan;
 use crate::model::options::{ModelOptions, Resolved};
 use crate::model::projection::LmHead;
 use crate::model::scratch::Scratch;
 use crate::moe::activation_policy::ActivationPolicy;
-use crate::moe::budget::{ArenaLimits, Placement, ResidencyOptions};
+use crate::moe::budget::ArenaLimits;
 use crate::moe::layer::{LayerBuild, MoeLayer};
 use crate::moe::mlp::{DenseMlp, MlpIo};
-use crate::moe::pool::ExpertPool;
 use crate::moe::stats::ResidencyStats;
 use crate::moe::step_buffers::{StepBuffers, StepShape};
 use crate::spec::routing::DynamicActivation;
@@ -89,8 +89,9 @@ pub struct Model {
     pub config: ModelConfig,
     /// Context, batch and logit rows the buffers were sized for.
     pub limits: Resolved,
-    /// The format routed and shared experts are stored in on the GPU.
-    pub expert_format: WeightFormat,
+    /// The formats routed and shared experts are stored in on the GPU, by decoder layer (the
+    /// entries of dense layers are not used).
+    pub expert_formats: Vec<ExpertFormat>,
     ckpt: Arc<Checkpoint>,
     embed_name: String,
     scratch: Scratch,
@@ -160,10 +161,10 @@ impl Model {
             )
         };
         let mut layers = Vec::with_capacity(cfg.layers);
-        let expert_format = options.expert_format_for(&ckpt, cfg);
-        let step_buffers = step_buffers(ctx, cfg, expert_format, limits.batch)?;
+        let expert_formats = options.expert_formats(&ckpt, cfg)?;
+        let step_buffers = step_buffers(ctx, cfg, &expert_formats, limits.batch)?;
         let residency = &plan.fit(&options.residency);
-        let experts = ExpertPlacement::new(ctx, cfg, expert_format, residency)?;
+        let experts = ExpertPlacement::new(ctx, cfg, &expert_formats, residency)?;
         let head_name = if cfg.tie_embeddings {
             embed_name.clone()
         } else {
@@ -172,7 +173,7 @@ impl Model {
         let rest = ["model.norm.weight", head_name.as_str()];
         let mut tracker = LoadTracker::new(&ckpt, experts.at_load, &rest, observe);
         let mut first_moe = true;
-        for l in 0..cfg.layers {
+        for (l, &expert_format) in expert_formats.iter().enumerate() {
             let p = format!("model.layers.{l}.");
             let input_norm = if l == 0 {
                 norm(&format!("{p}input_layernorm.weight"), false, &s.zeros, &s.x)?
@@ -211,7 +212,7 @@ impl Model {
                         h,
                         cfg.dense_inter,
                         Glu::Silu,
-                        options.dense_format,
+                        ExpertFormat::uniform(options.dense_format),
                         limits.batch,
                         MlpIo {
                             x: &s.x,
@@ -223,14 +224,15 @@ impl Model {
                 MlpKind::Moe => {
                     let spec = moe_layer_spec_for(cfg, l, expert_format);
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
+                    let (slots, pool) = experts.for_layer(l)?;
                     let build = LayerBuild {
                         max_tokens: limits.batch,
                         io: Some((s.x.clone(), s.mlp_out.clone())),
                         buffers: step_buffers.clone(),
-                        slots: experts.slots,
+                        slots,
                         residency,
                         layer: l,
-                        pool: experts.pool.as_ref().map(|p| (p, moe_index(cfg, l))),
+                        pool,
                     };
                     let mut layer = MoeLayer::build(ctx, spec, &weights, build)?;
                     // The previous MoE layer routes on its post-attention norm output, which
@@ -280,7 +282,7 @@ impl Model {
         Ok(Self {
             config,
             limits,
-            expert_format,
+            expert_formats,
             ckpt,
             embed_name,
             scratch,
@@ -319,6 +321,12 @@ impl Model {
         ResidencyStats::from_layers(self.moe_layers().map(|(_, m)| m.stats()).collect())
     }
 
+    /// The experts' formats as the reports name them: one name when every MoE layer has the
+    /// same, else each format with its layers ([`ExpertFormat::describe_layers`]).
+    pub fn expert_format_name(&self) -> String {
+        ExpertFormat::describe_layers(&self.expert_formats, &self.config.moe_layers())
+    }
+
     /// The MoE layers, by decoder layer index.
     pub fn moe_layers(&self) -> impl Iterator<Item = (usize, &MoeLayer)> {
         self.layers
@@ -336,56 +344,15 @@ impl Model {
 fn step_buffers(
     ctx: &Context,
     cfg: &ModelConfig,
-    expert_format: WeightFormat,
+    expert_formats: &[ExpertFormat],
     batch: usize,
 ) -> Result<Option<Arc<StepBuffers>>> {
     let shape = cfg
         .moe_layers()
         .into_iter()
-        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, expert_format), batch))
+        .map(|l| StepShape::of(&moe_layer_spec_for(cfg, l, expert_formats[l]), batch))
         .reduce(StepShape::union);
     shape
         .map(|shape| StepBuffers::new(ctx, shape).map(Arc::new))
         .transpose()
-}
-
-/// Where the routed experts live, decided once for all MoE layers (whose expert shapes are
-/// those of the first MoE layer: every family we load has one expert shape per model).
-struct ExpertPlacement {
-    /// Slots a layer may use: its own, or the pool's.
-    slots: usize,
-    /// The slots all MoE layers share, when the residency options ask for a pool.
-    pool: Option<ExpertPool>,
-    /// Every expert is uploaded at load.
-    at_load: bool,
-}
-
-impl ExpertPlacement {
-    fn new(
-        ctx: &Context,
-        cfg: &ModelConfig,
-        format: WeightFormat,
-        r: &ResidencyOptions,
-    ) -> Result<Self> {
-        let moe = cfg.moe_layers();
-        let Some(&first) = moe.first() else {
-            return Ok(Self {
-                slots: 0,
-                pool: None,
-                at_load: true,
-            });
-        };
-        let spec = moe_layer_spec_for(cfg, first, format);
-        let placement = r.placement(ctx, &spec, moe.len())?;
-        Ok(Self {
-            slots: placement.slots(),
-            pool: ExpertPool::for_placement(ctx, &spec, moe.len(), placement, r.policy)?,
-            at_load: placement == Placement::PerLayer(spec.routing.experts),
-        })
-    }
-}
-
-/// Decoder layer `l`'s index among the MoE layers.
-fn moe_index(cfg: &ModelConfig, l: usize) -> usize {
-    cfg.moe_layers().iter().take_while(|&&m| m < l).count()
 }

@@ -7,7 +7,7 @@ mod packed;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::kernels::matmul::WeightFormat;
+use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::kernels::mxfp4::{e2m1_value, e8m0_value};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, ModelConfig};
@@ -17,13 +17,13 @@ use crate::spec::weights::{ExpertSource, ExpertWeights, MoeWeights, PackedExpert
 
 /// The MoE layer spec shared by every MoE layer of `cfg` (see [`moe_layer_spec_for`] for
 /// checkpoints pruned to different expert counts per layer).
-pub fn moe_layer_spec(cfg: &ModelConfig, format: WeightFormat) -> MoeLayerSpec {
+pub fn moe_layer_spec(cfg: &ModelConfig, format: ExpertFormat) -> MoeLayerSpec {
     let layer = cfg.moe_layers().first().copied().unwrap_or(0);
     moe_layer_spec_for(cfg, layer, format)
 }
 
 /// The spec of MoE layer `layer`.
-pub fn moe_layer_spec_for(cfg: &ModelConfig, layer: usize, format: WeightFormat) -> MoeLayerSpec {
+pub fn moe_layer_spec_for(cfg: &ModelConfig, layer: usize, format: ExpertFormat) -> MoeLayerSpec {
     let m = &cfg.moe;
     MoeLayerSpec {
         hidden: cfg.hidden,
@@ -285,7 +285,7 @@ impl ExpertSource for CheckpointExperts {
         }
     }
 
-    fn load_packed(&self, x: usize, format: WeightFormat) -> Result<Option<PackedExpert>> {
+    fn load_packed(&self, x: usize, format: ExpertFormat) -> Result<Option<PackedExpert>> {
         if x >= self.experts {
             return Err(Error::input(format!("expert {x} of {}", self.experts)));
         }

@@ -12,13 +12,14 @@ use crate::kernels::expert_arena::ExpertArena;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
 use crate::model::expert_loading::moe_layer_spec_for;
+use crate::model::expert_placement::expert_groups;
 use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
 use crate::moe::budget::{ArenaLimits, ExpertBudget, Placement, ResidencyOptions};
 use crate::moe::router::logit_cols;
 use crate::moe::step_buffers::StepShape;
 use crate::spec::layer_spec::MoeLayerSpec;
-use crate::spec::weight_format::WeightFormat;
+use crate::spec::weight_format::{ExpertFormat, WeightFormat};
 
 /// GPU bytes a model needs, by kind, for the options it is loaded with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,17 +32,24 @@ pub struct MemoryPlan {
     pub max_binding: u64,
     /// The expert budget of `ExpertBudget::Auto` on that adapter, in bytes.
     pub auto_expert_budget: u64,
-    /// Storage format of the routed experts (`f32`, `f16`, `int8`, `int4`).
+    /// Storage format of the routed experts (`f32`, `f16`, `int8`, `int4`; gate/up then down
+    /// as `int4+int8` where they differ), with the layers of each where the MoE layers differ
+    /// ([`ExpertFormat::describe_layers`]).
     pub expert_format: String,
     /// MoE layers of the model.
     pub moe_layers: usize,
     /// Expert slots a MoE layer may use: its own (the expert count when every expert is
-    /// resident), or with `shared_pool` the pool's.
+    /// resident), or with `shared_pool` the pool's. With formats that differ by layer, each
+    /// format has its own slots, and this and the next two fields are those of the last MoE
+    /// layer's format.
     pub slots_per_layer: usize,
-    /// The MoE layers share one pool of `slots_per_layer` slots.
+    /// The MoE layers (of one format) share one pool of `slots_per_layer` slots.
     pub shared_pool: bool,
     /// GPU bytes of one routed expert in `expert_format`, biases included.
     pub bytes_per_expert: u64,
+    /// The smallest expert budget the model runs in: k experts of each format.
+    #[serde(skip)]
+    least_budget: u64,
     /// Routed expert slots of every MoE layer (or their pool), with the layers' slot tables.
     pub expert_slots: u64,
     /// Of `expert_slots`, the layers' slot tables.
@@ -85,10 +93,9 @@ impl MemoryPlan {
         limits: ArenaLimits,
     ) -> Result<Self> {
         let mut plan = Self::sized(cfg, ckpt, options, limits)?;
-        let k = cfg.moe.routing.top_k as u64;
         let smallest = ModelOptions {
             residency: ResidencyOptions {
-                budget: ExpertBudget::Bytes(k * plan.bytes_per_expert),
+                budget: ExpertBudget::Bytes(plan.least_budget),
                 ..options.residency.clone()
             },
             ..options.clone()
@@ -125,31 +132,45 @@ impl MemoryPlan {
         activation_parts.insert("final norm".into(), f32s(r.logit_rows * h));
         let (mut expert_slots, mut slots, mut per_expert, mut staging) = (0, 0, 0, 0);
         let mut slot_tables = 0;
-        let expert_format = options.expert_format_for(ckpt, cfg);
-        let mut other_weights = other_weights(cfg, ckpt, options, expert_format)?;
+        let expert_formats = options.expert_formats(ckpt, cfg)?;
+        let mut other_weights = other_weights(cfg, ckpt, options, &expert_formats)?;
         let mut shape: Option<StepShape> = None;
-        let mut pool = None;
+        let groups = expert_groups(cfg, &expert_formats)?;
+        let mut least_budget = 0;
+        for g in &groups {
+            let spec = &g.spec;
+            let bytes = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
+            least_budget += spec.routing.top_k as u64 * bytes;
+        }
+        let (mut pooled, mut shared_pool) = (vec![false; groups.len()], false);
         for (i, &l) in moe.iter().enumerate() {
-            let spec = moe_layer_spec_for(cfg, l, expert_format);
+            let spec = moe_layer_spec_for(cfg, l, expert_formats[l]);
             let (e, k) = (spec.routing.experts, spec.routing.top_k);
-            let placement = options
-                .residency
-                .placement_within(limits, &spec, moe.len())?;
+            // The layer's placement among its format's group (the group's first layer may have
+            // other expert counts in a pruned checkpoint).
+            let group = groups.iter().position(|g| g.layers.contains(&l));
+            let g = group.ok_or_else(|| Error::input(format!("layer {l} has no expert group")))?;
+            let sizes: Vec<(&MoeLayerSpec, usize)> = (groups.iter().enumerate())
+                .map(|(j, o)| (if j == g { &spec } else { &o.spec }, o.layers.len()))
+                .collect();
+            let placement = options.residency.placements_within(limits, &sizes)?[g];
             slots = placement.slots();
             per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
-            // The layer's slot table, and its own slots or (once) the pool's.
+            // The layer's slot table, and its own slots or (once per format) the pool's.
             expert_slots += f32s(e);
             slot_tables += f32s(e);
             match placement {
                 Placement::PerLayer(n) => {
                     expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
                 }
-                Placement::Pool(n) if pool.is_none() => {
+                Placement::Pool(n) if !pooled[g] => {
                     expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
-                    pool = Some(n);
+                    pooled[g] = true;
                 }
                 Placement::Pool(_) => {}
             }
+            let pool = pooled[g];
+            shared_pool = pool;
             // The router's bias and selection-only correction vectors (with the shared-expert
             // gate row) and the zero biases of a bias-free shared expert.
             other_weights +=
@@ -159,7 +180,7 @@ impl MemoryPlan {
             }
             let s = StepShape::of(&spec, r.batch);
             shape = Some(shape.map_or(s, |o| o.union(s)));
-            if pool.is_some() || slots < e {
+            if pool || slots < e {
                 // Cache mode: the per-expert counts read back each step, and (prefetching) the
                 // predictor's router outputs and ids read back from the second layer on.
                 staging += f32s(e);
@@ -191,11 +212,12 @@ impl MemoryPlan {
             max_context: r.context,
             max_binding: limits.max_binding,
             auto_expert_budget: limits.auto_budget,
-            expert_format: expert_format.name().into(),
+            expert_format: ExpertFormat::describe_layers(&expert_formats, &moe),
             moe_layers: moe.len(),
             slots_per_layer: slots,
-            shared_pool: pool.is_some(),
+            shared_pool,
             bytes_per_expert: per_expert,
+            least_budget,
             expert_slots,
             other_weights,
             kv_cache,
@@ -265,6 +287,25 @@ fn kv_bytes(cfg: &ModelConfig, positions: usize) -> u64 {
     f32s(positions * k) + f32s(positions * v)
 }
 
+/// The format of shared-expert matrix `name` (`model.layers.L.…`): its layer's expert format,
+/// the gate/up half for gate_proj and up_proj, the down half for down_proj.
+fn shared_format(name: &str, expert_formats: &[ExpertFormat]) -> WeightFormat {
+    let layer = name
+        .strip_prefix("model.layers.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|l| l.parse::<usize>().ok());
+    let format = layer
+        .and_then(|l| expert_formats.get(l))
+        .or(expert_formats.first())
+        .copied()
+        .unwrap_or(ExpertFormat::uniform(WeightFormat::F32));
+    if name.contains("down_proj") {
+        format.down
+    } else {
+        format.gate_up
+    }
+}
+
 /// Every checkpoint tensor the GPU holds besides routed experts: matrices in the dense format
 /// (routers in f32, shared experts in the expert format), vectors in f32; the LM head, which
 /// is the embedding table when tied.
@@ -272,7 +313,7 @@ fn other_weights(
     cfg: &ModelConfig,
     ckpt: &Checkpoint,
     options: &ModelOptions,
-    expert_format: WeightFormat,
+    expert_formats: &[ExpertFormat],
 ) -> Result<u64> {
     let mut bytes = 0;
     for name in ckpt.names() {
@@ -283,7 +324,7 @@ fn other_weights(
         bytes += match shape.as_slice() {
             [rows, cols] => {
                 let format = if name.contains("shared_expert") && !name.contains("gate.weight") {
-                    expert_format
+                    shared_format(name, expert_formats)
                 } else if name.ends_with("mlp.gate.weight") || name.contains("router") {
                     WeightFormat::F32
                 } else {

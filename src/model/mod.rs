@@ -14,6 +14,7 @@ pub mod decoder;
 pub mod eval;
 pub mod expected_tensors;
 pub mod expert_loading;
+mod expert_placement;
 pub mod generate;
 pub mod gguf_config;
 pub mod gguf_names;

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::attention::SplitKv;
-use crate::kernels::matmul::WeightFormat;
+use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
 use crate::model::expert_loading::native_expert_format;
@@ -25,6 +25,10 @@ pub struct ModelOptions {
     /// checkpoint's experts go to mxfp4 as they are. None: the checkpoint's own format
     /// ([`native_expert_format`](crate::model::expert_loading::native_expert_format)).
     pub expert_format: Option<WeightFormat>,
+    /// The gate/up and down formats of each decoder layer's experts (the entries of dense
+    /// layers are not used), where they differ by layer or matrix: what a loader that reads
+    /// them from the file sets. Excludes `expert_format`.
+    pub expert_formats: Option<Vec<ExpertFormat>>,
     /// Storage of attention, dense-MLP and LM-head weights. The CLI keeps these f32; the
     /// quantised formats run here too, but their error is measured on experts only.
     pub dense_format: WeightFormat,
@@ -50,6 +54,7 @@ impl Default for ModelOptions {
             max_batch: 256,
             max_logit_rows: 1,
             expert_format: None,
+            expert_formats: None,
             dense_format: WeightFormat::F32,
             residency: ResidencyOptions::default(),
             routing_stats: false,
@@ -76,10 +81,28 @@ pub struct Resolved {
 const MAX_BATCH: usize = 65535;
 
 impl ModelOptions {
-    /// The expert format for `ckpt`: the one asked for, or the checkpoint's own.
-    pub fn expert_format_for(&self, ckpt: &Checkpoint, cfg: &ModelConfig) -> WeightFormat {
-        self.expert_format
-            .unwrap_or_else(|| native_expert_format(ckpt, cfg))
+    /// The expert format of each decoder layer of `cfg` (`ckpt`'s): the per-layer formats
+    /// asked for, else the one format asked for, or the checkpoint's own, in every layer.
+    pub fn expert_formats(
+        &self,
+        ckpt: &Checkpoint,
+        cfg: &ModelConfig,
+    ) -> Result<Vec<ExpertFormat>> {
+        match (&self.expert_formats, self.expert_format) {
+            (Some(_), Some(f)) => Err(Error::input(format!(
+                "expert_format {f} and per-layer expert_formats are both set; set one"
+            ))),
+            (Some(formats), None) if formats.len() != cfg.layers => Err(Error::input(format!(
+                "expert_formats has {} entries for a model of {} layers",
+                formats.len(),
+                cfg.layers
+            ))),
+            (Some(formats), None) => Ok(formats.clone()),
+            (None, f) => {
+                let f = f.unwrap_or_else(|| native_expert_format(ckpt, cfg));
+                Ok(vec![ExpertFormat::uniform(f); cfg.layers])
+            }
+        }
     }
 
     /// The split-KV policy for KV caches of `context` positions: off where no query can see

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::kernels::expert_arena::ExpertArena;
-use crate::kernels::matmul::WeightFormat;
+use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
 
@@ -103,7 +103,9 @@ impl ModelSummary {
         let experts_total = experts_per_layer.iter().sum::<usize>().max(1) as u64;
         let per_expert = routed / experts_total;
         let activated = total - routed + per_expert * (m.routing.top_k * moe_layers.len()) as u64;
-        let gpu_bytes = |f| ExpertArena::expert_bytes(cfg.hidden, m.inter, f, m.expert_bias);
+        let gpu_bytes = |f| {
+            ExpertArena::expert_bytes(cfg.hidden, m.inter, ExpertFormat::uniform(f), m.expert_bias)
+        };
         Ok(Self {
             architecture: cfg.arch.name().to_string(),
             hidden_size: cfg.hidden,

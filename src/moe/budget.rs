@@ -25,7 +25,7 @@ pub enum ExpertBudget {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use moe_gpu::kernels::matmul::WeightFormat;
+/// use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 /// use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 /// use moe_gpu::moe::{
 ///     ExpertBudget, LayerBuild, MoeLayer, ResidencyOptions, ResidencyStats, parse_bytes,
@@ -37,7 +37,7 @@ pub enum ExpertBudget {
 /// let dir = std::path::Path::new("tests/fixtures/hf-tiny/olmoe/model");
 /// let cfg = ModelConfig::load(dir)?;
 /// let ckpt = Arc::new(Checkpoint::open(dir)?);
-/// let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+/// let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
 /// let options = ResidencyOptions {
 ///     // Room for half of the layer's 16 experts: the layer runs as an expert cache.
 ///     budget: ExpertBudget::Bytes(parse_bytes("200K")?),
@@ -136,12 +136,69 @@ impl ResidencyOptions {
         spec: &MoeLayerSpec,
         moe_layers: usize,
     ) -> Result<Placement> {
+        let [placement] = self
+            .placements_within(limits, &[(spec, moe_layers)])?
+            .try_into()
+            .map_err(|_| Error::input("one group of layers has one placement"))?;
+        Ok(placement)
+    }
+
+    /// Where the routed experts of a model live whose MoE layers fall in `groups` of layers
+    /// that can share slots (one expert format and shape each): `(spec, layers)` per group,
+    /// one [`Placement`] each. A budget that holds every expert of every group keeps them all
+    /// resident; otherwise each group gets a pool, with k experts of the budget each first and
+    /// the rest shared in proportion to the bytes of the group's experts (one group gets the
+    /// whole budget).
+    pub fn placements_within(
+        &self,
+        limits: ArenaLimits,
+        groups: &[(&MoeLayerSpec, usize)],
+    ) -> Result<Vec<Placement>> {
+        let per_expert = |spec: &MoeLayerSpec| {
+            ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias).max(1)
+        };
+        let all_bytes = |&(spec, layers): &(&MoeLayerSpec, usize)| {
+            (spec.routing.experts * layers.max(1)) as u64 * per_expert(spec)
+        };
+        let total: u64 = groups.iter().map(all_bytes).sum();
+        let floor: u64 = groups
+            .iter()
+            .map(|(spec, _)| spec.routing.top_k as u64 * per_expert(spec))
+            .sum();
+        // Group `g`'s share of `budget` bytes: its k experts, and the rest in proportion (a
+        // budget below every group's k experts is cut in proportion to them).
+        let part =
+            |bytes: u64, of: u64, whole: u64| (bytes as u128 * of as u128 / whole as u128) as u64;
+        let share = |budget: u64, g: &(&MoeLayerSpec, usize)| {
+            let k = g.0.routing.top_k as u64 * per_expert(g.0);
+            match groups.len() {
+                1 => budget,
+                _ if budget >= total => all_bytes(g),
+                _ if budget < floor => part(budget, k, floor),
+                _ => k + part(budget - floor, all_bytes(g), total),
+            }
+        };
+        groups
+            .iter()
+            .map(|g| self.group_placement(limits, g.0, g.1, |b| share(b, g)))
+            .collect()
+    }
+
+    /// The placement of one group of `moe_layers` layers like `spec`, given its share of a
+    /// budget in bytes.
+    fn group_placement(
+        &self,
+        limits: ArenaLimits,
+        spec: &MoeLayerSpec,
+        moe_layers: usize,
+        share: impl Fn(u64) -> u64,
+    ) -> Result<Placement> {
         let (e, k) = (spec.routing.experts, spec.routing.top_k);
         let per_expert =
             ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
         let layers = moe_layers.max(1);
         let all = e * layers;
-        let pool_of = |bytes: u64| (bytes / per_expert.max(1)).min(all as u64) as usize;
+        let pool_of = |bytes: u64| (share(bytes) / per_expert.max(1)).min(all as u64) as usize;
         match self.budget {
             ExpertBudget::SlotsPerLayer(n) if n < k => Err(Error::input(format!(
                 "--expert-slots {n} is below k = {k}: each token needs its {k} experts resident at once"
@@ -202,10 +259,14 @@ mod tests {
     use super::*;
     use crate::spec::layer_spec::Glu;
     use crate::spec::routing::RoutingSpec;
-    use crate::spec::weight_format::WeightFormat;
+    use crate::spec::weight_format::{ExpertFormat, WeightFormat};
 
     /// OLMoE-1B-7B: 16 MoE layers of 64 experts [2048, 1024], top-8.
     fn olmoe(format: WeightFormat) -> MoeLayerSpec {
+        olmoe_in(ExpertFormat::uniform(format))
+    }
+
+    fn olmoe_in(format: ExpertFormat) -> MoeLayerSpec {
         MoeLayerSpec {
             hidden: 2048,
             inter: 1024,
@@ -242,5 +303,48 @@ mod tests {
         assert_eq!(at(u64::MAX).unwrap(), Placement::PerLayer(64));
         let auto = ResidencyOptions::default().placement_within(limits, &spec, 16);
         assert_eq!(auto.unwrap(), Placement::Pool(42));
+    }
+
+    #[test]
+    fn layers_of_two_formats_split_a_budget_k_experts_each_then_by_their_bytes() {
+        let limits = ArenaLimits {
+            max_binding: 128 << 20,
+            auto_budget: 1 << 30,
+            device_memory: None,
+        };
+        let (int4, int8) = (olmoe(WeightFormat::Int4), olmoe(WeightFormat::Int8));
+        let mixed = olmoe_in(ExpertFormat {
+            gate_up: WeightFormat::Int4,
+            down: WeightFormat::Int8,
+        });
+        let per = |s: &MoeLayerSpec| ExpertArena::expert_bytes(2048, 1024, s.format, false);
+        assert!(per(&int4) < per(&mixed) && per(&mixed) < per(&int8));
+        let groups = [(&int4, 12), (&mixed, 4)];
+        let at = |bytes: u64| {
+            let options = ResidencyOptions {
+                budget: ExpertBudget::Bytes(bytes),
+                ..Default::default()
+            };
+            options.placements_within(limits, &groups)
+        };
+        let all = 64 * (12 * per(&int4) + 4 * per(&mixed));
+        let each = vec![Placement::PerLayer(64); 2];
+        assert_eq!(at(all).unwrap(), each);
+        let floor = 8 * (per(&int4) + per(&mixed));
+        assert_eq!(at(floor).unwrap(), [Placement::Pool(8), Placement::Pool(8)]);
+        assert!(at(floor - 1).is_err());
+        let half = at(all / 2).unwrap();
+        let slots = half.iter().map(Placement::slots).collect::<Vec<_>>();
+        let used = slots[0] as u64 * per(&int4) + slots[1] as u64 * per(&mixed);
+        assert!(used <= all / 2 && used > all / 2 - per(&int4) - per(&mixed));
+        // 12 of 16 layers are int4: about 3/4 of the budget goes to them.
+        let int4_share = slots[0] as f64 * per(&int4) as f64 / used as f64;
+        assert!((int4_share - 12.0 * per(&int4) as f64 / (all / 64) as f64).abs() < 0.01);
+        // One group keeps the one-pool rule.
+        let one = ResidencyOptions::default().placements_within(limits, &[(&int4, 16)]);
+        assert_eq!(
+            one.unwrap(),
+            [Placement::Pool(((1 << 30) / per(&int4)) as usize)]
+        );
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
 use crate::kernels::expert_arena::ExpertArena;
-use crate::kernels::matmul::{Glu, MatmulBuffers, WeightFormat};
+use crate::kernels::matmul::{ExpertFormat, Glu, MatmulBuffers};
 use crate::kernels::row_split::SplitWeights;
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{self, ExpertGemms};
@@ -31,8 +31,8 @@ pub struct MlpIo<'a> {
 }
 
 impl DenseMlp {
-    /// Uploads `w` (`[inter, hidden]` gate/up, `[hidden, inter]` down) and binds it to `io`
-    /// for steps of up to `max_tokens` tokens.
+    /// Uploads `w` (`[inter, hidden]` gate/up, `[hidden, inter]` down, each in its half of
+    /// `format`) and binds it to `io` for steps of up to `max_tokens` tokens.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &Context,
@@ -40,7 +40,7 @@ impl DenseMlp {
         hidden: usize,
         inter: usize,
         glu: Glu,
-        format: WeightFormat,
+        format: ExpertFormat,
         max_tokens: usize,
         io: MlpIo<'_>,
     ) -> Result<Self> {

@@ -1,7 +1,7 @@
 //! The shape and math of one MoE layer, and the gated activation of its experts.
 
 use crate::spec::routing::RoutingSpec;
-use crate::spec::weight_format::WeightFormat;
+use crate::spec::weight_format::ExpertFormat;
 
 /// The shape and math of one MoE layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +18,8 @@ pub struct MoeLayerSpec {
     pub expert_bias: bool,
     /// Width of the shared expert, if the layer has one.
     pub shared_inter: Option<usize>,
-    /// Storage format of expert weights.
-    pub format: WeightFormat,
+    /// Storage formats of the experts' gate/up and down weights (the shared expert's too).
+    pub format: ExpertFormat,
 }
 
 /// The gated activation fused into a gate/up projection.

@@ -10,7 +10,7 @@ pub mod weights;
 
 pub use layer_spec::{Glu, MoeLayerSpec};
 pub use routing::{DynamicActivation, GroupScore, MAX_GROUPS, RoutingSpec, Scoring};
-pub use weight_format::{INT4_GROUP, MXFP4_GROUP, WeightFormat};
+pub use weight_format::{ExpertFormat, INT4_GROUP, MXFP4_GROUP, WeightFormat};
 pub use weights::{ExpertSource, ExpertWeights, MoeWeights, PackedExpert, SharedExpert};
 
 /// Sentinel id of a dropped (token, slot) pair, as in the shaders.

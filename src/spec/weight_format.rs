@@ -76,3 +76,116 @@ impl std::str::FromStr for WeightFormat {
         Self::parse(s)
     }
 }
+
+/// The storage formats of a routed expert's two matrices: gate/up (`[2·inter, hidden]`) and
+/// down (`[hidden, inter]`). They differ in llama.cpp's mixed quantisations (Q4_K_M keeps some
+/// layers' down in Q6_K); the layers of a model may differ too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExpertFormat {
+    /// Format of the gate/up matrix.
+    pub gate_up: WeightFormat,
+    /// Format of the down matrix.
+    pub down: WeightFormat,
+}
+
+impl ExpertFormat {
+    /// Both matrices in `format`.
+    pub fn uniform(format: WeightFormat) -> Self {
+        Self {
+            gate_up: format,
+            down: format,
+        }
+    }
+
+    /// Both matrices share one format.
+    pub fn is_uniform(self) -> bool {
+        self.gate_up == self.down
+    }
+
+    /// The name the reports use: `int4`, or gate/up then down as `int4+int8`.
+    pub fn name(self) -> String {
+        self.to_string()
+    }
+
+    /// The formats of a model's MoE layers `moe_layers`, given `formats` by decoder layer: one
+    /// name when they are all the same (the first format's for a model without MoE layers),
+    /// else each format with its layers, as `int4 (layers 0-1, 3), int4+int8 (layer 2)`.
+    pub fn describe_layers(formats: &[ExpertFormat], moe_layers: &[usize]) -> String {
+        let mut groups: Vec<(ExpertFormat, Vec<usize>)> = Vec::new();
+        for &l in moe_layers {
+            let Some(&f) = formats.get(l) else { continue };
+            match groups.iter_mut().find(|(g, _)| *g == f) {
+                Some((_, ls)) => ls.push(l),
+                None => groups.push((f, vec![l])),
+            }
+        }
+        match groups.as_slice() {
+            [] => formats.first().map(|f| f.name()).unwrap_or_default(),
+            [(f, _)] => f.name(),
+            _ => groups
+                .iter()
+                .map(|(f, ls)| format!("{f} ({})", layer_ranges(ls)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Ascending layer indices as `layer 2` or `layers 0-1, 3`.
+fn layer_ranges(layers: &[usize]) -> String {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &l in layers {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == l => *end = l,
+            _ => runs.push((l, l)),
+        }
+    }
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let noun = if layers.len() == 1 { "layer" } else { "layers" };
+    format!("{noun} {}", runs.join(", "))
+}
+
+/// `int4` when both matrices share it, else gate/up then down: `int4+int8`.
+impl std::fmt::Display for ExpertFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_uniform() {
+            write!(f, "{}", self.gate_up)
+        } else {
+            write!(f, "{}+{}", self.gate_up, self.down)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expert_formats_are_named_gate_up_then_down_and_layers_by_format() {
+        let int4 = ExpertFormat::uniform(WeightFormat::Int4);
+        let mixed = ExpertFormat {
+            down: WeightFormat::Int8,
+            ..int4
+        };
+        assert_eq!(
+            (int4.name(), mixed.name()),
+            ("int4".into(), "int4+int8".into())
+        );
+        let formats = [int4, int4, mixed, int4];
+        assert_eq!(ExpertFormat::describe_layers(&formats, &[1, 3]), "int4");
+        assert_eq!(ExpertFormat::describe_layers(&formats, &[]), "int4");
+        assert_eq!(
+            ExpertFormat::describe_layers(&formats, &[0, 1, 2, 3]),
+            "int4 (layers 0-1, 3), int4+int8 (layer 2)"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::spec::layer_spec::MoeLayerSpec;
-use crate::spec::weight_format::WeightFormat;
+use crate::spec::weight_format::ExpertFormat;
 
 /// One SwiGLU-style MLP in `nn.Linear` layout ([out, in], row-major, f32): a routed expert, a
 /// shared expert or a dense MLP layer.
@@ -89,8 +89,8 @@ impl ExpertWeights {
 /// that format hands over without a trip through f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackedExpert {
-    /// The format of both matrices.
-    pub format: WeightFormat,
+    /// The formats of the gate/up and down matrices.
+    pub format: ExpertFormat,
     /// `[2·inter, hidden]`: gate rows, then up rows, then their scale block.
     pub gate_up: Vec<u32>,
     /// `[hidden, inter]`, then its scale block.
@@ -107,10 +107,10 @@ pub trait ExpertSource: Send + Sync {
     fn num_experts(&self) -> usize;
     /// The weights of expert `expert` (read and converted now for a checkpoint).
     fn load(&self, expert: usize) -> Result<ExpertWeights>;
-    /// Expert `expert` with its matrices in `format`, where the source stores them in that
-    /// format already (a checkpoint's MXFP4 blocks, copied as they are); `None` otherwise, and
-    /// the caller packs [`load`](Self::load)'s f32 weights.
-    fn load_packed(&self, expert: usize, format: WeightFormat) -> Result<Option<PackedExpert>> {
+    /// Expert `expert` with its gate/up and down matrices in their halves of `format`, where
+    /// the source stores them so already (a checkpoint's MXFP4 blocks, copied as they are);
+    /// `None` otherwise, and the caller packs [`load`](Self::load)'s f32 weights.
+    fn load_packed(&self, expert: usize, format: ExpertFormat) -> Result<Option<PackedExpert>> {
         let _ = (expert, format);
         Ok(None)
     }

@@ -87,12 +87,12 @@ pub fn run_block(
     activation: moe_gpu::moe::DynamicActivation,
     edit: impl FnOnce(&mut moe_gpu::moe::MoeLayerSpec, &mut moe_gpu::moe::MoeWeights),
 ) -> BlockRun {
-    use moe_gpu::kernels::matmul::WeightFormat;
+    use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
     use moe_gpu::model::{ModelConfig, load_moe_weights, moe_layer_spec_for};
     use moe_gpu::moe::{ForwardOptions, MoeLayer};
     let cfg = ModelConfig::load(model_dir).unwrap();
     let ckpt = std::sync::Arc::new(Checkpoint::open(model_dir).unwrap());
-    let mut spec = moe_layer_spec_for(&cfg, layer, WeightFormat::F32);
+    let mut spec = moe_layer_spec_for(&cfg, layer, ExpertFormat::uniform(WeightFormat::F32));
     let mut weights = load_moe_weights(&ckpt, &cfg, layer).unwrap();
     edit(&mut spec, &mut weights);
     let ctx = super::ctx();

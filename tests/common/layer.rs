@@ -1,9 +1,11 @@
 //! A whole MoE layer with its experts stored in some format, against the f32 reference.
 
-use moe_gpu::kernels::matmul::WeightFormat;
+use std::sync::Arc;
+
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer};
 use moe_gpu::reference::moe_block;
-use moe_gpu::spec::MoeLayerSpec;
+use moe_gpu::spec::{ExpertWeights, MoeLayerSpec, MoeWeights, SharedExpert};
 use moe_gpu::synthetic::{Rng, random_moe_weights};
 
 /// Builds `spec`'s layer from random f32 weights (`seed`) stored as `format`, runs it on
@@ -19,7 +21,7 @@ pub fn outputs_against_reference(
     let ctx = super::ctx();
     let weights = random_moe_weights(spec, seed);
     let stored = MoeLayerSpec {
-        format,
+        format: ExpertFormat::uniform(format),
         ..spec.clone()
     };
     let max_tokens = tokens.iter().copied().max().unwrap_or(1);
@@ -48,4 +50,38 @@ pub fn outputs_against_reference(
             (what, got.output, want.output)
         })
         .collect()
+}
+
+/// An MLP's matrices as `format` stores them: gate and up in its gate/up format, down in its
+/// down format.
+pub fn stored(
+    w: &ExpertWeights,
+    format: ExpertFormat,
+    hidden: usize,
+    inter: usize,
+) -> ExpertWeights {
+    ExpertWeights {
+        gate: format.gate_up.dequantize(&w.gate, inter, hidden),
+        up: format.gate_up.dequantize(&w.up, inter, hidden),
+        down: format.down.dequantize(&w.down, hidden, inter),
+        ..w.clone()
+    }
+}
+
+/// `w` with every expert matrix (the shared expert's too) as `format` stores it.
+pub fn as_stored(spec: &MoeLayerSpec, w: &MoeWeights, format: ExpertFormat) -> MoeWeights {
+    let (h, i) = (spec.hidden, spec.inter);
+    let experts: Vec<ExpertWeights> = (0..spec.routing.experts)
+        .map(|e| stored(&w.experts.load(e).unwrap(), format, h, i))
+        .collect();
+    MoeWeights {
+        router: w.router.clone(),
+        router_bias: w.router_bias.clone(),
+        correction: w.correction.clone(),
+        shared: w.shared.as_ref().map(|s| SharedExpert {
+            mlp: stored(&s.mlp, format, h, spec.shared_inter.unwrap()),
+            gate: s.gate.clone(),
+        }),
+        experts: Arc::new(experts),
+    }
 }

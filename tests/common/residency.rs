@@ -48,7 +48,7 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
 /// The bytes an expert's upload writes: its packed matrices and biases.
 pub fn upload_bytes(w: &ExpertWeights, spec: &MoeLayerSpec) -> u64 {
     let (f, h, i) = (spec.format, spec.hidden, spec.inter);
-    let words = w.pack_gate_up(f, h, i).len() + w.pack_down(f, h, i).len();
+    let words = w.pack_gate_up(f.gate_up, h, i).len() + w.pack_down(f.down, h, i).len();
     let biases = if w.gate_bias.is_some() {
         w.gate_up_bias(i).len() + w.down_bias_or_zero(h).len()
     } else {

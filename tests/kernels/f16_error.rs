@@ -10,7 +10,7 @@
 //!
 //! Swept over T ∈ {1, 2, 7, 33, 130} tokens and odd hidden / intermediate sizes.
 
-use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
 use moe_gpu::reference::linear;
 use moe_gpu::spec::MoeLayerSpec;
@@ -96,7 +96,7 @@ fn f16_moe_layer_stays_within_the_stated_error_of_the_f32_reference() {
             glu: Glu::Silu,
             expert_bias: false,
             shared_inter: Some(19),
-            format: WeightFormat::F32,
+            format: ExpertFormat::uniform(WeightFormat::F32),
         },
         31,
     );
@@ -115,7 +115,7 @@ fn f16_moe_layer_stays_within_the_stated_error_of_the_f32_reference() {
             },
             expert_bias: true,
             shared_inter: None,
-            format: WeightFormat::F32,
+            format: ExpertFormat::uniform(WeightFormat::F32),
         },
         41,
     );

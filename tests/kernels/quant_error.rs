@@ -15,7 +15,7 @@
 //!   and 8.6e-2, int4 1.5e-1 and 3.4e-1, mxfp4 1.9e-1 and 4.3e-1), and int8 reproduces the
 //!   greedy tokens of the 14 models listed in `INT8_GREEDY`.
 
-use moe_gpu::kernels::matmul::{Glu, MatmulSpec, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, MatmulSpec, WeightFormat};
 use moe_gpu::moe::RoutingSpec;
 use moe_gpu::reference::linear;
 use moe_gpu::reference::linear::activate;
@@ -143,7 +143,7 @@ fn quantised_moe_layers_stay_within_the_stated_error_of_the_f32_reference() {
             glu: Glu::Silu,
             expert_bias: false,
             shared_inter: Some(19),
-            format: WeightFormat::F32,
+            format: ExpertFormat::uniform(WeightFormat::F32),
         },
         // gpt-oss style: router bias, top-k then softmax, clamped SwiGLU with biases.
         MoeLayerSpec {
@@ -156,7 +156,7 @@ fn quantised_moe_layers_stay_within_the_stated_error_of_the_f32_reference() {
             },
             expert_bias: true,
             shared_inter: None,
-            format: WeightFormat::F32,
+            format: ExpertFormat::uniform(WeightFormat::F32),
         },
     ];
     for (i, spec) in specs.iter().enumerate() {

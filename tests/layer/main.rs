@@ -6,6 +6,7 @@ mod common;
 
 mod dynamic_activation;
 mod fixtures_block;
+mod mixed_formats;
 mod moe_layer;
 mod prefetch;
 mod residency;

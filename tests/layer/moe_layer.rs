@@ -3,7 +3,7 @@
 //! batch invariance.
 
 use moe_gpu::gpu::Recorder;
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::moe::{
     DynamicActivation, ForwardOptions, GroupScore, MoeLayer, MoeLayerSpec, MoeStep, MoeWeights,
     RoutingSpec, Scoring,
@@ -21,7 +21,7 @@ fn spec(hidden: usize, inter: usize, routing: RoutingSpec) -> MoeLayerSpec {
         glu: Glu::Silu,
         expert_bias: false,
         shared_inter: None,
-        format: WeightFormat::F32,
+        format: ExpertFormat::uniform(WeightFormat::F32),
     }
 }
 
@@ -174,7 +174,7 @@ fn f16_experts_stay_within_stated_error_of_f32() {
     let ctx = common::ctx();
     let s32 = spec(64, 48, RoutingSpec::softmax(16, 4, true));
     let s16 = MoeLayerSpec {
-        format: WeightFormat::F16,
+        format: ExpertFormat::uniform(WeightFormat::F16),
         ..s32.clone()
     };
     let w = random_moe_weights(&s32, 5);
@@ -256,7 +256,7 @@ fn fused_decode_down_and_combine_give_the_bits_of_the_batched_path() {
         let s = MoeLayerSpec {
             shared_inter: Some(44),
             expert_bias: true,
-            format,
+            format: ExpertFormat::uniform(format),
             ..spec(37, 29, gated.clone())
         };
         let w = random_moe_weights(&s, 11);

@@ -5,7 +5,7 @@
 use moe_gpu::ForwardOptions;
 use moe_gpu::gpu::{Recorder, Staging};
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::moe::{
     DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStack, MoeStep,
     MoeWeights, Policy, ResidencyOptions, ResidencyStats, RoutingSpec,
@@ -24,7 +24,7 @@ fn spec(experts: usize, k: usize) -> MoeLayerSpec {
         glu: Glu::Silu,
         expert_bias: false,
         shared_inter: None,
-        format: WeightFormat::F32,
+        format: ExpertFormat::uniform(WeightFormat::F32),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use moe_gpu::kernels::INVALID;
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 use moe_gpu::moe::budget::Placement;
 use moe_gpu::moe::residency::ExpertCache;
@@ -32,7 +32,7 @@ fn check_fixture(set: &str, arch: &str, format: WeightFormat, steps: &[(usize, P
     let fx = Fixture::open(set, arch);
     let cfg = ModelConfig::load(&fx.model_dir).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let spec = moe_layer_spec(&cfg, format);
+    let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(format));
     let (e, k) = (cfg.moe.routing.experts, cfg.moe.routing.top_k);
     for l in cfg.moe_layers() {
         let what = format!("{set}/{arch} {format} layer {l}");
@@ -112,7 +112,7 @@ fn synthetic_spec(experts: usize, k: usize) -> MoeLayerSpec {
         glu: Glu::Silu,
         expert_bias: false,
         shared_inter: None,
-        format: WeightFormat::F32,
+        format: ExpertFormat::uniform(WeightFormat::F32),
     }
 }
 
@@ -165,8 +165,12 @@ fn full_residency_reads_nothing_back() {
 fn budget_smaller_than_k_experts_is_a_clear_error() {
     let ctx = common::ctx();
     let spec = synthetic_spec(12, 3);
-    let per_expert =
-        moe_gpu::kernels::expert_arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
+    let per_expert = moe_gpu::kernels::expert_arena::ExpertArena::expert_bytes(
+        40,
+        24,
+        ExpertFormat::uniform(WeightFormat::F32),
+        false,
+    );
     let with = |budget| ResidencyOptions {
         budget,
         ..Default::default()
@@ -218,8 +222,12 @@ fn budget_smaller_than_k_experts_is_a_clear_error() {
 #[test]
 fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
     let ctx = common::ctx();
-    let f32_bytes =
-        moe_gpu::kernels::expert_arena::ExpertArena::expert_bytes(40, 24, WeightFormat::F32, false);
+    let f32_bytes = moe_gpu::kernels::expert_arena::ExpertArena::expert_bytes(
+        40,
+        24,
+        ExpertFormat::uniform(WeightFormat::F32),
+        false,
+    );
     for (format, slots) in [
         (WeightFormat::F32, 3),
         (WeightFormat::Int8, 8),
@@ -228,7 +236,7 @@ fn byte_budgets_buy_quantised_experts_at_their_packed_size() {
         (WeightFormat::Bf16, 6),
     ] {
         let spec = MoeLayerSpec {
-            format,
+            format: ExpertFormat::uniform(format),
             ..synthetic_spec(16, 3)
         };
         let options = ResidencyOptions {
@@ -343,7 +351,7 @@ fn recorded_trace_is_the_routing_of_each_step() {
     let fx = Fixture::open("hf-tiny-alt", "qwen3_moe");
     let cfg = ModelConfig::load(&fx.model_dir).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
-    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
     let (e, k) = (cfg.moe.routing.experts, cfg.moe.routing.top_k);
     let l = cfg.moe_layers()[0];
     let weights = load_moe_weights(&ckpt, &cfg, l).unwrap();

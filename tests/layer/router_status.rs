@@ -2,7 +2,7 @@
 //! that names the layer, for every routing family, at decode and prefill sizes, in cache mode
 //! and in a stack; the status word is cleared per forward, so a finite step afterwards runs.
 
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::moe::{DynamicActivation, LayerBuild, MoeLayer, MoeStack, ResidencyOptions};
 use moe_gpu::{MoeLayerSpec, MoeWeights};
@@ -18,7 +18,7 @@ fn fixture_layer(arch: &str, layer: usize) -> (MoeLayerSpec, MoeWeights) {
     let dir = fixtures::dir("hf-tiny", arch).join("model");
     let cfg = ModelConfig::load(&dir).unwrap();
     let ckpt = std::sync::Arc::new(Checkpoint::open(&dir).unwrap());
-    let spec = moe_layer_spec_for(&cfg, layer, WeightFormat::F32);
+    let spec = moe_layer_spec_for(&cfg, layer, ExpertFormat::uniform(WeightFormat::F32));
     (spec, load_moe_weights(&ckpt, &cfg, layer).unwrap())
 }
 

@@ -3,7 +3,7 @@
 //! in cache mode the rounds, uploads and prefetches of the step.
 
 use moe_gpu::gpu::Recorder;
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::moe::layer::{CacheRounds, Permutation};
 use moe_gpu::moe::{
@@ -22,7 +22,7 @@ fn spec(experts: usize, top_k: usize) -> MoeLayerSpec {
         glu: Glu::Silu,
         expert_bias: false,
         shared_inter: None,
-        format: WeightFormat::F32,
+        format: ExpertFormat::uniform(WeightFormat::F32),
     }
 }
 

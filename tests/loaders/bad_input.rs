@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use moe_gpu::Error;
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, MoeLayerSpec, RoutingSpec};
 use moe_gpu::synthetic::random_moe_weights;
@@ -25,7 +25,7 @@ fn load_layer(d: &std::path::Path, layer: usize) -> moe_gpu::Result<MoeLayer> {
     let w = load_moe_weights(&ckpt, &cfg, layer)?;
     MoeLayer::new(
         common::ctx(),
-        moe_layer_spec(&cfg, WeightFormat::F32),
+        moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32)),
         &w,
         8,
     )
@@ -70,7 +70,7 @@ fn small_spec(hidden: usize, inter: usize) -> MoeLayerSpec {
         glu: Glu::Silu,
         expert_bias: false,
         shared_inter: None,
-        format: WeightFormat::F32,
+        format: ExpertFormat::uniform(WeightFormat::F32),
     }
 }
 

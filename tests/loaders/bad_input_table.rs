@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 use moe_gpu::moe::MoeLayer;
 use moe_gpu::{Logits, Model};
@@ -319,7 +319,7 @@ fn run_block(d: &Path, x: BlockX) -> moe_gpu::Result<()> {
     let w = load_moe_weights(&ckpt, &cfg, 0)?;
     let layer = MoeLayer::new(
         common::ctx(),
-        moe_layer_spec(&cfg, WeightFormat::F32),
+        moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32)),
         &w,
         8,
     )?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec};
 use moe_gpu::moe::{DynamicActivation, MoeLayer};
 use moe_gpu::reference::moe_block;
@@ -21,7 +21,13 @@ fn block_output(model_dir: &std::path::Path, input: &[f32]) -> Vec<f32> {
     let layer = cfg.moe_layers()[0];
     let w = load_moe_weights(&ckpt, &cfg, layer).unwrap();
     let ctx = common::ctx();
-    let moe = MoeLayer::new(ctx, moe_layer_spec(&cfg, WeightFormat::F32), &w, 64).unwrap();
+    let moe = MoeLayer::new(
+        ctx,
+        moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32)),
+        &w,
+        64,
+    )
+    .unwrap();
     moe.forward(ctx, input).unwrap()
 }
 
@@ -226,7 +232,7 @@ fn gpt_oss_mxfp4_experts_load_dequantised() {
         assert_eq!(ew.down, deq, "expert {x} down");
     }
     // And the dequantised layer runs on the GPU like the reference.
-    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
     let x = Rng::new(3).normals(9 * h, 1.0);
     let ctx = common::ctx();
     let got = MoeLayer::new(ctx, spec.clone(), &w, 9)

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
 use moe_gpu::{Logits, Model, ModelOptions};
 use safetensors::Dtype;
@@ -60,14 +60,21 @@ fn bf16_experts_load_from_the_file_bytes_and_give_the_f32_logits() {
     let (h, i) = (cfg.hidden, cfg.moe.inter);
     let w = load_moe_weights(&ckpt, &cfg, 0).unwrap();
     for x in 0..cfg.moe.routing.experts {
-        let direct = w.experts.load_packed(x, WeightFormat::Bf16).unwrap();
+        let direct = w
+            .experts
+            .load_packed(x, ExpertFormat::uniform(WeightFormat::Bf16))
+            .unwrap();
         let direct = direct.expect("bf16 rows of whole vec4 words are copied");
-        let packed = w.experts.load(x).unwrap().pack(WeightFormat::Bf16, h, i);
+        let packed =
+            w.experts
+                .load(x)
+                .unwrap()
+                .pack(ExpertFormat::uniform(WeightFormat::Bf16), h, i);
         assert_eq!(direct, packed, "expert {x}");
         // Other formats still go through f32.
         assert!(
             w.experts
-                .load_packed(x, WeightFormat::F16)
+                .load_packed(x, ExpertFormat::uniform(WeightFormat::F16))
                 .unwrap()
                 .is_none()
         );
@@ -76,7 +83,7 @@ fn bf16_experts_load_from_the_file_bytes_and_give_the_f32_logits() {
     let prompt = [3u32, 17, 42, 5, 99, 7, 64];
     let run = |format| {
         let mut m = Model::load_with(ctx, &d, &options(format)).unwrap();
-        assert_eq!(m.expert_format, format);
+        assert_eq!(m.expert_format_name(), format.name());
         let mut all = m.forward(ctx, &prompt, Logits::All).unwrap();
         for t in [11u32, 23, 31] {
             all.extend(m.forward(ctx, &[t], Logits::Last).unwrap());
@@ -110,7 +117,7 @@ fn a_non_finite_bf16_weight_is_an_error_naming_the_tensor() {
     let w = load_moe_weights(&ckpt, &cfg, 0).unwrap();
     let err = w
         .experts
-        .load_packed(1, WeightFormat::Bf16)
+        .load_packed(1, ExpertFormat::uniform(WeightFormat::Bf16))
         .unwrap_err()
         .to_string();
     assert!(err.contains(name) && err.contains("value 5 "), "{err}");

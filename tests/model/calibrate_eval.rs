@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use moe_gpu::calibration::CalibrationStats;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::collect_calibration::{builtin_ids, calibrate};
 use moe_gpu::model::eval::{evaluate, evaluate_alone};
 use moe_gpu::moe::activation_policy::{ActivationPolicy, SkipThreshold};
@@ -61,7 +61,7 @@ fn captured_routing_and_expert_norms_match_hf_and_the_reference() {
             let spec = moe_gpu::model::moe_layer_spec_for(
                 &model.config,
                 r.layer,
-                moe_gpu::kernels::matmul::WeightFormat::F32,
+                ExpertFormat::uniform(WeightFormat::F32),
             );
             let want: Vec<f32> = r
                 .ids

@@ -8,7 +8,7 @@
 //! `MOE_GPU_DETERMINISM_RUNS` sets the number of runs (default 3).
 
 use moe_gpu::kernels::attention::SplitKv;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::sampling::argmax;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::moe::{ExpertBudget, LayerBuild, MoeLayer, ResidencyOptions};
@@ -118,7 +118,7 @@ fn an_moe_layer_output_does_not_depend_on_the_other_tokens_of_the_step() {
         let cfg = ModelConfig::load(&fx.model_dir).unwrap();
         let ckpt = std::sync::Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
         let l = cfg.layers - 1;
-        let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
+        let spec = moe_layer_spec_for(&cfg, l, ExpertFormat::uniform(WeightFormat::F32));
         let weights = load_moe_weights(&ckpt, &cfg, l).unwrap();
         let (h, e, k) = (spec.hidden, spec.routing.experts, spec.routing.top_k);
         assert!(

@@ -8,6 +8,7 @@ mod common;
 mod bf16_checkpoint;
 mod calibrate_eval;
 mod determinism;
+mod expert_formats;
 mod generate_api;
 mod generate_fixtures;
 mod gguf;

@@ -3,7 +3,7 @@
 //! storage and staging buffers, also under a binding limit low enough to split the weights.
 
 use moe_gpu::kernels::expert_arena::ExpertArena;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::memory::MemoryPlan;
 use moe_gpu::model::{Checkpoint, Model, ModelConfig, ModelOptions, moe_layer_spec};
 use moe_gpu::moe::budget::ArenaLimits;
@@ -79,7 +79,7 @@ fn the_memory_plan_matches_what_loading_allocates() {
 fn pooled(set: &str, arch: &str, options: &ModelOptions) -> ModelOptions {
     let dir = fixtures::dir(set, arch).join("model");
     let cfg = ModelConfig::load(&dir).unwrap();
-    let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+    let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
     let per_expert =
         ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);
     let slots = spec.routing.top_k as u64 + 1;
@@ -176,4 +176,44 @@ fn loading_fits_the_adapters_memory() {
         stats.experts_resident_max < stats.experts_total,
         "{stats:?}"
     );
+}
+
+/// MoE layers in different expert formats, gate/up and down apart: every expert resident, and
+/// under a budget of half their bytes (a pool per format), the plan matches what loading
+/// allocates.
+#[test]
+fn per_layer_expert_formats_plan_what_loading_allocates() {
+    use WeightFormat::{F16, Int4, Int8};
+    let mixed = ExpertFormat {
+        gate_up: Int4,
+        down: Int8,
+    };
+    let resident = ModelOptions {
+        max_batch: 16,
+        max_context: Some(64),
+        expert_formats: Some(vec![mixed, ExpertFormat::uniform(F16), mixed]),
+        ..Default::default()
+    };
+    let dir = fixtures::dir("hf-tiny", "qwen3_moe").join("model");
+    let (cfg, ckpt) = (
+        ModelConfig::load(&dir).unwrap(),
+        Checkpoint::open(&dir).unwrap(),
+    );
+    let limits = ArenaLimits::of(common::ctx());
+    let plan = MemoryPlan::new(&cfg, &ckpt, &resident, limits).unwrap();
+    assert_eq!(plan.expert_format, "int4+int8 (layers 0, 2), f16 (layer 1)");
+    let pooled = ModelOptions {
+        residency: ResidencyOptions {
+            budget: ExpertBudget::Bytes(plan.expert_slots / 2),
+            ..Default::default()
+        },
+        ..resident.clone()
+    };
+    assert!(
+        MemoryPlan::new(&cfg, &ckpt, &pooled, limits)
+            .unwrap()
+            .shared_pool
+    );
+    check("hf-tiny", "qwen3_moe", &resident);
+    check("hf-tiny", "qwen3_moe", &pooled);
 }

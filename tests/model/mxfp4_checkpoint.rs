@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::kernels::mxfp4::quantize_group;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
 use moe_gpu::moe::budget::{ExpertBudget, ResidencyOptions};
@@ -120,9 +120,13 @@ fn mxfp4_experts_stay_mxfp4_and_give_the_dequantised_f32_logits() {
     let d = mxfp4_model("mxfp4-model", |_| {});
     let ctx = common::ctx();
     let mut native = Model::load_with(ctx, &d, &options(None)).unwrap();
-    assert_eq!(native.expert_format, WeightFormat::Mxfp4, "the default");
+    assert_eq!(
+        native.expert_format_name(),
+        WeightFormat::Mxfp4.name(),
+        "the default"
+    );
     let mut wide = Model::load_with(ctx, &d, &options(Some(WeightFormat::F32))).unwrap();
-    assert_eq!(wide.expert_format, WeightFormat::F32);
+    assert_eq!(wide.expert_format_name(), WeightFormat::F32.name());
     let (got, want) = (logits(&mut native), logits(&mut wide));
     assert_eq!(got.len(), want.len());
     let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
@@ -150,7 +154,7 @@ fn mxfp4_experts_stay_mxfp4_and_give_the_dequantised_f32_logits() {
     // A checkpoint without MXFP4 experts keeps f32 by default.
     let plain = dir("hf-tiny", "gpt_oss").join("model");
     let m = Model::load_with(ctx, &plain, &options(None)).unwrap();
-    assert_eq!(m.expert_format, WeightFormat::F32);
+    assert_eq!(m.expert_format_name(), WeightFormat::F32.name());
 }
 
 #[test]
@@ -162,7 +166,9 @@ fn an_e8m0_nan_scale_is_an_error_naming_the_tensor() {
     let name = "model.layers.0.mlp.experts.gate_up_proj_scales";
     for err in [
         w.experts.load(0).unwrap_err(),
-        w.experts.load_packed(0, WeightFormat::Mxfp4).unwrap_err(),
+        w.experts
+            .load_packed(0, ExpertFormat::uniform(WeightFormat::Mxfp4))
+            .unwrap_err(),
     ] {
         let msg = err.to_string();
         assert!(msg.contains(name) && msg.contains("255"), "{msg}");
@@ -211,5 +217,5 @@ fn mxfp4_experts_decode_like_transformers() {
     assert!(nonzero, "the fixture's experts are all zero");
     println!("{checked} MXFP4 values decode as transformers decodes them");
     let model = Model::load_with(common::ctx(), &fx.model_dir, &options(None)).unwrap();
-    assert_eq!(model.expert_format, WeightFormat::Mxfp4);
+    assert_eq!(model.expert_format_name(), WeightFormat::Mxfp4.name());
 }

@@ -9,7 +9,7 @@
 //!   layer runs from the pool and no layer holds more than the pool.
 
 use moe_gpu::kernels::expert_arena::ExpertArena;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{ModelConfig, moe_layer_spec};
 use moe_gpu::moe::budget::Placement;
 use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
@@ -60,7 +60,7 @@ fn split_weights_give_the_bits_of_unsplit_ones_on_every_fixture() {
     for arch in fixtures::ARCHS {
         let dir = fixtures::dir("hf-tiny", arch).join("model");
         let cfg = ModelConfig::load(&dir).unwrap();
-        let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+        let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
         let [gate_up, _] =
             ExpertArena::weight_shapes(spec.hidden, spec.inter, spec.routing.experts, spec.format);
         assert!(
@@ -87,7 +87,7 @@ fn a_shared_expert_pool_gives_the_bits_of_all_resident_experts() {
     for arch in fixtures::ARCHS {
         let dir = fixtures::dir("hf-tiny", arch).join("model");
         let cfg = ModelConfig::load(&dir).unwrap();
-        let spec = moe_layer_spec(&cfg, WeightFormat::F32);
+        let spec = moe_layer_spec(&cfg, ExpertFormat::uniform(WeightFormat::F32));
         let (e, k) = (spec.routing.experts, spec.routing.top_k);
         let per_expert =
             ExpertArena::expert_bytes(spec.hidden, spec.inter, spec.format, spec.expert_bias);

@@ -9,7 +9,7 @@ use moe_gpu::calibration::LayerStats;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::prune::merge::merge_layer;
 use moe_gpu::prune::{LayerInput, LayerPlan, LayerRecovery, Replacements, recover_layer};
-use moe_gpu::spec::{MoeLayerSpec, MoeWeights, WeightFormat};
+use moe_gpu::spec::{ExpertFormat, MoeLayerSpec, MoeWeights, WeightFormat};
 use safetensors::Dtype;
 
 use crate::common::fixtures::{ARCHS, Fixture, SETS};
@@ -25,7 +25,7 @@ fn for_each_layer(
     let cfg = ModelConfig::load(&fx.model_dir).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&fx.model_dir).unwrap());
     for l in cfg.moe_layers() {
-        let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
+        let spec = moe_layer_spec_for(&cfg, l, ExpertFormat::uniform(WeightFormat::F32));
         let teacher = load_moe_weights(&ckpt, &cfg, l).unwrap();
         each(
             &fx,

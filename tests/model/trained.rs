@@ -11,7 +11,7 @@ use moe_gpu::model::collect_calibration::split;
 use moe_gpu::model::eval::evaluate_alone;
 use moe_gpu::model::{Checkpoint, load_moe_weights, moe_layer_spec_for};
 use moe_gpu::prune::{LayerInput, LayerPlan, Replacements, layer_inputs, recover_layer};
-use moe_gpu::spec::WeightFormat;
+use moe_gpu::spec::{ExpertFormat, WeightFormat};
 use moe_gpu::{GenerateOptions, Model, ModelOptions, Tokenizer};
 use safetensors::Dtype;
 use serde_json::Value;
@@ -94,7 +94,7 @@ fn recovery_lowers_every_layers_loss_at_half_the_experts() {
     let inputs = layer_inputs(ctx, &mut model, &sequences, &layers, 512).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&dir()).unwrap());
     for l in layers {
-        let spec = moe_layer_spec_for(&cfg, l, WeightFormat::F32);
+        let spec = moe_layer_spec_for(&cfg, l, ExpertFormat::uniform(WeightFormat::F32));
         let teacher = load_moe_weights(&ckpt, &cfg, l).unwrap();
         let plan = LayerPlan {
             layer: l,

@@ -5,7 +5,7 @@ use crate::out::{out, outln};
 use crate::progress;
 use anyhow::{Result, bail};
 use moe_gpu::bench::{self, BenchConfig, MODELS, RealModel};
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::{Context, ContextOptions};
 
 #[derive(clap::Args)]
@@ -72,7 +72,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(r) = a.repeats {
         config.repeats = r.max(1);
     }
-    config.format = WeightFormat::parse(&a.dtype)?;
+    config.format = ExpertFormat::uniform(WeightFormat::parse(&a.dtype)?);
     let mut options = ContextOptions::from_env()?;
     if a.no_tune {
         options.autotune = false;

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use moe_gpu::Context;
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::expert_arena::ExpertArena;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{
     Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for, native_expert_format,
 };
@@ -62,10 +62,10 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let cfg = ModelConfig::load(&a.model)?;
     let ckpt = Arc::new(Checkpoint::open(&a.model)?);
-    let format = match &a.dtype {
+    let format = ExpertFormat::uniform(match &a.dtype {
         Some(name) => WeightFormat::parse(name)?,
         None => native_expert_format(&ckpt, &cfg),
-    };
+    });
     let input = Checkpoint::open_file(&a.input)?;
     let shape = input.shape("input")?.to_vec();
     if shape.len() != 2 || shape[1] != cfg.hidden || shape[0] == 0 {

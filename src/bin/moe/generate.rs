@@ -222,7 +222,7 @@ pub fn run(a: Args) -> Result<()> {
                 "gpu_bytes_allocated": ctx.allocated_bytes(),
                 "host_rss_anon_bytes": host_rss("RssAnon:"),
                 "host_rss_file_bytes": host_rss("RssFile:"),
-                "expert_format": generator.model().expert_format.name(),
+                "expert_format": generator.model().expert_format_name(),
             },
         });
         if let Some(s) = &stream {

@@ -10,7 +10,7 @@ use moe_gpu::prune::write::stored_dtypes;
 use moe_gpu::prune::{
     LayerInput, LayerRecovery, PrunePlan, Replacements, layer_inputs, recover_layer,
 };
-use moe_gpu::spec::WeightFormat;
+use moe_gpu::spec::{ExpertFormat, WeightFormat};
 use moe_gpu::{Context, ModelOptions};
 
 use crate::data::load_tokens;
@@ -65,7 +65,7 @@ pub fn run(
     for lp in &plan.layers {
         bar.set_message(format!("refitting layer {}", lp.layer));
         let (router_dtype, expert_dtype) = stored_dtypes(&ckpt, cfg, lp.layer)?;
-        let spec = moe_layer_spec_for(cfg, lp.layer, WeightFormat::F32);
+        let spec = moe_layer_spec_for(cfg, lp.layer, ExpertFormat::uniform(WeightFormat::F32));
         let teacher = load_moe_weights(&ckpt, cfg, lp.layer)?;
         let input = LayerInput {
             spec: &spec,

@@ -6,15 +6,18 @@ use safetensors::Dtype;
 
 use super::{CheckpointExperts, Layout};
 use crate::error::{Error, Result};
-use crate::kernels::matmul::WeightFormat;
+use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::kernels::mxfp4::{E8M0_NAN, pack_mxfp4_rows};
 use crate::spec::weights::PackedExpert;
 
 impl CheckpointExperts {
     /// Expert `x` packed in `format` straight from the mapped bytes, where the layout allows
-    /// it; `None` otherwise.
-    pub(super) fn packed(&self, x: usize, format: WeightFormat) -> Result<Option<PackedExpert>> {
-        match (self.layout, format) {
+    /// it (both matrices in one format); `None` otherwise.
+    pub(super) fn packed(&self, x: usize, format: ExpertFormat) -> Result<Option<PackedExpert>> {
+        if !format.is_uniform() {
+            return Ok(None);
+        }
+        match (self.layout, format.gate_up) {
             (Layout::Mxfp4, WeightFormat::Mxfp4) => self.mxfp4(x).map(Some),
             (Layout::PerExpert(g, u, d), WeightFormat::Bf16)
                 if self.hidden.is_multiple_of(8) && self.inter.is_multiple_of(8) =>
@@ -51,7 +54,7 @@ impl CheckpointExperts {
         let mut gate_up_bias = gate_bias;
         gate_up_bias.extend(up_bias);
         Ok(PackedExpert {
-            format,
+            format: ExpertFormat::uniform(format),
             gate_up,
             down,
             bias: Some((gate_up_bias, down_bias)),
@@ -86,7 +89,7 @@ impl CheckpointExperts {
         let mut gate_up = gate?;
         gate_up.extend(up?);
         Ok(Some(PackedExpert {
-            format: WeightFormat::Bf16,
+            format: ExpertFormat::uniform(WeightFormat::Bf16),
             gate_up,
             down: down?,
             bias: None,

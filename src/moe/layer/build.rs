@@ -216,12 +216,12 @@ impl MoeLayer {
         };
         let slots = arena.slots;
         let table = ExpertArena::new_table(ctx, e)?;
-        let grouped = |n, kk, glu, gather, tiling| MatmulSpec {
+        let grouped = |n, kk, glu, gather, format, tiling| MatmulSpec {
             n,
             k: kk,
             glu,
             bias: spec.expert_bias,
-            format: spec.format,
+            format,
             grouped: true,
             gather,
             tail: false,
@@ -250,7 +250,7 @@ impl MoeLayer {
         for tiling in tilings {
             gate_up.push(GroupedMatmul::new(
                 ctx,
-                grouped(i, h, spec.glu, true, tiling),
+                grouped(i, h, spec.glu, true, spec.format.gate_up, tiling),
                 h,
                 i,
                 k,
@@ -258,7 +258,7 @@ impl MoeLayer {
             )?);
             down.push(GroupedMatmul::new(
                 ctx,
-                grouped(h, i, Glu::None, false, tiling),
+                grouped(h, i, Glu::None, false, spec.format.down, tiling),
                 i,
                 h,
                 k,
@@ -294,8 +294,9 @@ impl MoeLayer {
         };
         let combine = Combine::new(ctx, h, k, shared.is_some(), r.shared_gate, combine_buffers)?;
         let decode_down = &down[1].full;
+        // The fused down + combine cannot apply int8's per-row scales of the down matrix.
         let fusable = decode_down.spec.tiling.variant == MatmulVariant::Vector
-            && spec.format != WeightFormat::Int8;
+            && spec.format.down != WeightFormat::Int8;
         let down_combine = if fusable {
             Some(DownCombine::new(
                 ctx,

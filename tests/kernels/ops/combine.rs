@@ -2,7 +2,9 @@
 //! down projection fused into it, against the sum written out from `reference::linear`.
 
 use moe_gpu::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
-use moe_gpu::kernels::matmul::{Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat};
+use moe_gpu::kernels::matmul::{
+    ExpertFormat, Matmul, MatmulBuffers, MatmulSpec, Tiling, WeightFormat,
+};
 use moe_gpu::kernels::permute::expert_sorted_rows;
 use moe_gpu::reference::linear;
 use moe_gpu::synthetic::Rng;
@@ -84,7 +86,7 @@ fn cases() -> Vec<(Routing, usize, usize, (bool, bool))> {
         .zip(real_models())
         .enumerate()
     {
-        let s = m.layer_spec(SCALE, m.top_k, WeightFormat::F32);
+        let s = m.layer_spec(SCALE, m.top_k, ExpertFormat::uniform(WeightFormat::F32));
         v.push((r, s.hidden, s.inter, variants[i % 3]));
     }
     v

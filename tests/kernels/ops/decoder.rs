@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use moe_gpu::kernels::attention::SplitKv;
-use moe_gpu::kernels::matmul::WeightFormat;
+use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::kernels::norm::{NormBuffers, NormShape, RmsNorm};
 use moe_gpu::kernels::rope::{Rope, RopeBuffers, RopeLayout};
 use moe_gpu::kernels::rows::RowTable;
@@ -58,7 +58,9 @@ pub fn rms_norm(t: &mut Table) {
         ("w=97 T=33".to_string(), 97, 33, false),
     ];
     for m in real_models() {
-        let h = m.layer_spec(SCALE, m.top_k, WeightFormat::F32).hidden;
+        let h = m
+            .layer_spec(SCALE, m.top_k, ExpertFormat::uniform(WeightFormat::F32))
+            .hidden;
         shapes.push((
             format!("T=7 {} w={h} +residual", model_label(&m)),
             h,

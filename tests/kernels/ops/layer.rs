@@ -5,49 +5,20 @@
 //! error the formats themselves add against the f32 weights is stated and tested in
 //! tests/kernels/f16_error.rs and quant_error.rs.
 
-use std::sync::Arc;
-
-use moe_gpu::kernels::matmul::{Glu, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, RoutingSpec};
 use moe_gpu::reference::moe_block;
-use moe_gpu::spec::{ExpertWeights, MoeLayerSpec, MoeWeights, SharedExpert};
+use moe_gpu::spec::MoeLayerSpec;
 use moe_gpu::synthetic::{Rng, random_moe_weights};
 
 use super::routing::compare_routing;
 use super::{Measured, SCALE, Table, model_label, real_models, scaled_err};
 use crate::common::ctx;
+use crate::common::layer::as_stored;
 
 const LAYER_TOL: f64 = 1e-4;
 
-/// An MLP's matrices as `format` stores them.
-fn stored(w: &ExpertWeights, format: WeightFormat, hidden: usize, inter: usize) -> ExpertWeights {
-    ExpertWeights {
-        gate: format.dequantize(&w.gate, inter, hidden),
-        up: format.dequantize(&w.up, inter, hidden),
-        down: format.dequantize(&w.down, hidden, inter),
-        ..w.clone()
-    }
-}
-
-/// `w` with every expert matrix as `format` stores it.
-fn as_stored(spec: &MoeLayerSpec, w: &MoeWeights, format: WeightFormat) -> MoeWeights {
-    let (h, i) = (spec.hidden, spec.inter);
-    let experts: Vec<ExpertWeights> = (0..spec.routing.experts)
-        .map(|e| stored(&w.experts.load(e).unwrap(), format, h, i))
-        .collect();
-    MoeWeights {
-        router: w.router.clone(),
-        router_bias: w.router_bias.clone(),
-        correction: w.correction.clone(),
-        shared: w.shared.as_ref().map(|s| SharedExpert {
-            mlp: stored(&s.mlp, format, h, spec.shared_inter.unwrap()),
-            gate: s.gate.clone(),
-        }),
-        experts: Arc::new(experts),
-    }
-}
-
-fn layer_case(spec: &MoeLayerSpec, format: WeightFormat, tokens: usize, seed: u64) -> Measured {
+fn layer_case(spec: &MoeLayerSpec, format: ExpertFormat, tokens: usize, seed: u64) -> Measured {
     let ctx = ctx();
     let weights = random_moe_weights(spec, seed);
     let stored_spec = MoeLayerSpec {
@@ -92,19 +63,26 @@ pub fn layer(t: &mut Table) {
             glu: Glu::Silu,
             expert_bias: false,
             shared_inter: Some(19),
-            format: WeightFormat::F32,
+            format: ExpertFormat::uniform(WeightFormat::F32),
         },
         vec![1, 3],
     )];
     for m in real_models() {
-        let s = m.layer_spec(SCALE, m.top_k, WeightFormat::F32);
+        let s = m.layer_spec(SCALE, m.top_k, ExpertFormat::uniform(WeightFormat::F32));
         specs.push((model_label(&m), s, vec![1, 7]));
     }
-    for format in WeightFormat::ALL {
+    // Every format in both matrices, then gate/up and down in different formats.
+    let mixed = [
+        (WeightFormat::Int4, WeightFormat::Int8),
+        (WeightFormat::F16, WeightFormat::Bf16),
+    ]
+    .map(|(gate_up, down)| ExpertFormat { gate_up, down });
+    let formats = WeightFormat::ALL.map(ExpertFormat::uniform);
+    for format in formats.into_iter().chain(mixed) {
         for (i, (label, spec, tokens)) in specs.iter().enumerate() {
             for &tk in tokens {
                 let shape = format!("T={tk} {label}");
-                t.case("moe_layer", &shape, format.name(), || {
+                t.case("moe_layer", &shape, &format.name(), || {
                     layer_case(spec, format, tk, 9000 + 10 * i as u64 + tk as u64)
                 });
             }

@@ -3,7 +3,7 @@
 //! every weight format, against `reference::linear` on the weights as the format stores them.
 
 use moe_gpu::kernels::dense::DenseMatmul;
-use moe_gpu::kernels::matmul::{Glu, MatmulSpec, Tiling, WeightFormat};
+use moe_gpu::kernels::matmul::{ExpertFormat, Glu, MatmulSpec, Tiling, WeightFormat};
 use moe_gpu::synthetic::Rng;
 
 use super::{KERNEL_TOL, Measured, SCALE, Table, model_label, real_models};
@@ -22,7 +22,7 @@ type Dense = (String, usize, usize, usize, Glu, bool);
 
 fn dense_shapes() -> Vec<Dense> {
     let ds = moe_gpu::bench::shapes::RealModel::by_name("DeepSeek-V2-Lite").unwrap();
-    let s = ds.layer_spec(SCALE, ds.top_k, WeightFormat::F32);
+    let s = ds.layer_spec(SCALE, ds.top_k, ExpertFormat::uniform(WeightFormat::F32));
     let si = s.shared_inter.unwrap();
     vec![
         ("T=1 n=29 k=37 bias".into(), 1, 29, 37, Glu::None, true),
@@ -94,7 +94,7 @@ fn gpu_dense_matmul(spec: MatmulSpec, x: &[f32], m: usize, w: &[f32], bias: &[f3
 
 pub fn matvec(t: &mut Table) {
     let mx = moe_gpu::bench::shapes::RealModel::by_name("Mixtral-8x7B").unwrap();
-    let s = mx.layer_spec(SCALE, mx.top_k, WeightFormat::F32);
+    let s = mx.layer_spec(SCALE, mx.top_k, ExpertFormat::uniform(WeightFormat::F32));
     let mxl = model_label(&mx);
     let shapes: Vec<Dense> = vec![
         ("T=1 n=29 k=37 bias".into(), 1, 29, 37, Glu::None, true),
@@ -206,7 +206,7 @@ pub fn grouped(t: &mut Table) {
         .map(|r| (r, 37, 29, Glu::Silu, true))
         .collect();
     for (r, m) in real_routings(7, 7).into_iter().zip(real_models()) {
-        let s = m.layer_spec(SCALE, m.top_k, WeightFormat::F32);
+        let s = m.layer_spec(SCALE, m.top_k, ExpertFormat::uniform(WeightFormat::F32));
         cases.push((r, s.hidden, s.inter, s.glu, s.expert_bias));
     }
     for tiling in [Tiling::PREFILL, Tiling::DECODE] {

@@ -122,7 +122,7 @@ impl GgufFile {
         value?.ok_or_else(|| self.key_error(key, "missing".into()))
     }
 
-    fn key_error(&self, key: &str, message: String) -> Error {
+    pub(super) fn key_error(&self, key: &str, message: String) -> Error {
         Error::GgufKey {
             path: self.path().to_path_buf(),
             key: key.into(),

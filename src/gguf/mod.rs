@@ -30,6 +30,7 @@ mod tensor;
 mod value;
 mod vocab;
 mod vocab_bpe;
+mod vocab_read;
 mod vocab_spm;
 
 pub use file::GgufFile;

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, GgufVocab};
+use crate::model::checkpoint_gguf::is_gguf;
 
 /// A Hugging Face tokenizer (tokenizer.json).
 pub struct Tokenizer {
@@ -14,8 +16,12 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Reads `dir/tokenizer.json`.
+    /// Reads `dir/tokenizer.json`, or the tokenizer in the metadata of `dir` where it is a
+    /// `.gguf` file.
     pub fn load(dir: &Path) -> Result<Self> {
+        if is_gguf(dir) {
+            return Self::from_gguf(dir);
+        }
         let path = dir.join("tokenizer.json");
         if !path.is_file() {
             return Err(Error::Tokenizer {
@@ -27,6 +33,24 @@ impl Tokenizer {
             });
         }
         Self::from_file(&path)
+    }
+
+    /// Whether the model at `dir` has a tokenizer: a tokenizer.json, or the metadata of a GGUF
+    /// file (which holds one whenever it has `tokenizer.ggml.model`).
+    pub fn exists(dir: &Path) -> bool {
+        if is_gguf(dir) {
+            return GgufFile::open(dir).is_ok_and(|g| g.get("tokenizer.ggml.model").is_some());
+        }
+        dir.join("tokenizer.json").is_file()
+    }
+
+    /// The tokenizer of a GGUF file's metadata ([`GgufVocab`]).
+    pub fn from_gguf(path: &Path) -> Result<Self> {
+        let g = GgufFile::open(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner: GgufVocab::read(&g)?.tokenizer()?,
+        })
     }
 
     /// Reads a tokenizer.json at `path`.

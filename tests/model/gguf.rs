@@ -1,5 +1,6 @@
 //! GGUF files made and run by llama.cpp (scripts/gguf_oracle.sh: tests/fixtures/gguf-models),
-//! loaded here with their experts in the file's own types, against two references:
+//! loaded here with their experts in the file's own types and their own tokenizer (which must
+//! give llama.cpp's prompt ids), against two references:
 //!
 //! - **transformers on the same file** (Qwen3-MoE and Qwen2-MoE: transformers dequantises the
 //!   GGUF with gguf-py and runs in f32, as we do): logits within [`EXACT`] at every position of
@@ -17,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use moe_gpu::model::Logits;
-use moe_gpu::{Model, ModelOptions};
+use moe_gpu::{Model, ModelOptions, Tokenizer};
 use serde_json::Value;
 
 use crate::common;
@@ -29,6 +30,7 @@ const EXACT: f32 = 1e-3;
 const AGREEMENT: f64 = 0.75;
 
 struct Oracle {
+    text: String,
     prompt: Vec<u32>,
     greedy: Vec<u32>,
     vocab: usize,
@@ -63,6 +65,7 @@ fn oracle(arch: &str, ty: &str) -> Oracle {
         .get("transformers_logits")
         .map(|f| f32s(&d.join(f.as_str().unwrap())));
     Oracle {
+        text: rec["prompt"].as_str().unwrap().to_string(),
         prompt: ids(&rec["prompt_ids"]),
         greedy: ids(&rec["greedy_ids"]),
         vocab: rec["vocab"].as_u64().unwrap() as usize,
@@ -114,6 +117,12 @@ fn kl(p: &[f32], q: &[f32]) -> f64 {
 /// comparison with llama.cpp.
 fn check(arch: &str, ty: &str, kl_limit: f64, median_limit: f32) {
     let o = oracle(arch, ty);
+    let path = dir(arch).join(format!("{ty}.gguf"));
+    let tokens = Tokenizer::load(&path).unwrap().encode(&o.text).unwrap();
+    assert_eq!(
+        tokens, o.prompt,
+        "{arch} {ty}: the prompt's ids from the file's tokenizer"
+    );
     let got = ours(arch, ty, &o);
     let v = o.vocab;
     let rows = |l: &[f32]| l.chunks(v).map(<[f32]>::to_vec).collect::<Vec<_>>();

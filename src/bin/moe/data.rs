@@ -17,7 +17,7 @@ pub fn load_tokens(
     len: usize,
     sequences: usize,
 ) -> Result<Vec<Vec<u32>>> {
-    let has_tokenizer = model.join("tokenizer.json").is_file();
+    let has_tokenizer = Tokenizer::exists(model);
     let ids = match path {
         Some(p) => {
             let text =

@@ -112,7 +112,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     // Text needs the tokenizer; ids are printed as text when one is there to decode them.
     let text = prompt_text(a.prompt.as_deref(), a.prompt_file.as_deref())?;
-    let tokenizer = match (&text, a.model.join("tokenizer.json").is_file()) {
+    let tokenizer = match (&text, Tokenizer::exists(&a.model)) {
         (Some(_), _) => Some(Tokenizer::load(&a.model)?),
         (None, true) => Tokenizer::load(&a.model)
             .inspect_err(|e| eprintln!("warning: {e}; printing token ids instead of text"))

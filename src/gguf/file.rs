@@ -190,15 +190,16 @@ impl GgufFile {
         }
     }
 
-    /// The bytes of expert `expert` of a 3-D expert tensor, shape `[experts, rows, k]`
-    /// (outermost first): slice `expert` of its outermost axis.
+    /// The bytes of expert `expert` of an expert tensor `[experts, rows, k]`, or `[experts, n]`
+    /// for biases (outermost first): slice `expert` of its outermost axis.
     pub fn expert_bytes(&self, name: &str, expert: usize) -> Result<&[u8]> {
         let t = self.tensor(name)?;
-        let &[_, _, experts] = t.dims.as_slice() else {
+        let (&[_, experts] | &[_, _, experts]) = t.dims.as_slice() else {
             return Err(Error::tensor(
                 name,
                 format!(
-                    "expert slices need a 3-D [experts, rows, k] tensor; its shape is {:?}",
+                    "expert slices need a [experts, rows, k] or [experts, n] tensor; its shape \
+                     is {:?}",
                     t.shape()
                 ),
             ));

@@ -33,10 +33,13 @@ impl Checkpoint {
             let mut shape = info.shape();
             match &view {
                 GgufView::Expert(..) => {
-                    if shape.len() != 3 {
+                    if !matches!(shape.len(), 2 | 3) {
                         return Err(Error::tensor(
                             view.tensor(),
-                            format!("has shape {shape:?}; stacked experts are [E, rows, k]"),
+                            format!(
+                                "has shape {shape:?}; stacked experts are [E, rows, k] (biases \
+                                 [E, n])"
+                            ),
                         ));
                     }
                     shape.remove(0);

@@ -125,6 +125,8 @@ pub fn load_mlp(
 enum Layout {
     /// One `[out, in]` matrix per expert and projection, with these three names.
     PerExpert(&'static str, &'static str, &'static str),
+    /// As `PerExpert`, each matrix with its bias (`{name}.bias`): gpt-oss from GGUF.
+    PerExpertBiased(&'static str, &'static str, &'static str),
     /// gpt-oss: fused `gate_up_proj` [E, H, 2I] (interleaved columns) and `down_proj` [E, I, H].
     FusedInputMajor,
     /// gpt-oss release: MXFP4 `*_blocks` [E, out, in/32, 16] and `*_scales` [E, out, in/32].
@@ -163,6 +165,9 @@ fn layout(ckpt: &Checkpoint, cfg: &ModelConfig, layer: usize) -> Layout {
     let prefix = format!("{}experts.", cfg.arch.mlp_prefix(layer));
     match cfg.arch {
         Arch::Mixtral => Layout::PerExpert("w1", "w3", "w2"),
+        Arch::GptOss if ckpt.gguf().is_some() => {
+            Layout::PerExpertBiased("gate_proj", "up_proj", "down_proj")
+        }
         Arch::GptOss if ckpt.contains(&format!("{prefix}gate_up_proj_blocks")) => Layout::Mxfp4,
         Arch::GptOss => Layout::FusedInputMajor,
         _ => Layout::PerExpert("gate_proj", "up_proj", "down_proj"),
@@ -180,11 +185,15 @@ pub(crate) fn expert_tensors(
     let f = |name: &str, shape: &[usize]| ExpectedTensor::float(format!("{prefix}{name}"), shape);
     let mut t = Vec::new();
     match layout(ckpt, cfg, layer) {
-        Layout::PerExpert(g, u, d) => {
+        Layout::PerExpert(g, u, d) | Layout::PerExpertBiased(g, u, d) => {
+            let biased = matches!(layout(ckpt, cfg, layer), Layout::PerExpertBiased(..));
             for x in 0..e {
-                t.push(f(&format!("{x}.{g}.weight"), &[i, h]));
-                t.push(f(&format!("{x}.{u}.weight"), &[i, h]));
-                t.push(f(&format!("{x}.{d}.weight"), &[h, i]));
+                for (name, shape) in [(g, [i, h]), (u, [i, h]), (d, [h, i])] {
+                    t.push(f(&format!("{x}.{name}.weight"), &shape));
+                    if biased {
+                        t.push(f(&format!("{x}.{name}.bias"), &shape[..1]));
+                    }
+                }
             }
         }
         Layout::FusedInputMajor => {
@@ -250,6 +259,12 @@ impl ExpertSource for CheckpointExperts {
                 up_bias: None,
                 down_bias: None,
             }),
+            Layout::PerExpertBiased(g, u, d) => self.with_biases(
+                c.f32(&format!("{p}{x}.{g}.weight"), &[i, h])?,
+                c.f32(&format!("{p}{x}.{u}.weight"), &[i, h])?,
+                c.f32(&format!("{p}{x}.{d}.weight"), &[h, i])?,
+                x,
+            ),
             Layout::FusedInputMajor => {
                 let gu = c.f32_slice(&format!("{p}gate_up_proj"), x)?;
                 let dn = c.f32_slice(&format!("{p}down_proj"), x)?;
@@ -294,9 +309,14 @@ impl ExpertSource for CheckpointExperts {
 }
 
 impl CheckpointExperts {
-    /// Expert `x`'s gate, up and down biases (gate and up interleaved in the checkpoint).
+    /// Expert `x`'s gate, up and down biases (gate and up interleaved in a gpt-oss release,
+    /// one per matrix from GGUF).
     fn biases(&self, x: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let p = &self.prefix;
+        if let Layout::PerExpertBiased(g, u, d) = self.layout {
+            let bias = |n: &str| self.ckpt.f32_any(&format!("{p}{x}.{n}.bias"));
+            return Ok((bias(g)?, bias(u)?, bias(d)?));
+        }
         let b = self.ckpt.f32_slice(&format!("{p}gate_up_proj_bias"), x)?;
         Ok((
             b.iter().step_by(2).copied().collect(),

@@ -76,8 +76,8 @@ impl WeightFormat {
 
     /// Scale-block words of one row of `k` values in a GGUF quantised format.
     pub(crate) fn gguf_scale_row_words(self, k: usize) -> usize {
-        let g = k.div_ceil(self.gguf_block().unwrap_or(GROUP)) * self.gguf_block().unwrap_or(0)
-            / GROUP;
+        let g =
+            k.div_ceil(self.gguf_block().unwrap_or(GROUP)) * self.gguf_block().unwrap_or(0) / GROUP;
         match self {
             Self::Q8_0 | Self::Q4_0 => g.div_ceil(2),
             Self::Q4_1 => g,
@@ -111,7 +111,13 @@ impl WeightFormat {
 
     /// Appends the rows of `blocks` (whole GGUF blocks of this format's type, `k` values a row,
     /// scales already checked finite): value words to `out`, side data to `scales`.
-    pub(crate) fn repack_rows(self, out: &mut Vec<u32>, scales: &mut Vec<u32>, rows: &[u8], k: usize) {
+    pub(crate) fn repack_rows(
+        self,
+        out: &mut Vec<u32>,
+        scales: &mut Vec<u32>,
+        rows: &[u8],
+        k: usize,
+    ) {
         let Some(ty) = self.gguf_type() else { return };
         let row_bytes = k / ty.block_values() * ty.block_bytes();
         for row in rows.chunks_exact(row_bytes.max(1)) {
@@ -122,20 +128,34 @@ impl WeightFormat {
                 self.repack_block(block, out, scales, &mut pairs);
             }
             // Q8_0, Q4_0 and Q5_0 end in their f16 d values, two a word.
-            scales.extend(pairs.chunks(2).map(|p| p[0] as u32 | (*p.get(1).unwrap_or(&0) as u32) << 16));
+            scales.extend(
+                pairs
+                    .chunks(2)
+                    .map(|p| p[0] as u32 | (*p.get(1).unwrap_or(&0) as u32) << 16),
+            );
             debug_assert_eq!(scales.len() - start, self.gguf_scale_row_words(k));
         }
     }
 
     /// One GGUF block: its value words to `out`, its side data to `scales` (or to `pairs`, the
     /// row's f16 `d` values that go two a word after it).
-    fn repack_block(self, b: &[u8], out: &mut Vec<u32>, scales: &mut Vec<u32>, pairs: &mut Vec<u16>) {
+    fn repack_block(
+        self,
+        b: &[u8],
+        out: &mut Vec<u32>,
+        scales: &mut Vec<u32>,
+        pairs: &mut Vec<u16>,
+    ) {
         let half = |at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
         let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         match self {
             Self::Q8_0 => {
                 pairs.push(half(0));
-                out.extend(b[2..34].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                out.extend(
+                    b[2..34]
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
             }
             Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 => {
                 let qs_at = match self {
@@ -145,7 +165,9 @@ impl WeightFormat {
                     _ => 8,
                 };
                 let qs = &b[qs_at..qs_at + 16];
-                out.extend(nibble_words(|i| if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 }));
+                out.extend(nibble_words(|i| {
+                    if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 }
+                }));
                 match self {
                     Self::Q4_0 => pairs.push(half(0)),
                     Self::Q4_1 => scales.push(word(0)),
@@ -161,14 +183,18 @@ impl WeightFormat {
                 let qs_at = if self == Self::Q5K { 48 } else { 16 };
                 let qs = &b[qs_at..qs_at + 128];
                 for j in 0..8 {
-                    out.extend(nibble_words(|l| (qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 15));
+                    out.extend(nibble_words(|l| {
+                        (qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 15
+                    }));
                 }
                 scales.extend([word(0), word(4), word(8), word(12)]);
                 if self == Self::Q5K {
                     let qh = &b[16..48];
-                    scales.extend((0..8).map(|j| {
-                        (0..32).fold(0u32, |w, l| w | (((qh[l] >> j) & 1) as u32) << l)
-                    }));
+                    scales.extend(
+                        (0..8).map(|j| {
+                            (0..32).fold(0u32, |w, l| w | (((qh[l] >> j) & 1) as u32) << l)
+                        }),
+                    );
                 }
             }
             Self::Q6K => {
@@ -178,9 +204,11 @@ impl WeightFormat {
                 for j in 0..8 {
                     out.extend(nibble_words(|l| low(32 * j + l)));
                 }
-                scales.extend((0..16).map(|m| {
-                    (0..16).fold(0u32, |w, n| w | (high(16 * m + n) as u32) << (2 * n))
-                }));
+                scales.extend(
+                    (0..16).map(|m| {
+                        (0..16).fold(0u32, |w, n| w | (high(16 * m + n) as u32) << (2 * n))
+                    }),
+                );
                 scales.extend((0..4).map(|m| word(192 + 4 * m)));
                 scales.push(half(208) as u32);
             }
@@ -237,7 +265,12 @@ fn check_scales(ty: GgmlType, bytes: &[u8], k: usize) -> Result<()> {
 ///
 /// `k` must be a whole number of `ty`'s blocks and `bytes` exactly the matrix; a non-finite
 /// f16 scale is an error naming its row and block.
-pub fn pack_gguf(ty: GgmlType, bytes: &[u8], rows: usize, k: usize) -> Result<(WeightFormat, Vec<u32>)> {
+pub fn pack_gguf(
+    ty: GgmlType,
+    bytes: &[u8],
+    rows: usize,
+    k: usize,
+) -> Result<(WeightFormat, Vec<u32>)> {
     pack_gguf_stacked(ty, &[(bytes, rows)], k)
 }
 
@@ -272,9 +305,10 @@ pub fn pack_gguf_stacked(
                 // Our float rows are GGUF's little-endian values, padded: NaN payloads survive.
                 for row in bytes.chunks_exact((k * ty.block_bytes()).max(1)) {
                     let start = out.len();
-                    out.extend(row.chunks(4).map(|c| {
-                        c.iter().rev().fold(0u32, |w, &b| w << 8 | b as u32)
-                    }));
+                    out.extend(
+                        row.chunks(4)
+                            .map(|c| c.iter().rev().fold(0u32, |w, &b| w << 8 | b as u32)),
+                    );
                     out.resize(start + format.row_words(k), 0);
                 }
             }

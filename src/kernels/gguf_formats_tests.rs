@@ -18,7 +18,11 @@ fn fixture(name: &str) -> Vec<u8> {
 fn mismatches(ty: GgmlType, bytes: &[u8], rows: usize, k: usize) -> Vec<String> {
     let want = dequantize(ty, bytes, rows * k).unwrap();
     let (format, packed) = pack_gguf(ty, bytes, rows, k).unwrap();
-    assert_eq!(packed.len() as u64 * 4, format.matrix_bytes(rows, k), "{ty}");
+    assert_eq!(
+        packed.len() as u64 * 4,
+        format.matrix_bytes(rows, k),
+        "{ty}"
+    );
     let got = format.unpack(&packed, rows, k);
     got.iter()
         .zip(&want)
@@ -54,7 +58,12 @@ fn repack_of_gguf_py_vectors_unpacks_to_their_values_bit_for_bit() {
         let bytes = fixture(&format!("{}.bin", ty.name()));
         let blocks = bytes.len() / ty.block_bytes();
         for rows in [1, 2, blocks] {
-            bad.extend(mismatches(ty, &bytes, rows, blocks / rows * ty.block_values()));
+            bad.extend(mismatches(
+                ty,
+                &bytes,
+                rows,
+                blocks / rows * ty.block_values(),
+            ));
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
@@ -78,7 +87,10 @@ fn stacked_repack_is_the_repack_of_the_concatenated_rows() {
     let mut rng = Rng::new(16);
     for ty in GgmlType::ALL {
         let k = 2 * ty.block_values();
-        let (gate, up) = (random_blocks(&mut rng, ty, 6), random_blocks(&mut rng, ty, 6));
+        let (gate, up) = (
+            random_blocks(&mut rng, ty, 6),
+            random_blocks(&mut rng, ty, 6),
+        );
         let stacked = pack_gguf_stacked(ty, &[(&gate, 3), (&up, 3)], k).unwrap();
         let whole = pack_gguf(ty, &[gate, up].concat(), 6, k).unwrap();
         assert_eq!(stacked, whole, "{ty}");
@@ -92,15 +104,25 @@ fn nonfinite_scales_are_errors_naming_row_and_block() {
         let k = ty.block_values();
         let rows = bytes.len() / ty.block_bytes();
         let err = pack_gguf(ty, &bytes, rows, k).unwrap_err().to_string();
-        assert!(err.contains(ty.name()) && err.contains("row ") && err.contains("block 0"), "{err}");
+        assert!(
+            err.contains(ty.name()) && err.contains("row ") && err.contains("block 0"),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn partial_blocks_and_wrong_lengths_are_errors() {
-    let err = pack_gguf(GgmlType::Q4_K, &[0; 144], 1, 128).unwrap_err().to_string();
-    assert!(err.contains("not a whole number of 256-value blocks"), "{err}");
-    let err = pack_gguf(GgmlType::Q8_0, &[0; 34], 2, 32).unwrap_err().to_string();
+    let err = pack_gguf(GgmlType::Q4_K, &[0; 144], 1, 128)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a whole number of 256-value blocks"),
+        "{err}"
+    );
+    let err = pack_gguf(GgmlType::Q8_0, &[0; 34], 2, 32)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs 68 bytes, got 34"), "{err}");
 }
 

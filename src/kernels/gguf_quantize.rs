@@ -15,7 +15,11 @@ use crate::gguf::GgmlType;
 
 /// The f16 of `v` (saturating, NaN as 0), as its f32 value and its little-endian bytes.
 fn to_f16(v: f32) -> (f32, [u8; 2]) {
-    let h = f16::from_f32(if v.is_nan() { 0.0 } else { v.clamp(-65504.0, 65504.0) });
+    let h = f16::from_f32(if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(-65504.0, 65504.0)
+    });
     (h.to_f32(), h.to_le_bytes())
 }
 
@@ -29,7 +33,9 @@ fn quant(x: f32, d: f32, lo: i32, hi: i32) -> i32 {
 
 /// The value of largest magnitude (with its sign), and the minimum and maximum.
 fn extremes(x: &[f32]) -> (f32, f32, f32) {
-    let signed = x.iter().fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let signed = x
+        .iter()
+        .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
     let lo = x.iter().fold(f32::INFINITY, |m, &v| m.min(v));
     let hi = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     (signed, lo, hi)
@@ -81,7 +87,10 @@ fn legacy_block(out: &mut Vec<u8>, ty: GgmlType, x: &[f32]) {
         return;
     }
     if offset == 16 {
-        let qh = q.iter().enumerate().fold(0u32, |h, (i, &v)| h | (((v >> 4) & 1) as u32) << i);
+        let qh = q
+            .iter()
+            .enumerate()
+            .fold(0u32, |h, (i, &v)| h | (((v >> 4) & 1) as u32) << i);
         out.extend(qh.to_le_bytes());
     }
     out.extend((0..16).map(|i| (q[i] & 15) as u8 | ((q[i + 16] & 15) as u8) << 4));
@@ -101,7 +110,10 @@ fn k_block(out: &mut Vec<u8>, x: &[f32], five: bool) {
     let d = to_f16(scales.iter().fold(0.0f32, |m, &v| m.max(v)) / 63.0);
     let dmin = to_f16(mins.iter().fold(0.0f32, |m, &v| m.max(v)) / 63.0);
     let sc: Vec<u8> = scales.iter().map(|&s| quant(s, d.0, 0, 63) as u8).collect();
-    let mn: Vec<u8> = mins.iter().map(|&m| quant(m, dmin.0, 0, 63) as u8).collect();
+    let mn: Vec<u8> = mins
+        .iter()
+        .map(|&m| quant(m, dmin.0, 0, 63) as u8)
+        .collect();
     out.extend(d.1);
     out.extend(dmin.1);
     let mut packed = [0u8; 12];
@@ -130,9 +142,15 @@ fn k_block(out: &mut Vec<u8>, x: &[f32], five: bool) {
 
 /// Q6_K of 256 values.
 fn q6_k_block(out: &mut Vec<u8>, x: &[f32]) {
-    let scales: Vec<f32> = x.chunks_exact(16).map(|s| extremes(s).0.abs() / 31.0).collect();
+    let scales: Vec<f32> = x
+        .chunks_exact(16)
+        .map(|s| extremes(s).0.abs() / 31.0)
+        .collect();
     let d = to_f16(scales.iter().fold(0.0f32, |m, &v| m.max(v)) / 127.0);
-    let sc: Vec<i8> = scales.iter().map(|&s| quant(s, d.0, -127, 127) as i8).collect();
+    let sc: Vec<i8> = scales
+        .iter()
+        .map(|&s| quant(s, d.0, -127, 127) as i8)
+        .collect();
     let (mut ql, mut qh) = ([0u8; 128], [0u8; 64]);
     for (i, &v) in x.iter().enumerate() {
         let q = (quant(v, d.0 * f32::from(sc[i / 16]), -32, 31) + 32) as u8;

@@ -44,7 +44,9 @@ impl WeightFormat {
                 (0..GROUP).map(|i| byte(&words[8 * g..], i)).collect()
             } else {
                 let w = &words[4 * g..4 * g + 4];
-                (0..GROUP).map(|i| ((w[i / 8] >> (4 * (i % 8))) & 15) as u8).collect()
+                (0..GROUP)
+                    .map(|i| ((w[i / 8] >> (4 * (i % 8))) & 15) as u8)
+                    .collect()
             };
             let fifth = |qh: u32, i: usize| ((qh >> i) & 1) as u8 * 16;
             let (sb, j) = (g / 8, g % 8);
@@ -67,7 +69,11 @@ impl WeightFormat {
                         let (sc, m) = scale_min(&meta[base + 1..base + 4], j);
                         let scale = half(meta[base], false) * f32::from(sc);
                         let min = half(meta[base], true) * f32::from(m);
-                        let high = if self == Self::Q5K { fifth(meta[base + 4 + j], i) } else { 0 };
+                        let high = if self == Self::Q5K {
+                            fifth(meta[base + 4 + j], i)
+                        } else {
+                            0
+                        };
                         scale * f32::from(q | high) - min
                     }
                     Self::Q6K => {

@@ -13,6 +13,7 @@
 //! | `Int8` | 4 × i8, element `4m + b` in byte `b` | 16 values | one f32 per row: `[rows]` |
 //! | `Int4` | 8 × i4, element `8m + n` in bits `4n..4n + 4` | 32 values | one bf16 per group of 32 values: `[rows, ⌈groups / 2⌉]` words, even groups in the low half |
 //! | `Mxfp4` | 8 × e2m1, element `8m + n` in bits `4n..4n + 4` | 32 values | one e8m0 byte per group of 32 values: `[rows, ⌈groups / 4⌉]` words, group `4j + b` in byte `b` |
+//! | `Q8_0` … `Q6K` | GGUF's codes, one 32-value group per `vec4<u32>` (Q8_0: two) | 32 values (K-quants 256) | GGUF's scales and high bits: [`gguf_formats`](crate::kernels::gguf_formats) |
 //!
 //! Quantisation is symmetric and round-to-nearest from the f32 weights: int8 uses
 //! s = max|w| / 127 per row and q ∈ [-127, 127]; int4 uses s = max|w| / 7 per group of 32

@@ -97,7 +97,7 @@ impl Table {
         let i = *offered;
         *offered += 1;
         let gguf = WeightFormat::GGUF.iter().position(|f| f.name() == format);
-        if gguf.is_some_and(|p| (i + p) % GGUF_STRIDE != 0) {
+        if gguf.is_some_and(|p| !(i + p).is_multiple_of(GGUF_STRIDE)) {
             return;
         }
         let line = match catch_unwind(AssertUnwindSafe(f)) {

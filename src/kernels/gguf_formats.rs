@@ -74,10 +74,12 @@ impl WeightFormat {
         }
     }
 
-    /// Scale-block words of one row of `k` values in a GGUF quantised format.
+    /// Scale-block words of one row of `k` values in a GGUF quantised format (0 in the others).
     pub(crate) fn gguf_scale_row_words(self, k: usize) -> usize {
-        let g =
-            k.div_ceil(self.gguf_block().unwrap_or(GROUP)) * self.gguf_block().unwrap_or(0) / GROUP;
+        // 32-value groups of the row padded to whole blocks.
+        let g = self
+            .gguf_block()
+            .map_or(0, |block| k.next_multiple_of(block) / GROUP);
         match self {
             Self::Q8_0 | Self::Q4_0 => g.div_ceil(2),
             Self::Q4_1 => g,
@@ -109,7 +111,7 @@ impl WeightFormat {
         out.extend(scales);
     }
 
-    /// Appends the rows of `blocks` (whole GGUF blocks of this format's type, `k` values a row,
+    /// Appends the rows of `rows` (whole GGUF blocks of this format's type, `k` values a row,
     /// scales already checked finite): value words to `out`, side data to `scales`.
     pub(crate) fn repack_rows(
         self,

@@ -226,7 +226,10 @@ mod tests {
             (WeightFormat::Int4, true),
             (WeightFormat::Bf16, false),
             (WeightFormat::Mxfp4, true),
-        ] {
+        ]
+        .into_iter()
+        .chain(WeightFormat::GGUF.map(|f| (f, false)))
+        {
             let w = random_mlp(&mut Rng::new(1), h, i, bias);
             let mut words = w.pack_gate_up(format, h, i).len() + w.pack_down(format, h, i).len();
             if bias {

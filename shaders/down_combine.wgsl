@@ -5,7 +5,7 @@
 // with the arithmetic of the down GEMM followed by combine.wgsl, term for term, so the bits
 // are those of the unfused path (and no float atomics). y is still written, for routing
 // capture. Used with GLU = 0 and any weight format without per-row scales (all but int8;
-// group scales apply per chunk inside the matvec). Bindings 0-7 are
+// side data applies per chunk inside the matvec). Bindings 0-7 are
 // matmul_common.wgsl's, with x = the expert hidden rows [pairs, k] and out = the combined
 // output [tokens, out_stride]. With split weights each part's dispatch writes its columns
 // col0 .. col0 + n of y, out and the shared output.

@@ -40,13 +40,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc[i] = 0.0;
         acc_up[i] = 0.0;
     }
-    // One weight word per column per step (4 f32 .. 32 int4 or mxfp4 values), loaded once with its
-    // group scale and used for the word's SUBS chunks of 4 values. Columns past n keep zero
-    // words and scales.
+    // One weight word per column per step (4 f32 .. 32 4-bit values), loaded once with its side
+    // data and used for the word's SUBS chunks of 4 values. Columns past n keep zero words.
     var wq: array<vec4<u32>, 16>;
     var uq: array<vec4<u32>, 16>;
-    var wscale: array<f32, 16>;
-    var uscale: array<f32, 16>;
+    var wmeta: array<Meta, 16>;
+    var umeta: array<Meta, 16>;
     for (var c0 = 0u; c0 < p.k; c0 += PER_WORD) {
         let word = c0 / PER_WORD;
         // A loop of the constant TN (unrolled), not of cols_here: llvmpipe ends an
@@ -59,9 +58,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     uq[j] = w[ubase[j] + word];
                 }
                 if (group_scaled()) {
-                    wscale[j] = group_scale(slot_base, col0 + j, word);
+                    wmeta[j] = load_meta(slot_base, col0 + j, word);
                     if (GLU != 0u) {
-                        uscale[j] = group_scale(slot_base, col0 + j + p.n, word);
+                        umeta[j] = load_meta(slot_base, col0 + j + p.n, word);
                     }
                 }
             }
@@ -78,18 +77,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 }
             }
             for (var j = 0u; j < TN; j++) {
-                var wv = decode(wq[j], sub);
-                if (group_scaled()) {
-                    wv *= wscale[j];
-                }
+                let wv = weights(wq[j], wmeta[j], sub);
                 for (var i = 0u; i < TM; i++) {
                     acc[i * TN + j] += dot(xv[i], wv);
                 }
                 if (GLU != 0u) {
-                    var uv = decode(uq[j], sub);
-                    if (group_scaled()) {
-                        uv *= uscale[j];
-                    }
+                    let uv = weights(uq[j], umeta[j], sub);
                     for (var i = 0u; i < TM; i++) {
                         acc_up[i * TN + j] += dot(xv[i], uv);
                     }

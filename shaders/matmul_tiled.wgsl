@@ -26,7 +26,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let slot_base = tile.slot * p.w_slot_vecs;
     let tx = lid % WG_N;
     let ty = lid / WG_N;
-    // Values staged per weight load: a whole word, or half an int4 or mxfp4 word (32 values > BK).
+    // Values staged per weight load: a whole word, or half a 32-value word (> BK).
     let unit = min(PER_WORD, BK);
     let units = BK / unit;
     let planes = select(1u, 2u, GLU != 0u);
@@ -59,18 +59,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let c = col_block + cc;
             let word = (k0 + kk0) / PER_WORD;
             var wv = vec4<u32>(0u);
-            var scale = 1.0;
+            var side = Meta(1.0, 0.0, vec2<u32>(0u));
             if (c < p.n && word < p.w_row_vecs) {
                 let row = c + plane * p.n;
                 wv = w[slot_base + row * p.w_row_vecs + word];
                 if (group_scaled()) {
-                    scale = group_scale(slot_base, row, word);
+                    side = load_meta(slot_base, row, word);
                 }
             }
             let sub0 = ((k0 + kk0) % PER_WORD) / 4u;
             let base = plane * BK * BLOCK_N + kk0 * BLOCK_N + cc;
             for (var s = 0u; s < unit / 4u; s++) {
-                let v = decode(wv, sub0 + s) * scale;
+                let v = weights(wv, side, sub0 + s);
                 for (var e = 0u; e < 4u; e++) {
                     ws[base + (4u * s + e) * BLOCK_N] = v[e];
                 }

@@ -6,8 +6,8 @@
 // specialisation, and the weight rows of columns past n are clamped onto the last column
 // (loaded, never stored), so the k loop has no per-column branch; on lavapipe the autotuner
 // picks it over the register tiles at every decode shape. Per column the arithmetic is the
-// general kernel's, term for term in k order (int4 and mxfp4 group scales on each chunk, int8 row
-// scales at the store), so results are bit-identical to the prefill tiles (batch invariance).
+// general kernel's, term for term in k order (each word's side data applied to its chunks by
+// `weights`, int8 row scales at the store), so results are bit-identical to the prefill tiles (batch invariance).
 
 // Gate (or only) and up accumulators of columns col0 + 0..3 and col0 + 4..7.
 struct Acc {
@@ -17,13 +17,12 @@ struct Acc {
     u_hi: vec4<f32>,
 }
 
-// One column's gate (or only) and up weight words of a k step, with their int4 or mxfp4 group
-// scales.
+// One column's gate (or only) and up weight words of a k step, with their side data.
 struct Col {
     w: vec4<u32>,
     u: vec4<u32>,
-    ws: f32,
-    us: f32,
+    ws: Meta,
+    us: Meta,
 }
 
 // Column `col0 + j`, clamped onto the last one.
@@ -39,9 +38,9 @@ fn load_col(sb: u32, col: u32, word: u32) -> Col {
         c.u = w[sb + (col + p.n) * p.w_row_vecs + word];
     }
     if (group_scaled()) {
-        c.ws = group_scale(sb, col, word);
+        c.ws = load_meta(sb, col, word);
         if (GLU != 0u) {
-            c.us = group_scale(sb, col + p.n, word);
+            c.us = load_meta(sb, col + p.n, word);
         }
     }
     return c;
@@ -56,17 +55,9 @@ fn accumulate(
     c: Col,
     sub: u32,
 ) {
-    var wv = decode(c.w, sub);
-    if (group_scaled()) {
-        wv *= c.ws;
-    }
-    (*g)[j] += dot(xv, wv);
+    (*g)[j] += dot(xv, weights(c.w, c.ws, sub));
     if (GLU != 0u) {
-        var uv = decode(c.u, sub);
-        if (group_scaled()) {
-            uv *= c.us;
-        }
-        (*u)[j] += dot(xv, uv);
+        (*u)[j] += dot(xv, weights(c.u, c.us, sub));
     }
 }
 

@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("synthetic", &["spec"]),
     ("calibration", &["error", "spec"]),
     ("gpu", &["error"]),
-    ("kernels", &["error", "spec", "gpu", "synthetic"]),
+    ("kernels", &["error", "spec", "gpu", "synthetic", "gguf"]),
     (
         "moe",
         &[

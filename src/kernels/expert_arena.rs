@@ -236,7 +236,10 @@ mod tests {
             (WeightFormat::Int4, true),
             (WeightFormat::Bf16, false),
             (WeightFormat::Mxfp4, true),
-        ] {
+        ]
+        .into_iter()
+        .chain(WeightFormat::GGUF.map(|f| (f, false)))
+        {
             let format = ExpertFormat::uniform(format);
             let w = random_mlp(&mut Rng::new(1), h, i, bias);
             let mut words =

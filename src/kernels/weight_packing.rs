@@ -13,6 +13,7 @@
 //! | `Int8` | 4 × i8, element `4m + b` in byte `b` | 16 values | one f32 per row: `[rows]` |
 //! | `Int4` | 8 × i4, element `8m + n` in bits `4n..4n + 4` | 32 values | one bf16 per group of 32 values: `[rows, ⌈groups / 2⌉]` words, even groups in the low half |
 //! | `Mxfp4` | 8 × e2m1, element `8m + n` in bits `4n..4n + 4` | 32 values | one e8m0 byte per group of 32 values: `[rows, ⌈groups / 4⌉]` words, group `4j + b` in byte `b` |
+//! | `Q8_0` … `Q6K` | GGUF's codes, one 32-value group per `vec4<u32>` (Q8_0: two) | 32 values (K-quants 256) | GGUF's scales and high bits: [`gguf_formats`](crate::kernels::gguf_formats) |
 //!
 //! Quantisation is symmetric and round-to-nearest from the f32 weights: int8 uses
 //! s = max|w| / 127 per row and q ∈ [-127, 127]; int4 uses s = max|w| / 7 per group of 32
@@ -43,22 +44,31 @@ impl WeightFormat {
             Self::Int4 => 3.0,
             Self::Bf16 => 4.0,
             Self::Mxfp4 => 5.0,
+            Self::Q8_0 => 6.0,
+            Self::Q4_0 => 7.0,
+            Self::Q4_1 => 8.0,
+            Self::Q5_0 => 9.0,
+            Self::Q5_1 => 10.0,
+            Self::Q4K => 11.0,
+            Self::Q5K => 12.0,
+            Self::Q6K => 13.0,
         }
     }
 
     /// Values per u32 word.
-    fn per_word(self) -> usize {
+    pub(crate) fn per_word(self) -> usize {
         match self {
             Self::F32 => 1,
             Self::F16 | Self::Bf16 => 2,
-            Self::Int8 => 4,
-            Self::Int4 | Self::Mxfp4 => 8,
+            Self::Int8 | Self::Q8_0 => 4,
+            _ => 8,
         }
     }
 
-    /// Values a row is padded to: whole `vec4<u32>` words (and 8 values at least).
+    /// Values a row is padded to: whole `vec4<u32>` words (and 8 values at least), whole
+    /// blocks in the GGUF formats.
     fn row_pad(self) -> usize {
-        (4 * self.per_word()).max(8)
+        self.gguf_block().unwrap_or((4 * self.per_word()).max(8))
     }
 
     /// u32 words of one weight row of `k` values, padding included.
@@ -72,6 +82,7 @@ impl WeightFormat {
             Self::F32 | Self::F16 | Self::Bf16 => 0,
             Self::Int8 => rows,
             Self::Int4 | Self::Mxfp4 => rows * self.group_scale_row_words(k),
+            _ => rows * self.gguf_scale_row_words(k),
         }
     }
 
@@ -127,6 +138,9 @@ impl WeightFormat {
     /// Appends one matrix whose rows are those of `parts` in order (gate rows then up rows):
     /// the scale block follows all of them.
     pub fn pack_stacked_into(self, out: &mut Vec<u32>, parts: &[&[f32]], k: usize) {
+        if self.gguf_type().is_some() {
+            return self.pack_gguf_floats_into(out, parts, k);
+        }
         let words = self.row_words(k);
         let mut scales = Vec::new();
         for row in parts.iter().flat_map(|p| p.chunks_exact(k.max(1))) {
@@ -174,6 +188,7 @@ impl WeightFormat {
                         scales[first + g / 4] |= (e as u32) << (8 * (g % 4));
                     }
                 }
+                _ => {}
             }
             out.resize(start + words, 0);
         }
@@ -187,6 +202,13 @@ impl WeightFormat {
         let words = self.row_words(k);
         let scales = &packed[rows * words..];
         let mut out = Vec::with_capacity(rows * k);
+        if self.gguf_type().is_some() {
+            let meta = self.scale_words(1, k);
+            for (r, row) in packed.chunks_exact(words).take(rows).enumerate() {
+                self.unpack_gguf_row(row, &scales[r * meta..(r + 1) * meta], k, &mut out);
+            }
+            return out;
+        }
         for (r, row) in packed.chunks_exact(words).take(rows).enumerate() {
             out.extend((0..k).map(|i| {
                 let word = row[i / self.per_word()];
@@ -207,6 +229,7 @@ impl WeightFormat {
                         let e = (quad >> (8 * (g % 4))) as u8;
                         e2m1_value((word >> (4 * lane)) as u8) * e8m0_value(e)
                     }
+                    _ => 0.0,
                 }
             }));
         }

@@ -20,7 +20,8 @@ pub struct ModelOptions {
     pub max_batch: usize,
     /// Most rows of logits one call can return ([`Logits::All`](crate::model::Logits)).
     pub max_logit_rows: usize,
-    /// Storage of routed and shared expert weights; int8, int4 and mxfp4 are quantised at load
+    /// Storage of routed and shared expert weights; int8, int4, mxfp4 and the GGUF formats
+    /// (`WeightFormat::GGUF`, by round-to-nearest quantisers) are quantised at load
     /// (and at each expert-cache upload) from the checkpoint's weights, except that an MXFP4
     /// checkpoint's experts go to mxfp4 as they are. None: the checkpoint's own format
     /// ([`native_expert_format`](crate::model::expert_loading::native_expert_format)).

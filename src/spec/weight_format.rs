@@ -23,19 +23,56 @@ pub enum WeightFormat {
     /// Symmetric int4, one bf16 scale per group of [`INT4_GROUP`] values of a row.
     Int4,
     /// OCP MX FP4: e2m1 values with one e8m0 (power of two) scale per group of
-    /// [`MXFP4_GROUP`] values of a row; gpt-oss's expert format.
+    /// [`MXFP4_GROUP`] values of a row; gpt-oss's expert format (and GGUF's MXFP4).
     Mxfp4,
+    /// GGUF Q8_0: i8 values, one f16 scale per 32.
+    Q8_0,
+    /// GGUF Q4_0: 4-bit values offset by 8, one f16 scale per 32.
+    Q4_0,
+    /// GGUF Q4_1: 4-bit values, an f16 scale and an f16 min per 32.
+    Q4_1,
+    /// GGUF Q5_0: 5-bit values offset by 16, one f16 scale per 32.
+    Q5_0,
+    /// GGUF Q5_1: 5-bit values, an f16 scale and an f16 min per 32.
+    Q5_1,
+    /// GGUF Q4_K: 4-bit values; 6-bit scales and mins per 32 against f16 `d`, `dmin` per 256.
+    Q4K,
+    /// GGUF Q5_K: as Q4_K with a fifth bit per value.
+    Q5K,
+    /// GGUF Q6_K: 6-bit values offset by 32; an i8 scale per 16 against an f16 `d` per 256.
+    Q6K,
 }
 
 impl WeightFormat {
-    /// Every format, from widest to narrowest.
-    pub const ALL: [WeightFormat; 6] = [
+    /// Every format: our own from widest to narrowest, then GGUF's ([`Self::GGUF`]).
+    pub const ALL: [WeightFormat; 14] = [
         Self::F32,
         Self::F16,
         Self::Bf16,
         Self::Int8,
         Self::Int4,
         Self::Mxfp4,
+        Self::Q8_0,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q5_1,
+        Self::Q4K,
+        Self::Q5K,
+        Self::Q6K,
+    ];
+
+    /// The formats that hold GGUF's quantised types as they are (see
+    /// [`GgmlType`](crate::gguf::GgmlType)).
+    pub const GGUF: [WeightFormat; 8] = [
+        Self::Q8_0,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q5_1,
+        Self::Q4K,
+        Self::Q5K,
+        Self::Q6K,
     ];
 
     /// The name the CLI and the reports use.
@@ -47,17 +84,27 @@ impl WeightFormat {
             Self::Int4 => "int4",
             Self::Bf16 => "bf16",
             Self::Mxfp4 => "mxfp4",
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+            Self::Q4_1 => "q4_1",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_1 => "q5_1",
+            Self::Q4K => "q4_k",
+            Self::Q5K => "q5_k",
+            Self::Q6K => "q6_k",
         }
     }
 
-    /// The format named `f32`, `f16`, `bf16`, `int8`, `int4` or `mxfp4`.
+    /// The format named `f32`, `f16`, `bf16`, `int8`, `int4`, `mxfp4`, `q8_0`, `q4_0`, `q4_1`,
+    /// `q5_0`, `q5_1`, `q4_k`, `q5_k` or `q6_k`.
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
             .find(|f| f.name() == name)
             .ok_or_else(|| {
                 Error::input(format!(
-                    "unknown weight format `{name}`; use f32, f16, bf16, int8, int4 or mxfp4"
+                    "unknown weight format `{name}`; use one of {}",
+                    Self::ALL.map(Self::name).join(", ")
                 ))
             })
     }

@@ -9,6 +9,7 @@ mod common;
 mod attention_sequences;
 mod context;
 mod f16_error;
+mod gguf_decode;
 mod gpu_faults;
 mod kernel_attention;
 mod kernel_bindings;

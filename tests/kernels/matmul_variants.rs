@@ -272,9 +272,10 @@ pub(crate) fn run_grouped(
 
 /// Six pipelines per tiling: plain with bias in f32, bf16 and int8 (a stride that forbids vec4
 /// x loads), SiLU-gated in f16, int4 and mxfp4 (a vec4-aligned stride wider than k); each at odd
-/// k and n (int4, mxfp4: two full groups of 32 and a partial one) and at k = 1.
+/// k and n (int4, mxfp4: two full groups of 32 and a partial one) and at k = 1; and GGUF's
+/// Q4_K (SiLU, three super-blocks, the last partial), Q6_K and Q8_0 (plain, several blocks).
 fn dense_cases() -> Vec<Case> {
-    use WeightFormat::{Bf16, F16, F32, Int4, Int8, Mxfp4};
+    use WeightFormat::{Bf16, F16, F32, Int4, Int8, Mxfp4, Q4K, Q6K, Q8_0};
     let plain = |format, n, k| Case {
         n,
         k,
@@ -304,6 +305,9 @@ fn dense_cases() -> Vec<Case> {
         plain(Bf16, 5, 1),
         gated(Mxfp4, 70, 77),
         gated(Mxfp4, 3, 1),
+        gated(Q4K, 9, 600),
+        plain(Q6K, 13, 520),
+        plain(Q8_0, 29, 100),
     ]
 }
 

@@ -31,8 +31,8 @@ pub struct Args {
     #[arg(long)]
     repeats: Option<usize>,
     /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
-    /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values.
-    #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values, and GGUF's q8_0 … q6_k are llama.cpp's types.
+    #[arg(long, default_value = "f16", value_parser = crate::weight_formats())]
     dtype: String,
     /// Use the fixed default tilings instead of the autotuner's (same as MOE_GPU_TUNE=0).
     #[arg(long)]

@@ -37,7 +37,7 @@ pub struct Args {
     json: bool,
     /// Expert weight format of the student (the teacher stays f32): int8 has one scale per row,
     /// int4 and mxfp4 one per 32 values.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    #[arg(long, default_value = "f32", value_parser = crate::weight_formats())]
     dtype: String,
     /// Dynamic activation of the student.
     #[command(flatten)]

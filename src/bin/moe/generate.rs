@@ -76,9 +76,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_batch: usize,
     /// Expert weight format on the GPU (routed and shared experts; attention, dense layers and
-    /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values
+    /// the router stay f32): int8 has one scale per row, int4 and mxfp4 one per 32 values, and GGUF's q8_0 … q6_k are llama.cpp's types
     /// [default: the checkpoint's own: mxfp4 for a gpt-oss MXFP4 checkpoint, else f32].
-    #[arg(long, value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    #[arg(long, value_parser = crate::weight_formats())]
     dtype: Option<String>,
     #[command(flatten)]
     residency: ResidencyArgs,

@@ -35,7 +35,7 @@ pub struct Args {
     expert_budget: Option<String>,
     /// Expert weight format of the plan [default: the checkpoint's own: mxfp4 for a gpt-oss
     /// MXFP4 checkpoint, else f32].
-    #[arg(long, value_parser = ["f32", "f16", "bf16", "int8", "int4", "mxfp4"])]
+    #[arg(long, value_parser = crate::weight_formats())]
     dtype: Option<String>,
     /// Also read every tensor and report its NaN and infinite values (exits non-zero if any).
     #[arg(long)]

@@ -75,6 +75,13 @@ enum Command {
 
 /// Parses the command line. Negative numbers are read as values, so that `--temperature -1`
 /// or `--layer -1` is refused with the reason instead of as an unknown argument.
+/// The `--dtype` values: every weight format's name.
+fn weight_formats() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        moe_gpu::kernels::matmul::WeightFormat::ALL.map(|f| f.name()),
+    )
+}
+
 fn parse() -> Cli {
     let command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
     Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())

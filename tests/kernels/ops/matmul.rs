@@ -35,6 +35,8 @@ fn dense_shapes() -> Vec<Dense> {
             false,
         ),
         ("T=33 n=5 k=1 bias".into(), 33, 5, 1, Glu::None, true),
+        // Three K-quant super-blocks, the last one partial.
+        ("T=2 n=9 k=600 silu".into(), 2, 9, 600, Glu::Silu, false),
         (
             format!("T=7 {} shared gate_up", model_label(&ds)),
             7,
@@ -99,6 +101,7 @@ pub fn matvec(t: &mut Table) {
     let shapes: Vec<Dense> = vec![
         ("T=1 n=29 k=37 bias".into(), 1, 29, 37, Glu::None, true),
         ("T=2 n=70 k=45 silu".into(), 2, 70, 45, Glu::Silu, false),
+        ("T=1 n=13 k=520 bias".into(), 1, 13, 520, Glu::None, true),
         (
             format!("T=1 {mxl} gate_up"),
             1,

@@ -84,6 +84,7 @@ pub fn random_moe_weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
         gate: r
             .shared_gate
             .then(|| rng.normals(h, 1.0 / (h as f32).sqrt())),
+        packed: None,
     });
     MoeWeights {
         router,

@@ -80,6 +80,7 @@ pub fn synthetic_weights(spec: &MoeLayerSpec, seed: u64) -> MoeWeights {
         shared: spec.shared_inter.map(|si| SharedExpert {
             mlp: mlp(&mut rng, h, si, spec.expert_bias),
             gate: None,
+            packed: None,
         }),
         experts: std::sync::Arc::new(SyntheticExperts {
             hidden: h,

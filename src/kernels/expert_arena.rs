@@ -182,19 +182,8 @@ impl ExpertArena {
 
     /// Writes one expert's packed weights into `slot` (queued; visible to the next submit).
     fn upload_packed(&self, ctx: &Context, slot: usize, w: &PackedExpert) -> Result<()> {
-        let (h, i, f) = (self.hidden, self.inter, self.format);
-        let (gu, dn) = (&w.gate_up[..], &w.down[..]);
-        self.gate_up.write_slot(ctx, slot, |c| {
-            f.gate_up.select_rows(
-                gu,
-                2 * i,
-                h,
-                &[(c.first, c.end()), (i + c.first, i + c.end())],
-            )
-        })?;
-        self.down.write_slot(ctx, slot, |c| {
-            f.down.select_rows(dn, h, i, &[(c.first, c.end())])
-        })?;
+        let (h, i) = (self.hidden, self.inter);
+        write_packed(ctx, [&self.gate_up, &self.down], slot, w, h, i)?;
         if let Some((gb, db)) = &w.bias {
             let offset = (slot * 2 * i * 4) as u64;
             ctx.write(&self.gate_up_bias, offset, bytemuck::cast_slice(gb))?;
@@ -217,6 +206,26 @@ impl ExpertArena {
         ctx.queue
             .write_buffer(table, 0, bytemuck::cast_slice(slots));
     }
+}
+
+/// Writes the matrices of `w` (in its own formats, those of the buffers) into slot `slot` of
+/// gate/up and down weights `[gate_up, down]` of an expert of `hidden` × `inter` (queued).
+pub fn write_packed(
+    ctx: &Context,
+    [gate_up, down]: [&SplitWeights; 2],
+    slot: usize,
+    w: &PackedExpert,
+    hidden: usize,
+    inter: usize,
+) -> Result<()> {
+    let (h, i, f) = (hidden, inter, w.format);
+    gate_up.write_slot(ctx, slot, |c| {
+        let parts = [(c.first, c.end()), (i + c.first, i + c.end())];
+        f.gate_up.select_rows(&w.gate_up, 2 * i, h, &parts)
+    })?;
+    down.write_slot(ctx, slot, |c| {
+        f.down.select_rows(&w.down, h, i, &[(c.first, c.end())])
+    })
 }
 
 #[cfg(test)]

@@ -213,6 +213,7 @@ impl Model {
                         cfg.dense_inter,
                         Glu::Silu,
                         ExpertFormat::uniform(options.dense_format),
+                        None,
                         limits.batch,
                         MlpIo {
                             x: &s.x,

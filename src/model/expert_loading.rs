@@ -2,12 +2,16 @@
 //! [`ExpertSource`] that converts one expert at a time from the memory-mapped files (or hands
 //! it over in its own encoding: `packed`).
 
+mod formats;
 mod packed;
 
 use std::sync::Arc;
 
+pub use formats::{gguf_expert_format, native_expert_formats};
+use packed::gguf_packed;
+
 use crate::error::{Error, Result};
-use crate::kernels::matmul::{ExpertFormat, WeightFormat};
+use crate::kernels::matmul::ExpertFormat;
 use crate::kernels::mxfp4::{e2m1_value, e8m0_value};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, ModelConfig};
@@ -33,24 +37,6 @@ pub fn moe_layer_spec_for(cfg: &ModelConfig, layer: usize, format: ExpertFormat)
         expert_bias: m.expert_bias,
         shared_inter: m.shared_inter,
         format,
-    }
-}
-
-/// The format a checkpoint's routed experts are stored in, where the GPU reads it as it is:
-/// [`WeightFormat::Mxfp4`] for a gpt-oss release with MXFP4 experts (`*_blocks` / `*_scales`),
-/// else [`WeightFormat::F32`] (the checkpoint's values, widened).
-pub fn native_expert_format(ckpt: &Checkpoint, cfg: &ModelConfig) -> WeightFormat {
-    let mxfp4 = cfg.arch == Arch::GptOss
-        && cfg.moe_layers().iter().any(|&l| {
-            ckpt.contains(&format!(
-                "{}experts.gate_up_proj_blocks",
-                cfg.arch.mlp_prefix(l)
-            ))
-        });
-    if mxfp4 {
-        WeightFormat::Mxfp4
-    } else {
-        WeightFormat::F32
     }
 }
 
@@ -90,7 +76,10 @@ pub fn load_moe_weights(
             } else {
                 None
             };
-            Some(SharedExpert { mlp, gate })
+            let names =
+                ["gate_proj", "up_proj", "down_proj"].map(|n| format!("{p}{name}.{n}.weight"));
+            let packed = gguf_packed(ckpt, &names, h, si)?;
+            Some(SharedExpert { mlp, gate, packed })
         }
     };
     let experts = CheckpointExperts::new(ckpt.clone(), cfg, layer)?;

@@ -45,7 +45,7 @@ pub use checkpoint::Checkpoint;
 pub use config::{Arch, MlpKind, ModelConfig};
 pub use decoder::{Logits, Model};
 pub use expert_loading::{
-    load_mlp, load_moe_weights, moe_layer_spec, moe_layer_spec_for, native_expert_format,
+    load_mlp, load_moe_weights, moe_layer_spec, moe_layer_spec_for, native_expert_formats,
 };
 pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator};
 pub use options::ModelOptions;

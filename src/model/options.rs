@@ -5,7 +5,7 @@ use crate::kernels::attention::SplitKv;
 use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
-use crate::model::expert_loading::native_expert_format;
+use crate::model::expert_loading::native_expert_formats;
 use crate::moe::budget::ResidencyOptions;
 
 /// Build options of a [`Model`](crate::model::Model). `Default` gives f32 weights (experts in
@@ -24,7 +24,7 @@ pub struct ModelOptions {
     /// (`WeightFormat::GGUF`, by round-to-nearest quantisers) are quantised at load
     /// (and at each expert-cache upload) from the checkpoint's weights, except that an MXFP4
     /// checkpoint's experts go to mxfp4 as they are. None: the checkpoint's own format
-    /// ([`native_expert_format`](crate::model::expert_loading::native_expert_format)).
+    /// ([`native_expert_formats`](crate::model::expert_loading::native_expert_formats)).
     pub expert_format: Option<WeightFormat>,
     /// The gate/up and down formats of each decoder layer's experts (the entries of dense
     /// layers are not used), where they differ by layer or matrix: what a loader that reads
@@ -99,10 +99,8 @@ impl ModelOptions {
                 cfg.layers
             ))),
             (Some(formats), None) => Ok(formats.clone()),
-            (None, f) => {
-                let f = f.unwrap_or_else(|| native_expert_format(ckpt, cfg));
-                Ok(vec![ExpertFormat::uniform(f); cfg.layers])
-            }
+            (None, Some(f)) => Ok(vec![ExpertFormat::uniform(f); cfg.layers]),
+            (None, None) => native_expert_formats(ckpt, cfg),
         }
     }
 

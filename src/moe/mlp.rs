@@ -4,12 +4,12 @@
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::dense::DenseMatmul;
-use crate::kernels::expert_arena::ExpertArena;
+use crate::kernels::expert_arena::{ExpertArena, write_packed};
 use crate::kernels::matmul::{ExpertFormat, Glu, MatmulBuffers};
 use crate::kernels::row_split::SplitWeights;
 use crate::kernels::tiling::TileKind;
 use crate::kernels::tune::{self, ExpertGemms};
-use crate::spec::weights::ExpertWeights;
+use crate::spec::weights::{ExpertWeights, PackedExpert};
 
 /// Gate/up then down, each in the tuned prefill tiling for many tokens and the tuned decode
 /// matvec for a few (the same bits either way).
@@ -41,6 +41,7 @@ impl DenseMlp {
         inter: usize,
         glu: Glu,
         format: ExpertFormat,
+        packed: Option<&PackedExpert>,
         max_tokens: usize,
         io: MlpIo<'_>,
     ) -> Result<Self> {
@@ -55,9 +56,18 @@ impl DenseMlp {
         let bias = w.gate_bias.is_some();
         w.check("mlp", hidden, inter, bias)?;
         let [gate_up_shape, down_shape] = ExpertArena::weight_shapes(hidden, inter, 1, format);
-        let gate_up_w =
-            SplitWeights::from_f32(ctx, "mlp gate_up", gate_up_shape, &[&w.gate, &w.up])?;
-        let down_w = SplitWeights::from_f32(ctx, "mlp down", down_shape, &[&w.down])?;
+        let (gate_up_w, down_w) = match packed.filter(|p| p.format == format) {
+            Some(p) => {
+                let gate_up_w = SplitWeights::new(ctx, "mlp gate_up", gate_up_shape)?;
+                let down_w = SplitWeights::new(ctx, "mlp down", down_shape)?;
+                write_packed(ctx, [&gate_up_w, &down_w], 0, p, hidden, inter)?;
+                (gate_up_w, down_w)
+            }
+            None => (
+                SplitWeights::from_f32(ctx, "mlp gate_up", gate_up_shape, &[&w.gate, &w.up])?,
+                SplitWeights::from_f32(ctx, "mlp down", down_shape, &[&w.down])?,
+            ),
+        };
         let gate_up_b = ctx.storage_with("mlp gate_up bias", &w.gate_up_bias(inter))?;
         let down_b = ctx.storage_with("mlp down bias", &w.down_bias_or_zero(hidden))?;
         let slot0 = ctx.storage_with("slot 0", &[0u32])?;

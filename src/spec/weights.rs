@@ -135,6 +135,9 @@ pub struct SharedExpert {
     pub mlp: ExpertWeights,
     /// `[hidden]` `shared_expert_gate` row: out += sigmoid(gate · x) · mlp(x).
     pub gate: Option<Vec<f32>>,
+    /// The projections as the checkpoint stores them (a GGUF file's blocks, repacked without
+    /// loss), used where they are in the layer's expert format.
+    pub packed: Option<PackedExpert>,
 }
 
 /// Everything one MoE layer needs besides its shape.

@@ -81,6 +81,7 @@ pub fn as_stored(spec: &MoeLayerSpec, w: &MoeWeights, format: ExpertFormat) -> M
         shared: w.shared.as_ref().map(|s| SharedExpert {
             mlp: stored(&s.mlp, format, h, spec.shared_inter.unwrap()),
             gate: s.gate.clone(),
+            packed: None,
         }),
         experts: Arc::new(experts),
     }

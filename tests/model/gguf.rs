@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use moe_gpu::model::Logits;
+use moe_gpu::spec::{ExpertFormat, WeightFormat};
 use moe_gpu::{Model, ModelOptions, Tokenizer};
 use serde_json::Value;
 
@@ -182,6 +183,26 @@ fn qwen3_moe_every_type_matches_transformers_and_llama_cpp() {
     ] {
         check("qwen3_moe", ty, kl, median);
     }
+}
+
+#[test]
+fn experts_stay_in_the_files_types_on_the_gpu() {
+    let path = dir("qwen3_moe").join("Q4_K_M.gguf");
+    let model = Model::load(common::ctx(), &path).unwrap();
+    let f = |gate_up, down| ExpertFormat { gate_up, down };
+    // llama-quantize's Q4_K_M: Q4_K everywhere but layer 1's down experts, which are Q6_K.
+    assert_eq!(
+        model.expert_formats[0],
+        f(WeightFormat::Q4K, WeightFormat::Q4K)
+    );
+    assert_eq!(
+        model.expert_formats[1],
+        f(WeightFormat::Q4K, WeightFormat::Q6K)
+    );
+    let path = dir("gpt_oss").join("MXFP4_MOE.gguf");
+    let model = Model::load(common::ctx(), &path).unwrap();
+    let mxfp4 = ExpertFormat::uniform(WeightFormat::Mxfp4);
+    assert!(model.expert_formats.iter().all(|&x| x == mxfp4));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{
-    Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for, native_expert_format,
+    Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for, native_expert_formats,
 };
 use moe_gpu::moe::activation_policy::ActivationSummary;
 use moe_gpu::moe::{ForwardOptions, LayerBuild, MoeLayer, ResidencyStats};
@@ -62,10 +62,12 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let cfg = ModelConfig::load(&a.model)?;
     let ckpt = Arc::new(Checkpoint::open(&a.model)?);
-    let format = ExpertFormat::uniform(match &a.dtype {
-        Some(name) => WeightFormat::parse(name)?,
-        None => native_expert_format(&ckpt, &cfg),
-    });
+    let format = match &a.dtype {
+        Some(name) => ExpertFormat::uniform(WeightFormat::parse(name)?),
+        None => *native_expert_formats(&ckpt, &cfg)?
+            .get(a.layer)
+            .ok_or_else(|| anyhow::anyhow!("layer {} of {}", a.layer, cfg.layers))?,
+    };
     let input = Checkpoint::open_file(&a.input)?;
     let shape = input.shape("input")?.to_vec();
     if shape.len() != 2 || shape[1] != cfg.hidden || shape[0] == 0 {

@@ -275,6 +275,7 @@ impl MoeLayer {
                 si,
                 spec.glu,
                 spec.format,
+                s.packed.as_ref(),
                 max_tokens,
                 MlpIo {
                     x: &x,

@@ -86,6 +86,22 @@ impl Checkpoint {
         })
     }
 
+    /// How tensor `name` is stored: its dtype (a GGUF checkpoint's: the GGUF type) and its
+    /// bytes in the files.
+    pub fn stored(&self, name: &str) -> Result<(String, u64)> {
+        let e = self.entry(name)?;
+        let (Some(g), Some(view)) = (&self.gguf, &e.gguf) else {
+            return Ok((format!("{:?}", e.dtype), (e.end - e.start) as u64));
+        };
+        let info = g.tensor(view.tensor())?;
+        let bytes = match view {
+            GgufView::Expert(t, x) => g.expert_bytes(t, *x)?.len(),
+            GgufView::KvB(k_b, v_b) => g.tensor(k_b)?.byte_len() + g.tensor(v_b)?.byte_len(),
+            GgufView::Whole(_) | GgufView::Row(_) | GgufView::Unpermuted(..) => info.byte_len(),
+        };
+        Ok((info.ty.to_string(), bytes as u64))
+    }
+
     /// The f32 values of a GGUF view; NaN or infinity is an error naming the tensor.
     pub(super) fn gguf_f32(&self, view: &GgufView) -> Result<Vec<f32>> {
         let g = self.gguf.as_ref().ok_or_else(|| {

@@ -79,7 +79,7 @@ fn params_of(name: &str, shape: &[usize]) -> u64 {
 }
 
 impl ModelSummary {
-    /// Summarises the checkpoint in `dir` (config.json and its safetensors).
+    /// Summarises the checkpoint in `dir` (config.json and its safetensors, or a GGUF file).
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let cfg = ModelConfig::load(dir)?;
         let ckpt = Checkpoint::open(dir)?;
@@ -88,14 +88,14 @@ impl ModelSummary {
         let mut routed_bytes = 0u64;
         let mut dtypes = BTreeMap::new();
         for name in ckpt.names() {
-            let e = ckpt.entry(name)?;
-            let p = params_of(name, &e.shape);
+            let p = params_of(name, &ckpt.entry(name)?.shape);
+            let (dtype, bytes) = ckpt.stored(name)?;
             total += p;
             if name.contains(".experts.") {
                 routed += p;
-                routed_bytes += (e.end - e.start) as u64;
+                routed_bytes += bytes;
             }
-            *dtypes.entry(format!("{:?}", e.dtype)).or_insert(0) += 1;
+            *dtypes.entry(dtype).or_insert(0) += 1;
         }
         let m = &cfg.moe;
         let moe_layers = cfg.moe_layers();

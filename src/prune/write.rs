@@ -252,6 +252,13 @@ pub fn write_pruned(
 ) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let ckpt = Checkpoint::open(src)?;
+    if ckpt.gguf().is_some() {
+        return Err(Error::input(format!(
+            "{}: pruning writes Hugging Face checkpoints from Hugging Face checkpoints; this is a \
+             GGUF file",
+            src.display()
+        )));
+    }
     let plans: HashMap<usize, &LayerPlan> = plan.layers.iter().map(|l| (l.layer, l)).collect();
     let mut weight_map = serde_json::Map::new();
     let mut total_size = 0u64;

@@ -8,6 +8,7 @@ mod bench_report;
 mod cli;
 mod cli_residency;
 mod generate_cli;
+mod gguf_cli;
 mod inspect_checks;
 mod messages;
 mod plots;

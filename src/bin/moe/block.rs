@@ -20,7 +20,7 @@ use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model directory (config.json + safetensors).
+    /// Hugging Face model directory (config.json + safetensors), or a GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// Decoder layer index (must be an MoE layer).

@@ -13,7 +13,7 @@ use crate::progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model directory.
+    /// Hugging Face model directory, or a GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// Calibration data: text (needs tokenizer.json) or token ids separated by spaces, commas

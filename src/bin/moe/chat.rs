@@ -17,7 +17,7 @@ use crate::progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model directory with tokenizer.json and a chat template.
+    /// Hugging Face model directory with tokenizer.json and a chat template, or a GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// A system turn at the start of the conversation (kept by /reset).

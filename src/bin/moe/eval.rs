@@ -16,7 +16,7 @@ use crate::progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The student model directory (e.g. written by `moe prune`).
+    /// The student model directory (e.g. written by `moe prune`), or a GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// The teacher model directory (e.g. the unpruned original); without it, the model's

@@ -19,7 +19,8 @@ use crate::residency_args::ResidencyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model directory: config.json, safetensors, and tokenizer.json for --prompt.
+    /// Hugging Face model directory (config.json, safetensors, and tokenizer.json for --prompt),
+    /// or a GGUF file (its tokenizer included).
     #[arg(long)]
     model: PathBuf,
     /// Prompt text, encoded with the model's tokenizer.json (as plain text unless --chat);

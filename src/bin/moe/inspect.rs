@@ -17,7 +17,7 @@ use moe_gpu::moe::{ExpertBudget, ResidencyOptions, parse_bytes};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model directory.
+    /// Hugging Face model directory, or a GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// Print one JSON object instead of the report.

@@ -24,7 +24,7 @@ use state::AppState;
 #[derive(clap::Args)]
 pub struct Args {
     /// Hugging Face model directory: config.json, safetensors, tokenizer.json, and a chat
-    /// template for /v1/chat/completions.
+    /// template for /v1/chat/completions; or a GGUF file, which holds all of them.
     #[arg(long)]
     model: PathBuf,
     /// Address to listen on (127.0.0.1: this machine only).

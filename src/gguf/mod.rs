@@ -38,3 +38,10 @@ pub use ggml_type::{GgmlType, dequantize};
 pub use tensor::TensorInfo;
 pub use value::Value;
 pub use vocab::GgufVocab;
+
+/// Whether `path` names a GGUF file (by its extension; the header is checked on opening).
+pub fn is_gguf(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
+        && !path.is_dir()
+}

@@ -20,8 +20,7 @@ use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
-use crate::model::checkpoint_gguf::is_gguf;
+use crate::gguf::{GgufFile, is_gguf};
 
 /// One turn of a conversation.
 #[derive(Debug, Clone, Serialize)]

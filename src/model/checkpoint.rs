@@ -10,11 +10,10 @@ use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use super::checkpoint_gguf::is_gguf;
 use super::gguf_names::GgufView;
 use super::safetensors_header::{check_header, shard_files};
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, is_gguf};
 
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
@@ -283,7 +282,7 @@ pub fn to_f32(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
 /// [`to_f32`] of the part of a tensor that starts at flat index `first`, which errors count
 /// from. Each chunk is checked right after conversion, while it is still in cache: the check
 /// costs a few percent of the conversion.
-fn to_f32_from(name: &str, dtype: Dtype, raw: &[u8], first: usize) -> Result<Vec<f32>> {
+pub(super) fn to_f32_from(name: &str, dtype: Dtype, raw: &[u8], first: usize) -> Result<Vec<f32>> {
     const CHUNK: usize = 4096;
     let width = float_width(name, dtype)?;
     let mut out = Vec::with_capacity(raw.len() / width);
@@ -333,84 +332,5 @@ pub(crate) fn first_non_finite(v: &[f32]) -> Option<usize> {
         v.iter().position(|x| !x.is_finite())
     } else {
         None
-    }
-}
-
-impl Checkpoint {
-    /// Checks that `name` exists with exactly `shape` and a floating-point dtype, without reading it.
-    pub fn expect(&self, name: &str, shape: &[usize]) -> Result<()> {
-        let e = self.entry(name)?;
-        if e.shape != shape {
-            return Err(Error::tensor(
-                name,
-                format!("has shape {:?}, expected {:?}", e.shape, shape),
-            ));
-        }
-        float_width(name, e.dtype).map(|_| ())
-    }
-
-    /// Checks that `name` exists as a U8 tensor of exactly `shape`, without reading it.
-    pub fn expect_u8(&self, name: &str, shape: &[usize]) -> Result<()> {
-        let e = self.entry(name)?;
-        if e.shape != shape || e.dtype != Dtype::U8 {
-            return Err(Error::tensor(
-                name,
-                format!("is {:?} {:?}, expected U8 {:?}", e.dtype, e.shape, shape),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Slice `index` along the first axis of a floating-point tensor, converted to f32.
-    pub fn f32_slice(&self, name: &str, index: usize) -> Result<Vec<f32>> {
-        let e = self.entry(name)?;
-        let (rows, per) = split_first(name, &e.shape)?;
-        if index >= rows {
-            return Err(Error::tensor(
-                name,
-                format!("has {rows} slices, asked for {index}"),
-            ));
-        }
-        if e.gguf.is_some() {
-            let all = self.f32_any(name)?;
-            return Ok(all[index * per..(index + 1) * per].to_vec());
-        }
-        let width = e.dtype.bitsize() / 8;
-        let raw = self.bytes(name)?;
-        to_f32_from(
-            name,
-            e.dtype,
-            &raw[index * per * width..(index + 1) * per * width],
-            index * per,
-        )
-    }
-
-    /// Slice `index` along the first axis of a U8 tensor.
-    pub fn u8_slice(&self, name: &str, index: usize) -> Result<&[u8]> {
-        let e = self.entry(name)?;
-        if e.dtype != Dtype::U8 {
-            return Err(Error::tensor(
-                name,
-                format!("has dtype {:?}, expected U8", e.dtype),
-            ));
-        }
-        let (rows, per) = split_first(name, &e.shape)?;
-        if index >= rows {
-            return Err(Error::tensor(
-                name,
-                format!("has {rows} slices, asked for {index}"),
-            ));
-        }
-        Ok(&self.bytes(name)?[index * per..(index + 1) * per])
-    }
-}
-
-fn split_first(name: &str, shape: &[usize]) -> Result<(usize, usize)> {
-    match shape.split_first() {
-        Some((rows, rest)) => Ok((*rows, rest.iter().product())),
-        None => Err(Error::tensor(
-            name,
-            "is a scalar, expected at least one axis",
-        )),
     }
 }

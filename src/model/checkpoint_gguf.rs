@@ -14,13 +14,6 @@ use super::gguf_names::{GgufView, hf_views, join_kv_b, unpermute_rows};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile, dequantize};
 
-/// Whether `path` names a GGUF file (by its extension; the header is checked on opening).
-pub fn is_gguf(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
-        && !path.is_dir()
-}
-
 impl Checkpoint {
     /// Opens a GGUF file (every part of a split one) and names its tensors as the Hugging Face
     /// checkpoint of the same model would.

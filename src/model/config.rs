@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::checkpoint_gguf::is_gguf;
 use super::gguf_config::hf_config;
 use crate::error::{Error, Result};
+use crate::gguf::is_gguf;
 pub use crate::model::arch::{Arch, MlpKind};
 use crate::model::json::Json;
 pub use crate::model::moe_config::MoeConfig;

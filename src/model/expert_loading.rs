@@ -7,8 +7,8 @@ mod packed;
 
 use std::sync::Arc;
 
+use formats::gguf_packed;
 pub use formats::{gguf_expert_format, native_expert_formats};
-use packed::gguf_packed;
 
 use crate::error::{Error, Result};
 use crate::kernels::matmul::ExpertFormat;

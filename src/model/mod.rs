@@ -8,6 +8,7 @@ pub mod capture;
 pub mod chat;
 pub mod checkpoint;
 pub(crate) mod checkpoint_gguf;
+mod checkpoint_slices;
 pub mod collect_calibration;
 pub mod config;
 pub mod decoder;

@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, GgufVocab};
-use crate::model::checkpoint_gguf::is_gguf;
+use crate::gguf::{GgufFile, GgufVocab, is_gguf};
 
 /// A Hugging Face tokenizer (tokenizer.json).
 pub struct Tokenizer {

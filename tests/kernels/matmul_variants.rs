@@ -174,15 +174,8 @@ pub(crate) fn grouped_outputs(
     let tokens = pairs / top_k;
     // Slot of expert e is experts-1-e, so the table's indirection is exercised.
     let wt = weights(&mut rng, c, experts);
-    let table: Vec<u32> = (0..experts)
-        .map(|e| {
-            if Some(e) == missing {
-                INVALID
-            } else {
-                (experts - 1 - e) as u32
-            }
-        })
-        .collect();
+    let slot = |e: usize| (Some(e) != missing).then_some((experts - 1 - e) as u32);
+    let table: Vec<u32> = (0..experts).map(|e| slot(e).unwrap_or(INVALID)).collect();
     let x_rows = if gather { tokens } else { pairs };
     let x = rng.normals(x_rows * c.x_stride, 1.0);
     // Expert-sorted rows and the tile lists (full, and tail where the tiling has a tail), as

@@ -1,11 +1,13 @@
-//! The formats a checkpoint's routed experts reach the GPU in by default: the ones that hold
-//! them as they are stored.
+//! The formats a checkpoint's routed experts reach the GPU in by default (the ones that hold
+//! them as they are stored), and a GGUF file's expert matrices repacked into them.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
+use crate::kernels::gguf_formats::{pack_gguf, pack_gguf_stacked};
 use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, MlpKind, ModelConfig};
+use crate::spec::weights::PackedExpert;
 
 /// The formats a checkpoint's routed experts are stored in, per decoder layer, where the GPU
 /// reads them as they are: a GGUF file's types matrix by matrix ([`gguf_expert_format`]);
@@ -70,4 +72,40 @@ pub fn gguf_expert_format(
         gate_up: WeightFormat::of_gguf(gate),
         down: WeightFormat::of_gguf(down),
     })
+}
+
+/// The gate, up and down matrices `names` (`[inter, hidden]`, `[inter, hidden]`, `[hidden,
+/// inter]`) of a GGUF checkpoint repacked without loss, in the formats that hold their types;
+/// `None` where they are not GGUF tensors read as stored, or gate and up differ in type.
+pub(crate) fn gguf_packed(
+    ckpt: &Checkpoint,
+    names: &[String; 3],
+    hidden: usize,
+    inter: usize,
+) -> Result<Option<PackedExpert>> {
+    let mut blocks = Vec::with_capacity(3);
+    for name in names {
+        match ckpt.gguf_block_bytes(name)? {
+            Some(b) => blocks.push(b),
+            None => return Ok(None),
+        }
+    }
+    let [(gate_ty, gate), (up_ty, up), (down_ty, down)] = blocks[..] else {
+        return Ok(None);
+    };
+    if gate_ty != up_ty {
+        return Ok(None);
+    }
+    let (gate_up_format, gate_up) =
+        pack_gguf_stacked(gate_ty, &[(gate, inter), (up, inter)], hidden)?;
+    let (down_format, down) = pack_gguf(down_ty, down, hidden, inter)?;
+    Ok(Some(PackedExpert {
+        format: ExpertFormat {
+            gate_up: gate_up_format,
+            down: down_format,
+        },
+        gate_up,
+        down,
+        bias: None,
+    }))
 }

@@ -1,16 +1,15 @@
 //! Experts handed to the GPU in the checkpoint's own encoding, without a trip through f32: a
-//! GGUF file's blocks in the formats that hold their types ([`pack_gguf`]), a gpt-oss
+//! GGUF file's blocks in the formats that hold their types ([`pack_gguf`](crate::kernels::gguf_formats::pack_gguf)), a gpt-oss
 //! release's MXFP4 blocks and scales for `mxfp4`, and bf16 per-expert matrices for `bf16`
 //! (whose rows, when their length is a multiple of 8, are the packed rows byte for byte).
 
 use safetensors::Dtype;
 
+use super::formats::gguf_packed;
 use super::{CheckpointExperts, Layout};
 use crate::error::{Error, Result};
-use crate::kernels::gguf_formats::{pack_gguf, pack_gguf_stacked};
 use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::kernels::mxfp4::{E8M0_NAN, pack_mxfp4_rows};
-use crate::model::checkpoint::Checkpoint;
 use crate::spec::weights::PackedExpert;
 
 impl CheckpointExperts {
@@ -148,40 +147,4 @@ impl CheckpointExperts {
         }
         Ok(words)
     }
-}
-
-/// The gate, up and down matrices `names` (`[inter, hidden]`, `[inter, hidden]`, `[hidden,
-/// inter]`) of a GGUF checkpoint repacked without loss, in the formats that hold their types;
-/// `None` where they are not GGUF tensors read as stored, or gate and up differ in type.
-pub(in crate::model) fn gguf_packed(
-    ckpt: &Checkpoint,
-    names: &[String; 3],
-    hidden: usize,
-    inter: usize,
-) -> Result<Option<PackedExpert>> {
-    let mut blocks = Vec::with_capacity(3);
-    for name in names {
-        match ckpt.gguf_block_bytes(name)? {
-            Some(b) => blocks.push(b),
-            None => return Ok(None),
-        }
-    }
-    let [(gate_ty, gate), (up_ty, up), (down_ty, down)] = blocks[..] else {
-        return Ok(None);
-    };
-    if gate_ty != up_ty {
-        return Ok(None);
-    }
-    let (gate_up_format, gate_up) =
-        pack_gguf_stacked(gate_ty, &[(gate, inter), (up, inter)], hidden)?;
-    let (down_format, down) = pack_gguf(down_ty, down, hidden, inter)?;
-    Ok(Some(PackedExpert {
-        format: ExpertFormat {
-            gate_up: gate_up_format,
-            down: down_format,
-        },
-        gate_up,
-        down,
-        bias: None,
-    }))
 }

@@ -133,6 +133,17 @@ impl GgmlType {
         }
     }
 
+    /// Byte offsets, in one block, of its f16 scales (`d`, and `m` or `dmin`); none for the
+    /// float types and MXFP4, whose scale is an e8m0 byte.
+    pub fn f16_scale_offsets(self) -> &'static [usize] {
+        match self {
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
+            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+            GgmlType::Q6_K => &[208],
+            _ => &[],
+        }
+    }
+
     /// The block decoder: one block's bytes in, `block_values` f32 out.
     fn decoder(self) -> fn(&[u8], &mut [f32]) {
         match self {

@@ -224,16 +224,6 @@ fn nibble_words(code: impl Fn(usize) -> u8) -> [u32; 4] {
     std::array::from_fn(|m| (0..8).fold(0, |w, n| w | (code(8 * m + n) as u32) << (4 * n)))
 }
 
-/// Byte offsets, in a block of `ty`, of its f16 scales (`d`, and `m` or `dmin`).
-fn scale_offsets(ty: GgmlType) -> &'static [usize] {
-    match ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-        GgmlType::Q6_K => &[208],
-        _ => &[],
-    }
-}
-
 /// The error for the first non-finite f16 scale in `bytes` (rows of `k` values of `ty`),
 /// naming its row and block.
 fn check_scales(ty: GgmlType, bytes: &[u8], k: usize) -> Result<()> {
@@ -246,7 +236,7 @@ fn check_scales(ty: GgmlType, bytes: &[u8], k: usize) -> Result<()> {
                 i % per_row
             )));
         }
-        for &at in scale_offsets(ty) {
+        for &at in ty.f16_scale_offsets() {
             let v = f16::from_bits(u16::from_le_bytes([block[at], block[at + 1]]));
             if !v.is_finite() {
                 return Err(Error::input(format!(

@@ -43,7 +43,7 @@ fn random_blocks(rng: &mut Rng, ty: GgmlType, blocks: usize) -> Vec<u8> {
         if ty == GgmlType::MXFP4 {
             block[0] = rng.below(255) as u8;
         }
-        for &at in scale_offsets(ty) {
+        for &at in ty.f16_scale_offsets() {
             let s = f16::from_f32(rng.normal() * 0.01);
             block[at..at + 2].copy_from_slice(&s.to_le_bytes());
         }

@@ -13,16 +13,6 @@ use moe_gpu::synthetic::Rng;
 use crate::common;
 use crate::common::matmul::{all_tilings, limit_for_parts, split_shape};
 
-/// Byte offsets of a block's f16 scales, which must be finite to repack.
-fn scale_offsets(ty: GgmlType) -> &'static [usize] {
-    match ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-        GgmlType::Q6_K => &[208],
-        _ => &[],
-    }
-}
-
 /// `rows` rows of `k` values of `ty`: random bytes, finite f16 scales (one in eight
 /// subnormal), MXFP4 exponents below 255; F32, F16 and BF16 as random normals.
 fn random_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
@@ -48,7 +38,7 @@ fn random_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> 
         if ty == GgmlType::MXFP4 {
             block[0] = 100 + rng.below(40) as u8;
         }
-        for &at in scale_offsets(ty) {
+        for &at in ty.f16_scale_offsets() {
             let scale = if rng.below(8) == 0 { 1e-6 } else { 0.05 };
             let s = half::f16::from_f32(rng.normal() * scale);
             block[at..at + 2].copy_from_slice(&s.to_le_bytes());

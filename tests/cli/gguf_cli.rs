@@ -1,6 +1,7 @@
 //! The CLI on GGUF files: `moe generate --model FILE.gguf --prompt TEXT` tokenizes with the
 //! file's tokenizer and continues as llama.cpp does (tests/fixtures/gguf-models), `moe inspect`
-//! reports the file's tensor types, and a damaged file is a clear error.
+//! reports the file's tensor types, `moe eval` and `moe calibrate` read it with its tokenizer,
+//! and a damaged file is a clear error.
 
 use std::path::PathBuf;
 
@@ -75,4 +76,49 @@ fn a_truncated_gguf_file_is_a_clear_error() {
         err.contains("cut.gguf") && !err.contains("panicked"),
         "{err}"
     );
+}
+
+#[test]
+fn eval_and_calibrate_read_a_gguf_file_and_its_tokenizer() {
+    let (path, teacher) = (fixture("Q4_K_M").0, fixture("Q8_0").0);
+    let dir = temp_dir("gguf-eval");
+    let data = dir.join("text.txt");
+    std::fs::write(
+        &data,
+        "And God said, Let there be light: and there was light.\n".repeat(8),
+    )
+    .unwrap();
+    let out = moe(&[
+        "eval",
+        "--model",
+        path.to_str().unwrap(),
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--seq-len",
+        "32",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let ppl = json["perplexity"].as_f64().unwrap();
+    assert!(ppl.is_finite() && ppl > 1.0, "{json}");
+    let stats = dir.join("calibration.json");
+    let out = moe(&[
+        "calibrate",
+        "--model",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        stats.to_str().unwrap(),
+        "--seq-len",
+        "32",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::metadata(&stats).unwrap().len() > 0);
 }

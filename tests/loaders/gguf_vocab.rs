@@ -12,7 +12,7 @@ use moe_gpu::gguf::GgufVocab;
 use serde_json::Value;
 
 /// The vocab and llama.cpp's cases of fixture `name`.
-fn fixture(name: &str) -> (GgufVocab, Vec<Value>) {
+pub(crate) fn fixture(name: &str) -> (GgufVocab, Vec<Value>) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/gguf-vocab")
         .join(format!("{name}.json"));

@@ -15,4 +15,5 @@ mod gguf_blocks;
 mod gguf_file;
 mod gguf_file_oracle;
 mod gguf_file_reject;
+mod gguf_metadata;
 mod gguf_vocab;

@@ -49,12 +49,21 @@ fn space_of(access: Access) -> &'static str {
 
 /// The `override` constants of `source` and their initialisers.
 fn declared_overrides(source: &str) -> Vec<(String, String)> {
-    source
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("override "))
-        .map(|rest| {
-            let (decl, init) = rest.split_once('=').unwrap_or((rest, ""));
-            let name = decl.split(':').next().unwrap().trim().to_string();
+    let lines: Vec<&str> = source.lines().collect();
+    (0..lines.len())
+        .filter_map(|i| Some((i, lines[i].trim().strip_prefix("override ")?)))
+        .map(|(i, rest)| {
+            // The declaration runs to its `;`, over several lines where its initialiser does.
+            let mut decl = rest.to_string();
+            for more in &lines[i + 1..] {
+                if decl.contains(';') {
+                    break;
+                }
+                decl.push(' ');
+                decl.push_str(more.trim());
+            }
+            let (head, init) = decl.split_once('=').unwrap_or((&decl, ""));
+            let name = head.split(':').next().unwrap().trim().to_string();
             let init = init.split(';').next().unwrap().trim().to_string();
             (name, init)
         })

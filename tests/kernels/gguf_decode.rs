@@ -1,8 +1,8 @@
 //! GGUF blocks repacked for the GPU (`pack_gguf`) decode inside the matmul kernels to exactly
 //! `gguf::dequantize`'s values: a matmul of the identity reads every weight back, for every
-//! type, random codes and scales (subnormal f16 scales included), in every tiling the
-//! autotuner may pick (register tiles, shared-memory tiles, the decode matvec), with the rows
-//! split over three bindings.
+//! type, random codes and scales (subnormal f16 scales included), in each kernel the autotuner
+//! may pick (register tiles, shared-memory tiles, the decode matvec: the first tiling of each),
+//! with the rows split over three bindings.
 
 use moe_gpu::gguf::{GgmlType, dequantize};
 use moe_gpu::kernels::gguf_formats::pack_gguf;
@@ -52,6 +52,10 @@ fn every_gguf_type_decodes_in_every_kernel_to_gguf_py_values() {
     let ctx = common::ctx();
     let mut rng = Rng::new(15);
     let mut bad = Vec::new();
+    let mut tilings = all_tilings();
+    let mut seen = std::collections::HashSet::new();
+    tilings.retain(|t| seen.insert(t.variant));
+    assert_eq!(tilings.len(), 3, "one tiling per kernel: {tilings:?}");
     for ty in GgmlType::ALL {
         // Two blocks a row (three 32-value groups for the float types and 32-value blocks).
         let (n, k) = (7, (2 * ty.block_values()).max(96));
@@ -75,7 +79,7 @@ fn every_gguf_type_decodes_in_every_kernel_to_gguf_py_values() {
         .unwrap();
         let zero = ctx.storage_with("zero", &[0u32]).unwrap();
         let out = ctx.storage("out", (k * n * 4) as u64).unwrap();
-        for tiling in all_tilings() {
+        for &tiling in &tilings {
             let spec = MatmulSpec { tiling, ..spec };
             let buffers = MatmulBuffers {
                 x: &xb,

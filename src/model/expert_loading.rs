@@ -78,7 +78,7 @@ pub fn load_moe_weights(
             };
             let names =
                 ["gate_proj", "up_proj", "down_proj"].map(|n| format!("{p}{name}.{n}.weight"));
-            let packed = gguf_packed(ckpt, &names, h, si)?;
+            let packed = gguf_packed(ckpt, &names, h, si, None)?;
             Some(SharedExpert { mlp, gate, packed })
         }
     };

@@ -167,7 +167,7 @@ fn views_of(gguf: &str, cfg: &ModelConfig) -> Result<Vec<(String, GgufView)>> {
 }
 
 /// The Hugging Face name of a routed expert's `gate`, `up` or `down` matrix.
-fn expert_name(arch: Arch, proj: &str) -> &'static str {
+pub(crate) fn expert_name(arch: Arch, proj: &str) -> &'static str {
     match (arch, proj) {
         (Arch::Mixtral, "gate") => "w1",
         (Arch::Mixtral, "up") => "w3",

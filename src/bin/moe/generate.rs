@@ -113,12 +113,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     // Text needs the tokenizer; ids are printed as text when one is there to decode them.
     let text = prompt_text(a.prompt.as_deref(), a.prompt_file.as_deref())?;
-    let tokenizer = match (&text, Tokenizer::exists(&a.model)) {
-        (Some(_), _) => Some(Tokenizer::load(&a.model)?),
-        (None, true) => Tokenizer::load(&a.model)
+    // `exists` reads a GGUF file's header, so it is asked only where the answer is needed.
+    let tokenizer = match &text {
+        Some(_) => Some(Tokenizer::load(&a.model)?),
+        None if Tokenizer::exists(&a.model) => Tokenizer::load(&a.model)
             .inspect_err(|e| eprintln!("warning: {e}; printing token ids instead of text"))
             .ok(),
-        (None, false) => None,
+        None => None,
     };
     let prompt = match (&text, &a.prompt_ids, &tokenizer) {
         (Some(text), _, Some(t)) if a.chat => {

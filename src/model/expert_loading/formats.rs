@@ -7,6 +7,7 @@ use crate::kernels::gguf_formats::{pack_gguf, pack_gguf_stacked};
 use crate::kernels::matmul::{ExpertFormat, WeightFormat};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{Arch, MlpKind, ModelConfig};
+use crate::model::gguf_names::expert_name;
 use crate::spec::weights::PackedExpert;
 
 /// The formats a checkpoint's routed experts are stored in, per decoder layer, where the GPU
@@ -47,10 +48,8 @@ pub fn gguf_expert_format(
     layer: usize,
 ) -> Result<ExpertFormat> {
     let p = format!("{}experts.0.", cfg.arch.mlp_prefix(layer));
-    let [g, u, d] = match cfg.arch {
-        Arch::Mixtral => ["w1", "w3", "w2"],
-        _ => ["gate_proj", "up_proj", "down_proj"],
-    };
+    // The names the GGUF views are given (gguf_names), not a copy of them.
+    let [g, u, d] = ["gate", "up", "down"].map(|proj| expert_name(cfg.arch, proj));
     let ty = |n: &str| -> Result<GgmlType> {
         let name = format!("{p}{n}.weight");
         match ckpt.gguf_block_bytes(&name)? {
@@ -76,12 +75,14 @@ pub fn gguf_expert_format(
 
 /// The gate, up and down matrices `names` (`[inter, hidden]`, `[inter, hidden]`, `[hidden,
 /// inter]`) of a GGUF checkpoint repacked without loss, in the formats that hold their types;
-/// `None` where they are not GGUF tensors read as stored, or gate and up differ in type.
+/// `None` where they are not GGUF tensors read as stored, gate and up differ in type, or those
+/// formats are not `want` (checked before any repacking).
 pub(crate) fn gguf_packed(
     ckpt: &Checkpoint,
     names: &[String; 3],
     hidden: usize,
     inter: usize,
+    want: Option<ExpertFormat>,
 ) -> Result<Option<PackedExpert>> {
     let mut blocks = Vec::with_capacity(3);
     for name in names {
@@ -93,17 +94,17 @@ pub(crate) fn gguf_packed(
     let [(gate_ty, gate), (up_ty, up), (down_ty, down)] = blocks[..] else {
         return Ok(None);
     };
-    if gate_ty != up_ty {
+    let format = ExpertFormat {
+        gate_up: WeightFormat::of_gguf(gate_ty),
+        down: WeightFormat::of_gguf(down_ty),
+    };
+    if gate_ty != up_ty || want.is_some_and(|w| w != format) {
         return Ok(None);
     }
-    let (gate_up_format, gate_up) =
-        pack_gguf_stacked(gate_ty, &[(gate, inter), (up, inter)], hidden)?;
-    let (down_format, down) = pack_gguf(down_ty, down, hidden, inter)?;
+    let (_, gate_up) = pack_gguf_stacked(gate_ty, &[(gate, inter), (up, inter)], hidden)?;
+    let (_, down) = pack_gguf(down_ty, down, hidden, inter)?;
     Ok(Some(PackedExpert {
-        format: ExpertFormat {
-            gate_up: gate_up_format,
-            down: down_format,
-        },
+        format,
         gate_up,
         down,
         bias: None,

@@ -44,12 +44,10 @@ impl CheckpointExperts {
         format: ExpertFormat,
     ) -> Result<Option<PackedExpert>> {
         let names = names.map(|n| format!("{}{x}.{n}.weight", self.prefix));
-        let Some(mut packed) = gguf_packed(&self.ckpt, &names, self.hidden, self.inter)? else {
+        let (h, i) = (self.hidden, self.inter);
+        let Some(mut packed) = gguf_packed(&self.ckpt, &names, h, i, Some(format))? else {
             return Ok(None);
         };
-        if packed.format != format {
-            return Ok(None);
-        }
         if let Layout::PerExpertBiased(..) = self.layout {
             let (mut gate_up_bias, up_bias, down_bias) = self.biases(x)?;
             gate_up_bias.extend(up_bias);

@@ -31,62 +31,73 @@ fn scale_min(s: &[u32], j: usize) -> (u8, u8) {
 }
 
 impl WeightFormat {
-    /// One row of `k` values of a GGUF-format matrix, appended to `out`: `words` its value
+    /// One row of `out.len()` values of a GGUF-format matrix into `out`: `words` its value
     /// words, `meta` its scale-block words.
-    pub(crate) fn unpack_gguf_row(self, words: &[u32], meta: &[u32], k: usize, out: &mut Vec<f32>) {
+    pub(crate) fn decode_gguf_row(self, words: &[u32], meta: &[u32], out: &mut [f32]) {
         let groups = words.len() * self.per_word() / GROUP;
-        for g in 0..groups {
-            let take = k.saturating_sub(g * GROUP).min(GROUP);
-            if take == 0 {
-                break;
-            }
-            let codes: Vec<u8> = if self == Self::Q8_0 {
-                (0..GROUP).map(|i| byte(&words[8 * g..], i)).collect()
-            } else {
-                let w = &words[4 * g..4 * g + 4];
-                (0..GROUP)
-                    .map(|i| ((w[i / 8] >> (4 * (i % 8))) & 15) as u8)
-                    .collect()
-            };
-            let fifth = |qh: u32, i: usize| ((qh >> i) & 1) as u8 * 16;
-            let (sb, j) = (g / 8, g % 8);
-            out.extend((0..take).map(|i| {
-                let q = codes[i];
-                match self {
-                    Self::Q8_0 => f32::from(q as i8) * half(meta[g / 2], g % 2 == 1),
-                    Self::Q4_0 => half(meta[g / 2], g % 2 == 1) * f32::from(q as i8 - 8),
-                    Self::Q4_1 => half(meta[g], false) * f32::from(q) + half(meta[g], true),
-                    Self::Q5_0 => {
-                        let d = half(meta[groups + g / 2], g % 2 == 1);
-                        d * f32::from((q | fifth(meta[g], i)) as i8 - 16)
-                    }
-                    Self::Q5_1 => {
-                        let dm = meta[2 * g + 1];
-                        half(dm, false) * f32::from(q | fifth(meta[2 * g], i)) + half(dm, true)
-                    }
-                    Self::Q4K | Self::Q5K => {
-                        let base = if self == Self::Q4K { 4 * sb } else { 12 * sb };
-                        let (sc, m) = scale_min(&meta[base + 1..base + 4], j);
-                        let scale = half(meta[base], false) * f32::from(sc);
-                        let min = half(meta[base], true) * f32::from(m);
-                        let high = if self == Self::Q5K {
-                            fifth(meta[base + 4 + j], i)
-                        } else {
-                            0
-                        };
-                        scale * f32::from(q | high) - min
-                    }
-                    Self::Q6K => {
-                        let base = 21 * sb;
-                        let v = 32 * j + i;
-                        let high = ((meta[base + v / 16] >> (2 * (v % 16))) & 3) as u8;
-                        let sc = byte(&meta[base + 16..base + 20], v / 16) as i8;
-                        let scale = half(meta[base + 20], false) * f32::from(sc);
-                        scale * f32::from((q | high << 4) as i8 - 32)
-                    }
-                    _ => 0.0,
+        let fifth = |qh: u32, i: usize| ((qh >> i) & 1) as u8 * 16;
+        for (g, out) in out.chunks_mut(GROUP).enumerate() {
+            let mut codes = [0u8; GROUP];
+            if self == Self::Q8_0 {
+                for (i, c) in codes.iter_mut().enumerate() {
+                    *c = byte(&words[8 * g..], i);
                 }
-            }));
+            } else {
+                for (i, c) in codes.iter_mut().enumerate() {
+                    *c = ((words[4 * g + i / 8] >> (4 * (i % 8))) & 15) as u8;
+                }
+            }
+            let codes = codes.iter().copied().enumerate();
+            let values = out.iter_mut().zip(codes);
+            let (sb, j) = (g / 8, g % 8);
+            match self {
+                Self::Q8_0 => {
+                    let d = half(meta[g / 2], g % 2 == 1);
+                    values.for_each(|(v, (_, q))| *v = f32::from(q as i8) * d);
+                }
+                Self::Q4_0 => {
+                    let d = half(meta[g / 2], g % 2 == 1);
+                    values.for_each(|(v, (_, q))| *v = d * f32::from(q as i8 - 8));
+                }
+                Self::Q4_1 => {
+                    let (d, m) = (half(meta[g], false), half(meta[g], true));
+                    values.for_each(|(v, (_, q))| *v = d * f32::from(q) + m);
+                }
+                Self::Q5_0 => {
+                    let d = half(meta[groups + g / 2], g % 2 == 1);
+                    let qh = meta[g];
+                    values
+                        .for_each(|(v, (i, q))| *v = d * f32::from((q | fifth(qh, i)) as i8 - 16));
+                }
+                Self::Q5_1 => {
+                    let (qh, dm) = (meta[2 * g], meta[2 * g + 1]);
+                    let (d, m) = (half(dm, false), half(dm, true));
+                    values.for_each(|(v, (i, q))| *v = d * f32::from(q | fifth(qh, i)) + m);
+                }
+                Self::Q4K | Self::Q5K => {
+                    let base = if self == Self::Q4K { 4 * sb } else { 12 * sb };
+                    let (sc, m) = scale_min(&meta[base + 1..base + 4], j);
+                    let scale = half(meta[base], false) * f32::from(sc);
+                    let min = half(meta[base], true) * f32::from(m);
+                    let qh = if self == Self::Q5K {
+                        meta[base + 4 + j]
+                    } else {
+                        0
+                    };
+                    values.for_each(|(v, (i, q))| *v = scale * f32::from(q | fifth(qh, i)) - min);
+                }
+                Self::Q6K => {
+                    let base = 21 * sb;
+                    let d = half(meta[base + 20], false);
+                    values.for_each(|(v, (i, q))| {
+                        let at = 32 * j + i;
+                        let high = ((meta[base + at / 16] >> (2 * (at % 16))) & 3) as u8;
+                        let sc = byte(&meta[base + 16..base + 20], at / 16) as i8;
+                        *v = d * f32::from(sc) * f32::from((q | high << 4) as i8 - 32);
+                    });
+                }
+                _ => out.fill(0.0),
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod rows;
 pub mod select;
 pub mod tiling;
 pub mod tune;
+mod weight_decode;
 pub mod weight_packing;
 
 use std::cell::Cell;

@@ -30,7 +30,7 @@
 
 use half::f16;
 
-use crate::kernels::mxfp4::{bf16_round, e2m1_value, e8m0_value, quantize_group};
+use crate::kernels::mxfp4::{bf16_round, quantize_group};
 use crate::spec::weight_format::{ExpertFormat, INT4_GROUP, MXFP4_GROUP, WeightFormat};
 use crate::spec::weights::{ExpertWeights, PackedExpert};
 
@@ -198,40 +198,14 @@ impl WeightFormat {
 
     /// The `[rows, k]` values a packed matrix holds, as f32: what the GPU computes with
     /// (int8 rows scale the sum rather than each value; the products are the same numbers).
+    /// Each row is [`decode_row`](Self::decode_row)'s.
     pub fn unpack(self, packed: &[u32], rows: usize, k: usize) -> Vec<f32> {
-        let words = self.row_words(k);
+        let (words, meta) = (self.row_words(k), self.scale_words(1, k));
         let scales = &packed[rows * words..];
-        let mut out = Vec::with_capacity(rows * k);
-        if self.gguf_type().is_some() {
-            let meta = self.scale_words(1, k);
-            for (r, row) in packed.chunks_exact(words).take(rows).enumerate() {
-                self.unpack_gguf_row(row, &scales[r * meta..(r + 1) * meta], k, &mut out);
-            }
-            return out;
-        }
-        for (r, row) in packed.chunks_exact(words).take(rows).enumerate() {
-            out.extend((0..k).map(|i| {
-                let word = row[i / self.per_word()];
-                let lane = i % self.per_word();
-                match self {
-                    Self::F32 => f32::from_bits(word),
-                    Self::F16 => f16::from_bits((word >> (16 * lane)) as u16).to_f32(),
-                    Self::Int8 => lane_value(word, lane, 8) * f32::from_bits(scales[r]),
-                    Self::Int4 => {
-                        let g = i / INT4_GROUP;
-                        let pair = scales[r * self.group_scale_row_words(k) + g / 2];
-                        lane_value(word, lane, 4) * bf16_to_f32((pair >> (16 * (g % 2))) as u16)
-                    }
-                    Self::Bf16 => bf16_to_f32((word >> (16 * lane)) as u16),
-                    Self::Mxfp4 => {
-                        let g = i / MXFP4_GROUP;
-                        let quad = scales[r * self.group_scale_row_words(k) + g / 4];
-                        let e = (quad >> (8 * (g % 4))) as u8;
-                        e2m1_value((word >> (4 * lane)) as u8) * e8m0_value(e)
-                    }
-                    _ => 0.0,
-                }
-            }));
+        let mut out = vec![0.0; rows * k];
+        for (r, values) in out.chunks_exact_mut(k.max(1)).enumerate() {
+            let row = &packed[r * words..(r + 1) * words];
+            self.decode_row(row, &scales[r * meta..(r + 1) * meta], k, values);
         }
         out
     }
@@ -277,12 +251,6 @@ fn pack_lanes(lanes: &[i8], bits: u32) -> u32 {
     lanes.iter().enumerate().fold(0, |w, (i, &q)| {
         w | ((q as i32 as u32 & mask) << (bits * i as u32))
     })
-}
-
-/// Lane `lane` of `bits`-bit two's-complement lanes, sign-extended.
-fn lane_value(word: u32, lane: usize, bits: u32) -> f32 {
-    let shifted = (word << (32 - bits * (lane as u32 + 1))) as i32;
-    (shifted >> (32 - bits)) as f32
 }
 
 /// The smallest bf16 ≥ `v` (for v ≥ 0), as its bits.

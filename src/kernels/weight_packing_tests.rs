@@ -98,15 +98,15 @@ fn bf16_rounding_is_upward_and_exact_on_bf16_values() {
 #[test]
 fn lanes_sign_extend() {
     let lanes = [-8i8, 7, -1, 0, 3, -7, 1, -2];
-    let w = pack_lanes(&lanes, 4);
-    for (i, &q) in lanes.iter().enumerate() {
-        assert_eq!(lane_value(w, i, 4), q as f32);
-    }
+    let mut out = [0.0; 8];
+    // Scale 1.0: bf16 0x3f80 in the low half for int4, an f32 for int8.
+    WeightFormat::Int4.decode_row(&[pack_lanes(&lanes, 4)], &[0x3f80], 8, &mut out);
+    assert_eq!(out, lanes.map(f32::from));
     let bytes = [-128i8, 127, -1, 5];
-    let w = pack_lanes(&bytes, 8);
-    for (i, &q) in bytes.iter().enumerate() {
-        assert_eq!(lane_value(w, i, 8), q as f32);
-    }
+    let mut out = [0.0; 4];
+    let scale = [1.0f32.to_bits()];
+    WeightFormat::Int8.decode_row(&[pack_lanes(&bytes, 8)], &scale, 4, &mut out);
+    assert_eq!(out, bytes.map(f32::from));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! carry over to real GPUs: FLOP/s of the grouped expert GEMMs against plain dense matmuls of
 //! the same FLOPs, weight bytes/s of a decode layer step against a plain copy, and a sparse
 //! layer step against its dense equivalent (every token on every expert). Run with
-//! `cargo bench --bench moe`; `moe bench` reports the ratios themselves.
+//! `cargo bench --bench moe`; `moe bench` reports the ratios themselves. `cpu_expert_olmoe`
+//! times one full-size OLMoE expert on the CPU (`moe_gpu::cpu`) per packed weight byte.
 
 use std::time::{Duration, Instant};
 
@@ -12,13 +13,15 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use moe_gpu::bench::kernels::{CopyRun, DenseRun};
 use moe_gpu::bench::layers::{record_step, synthetic_weights, weight_bytes};
 use moe_gpu::bench::shapes::RealModel;
+use moe_gpu::cpu::CpuExperts;
 use moe_gpu::gpu::{GpuTimer, Recorder};
 use moe_gpu::kernels::copy::CopyMode;
 use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::kernels::tune::{ExpertGemms, GroupedRun};
 use moe_gpu::moe::{DynamicActivation, ForwardOptions, MoeLayer, MoeStep};
-use moe_gpu::synthetic::Rng;
+use moe_gpu::spec::layer_spec::Glu;
+use moe_gpu::synthetic::{Rng, random_mlp};
 use moe_gpu::{Context, Result};
 
 const SCALE: usize = 8;
@@ -166,11 +169,44 @@ fn host_encode(c: &mut Criterion) {
     });
 }
 
+/// One OLMoE-1B-7B expert (hidden 2048, inter 1024) on the CPU, one thread per core, for 1
+/// and 8 tokens: time per expert and packed weight bytes per second.
+fn cpu_experts(c: &mut Criterion) {
+    let m = model();
+    let (hidden, inter) = (m.hidden, m.inter);
+    let cpu = CpuExperts::new(0).expect("CPU expert threads");
+    let weights = random_mlp(&mut Rng::new(5), hidden, inter, false);
+    let mut group = c.benchmark_group("cpu_expert_olmoe");
+    group.sample_size(10);
+    for format in [
+        WeightFormat::F16,
+        WeightFormat::Int4,
+        WeightFormat::Mxfp4,
+        WeightFormat::Q4K,
+    ] {
+        let packed = weights.pack(ExpertFormat::uniform(format), hidden, inter);
+        let bytes = 4 * (packed.gate_up.len() + packed.down.len()) as u64;
+        group.throughput(Throughput::Bytes(bytes));
+        for n in [1, 8] {
+            let x = Rng::new(6).normals(n * hidden, 1.0);
+            let mut out = vec![0.0; n * hidden];
+            group.bench_function(format!("{format}_n{n}_t{}", cpu.threads()), |b| {
+                b.iter(|| {
+                    cpu.forward(&packed, hidden, inter, Glu::Silu, &x, n, &mut out)
+                        .expect("CPU expert")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     expert_gemms,
     layer_steps,
     decode_bandwidth,
-    host_encode
+    host_encode,
+    cpu_experts
 );
 criterion_main!(benches);

@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("synthetic", &["spec"]),
     ("calibration", &["error", "spec"]),
     ("gpu", &["error"]),
+    ("cpu", &["error", "spec", "kernels"]),
     ("kernels", &["error", "spec", "gpu", "synthetic", "gguf"]),
     (
         "moe",
@@ -26,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "spec",
             "gpu",
             "kernels",
+            "cpu",
             "synthetic",
             "calibration",
         ],
@@ -38,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "spec",
             "gpu",
             "kernels",
+            "cpu",
             "moe",
             "synthetic",
             "calibration",
@@ -45,7 +48,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "bench",
-        &["error", "spec", "gpu", "kernels", "moe", "synthetic"],
+        &["error", "spec", "gpu", "kernels", "cpu", "moe", "synthetic"],
     ),
     (
         "prune",

@@ -130,6 +130,7 @@
 
 pub mod bench;
 pub mod calibration;
+pub mod cpu;
 pub mod error;
 pub mod gguf;
 pub mod gpu;

@@ -5,6 +5,7 @@
 use half::f16;
 
 use super::gguf_formats::GROUP;
+use super::weight_decode::nibbles;
 use crate::spec::weight_format::WeightFormat;
 
 /// The f32 of the f16 in the low (`high` false) or high half of `word`.
@@ -30,13 +31,48 @@ fn scale_min(s: &[u32], j: usize) -> (u8, u8) {
     }
 }
 
+/// Sub-block `j`'s scale and min of the K-quant super-block whose scale words start `meta`
+/// (d and dmin, then the 12 bytes of 6-bit scales and mins).
+fn k_scale_min(meta: &[u32], j: usize) -> (f32, f32) {
+    let (sc, m) = scale_min(&meta[1..4], j);
+    (
+        half(meta[0], false) * f32::from(sc),
+        half(meta[0], true) * f32::from(m),
+    )
+}
+
 impl WeightFormat {
+    /// The value of each code of group `g` in the 4-bit formats without a fifth bit (Q4_0,
+    /// Q4_1, Q4_K), so that the group decodes by lookup; `None` in the others.
+    fn nibble_table(self, meta: &[u32], g: usize) -> Option<[f32; 16]> {
+        let table = |value: &dyn Fn(f32) -> f32| Some(std::array::from_fn(|q| value(q as f32)));
+        match self {
+            Self::Q4_0 => {
+                let d = half(meta[g / 2], g % 2 == 1);
+                table(&|q| d * (q - 8.0))
+            }
+            Self::Q4_1 => {
+                let (d, m) = (half(meta[g], false), half(meta[g], true));
+                table(&|q| d * q + m)
+            }
+            Self::Q4K => {
+                let (scale, min) = k_scale_min(&meta[4 * (g / 8)..], g % 8);
+                table(&|q| scale * q - min)
+            }
+            _ => None,
+        }
+    }
+
     /// One row of `out.len()` values of a GGUF-format matrix into `out`: `words` its value
     /// words, `meta` its scale-block words.
     pub(crate) fn decode_gguf_row(self, words: &[u32], meta: &[u32], out: &mut [f32]) {
         let groups = words.len() * self.per_word() / GROUP;
         let fifth = |qh: u32, i: usize| ((qh >> i) & 1) as u8 * 16;
         for (g, out) in out.chunks_mut(GROUP).enumerate() {
+            if let Some(table) = self.nibble_table(meta, g) {
+                nibbles(out, &words[4 * g..], &table, 1.0);
+                continue;
+            }
             let mut codes = [0u8; GROUP];
             if self == Self::Q8_0 {
                 for (i, c) in codes.iter_mut().enumerate() {
@@ -47,21 +83,12 @@ impl WeightFormat {
                     *c = ((words[4 * g + i / 8] >> (4 * (i % 8))) & 15) as u8;
                 }
             }
-            let codes = codes.iter().copied().enumerate();
-            let values = out.iter_mut().zip(codes);
+            let values = out.iter_mut().zip(codes.iter().copied().enumerate());
             let (sb, j) = (g / 8, g % 8);
             match self {
                 Self::Q8_0 => {
                     let d = half(meta[g / 2], g % 2 == 1);
                     values.for_each(|(v, (_, q))| *v = f32::from(q as i8) * d);
-                }
-                Self::Q4_0 => {
-                    let d = half(meta[g / 2], g % 2 == 1);
-                    values.for_each(|(v, (_, q))| *v = d * f32::from(q as i8 - 8));
-                }
-                Self::Q4_1 => {
-                    let (d, m) = (half(meta[g], false), half(meta[g], true));
-                    values.for_each(|(v, (_, q))| *v = d * f32::from(q) + m);
                 }
                 Self::Q5_0 => {
                     let d = half(meta[groups + g / 2], g % 2 == 1);
@@ -74,16 +101,9 @@ impl WeightFormat {
                     let (d, m) = (half(dm, false), half(dm, true));
                     values.for_each(|(v, (i, q))| *v = d * f32::from(q | fifth(qh, i)) + m);
                 }
-                Self::Q4K | Self::Q5K => {
-                    let base = if self == Self::Q4K { 4 * sb } else { 12 * sb };
-                    let (sc, m) = scale_min(&meta[base + 1..base + 4], j);
-                    let scale = half(meta[base], false) * f32::from(sc);
-                    let min = half(meta[base], true) * f32::from(m);
-                    let qh = if self == Self::Q5K {
-                        meta[base + 4 + j]
-                    } else {
-                        0
-                    };
+                Self::Q5K => {
+                    let (scale, min) = k_scale_min(&meta[12 * sb..], j);
+                    let qh = meta[12 * sb + 4 + j];
                     values.for_each(|(v, (i, q))| *v = scale * f32::from(q | fifth(qh, i)) - min);
                 }
                 Self::Q6K => {

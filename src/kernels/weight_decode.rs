@@ -62,7 +62,7 @@ impl WeightFormat {
 }
 
 /// `values[8m + n]` = `table[nibble n of words[m]]` · `scale`.
-fn nibbles(values: &mut [f32], words: &[u32], table: &[f32; 16], scale: f32) {
+pub(super) fn nibbles(values: &mut [f32], words: &[u32], table: &[f32; 16], scale: f32) {
     for (values, word) in values.chunks_mut(8).zip(words) {
         for (n, v) in values.iter_mut().enumerate() {
             *v = table[((word >> (4 * n)) & 15) as usize] * scale;

@@ -8,6 +8,7 @@ mod common;
 
 mod attention_sequences;
 mod context;
+mod cpu_experts;
 mod f16_error;
 mod gguf_decode;
 mod gpu_faults;

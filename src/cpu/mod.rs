@@ -1,0 +1,16 @@
+//! CPU expert kernels: the routed experts a step misses on the GPU, computed on the CPU from
+//! their packed host copies while the GPU computes the resident ones, where that beats
+//! uploading them.
+//!
+//! The weights stay in their GPU formats ([`weight_packing`](crate::kernels::weight_packing)):
+//! each row is decoded once with [`WeightFormat::decode_row`](crate::spec::weight_format::WeightFormat::decode_row)
+//! into the same f32 numbers the GPU computes with and dotted with every token. Every output is
+//! one row·token dot product summed in a fixed order by one task, so the results do not depend
+//! on the number of threads.
+
+mod dot;
+pub mod expert;
+pub mod matmul;
+
+pub use expert::CpuExperts;
+pub use matmul::{PackedMatrix, matmul};

@@ -121,8 +121,8 @@ impl ExpertArena {
     }
 
     /// Expert `expert` of `source` into `slot`: its matrices as the source stores them where
-    /// that is the arena's format (no f32 round trip), else its f32 weights packed here. The
-    /// weights are checked against the arena's shape first (biases where `bias`).
+    /// that is the arena's format (no f32 round trip), else its f32 weights packed here (see
+    /// [`packed_expert`]; biases where `bias`).
     pub fn upload_from(
         &self,
         ctx: &Context,
@@ -131,52 +131,8 @@ impl ExpertArena {
         expert: usize,
         bias: bool,
     ) -> Result<()> {
-        let (h, i, f) = (self.hidden, self.inter, self.format);
-        let what = format!("expert {expert}");
-        let packed = match source.load_packed(expert, f)? {
-            Some(p) => p,
-            None => {
-                let w = source.load(expert)?;
-                w.check(&what, h, i, bias)?;
-                w.pack(f, h, i)
-            }
-        };
-        let sizes = [
-            (
-                "gate_up",
-                packed.gate_up.len() as u64 * 4,
-                f.gate_up.matrix_bytes(2 * i, h),
-            ),
-            (
-                "down",
-                packed.down.len() as u64 * 4,
-                f.down.matrix_bytes(h, i),
-            ),
-        ];
-        for (name, got, want) in sizes {
-            if packed.format != f || got != want {
-                return Err(Error::tensor(
-                    format!("{what}.{name}"),
-                    format!(
-                        "is {got} bytes of {}, expected {want} bytes of {f}",
-                        packed.format
-                    ),
-                ));
-            }
-        }
-        if let Some((gu, dn)) = &packed.bias
-            && (gu.len() != 2 * i || dn.len() != h)
-        {
-            return Err(Error::tensor(
-                format!("{what}.bias"),
-                format!(
-                    "has {} and {} values, expected {} and {h}",
-                    gu.len(),
-                    dn.len(),
-                    2 * i
-                ),
-            ));
-        }
+        let shape = (self.hidden, self.inter, self.format);
+        let packed = packed_expert(source, expert, shape, bias)?;
         self.upload_packed(ctx, slot, &packed)
     }
 
@@ -226,6 +182,64 @@ pub fn write_packed(
     down.write_slot(ctx, slot, |c| {
         f.down.select_rows(&w.down, h, i, &[(c.first, c.end())])
     })
+}
+
+/// Expert `expert` of `source` in the formats of `(hidden, inter, format)`: its matrices as
+/// the source stores them where that is `format` (no f32 round trip), else its f32 weights
+/// packed here. The weights are checked against the shape first (biases where `bias`): what
+/// an upload writes and what the CPU computes with.
+pub fn packed_expert(
+    source: &dyn ExpertSource,
+    expert: usize,
+    (h, i, f): (usize, usize, ExpertFormat),
+    bias: bool,
+) -> Result<PackedExpert> {
+    let what = format!("expert {expert}");
+    let packed = match source.load_packed(expert, f)? {
+        Some(p) => p,
+        None => {
+            let w = source.load(expert)?;
+            w.check(&what, h, i, bias)?;
+            w.pack(f, h, i)
+        }
+    };
+    let sizes = [
+        (
+            "gate_up",
+            packed.gate_up.len() as u64 * 4,
+            f.gate_up.matrix_bytes(2 * i, h),
+        ),
+        (
+            "down",
+            packed.down.len() as u64 * 4,
+            f.down.matrix_bytes(h, i),
+        ),
+    ];
+    for (name, got, want) in sizes {
+        if packed.format != f || got != want {
+            return Err(Error::tensor(
+                format!("{what}.{name}"),
+                format!(
+                    "is {got} bytes of {}, expected {want} bytes of {f}",
+                    packed.format
+                ),
+            ));
+        }
+    }
+    if let Some((gu, dn)) = &packed.bias
+        && (gu.len() != 2 * i || dn.len() != h)
+    {
+        return Err(Error::tensor(
+            format!("{what}.bias"),
+            format!(
+                "has {} and {} values, expected {} and {h}",
+                gu.len(),
+                dn.len(),
+                2 * i
+            ),
+        ));
+    }
+    Ok(packed)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod combine;
 pub mod copy;
+pub mod cpu_rows;
 pub mod dense;
 pub mod expert_arena;
 pub mod gguf_formats;
@@ -34,7 +35,7 @@ use crate::error::Result;
 use crate::gpu::{Context, KernelDef, Pipeline, PipelineKey};
 
 /// Every kernel of moe-gpu (tests/kernel_bindings.rs checks each against its WGSL).
-pub static ALL_KERNELS: [&KernelDef; 13] = [
+pub static ALL_KERNELS: [&KernelDef; 14] = [
     &matmul::MATMUL,
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_VEC,
@@ -44,6 +45,7 @@ pub static ALL_KERNELS: [&KernelDef; 13] = [
     &permute::SCAN,
     &permute::SCATTER,
     &combine::COMBINE,
+    &cpu_rows::CPU_ROWS,
     &norm::RMS_NORM,
     &rope::ROPE,
     &attention::ATTENTION,

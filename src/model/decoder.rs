@@ -226,12 +226,13 @@ impl Model {
                     let spec = moe_layer_spec_for(cfg, l, expert_format);
                     let weights = load_moe_weights(&ckpt, cfg, l)?;
                     let (slots, pool) = experts.for_layer(l)?;
+                    let layer_residency = experts.residency_for(l, residency);
                     let build = LayerBuild {
                         max_tokens: limits.batch,
                         io: Some((s.x.clone(), s.mlp_out.clone())),
                         buffers: step_buffers.clone(),
                         slots,
-                        residency,
+                        residency: &layer_residency,
                         layer: l,
                         pool,
                     };

@@ -8,6 +8,7 @@ use crate::kernels::matmul::ExpertFormat;
 use crate::model::config::ModelConfig;
 use crate::model::expert_loading::moe_layer_spec_for;
 use crate::moe::budget::{ArenaLimits, Placement, ResidencyOptions};
+use crate::moe::cpu_options::CpuOptions;
 use crate::moe::pool::ExpertPool;
 use crate::spec::layer_spec::MoeLayerSpec;
 
@@ -20,14 +21,22 @@ pub(crate) struct ExpertGroup {
     pub layers: Vec<usize>,
 }
 
-/// The MoE layers of `cfg` grouped by their format in `formats` (indexed by decoder layer), in
-/// the order of their first layers.
+/// The MoE layers of `cfg` whose experts may live in VRAM (all but those `cpu` keeps on the
+/// CPU) grouped by their format in `formats` (indexed by decoder layer), in the order of their
+/// first layers.
 pub(crate) fn expert_groups(
     cfg: &ModelConfig,
     formats: &[ExpertFormat],
+    cpu: &CpuOptions,
 ) -> Result<Vec<ExpertGroup>> {
     let mut groups: Vec<ExpertGroup> = Vec::new();
-    for l in cfg.moe_layers() {
+    let moe = cfg.moe_layers();
+    for l in moe
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !cpu.cpu_only(*i))
+        .map(|(_, &l)| l)
+    {
         let format = *formats.get(l).ok_or_else(|| {
             Error::input(format!(
                 "no expert format for layer {l} of {}",
@@ -62,6 +71,8 @@ pub(crate) struct ExpertPlacement {
     /// Per group: its layers, the slots one of them may use (its own, or the pool's), and the
     /// slots they share when the residency options ask for a pool.
     groups: Vec<(Vec<usize>, usize, Option<ExpertPool>)>,
+    /// MoE layers whose experts all stay on the CPU (no slots).
+    cpu_only: Vec<usize>,
     /// Every expert is uploaded at load.
     pub at_load: bool,
 }
@@ -74,7 +85,10 @@ impl ExpertPlacement {
         formats: &[ExpertFormat],
         r: &ResidencyOptions,
     ) -> Result<Self> {
-        let groups = expert_groups(cfg, formats)?;
+        let groups = expert_groups(cfg, formats, &r.cpu)?;
+        let cpu_only = (cfg.moe_layers().into_iter().enumerate())
+            .filter_map(|(i, l)| r.cpu.cpu_only(i).then_some(l))
+            .collect();
         let placements = group_placements(r, ArenaLimits::of(ctx), &groups)?;
         let mut at_load = true;
         let mut placed = Vec::with_capacity(groups.len());
@@ -86,13 +100,29 @@ impl ExpertPlacement {
         }
         Ok(Self {
             groups: placed,
+            cpu_only,
             at_load,
         })
+    }
+
+    /// The residency options of MoE layer `l`: `r`, with every expert on the CPU where the
+    /// options keep the layer's experts there.
+    pub fn residency_for(&self, l: usize, r: &ResidencyOptions) -> ResidencyOptions {
+        match self.cpu_only.contains(&l) {
+            true => ResidencyOptions {
+                cpu: r.cpu.always(),
+                ..r.clone()
+            },
+            false => r.clone(),
+        }
     }
 
     /// The slots MoE layer `l` may use, and its group's pool with `l`'s index among the
     /// pool's layers.
     pub fn for_layer(&self, l: usize) -> Result<(usize, Option<(&ExpertPool, usize)>)> {
+        if self.cpu_only.contains(&l) {
+            return Ok((0, None));
+        }
         self.groups
             .iter()
             .find_map(|(layers, slots, pool)| {

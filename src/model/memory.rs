@@ -16,6 +16,7 @@ use crate::model::expert_placement::expert_groups;
 use crate::model::options::ModelOptions;
 use crate::model::scratch::scratch_bytes;
 use crate::moe::budget::{ArenaLimits, ExpertBudget, Placement, ResidencyOptions};
+use crate::moe::cpu_options::CpuPolicy;
 use crate::moe::router::logit_cols;
 use crate::moe::step_buffers::StepShape;
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -135,7 +136,9 @@ impl MemoryPlan {
         let expert_formats = options.expert_formats(ckpt, cfg)?;
         let mut other_weights = other_weights(cfg, ckpt, options, &expert_formats)?;
         let mut shape: Option<StepShape> = None;
-        let groups = expert_groups(cfg, &expert_formats)?;
+        let cpu = options.residency.cpu;
+        let groups = expert_groups(cfg, &expert_formats, &cpu)?;
+        let mut cpu_rows = false;
         let mut least_budget = 0;
         for g in &groups {
             let spec = &g.spec;
@@ -147,13 +150,21 @@ impl MemoryPlan {
             let spec = moe_layer_spec_for(cfg, l, expert_formats[l]);
             let (e, k) = (spec.routing.experts, spec.routing.top_k);
             // The layer's placement among its format's group (the group's first layer may have
-            // other expert counts in a pruned checkpoint).
+            // other expert counts in a pruned checkpoint); a layer whose experts stay on the
+            // CPU has an arena of one unused slot.
             let group = groups.iter().position(|g| g.layers.contains(&l));
-            let g = group.ok_or_else(|| Error::input(format!("layer {l} has no expert group")))?;
-            let sizes: Vec<(&MoeLayerSpec, usize)> = (groups.iter().enumerate())
-                .map(|(j, o)| (if j == g { &spec } else { &o.spec }, o.layers.len()))
-                .collect();
-            let placement = options.residency.placements_within(limits, &sizes)?[g];
+            let cpu_only = cpu.cpu_only(i);
+            let placement = match group {
+                _ if cpu_only => Placement::PerLayer(1),
+                Some(g) => {
+                    let sizes: Vec<(&MoeLayerSpec, usize)> = (groups.iter().enumerate())
+                        .map(|(j, o)| (if j == g { &spec } else { &o.spec }, o.layers.len()))
+                        .collect();
+                    options.residency.placements_within(limits, &sizes)?[g]
+                }
+                None => return Err(Error::input(format!("layer {l} has no expert group"))),
+            };
+            let g = group.unwrap_or(0);
             slots = placement.slots();
             per_expert = ExpertArena::expert_bytes(h, spec.inter, spec.format, spec.expert_bias);
             // The layer's slot table, and its own slots or (once per format) the pool's.
@@ -163,13 +174,13 @@ impl MemoryPlan {
                 Placement::PerLayer(n) => {
                     expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
                 }
-                Placement::Pool(n) if !pooled[g] => {
+                Placement::Pool(n) if !pooled.get(g).copied().unwrap_or(true) => {
                     expert_slots += arena_bytes(&spec, n, limits.max_binding)?;
                     pooled[g] = true;
                 }
                 Placement::Pool(_) => {}
             }
-            let pool = pooled[g];
+            let pool = !cpu_only && pooled.get(g).copied().unwrap_or(false);
             shared_pool = pool;
             // The router's bias and selection-only correction vectors (with the shared-expert
             // gate row) and the zero biases of a bias-free shared expert.
@@ -180,11 +191,16 @@ impl MemoryPlan {
             }
             let s = StepShape::of(&spec, r.batch);
             shape = Some(shape.map_or(s, |o| o.union(s)));
-            if pool || slots < e {
+            if pool || slots < e || cpu_only {
                 // Cache mode: the per-expert counts read back each step, and (prefetching) the
                 // predictor's router outputs and ids read back from the second layer on.
                 staging += f32s(e);
-                if options.residency.prefetch && i > 0 {
+                if cpu.policy != CpuPolicy::Never || cpu_only {
+                    // The CPU side reads back the step's ids and input.
+                    staging += f32s(r.batch * k) + f32s(r.batch * h);
+                    cpu_rows = true;
+                }
+                if options.residency.prefetch && i > 0 && !cpu_only {
                     let [_, logits, ids, weights, gate, ..] = s.buffer_bytes();
                     *activation_parts
                         .entry("prefetch router outputs".into())
@@ -195,6 +211,11 @@ impl MemoryPlan {
         }
         if let Some(shape) = shape {
             activation_parts.insert("moe step buffers".into(), shape.bytes());
+            if cpu_rows {
+                let pairs = shape.max_tokens * shape.top_k;
+                let bytes = padded(f32s(pairs)) + padded(f32s(pairs * shape.hidden));
+                activation_parts.insert("CPU expert rows".into(), bytes);
+            }
         }
         staging += f32s(r.logit_rows * cfg.vocab);
         if options.routing_stats {

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::expert_arena::ExpertArena;
+use crate::moe::cpu_options::CpuOptions;
 use crate::moe::residency::Policy;
 use crate::spec::layer_spec::MoeLayerSpec;
 
@@ -73,6 +74,8 @@ pub struct ResidencyOptions {
     pub prefetch: bool,
     /// Keep every step's activated expert set, for [`crate::moe::stats::ResidencyStats::trace`].
     pub record_trace: bool,
+    /// Which experts the CPU computes instead of the GPU.
+    pub cpu: CpuOptions,
 }
 
 impl Default for ResidencyOptions {
@@ -82,6 +85,7 @@ impl Default for ResidencyOptions {
             policy: Policy::Lru,
             prefetch: true,
             record_trace: false,
+            cpu: CpuOptions::default(),
         }
     }
 }

@@ -4,10 +4,16 @@
 pub mod activation_policy;
 pub mod budget;
 pub mod cachesim;
+pub mod cost_model;
+pub mod cost_paper;
+pub mod cpu_options;
+mod cpu_side;
+mod host_experts;
 pub mod layer;
 pub mod mlp;
 mod offload;
 pub mod pool;
+mod rates;
 pub mod residency;
 pub mod router;
 pub mod routing_trace;
@@ -17,6 +23,7 @@ pub mod step_buffers;
 
 pub use crate::gpu::parse_bytes;
 pub use budget::{ExpertBudget, ResidencyOptions};
+pub use cpu_options::{CpuOptions, CpuPolicy};
 pub use layer::{ForwardOptions, LayerBuild, MoeLayer, MoeOutput, MoeStep, StepRecord};
 pub use residency::Policy;
 pub use stack::MoeStack;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
 use crate::kernels::expert_arena::ExpertArena;
+use crate::moe::cpu_options::CpuPolicy;
+use crate::moe::cpu_side::CpuSide;
 use crate::moe::pool::CacheView;
 use crate::moe::residency::{Round, StepPlan, Upload};
 use crate::moe::router::{Router, RouterOutputs, RouterWeights};
@@ -29,19 +31,24 @@ pub(crate) struct Offload {
     /// Experts predicted for this layer's coming step, most tokens first.
     prediction: Option<Vec<usize>>,
     pub predictor: Option<Predictor>,
+    /// Where the CPU may compute some of the step's experts instead.
+    pub cpu: Option<CpuSide>,
 }
 
 impl Offload {
-    /// Serves the layer's steps from `cache`, pointing `table` at its resident experts.
+    /// Serves the layer's steps from `cache`, pointing `table` at its resident experts, with
+    /// the CPU side `cpu` where it has one.
     pub fn new(
         ctx: &Context,
         spec: &MoeLayerSpec,
         source: Arc<dyn ExpertSource>,
         cache: CacheView,
         table: wgpu::Buffer,
+        cpu: Option<CpuSide>,
     ) -> Result<Self> {
         let experts = spec.routing.experts;
         Ok(Self {
+            cpu,
             source,
             spec: spec.clone(),
             cache,
@@ -50,6 +57,13 @@ impl Offload {
             prediction: None,
             predictor: None,
         })
+    }
+
+    /// Whether every expert of the layer runs on the CPU (nothing is ever uploaded).
+    pub fn cpu_only(&self) -> bool {
+        self.cpu
+            .as_ref()
+            .is_some_and(|c| c.policy() == CpuPolicy::Always)
     }
 
     /// Records the copy of the step's per-expert counts for [`Self::read_counts`].
@@ -91,15 +105,28 @@ impl Offload {
         Ok(())
     }
 
-    /// Plans the step that routed `counts[e]` tokens to each expert e.
-    pub fn plan(&self, counts: &[u32]) -> Result<StepPlan> {
-        let needed: Vec<usize> = (0..counts.len()).filter(|&e| counts[e] > 0).collect();
-        self.cache.plan_step(&needed)
+    /// Plans the step that routed `counts[e]` tokens to each expert e: the experts (ascending)
+    /// the CPU computes, and how the GPU serves the others.
+    pub fn plan(&self, counts: &[u32]) -> Result<(Vec<usize>, StepPlan)> {
+        let on_cpu = match &self.cpu {
+            Some(cpu) => cpu.place(counts, |e| self.cache.holds(e)),
+            None => Vec::new(),
+        };
+        let needed: Vec<usize> = (0..counts.len())
+            .filter(|&e| counts[e] > 0 && on_cpu.binary_search(&e).is_err())
+            .collect();
+        Ok((on_cpu, self.cache.plan_step(&needed)?))
+    }
+
+    /// Points the table at no expert: a step whose experts all run on the CPU.
+    pub fn clear_table(&self, ctx: &Context) {
+        let table = vec![INVALID; self.spec.routing.experts];
+        ExpertArena::write_table(ctx, &self.table, &table);
     }
 
     /// Uploads a round's missing experts and maps exactly the round's experts in the table.
     pub fn apply_round(
-        &self,
+        &mut self,
         ctx: &Context,
         arena: &ExpertArena,
         round: &Round,
@@ -114,12 +141,18 @@ impl Offload {
         Ok(())
     }
 
-    /// Reads, converts and queues one expert's upload; returns the host time it took.
-    fn upload(&self, ctx: &Context, arena: &ExpertArena, up: &Upload) -> Result<Duration> {
+    /// Reads, converts and queues one expert's upload; returns the host time it took, which
+    /// the cost model of a CPU side also learns from.
+    fn upload(&mut self, ctx: &Context, arena: &ExpertArena, up: &Upload) -> Result<Duration> {
         let start = Instant::now();
         let bias = self.spec.expert_bias;
         arena.upload_from(ctx, up.slot, self.source.as_ref(), up.expert, bias)?;
-        Ok(start.elapsed())
+        let host = start.elapsed();
+        if let Some(rates) = self.cpu.as_mut().and_then(|c| c.rates.as_mut()) {
+            let bytes = ExpertArena::expert_bytes(arena.hidden, arena.inter, arena.format, bias);
+            rates.observe_upload(bytes, host.as_secs_f64());
+        }
+        Ok(host)
     }
 }
 

@@ -147,6 +147,11 @@ impl CacheView {
         Ok(uploads)
     }
 
+    /// Whether the layer's expert `expert` is resident now.
+    pub fn holds(&self, expert: usize) -> bool {
+        lock(&self.cache).slot_of(self.base + expert).is_some()
+    }
+
     /// The layer's experts now resident.
     pub fn resident(&self) -> usize {
         lock(&self.cache).resident_in(self.ids())

@@ -39,6 +39,17 @@ pub struct LayerStats {
     pub prefetch_uploads: u64,
     /// Hits on experts that were resident only thanks to a prefetch.
     pub prefetch_hits: u64,
+    /// Needed experts the CPU computed instead of the GPU (neither hits nor misses).
+    pub cpu_experts: u64,
+    /// (token, slot) rows those experts computed.
+    pub cpu_rows: u64,
+    /// Expert bytes not uploaded because the CPU computed the expert.
+    pub cpu_bytes_not_uploaded: u64,
+    /// Host time of the CPU experts: the step's input read back, experts read, rows computed
+    /// (milliseconds). The GPU side's host time is `upload_host_ms`.
+    pub cpu_ms: f64,
+    /// Bytes of experts the host keeps converted for the CPU, at the last CPU step.
+    pub cpu_host_bytes: u64,
     /// Σ over predicted steps of |predicted|, |predicted ∩ activated| and |activated|.
     pub predicted: u64,
     /// Σ of |predicted ∩ activated|.
@@ -133,6 +144,14 @@ impl LayerStats {
         }
     }
 
+    /// Records `experts` experts of one step computed on the CPU: `rows` rows in `secs`.
+    pub fn computed_on_cpu(&mut self, experts: usize, rows: usize, secs: f64) {
+        self.cpu_experts += experts as u64;
+        self.cpu_rows += rows as u64;
+        self.cpu_bytes_not_uploaded += experts as u64 * self.expert_bytes;
+        self.cpu_ms += secs * 1e3;
+    }
+
     /// Records how a prediction of this step compared with what it activated.
     pub fn record_prediction(&mut self, predicted: &[usize], counts: &[u32]) {
         self.predicted += predicted.len() as u64;
@@ -154,8 +173,16 @@ pub struct ResidencyStats {
     pub hits: u64,
     /// Needed experts uploaded during their step, all layers.
     pub misses: u64,
-    /// hits / (hits + misses).
+    /// hits / (hits + misses + CPU experts): the needed experts found resident.
     pub hit_rate: f64,
+    /// Needed experts computed on the CPU, all layers.
+    pub cpu_experts: u64,
+    /// Rows they computed, all layers.
+    pub cpu_rows: u64,
+    /// Expert bytes they did not upload, all layers.
+    pub cpu_bytes_not_uploaded: u64,
+    /// Host time of the CPU experts, all layers (milliseconds).
+    pub cpu_ms: f64,
     /// Expert bytes copied to VRAM, all layers.
     pub bytes_uploaded: u64,
     /// Host time of the uploads after load (misses and prefetches) per upload, milliseconds:
@@ -192,12 +219,17 @@ impl ResidencyStats {
     pub fn from_layers(layers: Vec<LayerStats>) -> Self {
         let sum = |f: fn(&LayerStats) -> u64| layers.iter().map(f).sum::<u64>();
         let (hits, misses) = (sum(|l| l.hits), sum(|l| l.misses));
+        let cpu_experts = sum(|l| l.cpu_experts);
         let both = sum(|l| l.predicted_and_activated);
         let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
         Self {
             hits,
             misses,
-            hit_rate: ratio(hits, hits + misses).unwrap_or(0.0),
+            hit_rate: ratio(hits, hits + misses + cpu_experts).unwrap_or(0.0),
+            cpu_experts,
+            cpu_rows: sum(|l| l.cpu_rows),
+            cpu_bytes_not_uploaded: sum(|l| l.cpu_bytes_not_uploaded),
+            cpu_ms: layers.iter().map(|l| l.cpu_ms).sum(),
             bytes_uploaded: sum(|l| l.bytes_uploaded),
             upload_host_ms_per_expert: {
                 let cached = layers.iter().filter(|l| l.mode != "resident");

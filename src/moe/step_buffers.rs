@@ -3,8 +3,11 @@
 //! allocates one set, sized for its largest MoE layer and `max_tokens`, and every layer binds
 //! it; a layer built on its own allocates its own.
 
+use std::sync::OnceLock;
+
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging, decode, padded};
+use crate::kernels::cpu_rows::CpuRowBuffers;
 use crate::kernels::permute;
 use crate::moe::router::{RouterOutputs, logit_cols};
 use crate::spec::layer_spec::MoeLayerSpec;
@@ -145,6 +148,9 @@ pub struct StepBuffers {
     /// `[1]` u32: 0, or 1 + the decoder layer of the first layer since it was cleared whose
     /// selection read a NaN or infinite router logit (see [`read_checked`]).
     pub status: wgpu::Buffer,
+    /// Where the experts a layer computes on the CPU upload their rows: made when a layer
+    /// first does ([`Self::cpu_rows`]), so models that never do hold none.
+    cpu_rows: OnceLock<CpuRowBuffers>,
 }
 
 /// Reads the first `status_at + 4` bytes of `staging`, into which a step copied its output
@@ -204,7 +210,18 @@ impl StepBuffers {
             shared_hidden: storage(shared_hidden)?,
             shared_out: storage(shared_out)?,
             status: storage(status)?,
+            cpu_rows: OnceLock::new(),
         })
+    }
+
+    /// The buffers of CPU-computed expert rows: up to every pair of a step, made on first use.
+    pub fn cpu_rows(&self, ctx: &Context) -> Result<&CpuRowBuffers> {
+        if let Some(b) = self.cpu_rows.get() {
+            return Ok(b);
+        }
+        let s = self.shape;
+        let made = CpuRowBuffers::new(ctx, s.max_tokens * s.top_k, s.hidden)?;
+        Ok(self.cpu_rows.get_or_init(|| made))
     }
 
     /// Refuses a layer these buffers are too small for.

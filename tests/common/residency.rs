@@ -3,7 +3,7 @@
 
 use moe_gpu::kernels::INVALID;
 use moe_gpu::moe::{
-    ExpertWeights, LayerBuild, LayerStats, MoeLayer, MoeLayerSpec, MoeWeights, Policy,
+    CpuOptions, ExpertWeights, LayerBuild, LayerStats, MoeLayer, MoeLayerSpec, MoeWeights, Policy,
     ResidencyOptions,
 };
 
@@ -12,6 +12,7 @@ pub fn options(policy: Policy) -> ResidencyOptions {
         policy,
         prefetch: false,
         record_trace: true,
+        cpu: CpuOptions::never(),
         ..Default::default()
     }
 }

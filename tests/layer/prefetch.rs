@@ -7,8 +7,8 @@ use moe_gpu::gpu::{Recorder, Staging};
 use moe_gpu::kernels::INVALID;
 use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::moe::{
-    DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStack, MoeStep,
-    MoeWeights, Policy, ResidencyOptions, ResidencyStats, RoutingSpec,
+    CpuOptions, DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStack,
+    MoeStep, MoeWeights, Policy, ResidencyOptions, ResidencyStats, RoutingSpec,
 };
 use moe_gpu::synthetic::{Rng, random_moe_weights};
 
@@ -38,6 +38,7 @@ fn residency(budget: ExpertBudget, prefetch: bool) -> ResidencyOptions {
         policy: Policy::Lru,
         prefetch,
         record_trace: false,
+        cpu: CpuOptions::never(),
     }
 }
 

@@ -11,7 +11,7 @@ use moe_gpu::kernels::attention::SplitKv;
 use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::sampling::argmax;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights, moe_layer_spec_for};
-use moe_gpu::moe::{ExpertBudget, LayerBuild, MoeLayer, ResidencyOptions};
+use moe_gpu::moe::{CpuOptions, ExpertBudget, LayerBuild, MoeLayer, ResidencyOptions};
 use moe_gpu::synthetic::Rng;
 use moe_gpu::{Context, Logits, Model, ModelOptions};
 
@@ -70,6 +70,7 @@ fn greedy_generation_is_bit_identical_across_runs_and_with_an_expert_cache() {
         let k = full.config.moe.routing.top_k;
         let cache = ResidencyOptions {
             budget: ExpertBudget::SlotsPerLayer(k),
+            cpu: CpuOptions::never(),
             ..Default::default()
         };
         let mut cached = load(
@@ -133,7 +134,10 @@ fn an_moe_layer_output_does_not_depend_on_the_other_tokens_of_the_step() {
                 io: None,
                 buffers: None,
                 slots,
-                residency: &ResidencyOptions::default(),
+                residency: &ResidencyOptions {
+                    cpu: CpuOptions::never(),
+                    ..Default::default()
+                },
                 layer: l,
                 pool: None,
             };

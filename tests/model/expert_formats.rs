@@ -13,7 +13,7 @@ use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::memory::MemoryPlan;
 use moe_gpu::model::{Checkpoint, ModelConfig};
 use moe_gpu::moe::budget::ArenaLimits;
-use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+use moe_gpu::moe::{CpuOptions, ExpertBudget, ResidencyOptions};
 use moe_gpu::{Context, GenerateOptions, Logits, Model, ModelOptions, Sampling};
 use safetensors::Dtype;
 
@@ -118,6 +118,7 @@ fn each_layer_and_matrix_in_its_own_format_gives_the_f32_bits_and_tokens() {
     let pooled = ModelOptions {
         residency: ResidencyOptions {
             budget: ExpertBudget::Bytes(plan(&mixed).expert_slots / 2),
+            cpu: CpuOptions::never(),
             ..Default::default()
         },
         ..mixed.clone()

@@ -26,7 +26,7 @@ fn max_abs_err(got: &[f32], want: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn options() -> ModelOptions {
+pub fn options() -> ModelOptions {
     ModelOptions {
         max_context: Some(32),
         max_batch: 16,
@@ -48,7 +48,7 @@ fn split_everything() -> ModelOptions {
 }
 
 /// Returns the largest logit error seen.
-fn check(set: &str, arch: &str, options: &ModelOptions) -> f32 {
+pub fn check(set: &str, arch: &str, options: &ModelOptions) -> f32 {
     let ctx = common::ctx();
     let fx = Fixture::open(set, arch);
     let what = format!("{set}/{arch}");

@@ -12,6 +12,7 @@ mod expert_formats;
 mod generate_api;
 mod generate_fixtures;
 mod gguf;
+mod hybrid;
 mod memory_plan;
 mod mxfp4_checkpoint;
 mod placement;

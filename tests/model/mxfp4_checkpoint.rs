@@ -10,6 +10,7 @@ use std::sync::Arc;
 use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::kernels::mxfp4::quantize_group;
 use moe_gpu::model::{Checkpoint, ModelConfig, load_moe_weights};
+use moe_gpu::moe::CpuOptions;
 use moe_gpu::moe::budget::{ExpertBudget, ResidencyOptions};
 use moe_gpu::{Logits, Model, ModelOptions};
 use safetensors::Dtype;
@@ -145,6 +146,7 @@ fn mxfp4_experts_stay_mxfp4_and_give_the_dequantised_f32_logits() {
     let cached = ModelOptions {
         residency: ResidencyOptions {
             budget: ExpertBudget::SlotsPerLayer(3),
+            cpu: CpuOptions::never(),
             ..Default::default()
         },
         ..options(None)

@@ -12,7 +12,7 @@ use moe_gpu::kernels::expert_arena::ExpertArena;
 use moe_gpu::kernels::matmul::{ExpertFormat, WeightFormat};
 use moe_gpu::model::{ModelConfig, moe_layer_spec};
 use moe_gpu::moe::budget::Placement;
-use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+use moe_gpu::moe::{CpuOptions, ExpertBudget, ResidencyOptions};
 use moe_gpu::{Context, ContextOptions, Logits, Model, ModelOptions};
 
 use crate::common::{self, fixtures};
@@ -53,6 +53,7 @@ fn split_weights_give_the_bits_of_unsplit_ones_on_every_fixture() {
     let cached = ModelOptions {
         residency: ResidencyOptions {
             budget: ExpertBudget::SlotsPerLayer(4),
+            cpu: CpuOptions::never(),
             ..Default::default()
         },
         ..resident.clone()
@@ -97,6 +98,7 @@ fn a_shared_expert_pool_gives_the_bits_of_all_resident_experts() {
             let options = ModelOptions {
                 residency: ResidencyOptions {
                     budget: ExpertBudget::Bytes(slots as u64 * per_expert),
+                    cpu: CpuOptions::never(),
                     ..Default::default()
                 },
                 ..resident.clone()

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+use moe_gpu::moe::{CpuOptions, ExpertBudget, ResidencyOptions};
 use moe_gpu::{Context, GenerateOptions, Logits, Model, ModelOptions};
 
 use crate::common;
@@ -29,6 +29,7 @@ fn cases() -> Vec<Case> {
             options: ModelOptions {
                 residency: ResidencyOptions {
                     budget: ExpertBudget::SlotsPerLayer(k),
+                    cpu: CpuOptions::never(),
                     ..Default::default()
                 },
                 ..Default::default()

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use moe_gpu::moe::residency::DEFAULT_LFU_HALF_LIFE;
-use moe_gpu::moe::{ExpertBudget, Policy, ResidencyOptions, ResidencyStats, parse_bytes};
+use moe_gpu::moe::{
+    CpuOptions, CpuPolicy, ExpertBudget, Policy, ResidencyOptions, ResidencyStats, parse_bytes,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ResidencyArgs {
@@ -29,6 +31,23 @@ pub struct ResidencyArgs {
     /// Do not predict the next MoE layer's experts and upload them ahead of time.
     #[arg(long)]
     pub no_prefetch: bool,
+    /// Where a step's missing experts run: `auto` uploads each or computes it on the CPU from
+    /// host memory, whichever a cost model measured on this machine says finishes the step
+    /// sooner (only in cache mode: resident experts always run on the GPU); `never` uploads
+    /// them all; `always` computes every routed expert on the CPU and uploads none.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "never", "always"])]
+    pub cpu_experts: String,
+    /// Keep the experts of the first N MoE layers on the CPU, with no VRAM slots (llama.cpp's
+    /// --n-cpu-moe); the other layers follow --cpu-experts.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub n_cpu_moe: usize,
+    /// Threads of the CPU expert kernels (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub cpu_threads: usize,
+    /// Host memory for experts converted to the GPU format for the CPU (e.g. 2G); an expert
+    /// the checkpoint stores in that format is copied from the mapped file when not kept.
+    #[arg(long, value_name = "BYTES", default_value = "4G")]
+    pub cpu_cache: String,
     /// Write residency statistics as JSON: hits, misses, bytes uploaded, experts activated,
     /// uploaded and resident, prefetch precision and recall, per-layer expert histograms.
     #[arg(long, value_name = "FILE.json")]
@@ -50,6 +69,12 @@ impl ResidencyArgs {
             policy: Policy::parse(&self.policy, self.lfu_half_life)?,
             prefetch: !self.no_prefetch,
             record_trace: self.trace_out.is_some(),
+            cpu: CpuOptions {
+                policy: CpuPolicy::parse(&self.cpu_experts)?,
+                n_cpu_moe: self.n_cpu_moe,
+                threads: self.cpu_threads,
+                host_cache: parse_bytes(&self.cpu_cache).context("--cpu-cache")?,
+            },
         })
     }
 
@@ -81,7 +106,10 @@ pub fn summary(s: &ResidencyStats) -> String {
             mib(s.expert_bytes_total)
         );
     }
-    let mode = if s.per_layer.iter().any(|l| l.mode == "pool") {
+    let cpu_layers = s.per_layer.iter().filter(|l| l.mode == "cpu").count();
+    let mode = if cpu_layers == s.per_layer.len() {
+        "every expert on the CPU".to_string()
+    } else if s.per_layer.iter().any(|l| l.mode == "pool") {
         let resident: Vec<String> = s.per_layer.iter().map(|l| l.resident.to_string()).collect();
         format!(
             "pool of {slots} slots shared by {} layers (resident per layer: {})",
@@ -102,6 +130,15 @@ pub fn summary(s: &ResidencyStats) -> String {
     );
     if let Some(ms) = s.upload_host_ms_per_expert {
         line.push_str(&format!("; {ms:.2} ms host time per upload"));
+    }
+    if s.cpu_experts > 0 {
+        line.push_str(&format!(
+            "; CPU: {} experts ({} rows) in {:.1} ms, {:.2} MiB not uploaded",
+            s.cpu_experts,
+            s.cpu_rows,
+            s.cpu_ms,
+            mib(s.cpu_bytes_not_uploaded)
+        ));
     }
     if let (Some(p), Some(r)) = (s.prefetch_precision, s.prefetch_recall) {
         line.push_str(&format!(

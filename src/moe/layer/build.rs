@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::combine::{Combine, CombineBuffers, DownCombine, DownCombineBuffers};
+use crate::kernels::cpu_rows::CpuRows;
 use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::grouped_matmul::GroupedMatmul;
 use crate::kernels::matmul::{Glu, MatmulBuffers, MatmulSpec, WeightFormat};
@@ -15,6 +16,8 @@ use crate::kernels::permute::{Permute, PermuteBuffers};
 use crate::kernels::tiling::{MatmulVariant, TileKind};
 use crate::kernels::tune::{self, ExpertGemms};
 use crate::moe::budget::ResidencyOptions;
+use crate::moe::cpu_options::CpuPolicy;
+use crate::moe::cpu_side::CpuSide;
 use crate::moe::layer::state::MoeLayer;
 use crate::moe::mlp::{DenseMlp, MlpIo};
 use crate::moe::offload::Offload;
@@ -121,7 +124,9 @@ impl MoeLayer {
             return Err(Error::input("max_tokens must be at least 1"));
         }
         weights.check(&spec)?;
-        if b.slots < k && b.pool.is_none() {
+        // A layer whose experts all run on the CPU needs no slots (its arena has one, unused).
+        let cpu_only = b.residency.cpu.policy == CpuPolicy::Always;
+        if b.slots < k && b.pool.is_none() && !cpu_only {
             return Err(Error::input(format!(
                 "{} expert slots are below k = {k}: each token needs its {k} experts resident at once",
                 b.slots
@@ -209,7 +214,7 @@ impl MoeLayer {
                 ctx,
                 h,
                 i,
-                b.slots.min(e),
+                if cpu_only { 1 } else { b.slots.min(e) },
                 spec.format,
                 spec.expert_bias,
             )?),
@@ -322,19 +327,25 @@ impl MoeLayer {
         if b.pool.is_some() {
             stats.mode = "pool";
         }
+        if cpu_only {
+            stats.mode = "cpu";
+        }
         let cache = match b.pool {
             Some((pool, index)) => Some(pool.view(index)?),
-            None if slots < e => Some(CacheView::own(e, slots, b.residency.policy)?),
+            None if slots < e || cpu_only => Some(CacheView::own(e, slots, b.residency.policy)?),
             None => None,
         };
-        let offload = match cache {
-            Some(cache) => {
-                let source = weights.experts.clone();
-                let off = Offload::new(ctx, &spec, source, cache, table.clone())?;
-                Some(RefCell::new(off))
+        let (mut offload, mut cpu_rows) = (None, None);
+        if let Some(cache) = cache {
+            let source = weights.experts.clone();
+            let cpu = CpuSide::new(ctx, &spec, source.clone(), &b.residency.cpu, max_tokens)?;
+            if cpu.is_some() {
+                let rows = sb.cpu_rows(ctx)?;
+                cpu_rows = Some(CpuRows::new(ctx, rows, &sb.pos, &sb.expert_out)?);
             }
-            None => None,
-        };
+            let off = Offload::new(ctx, &spec, source, cache, table.clone(), cpu)?;
+            offload = Some(RefCell::new(off));
+        }
         Ok(Self {
             spec,
             max_tokens,
@@ -353,6 +364,7 @@ impl MoeLayer {
             combine,
             down_combine,
             offload,
+            cpu_rows,
             stats: RefCell::new(stats),
             readback: OnceCell::new(),
         })

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::gpu::{Context, Staging};
 use crate::kernels::combine::{Combine, DownCombine};
+use crate::kernels::cpu_rows::CpuRows;
 use crate::kernels::expert_arena::ExpertArena;
 use crate::kernels::grouped_matmul::GroupedMatmul;
 use crate::kernels::matmul::Tiling;
@@ -51,6 +52,9 @@ pub struct MoeLayer {
     pub(super) down_combine: Option<DownCombine>,
     /// Cache mode only: slot table management, uploads and prediction.
     pub(super) offload: Option<RefCell<Offload>>,
+    /// Puts the rows of experts computed on the CPU among the GPU's, where the layer may
+    /// compute any there.
+    pub(super) cpu_rows: Option<CpuRows>,
     pub(super) stats: RefCell<LayerStats>,
     /// Host-visible copy of output (+ captured routing) for [`MoeLayer::forward_with`], made on
     /// its first call: a layer driven by a model never reads back and never allocates it.

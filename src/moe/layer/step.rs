@@ -1,6 +1,7 @@
 //! Recording one step of a layer: route (the selection also counts the pairs per expert) →
 //! in cache mode, the readback of the step's experts and their uploads → permutation, grouped
-//! GEMMs, shared expert and combine. A decode step fuses the down GEMM into the combine.
+//! GEMMs, shared expert, the rows of experts computed on the CPU, and combine. A decode step
+//! whose experts all run on the GPU fuses the down GEMM into the combine.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
@@ -58,6 +59,8 @@ pub struct CacheRounds {
     pub uploads: usize,
     /// Experts uploaded because they were predicted.
     pub prefetched: usize,
+    /// Experts the CPU computed instead (their rows joined the GPU's before the combine).
+    pub cpu_experts: usize,
 }
 
 /// What one recorded step runs: the plan [`MoeLayer::record`] followed.
@@ -109,12 +112,13 @@ impl MoeLayer {
         if let Some((next, activation)) = step.next {
             next.record_prediction(ctx, rec.pass(), tokens, activation)?;
         }
-        let cache = match &self.offload {
+        let (cache, on_cpu) = match &self.offload {
             Some(off) => {
                 let next = step.next.map(|(n, _)| n);
-                Some(self.serve_from_cache(ctx, rec, off, tokens, shape, next)?)
+                let (c, cpu) = self.serve_from_cache(ctx, rec, off, tokens, shape, next)?;
+                (Some(c), cpu)
             }
-            None => None,
+            None => (None, Vec::new()),
         };
         let permutation = match cache {
             _ if in_selection => Permutation::Selection,
@@ -122,22 +126,31 @@ impl MoeLayer {
             _ => Permutation::Scan,
         };
         let v = self.variant(tokens);
-        // Rounds before the last already ran the down GEMM unfused; the combine follows.
+        // Rounds before the last already ran the down GEMM unfused, and rows from the CPU
+        // join the GPU's before the combine: both use the unfused combine.
         let fused = self
             .down_combine
             .as_ref()
-            .filter(|_| v == 1 && permutation != Permutation::CacheRounds);
+            .filter(|_| v == 1 && permutation != Permutation::CacheRounds && on_cpu.is_empty());
+        // A step whose experts all run on the CPU has no GPU GEMMs.
+        let gpu_experts = cache.is_none_or(|c| c.rounds > 0);
         let pass = rec.pass();
         if permutation == Permutation::Scan {
             self.permute.encode(ctx, pass, tokens * self.top_k(), shape);
         }
-        self.gate_up[v].encode_indirect(pass, &self.buffers.args, GATE_UP_ARGS);
-        if fused.is_none() {
+        if gpu_experts {
+            self.gate_up[v].encode_indirect(pass, &self.buffers.args, GATE_UP_ARGS);
+        }
+        if gpu_experts && fused.is_none() {
             self.down[v].encode_indirect(pass, &self.buffers.args, DOWN_ARGS);
         }
         if let Some(shared) = &self.shared {
             shared.encode(ctx, pass, tokens);
         }
+        if !on_cpu.is_empty() {
+            self.place_cpu_rows(ctx, rec, tokens, &on_cpu)?;
+        }
+        let pass = rec.pass();
         match fused {
             Some(fused) => fused.encode(ctx, pass, tokens),
             None => self.combine.encode(ctx, pass, tokens),

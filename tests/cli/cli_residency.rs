@@ -1,6 +1,8 @@
-//! The residency options of the `moe` command line: `block` with an expert budget gives the
-//! same output as with every expert resident and writes statistics and a trace; `cache-sim`
-//! replays that trace to the same misses; bad budgets fail with a clear message.
+//! The residency options of the `moe` command line: `block` with an expert budget (every
+//! expert on the GPU) gives the same output as with every expert resident and writes
+//! statistics and a trace; `cache-sim` replays that trace to the same misses; bad budgets fail
+//! with a clear message. `generate` with experts on the CPU gives the same tokens and says so
+//! in its statistics.
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +76,8 @@ fn block_with_a_budget_matches_full_residency_and_its_trace_replays() {
             &s(&small_out),
             "--expert-slots",
             "4",
+            "--cpu-experts",
+            "never",
             "--stats",
             &s(&stats),
             "--trace-out",
@@ -173,4 +177,74 @@ fn generate_token_by_token_traces_every_token() {
     // Every prompt token, then each generated token but the last.
     assert_eq!(steps.len(), prompt.split(',').count() + 3);
     assert!(steps.iter().all(|s| s["tokens"] == 1), "{steps:?}");
+}
+
+/// `--cpu-experts always` and `--n-cpu-moe 1` give the greedy tokens of every expert resident
+/// and report the CPU's share per layer; bad values of the CPU options fail clearly.
+#[test]
+fn generate_with_experts_on_the_cpu_reports_them_per_layer() {
+    let fx = fixtures::Fixture::open("hf-tiny", "olmoe");
+    let m = fx.model_dir.to_str().unwrap().to_string();
+    let stats = tmp("cpu-stats.json");
+    let s = stats.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let args = [
+            "generate",
+            "--model",
+            &m,
+            "--prompt-ids",
+            "3,1,4,1,5",
+            "--json",
+        ];
+        let o = moe(&[&args[..], &["--max-new-tokens", "4", "--ignore-eos"], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        (v["generated_ids"].clone(), stderr(&o))
+    };
+    let (want, _) = run(&[]);
+    let (got, err) = run(&[
+        "--cpu-experts",
+        "always",
+        "--cpu-threads",
+        "2",
+        "--stats",
+        s,
+    ]);
+    assert_eq!(got, want);
+    assert!(
+        err.contains("every expert on the CPU") && err.contains("CPU: "),
+        "{err}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(st["bytes_uploaded"], 0);
+    for layer in st["per_layer"].as_array().unwrap() {
+        assert_eq!(layer["mode"], "cpu");
+        assert!(layer["cpu_experts"].as_u64().unwrap() > 0, "{layer}");
+        assert!(layer["cpu_ms"].as_f64().unwrap() > 0.0, "{layer}");
+        assert!(
+            layer["cpu_bytes_not_uploaded"].as_u64().unwrap() > 0,
+            "{layer}"
+        );
+    }
+    let (got, _) = run(&["--n-cpu-moe", "1", "--stats", s]);
+    assert_eq!(got, want);
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let modes: Vec<&str> = (st["per_layer"].as_array().unwrap().iter())
+        .map(|l| l["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["cpu", "resident"]);
+    for (flag, value, says) in [
+        ("--cpu-experts", "sometimes", "possible values"),
+        ("--cpu-cache", "12X", "not a byte count"),
+        ("--cpu-threads", "-1", "invalid value"),
+    ] {
+        let args = ["generate", "--model", &m, "--prompt-ids", "1", flag, value];
+        let o = moe(&args);
+        assert!(!o.status.success(), "{flag} {value}");
+        assert!(stderr(&o).contains(says), "{flag} {value}: {}", stderr(&o));
+    }
+    std::fs::remove_file(&stats).ok();
 }

@@ -186,6 +186,19 @@ impl Context {
         self.allocated.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Runs `work`, whose buffers are all dropped by its end (a measurement's probes), and
+    /// leaves them out of [`Self::allocated_bytes`].
+    pub fn transient<T>(&self, work: impl FnOnce() -> T) -> T {
+        let before = self.allocated.load(Ordering::Relaxed);
+        let out = work();
+        let made = self
+            .allocated
+            .load(Ordering::Relaxed)
+            .saturating_sub(before);
+        self.allocated.fetch_sub(made, Ordering::Relaxed);
+        out
+    }
+
     /// Whether layers tune their matmul tilings (else they use the fixed defaults).
     pub fn autotune(&self) -> bool {
         self.autotune.load(Ordering::Relaxed)

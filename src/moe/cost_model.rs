@@ -5,8 +5,7 @@
 //!
 //! Times are linear in bytes:
 //! - upload: `bytes / upload_bps` (the bus, and the host's read of the mapped file);
-//! - GPU: `bytes / gpu_bps` for each expert it computes (a decode matvec reads each weight
-//!   once);
+//! - GPU: `bytes / gpu_bps` for each expert it computes (its grouped decode GEMMs);
 //! - CPU: `bytes / cpu_bps · (1 + per_token · (tokens - 1))` (the weights are read once for
 //!   all of the expert's tokens, and each token adds arithmetic), plus `cpu_overhead` per
 //!   step that uses it (reading back the step's input, uploading the rows).
@@ -14,15 +13,17 @@
 //! The rates start from measurements on this machine (`cpu_side`) and follow what the runtime
 //! observes: each step's CPU time and upload time move them by an exponential average.
 
+use serde::Serialize;
+
 /// Weight of a new observation in the running averages.
 const LEARN: f64 = 0.25;
 
 /// Rates of one machine for one layer's expert shape and format.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rates {
     /// Host → VRAM bytes per second of an expert upload.
     pub upload_bps: f64,
-    /// Bytes per second at which the GPU reads resident expert weights.
+    /// Bytes per second of resident experts through the GPU's grouped decode GEMMs.
     pub gpu_bps: f64,
     /// Bytes per second of one token through a CPU expert.
     pub cpu_bps: f64,

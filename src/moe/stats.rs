@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::moe::cost_model::Rates;
 use crate::moe::residency::StepPlan;
 use crate::moe::routing_trace::{RoutingTrace, TraceStep};
 
@@ -50,6 +51,8 @@ pub struct LayerStats {
     pub cpu_ms: f64,
     /// Bytes of experts the host keeps converted for the CPU, at the last CPU step.
     pub cpu_host_bytes: u64,
+    /// The cost model's rates when the last step placed its experts (`--cpu-experts auto`).
+    pub cost_rates: Option<Rates>,
     /// Σ over predicted steps of |predicted|, |predicted ∩ activated| and |activated|.
     pub predicted: u64,
     /// Σ of |predicted ∩ activated|.

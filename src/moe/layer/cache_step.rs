@@ -72,6 +72,7 @@ impl MoeLayer {
             }
         }
         stats.note_resident(off.cache.resident());
+        stats.cost_rates = off.cpu.as_ref().and_then(|c| c.rates);
         let rounds = CacheRounds {
             rounds,
             uploads: plan.misses(),

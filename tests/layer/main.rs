@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cpu_experts;
 mod dynamic_activation;
 mod fixtures_block;
 mod mixed_formats;

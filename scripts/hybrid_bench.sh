@@ -105,7 +105,8 @@ print(f'{ts["prefill"]:.2f} {ts["decode"]:.2f}')
 PY
 }
 
-# moe generate once; prints "prefill decode hit_rate" from its JSON line and --stats file.
+# moe generate once; prints "prefill decode hit_rate" from its JSON line and --stats file, then
+# each per-layer field of the stats whose name holds "cpu", summed over the layers, as key=value.
 moe_run() {
     local f=$1
     shift
@@ -115,8 +116,15 @@ moe_run() {
     python3 - "$work/moe.out" "$work/stats.json" <<'PY'
 import json, sys
 s = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["stats"]
-hit = json.load(open(sys.argv[2])).get("hit_rate")
-print(f'{s["prefill_tokens_per_s"]:.2f} {s["decode_tokens_per_s"]:.2f} {"-" if hit is None else f"{hit:.3f}"}')
+stats = json.load(open(sys.argv[2]))
+hit = stats.get("hit_rate")
+cpu = {}
+for layer in stats.get("per_layer", []):
+    for k, v in layer.items():
+        if "cpu" in k and isinstance(v, (int, float)) and not isinstance(v, bool):
+            cpu[k] = cpu.get(k, 0) + v
+print(f'{s["prefill_tokens_per_s"]:.2f} {s["decode_tokens_per_s"]:.2f} {"-" if hit is None else f"{hit:.3f}"}',
+      *(f"{k}={v:g}" for k, v in cpu.items()))
 PY
 }
 
@@ -127,7 +135,7 @@ run() {
     if out=$("$@"); then
         echo "$name $budget $config $out" | tee -a "$results"
     else
-        echo "$name $budget $config failed: $(tail -n 1 "$work/err")"
+        echo "$name $budget $config failed: $(grep -m 1 -i error "$work/err" || tail -n 1 "$work/err")"
     fi
 }
 
@@ -174,15 +182,20 @@ for r in $(seq "$ROUNDS"); do
 done
 python3 - "$results" <<'PY'
 import statistics, sys
-runs = {}
+runs, hits = {}, {}
 for line in open(sys.argv[1]):
-    name, budget, config, prefill, decode = line.split()[:5]
+    name, budget, config, prefill, decode, *rest = line.split()
     runs.setdefault((name, budget, config), []).append((float(prefill), float(decode)))
+    if rest and rest[0] != "-":
+        hits.setdefault((name, budget, config), []).append(float(rest[0]))
+if not runs:
+    sys.exit()
 med = {k: [statistics.median(x[i] for x in v) for i in (0, 1)] for k, v in runs.items()}
-print("\n| file | budget | configuration | prefill tok/s | decode tok/s | runs |")
-print("|---|---|---|---|---|---|")
-for (name, budget, config), (p, d) in med.items():
-    print(f"| {name} | {budget} | {config} | {p:.2f} | {d:.2f} | {len(runs[(name, budget, config)])} |")
+print("\n| file | budget | configuration | prefill tok/s | decode tok/s | hit rate | runs |")
+print("|---|---|---|---|---|---|---|")
+for k, (p, d) in med.items():
+    hit = f"{statistics.median(hits[k]):.3f}" if k in hits else "-"
+    print(f"| {k[0]} | {k[1]} | {k[2]} | {p:.2f} | {d:.2f} | {hit} | {len(runs[k])} |")
 print()
 for (name, budget, config), auto in med.items():
     if config != "moe-auto":

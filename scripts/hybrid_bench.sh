@@ -70,7 +70,7 @@ PY
     rm -rf "$hf"
 fi
 
-# Per file: "experts_bytes moe_layers bytes" then one "percent budget_bytes ncmoe" per budget,
+# Per file: "experts_bytes moe_layers bytes vocab" then one "percent budget_bytes ncmoe" per budget,
 # ncmoe being the fewest leading layers whose experts must leave for the rest to fit the budget.
 sizes() {
     "$VENV/bin/python" - "$1" $BUDGETS <<'PY'
@@ -83,7 +83,8 @@ for t in r.tensors:
         b = int(re.match(r"blk\.(\d+)\.", t.name).group(1))
         per_block[b] = per_block.get(b, 0) + int(t.n_bytes)
 total = sum(per_block.values())
-print(total, len(per_block), sum(int(t.n_bytes) for t in r.tensors))
+vocab = next(int(t.shape[1]) for t in r.tensors if t.name == "token_embd.weight")
+print(total, len(per_block), sum(int(t.n_bytes) for t in r.tensors), vocab)
 for pct in sys.argv[2:]:
     budget = total * int(pct) // 100
     blocks = sorted(per_block)
@@ -156,12 +157,12 @@ for r in $(seq "$ROUNDS"); do
     echo "round $r"
     for f in "${files[@]}"; do
         name=$(basename "$(dirname "$f")")-$(basename "$f" .gguf)
-        { read -r experts layers bytes; mapfile -t budgets; } <"$work/sizes.$name.gguf"
+        { read -r experts layers bytes vocab; mapfile -t budgets; } <"$work/sizes.$name.gguf"
         [ "$r" = 1 ] && echo "$name: $bytes bytes, experts $experts bytes in $layers MoE layers;" \
             "budgets (percent bytes -ncmoe): ${budgets[*]}"
         if [ "$bytes" -ge $((1 << 30)) ]; then P=${PROMPT_TOKENS:-32} N=${NEW_TOKENS:-16}; else
             P=${PROMPT_TOKENS:-128} N=${NEW_TOKENS:-32}; fi
-        ids=$(python3 -c "print(','.join(str(7 + 13 * i % 1000) for i in range($P)))")
+        ids=$(python3 -c "print(','.join(str(1 + (7 + 13 * i) % ($vocab - 1)) for i in range($P)))")
         run "$name" - llama-ot-exps-cpu llama_run "$f" -ngl 99 -ot exps=CPU
         [ "$MOE_SIDE" = 0 ] ||
             run "$name" - moe-n-cpu-moe-"$layers" moe_run "$f" --n-cpu-moe "$layers" \

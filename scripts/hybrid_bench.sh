@@ -10,6 +10,9 @@
 #   llama.cpp  -ot exps=CPU    (every expert on the CPU, the rest on Vulkan)
 # and on CPU_MODEL alone a CPU-only pair: llama.cpp's CPU backend (`-dev none`; the run fails
 # if its log shows a tensor on Vulkan0) against `moe generate --cpu-experts always`.
+# Each llama.cpp line ends with vulkan0_MiB, its weights on the device: on lavapipe llama.cpp keeps
+# OLMoE's expert tensors (136 MiB each, over the 128 MiB storage-buffer range) on the CPU whatever
+# -ncmoe says, so there its -ncmoe rows are -ot exps=CPU runs.
 # Prefill PROMPT_TOKENS and decode NEW_TOKENS (defaults 32 and 16 for files of 1 GiB or more,
 # 128 and 32 below, as scripts/gguf_bench.sh). Prints one line per run, a median markdown table
 # and each `auto` row's ratio to the best other row of its file and budget.
@@ -93,16 +96,18 @@ for pct in sys.argv[2:]:
 PY
 }
 
-# llama-bench once; prints "prefill decode" tokens/s, or fails.
+# llama-bench once; prints "prefill decode - vulkan0_MiB=W" (W: its weights on the Vulkan device,
+# from the -v log: llama.cpp keeps on the CPU any tensor Vulkan cannot take, whatever -ncmoe says).
 llama_run() {
     local f=$1
     shift
-    "$LLAMA_BUILD/bin/llama-bench" -m "$f" -p "$P" -n "$N" -r 1 -t "$THREADS" -fa 0 -o json "$@" \
-        >"$work/llama.json" 2>"$work/err" || return 1
-    python3 - "$work/llama.json" <<'PY'
-import json, sys
+    "$LLAMA_BUILD/bin/llama-bench" -m "$f" -p "$P" -n "$N" -r 1 -t "$THREADS" -fa 0 -o json -v \
+        "$@" >"$work/llama.json" 2>"$work/err" || return 1
+    python3 - "$work/llama.json" "$work/err" <<'PY'
+import json, re, sys
 ts = {("prefill" if t["n_prompt"] else "decode"): t["avg_ts"] for t in json.load(open(sys.argv[1]))}
-print(f'{ts["prefill"]:.2f} {ts["decode"]:.2f}')
+vk = re.findall(r"Vulkan0 model buffer size = +([\d.]+) MiB", open(sys.argv[2], errors="replace").read())
+print(f'{ts["prefill"]:.2f} {ts["decode"]:.2f} - vulkan0_MiB={vk[-1] if vk else 0}')
 PY
 }
 
@@ -142,7 +147,7 @@ run() {
 
 # The CPU backend must not place any tensor on the Vulkan device.
 llama_cpu_only() {
-    llama_run "$1" -ngl 0 -dev none -v || return 1
+    llama_run "$1" -ngl 0 -dev none || return 1
     if grep -q -E "assigned to device Vulkan|Vulkan0 model buffer" "$work/err"; then
         echo "llama.cpp -dev none used Vulkan" >"$work/err"
         return 1

@@ -69,7 +69,15 @@ pub fn hf_config(g: &GgufFile) -> Result<Value> {
     if matches!(arch, Arch::DeepseekV2 | Arch::DeepseekV3) {
         mla(g, a, &mut set)?;
     } else {
-        let head_dim = int("attention.key_length")?;
+        // llama.cpp's converter writes the key only where config.json has `head_dim`;
+        // without it llama.cpp takes hidden / heads, and so do we.
+        let head_dim = match g.u64_opt(&key("attention.key_length"))? {
+            Some(d) => d,
+            None => {
+                let heads = int("attention.head_count")?.max(1);
+                int("embedding_length")? / heads
+            }
+        };
         let value_dim = g
             .u64_opt(&key("attention.value_length"))?
             .unwrap_or(head_dim);

@@ -1,14 +1,16 @@
 //! A GGUF file's `tokenizer.*` keys as the model's tokenizer and chat template: written with
 //! the test writer from the llama.cpp-checked vocabulary (tests/fixtures/gguf-vocab/bpe.json),
 //! `GgufVocab::read` gives back what was written, and `Tokenizer::load` / `ChatTemplate::load`
-//! on the file's path give llama.cpp's ids and the template's text.
+//! on the file's path give llama.cpp's ids and the template's text. A file without
+//! `attention.key_length` (llama.cpp's converter leaves it out when config.json has no
+//! `head_dim`, as OLMoE's has not) gets llama.cpp's hidden / heads.
 
 use moe_gpu::Tokenizer;
 use moe_gpu::gguf::{GgufFile, GgufVocab, Value};
-use moe_gpu::model::{ChatMessage, ChatTemplate};
+use moe_gpu::model::{ChatMessage, ChatTemplate, ModelConfig};
 
 use crate::common::edit::temp_dir;
-use crate::common::gguf::Writer;
+use crate::common::gguf::{Writer, patch};
 
 fn strings(v: &[String]) -> Value {
     Value::Array(v.iter().map(|s| Value::String(s.clone())).collect())
@@ -97,4 +99,26 @@ fn a_gguf_file_without_tokenizer_keys_has_no_tokenizer() {
     let e = e.to_string();
     assert!(e.contains("tokenizer.ggml.model"), "{e}");
     assert!(ChatTemplate::load(&path).unwrap().is_none());
+}
+
+#[test]
+fn a_gguf_file_without_a_key_length_takes_hidden_over_heads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf-models");
+    let file = dir.join("olmoe/Q8_0.gguf");
+    let want = ModelConfig::load(&file).unwrap();
+    assert_eq!(
+        want.attention.head_dim * want.attention.heads,
+        want.hidden,
+        "the fixture's key length is hidden / heads"
+    );
+    let mut bytes = std::fs::read(&file).unwrap();
+    patch(
+        &mut bytes,
+        b"olmoe.attention.key_length",
+        b"olmoe.attention.kex_length",
+    );
+    let path = temp_dir("gguf-no-key-length").join("olmoe.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let got = ModelConfig::load(&path).unwrap();
+    assert_eq!(got.attention.head_dim, want.attention.head_dim);
 }

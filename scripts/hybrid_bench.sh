@@ -24,8 +24,7 @@
 # once: `moe synth --like olmoe-1b-7b` (random weights, 13.8 GB bf16), llama.cpp's
 # convert_hf_to_gguf.py to Q8_0 (7.4 GB; it needs LLAMA_SRC and a tokenizer: the synth has none,
 # so the trained-moe fixture's 4096-token BPE goes in, and the converter pads the vocabulary to
-# 50304 with unused tokens; and config.json's head_dim, see below), then the bf16 checkpoint is
-# deleted. VENV is a Python with the `gguf` package (tensor sizes) and, for that conversion,
+# 50304 with unused tokens), then the bf16 checkpoint is deleted. VENV is a Python with the `gguf` package (tensor sizes) and, for that conversion,
 # torch and transformers.
 # ROUNDS (3), BUDGETS (25 50, percent), THREADS (2: llama.cpp -t and moe --cpu-threads),
 # CPU_MODEL, MOE (target/release/moe, a release build), CONVERT
@@ -60,14 +59,6 @@ if [[ " ${files[*]} " == *" $OLMOE "* ]] && [ ! -f "$OLMOE" ]; then
     mkdir -p "$hf"
     "$MOE" synth --like olmoe-1b-7b --quiet --out "$hf"
     cp tests/fixtures/trained-moe/tokenizer.json "$hf/"
-    # moe-gpu reads the head size from `attention.key_length`, which the converter writes only
-    # from config.json's head_dim (llama.cpp defaults it to hidden / heads, the same value).
-    "$VENV/bin/python" - "$hf/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["head_dim"] = c["hidden_size"] // c["num_attention_heads"]
-json.dump(c, open(sys.argv[1], "w"), indent=2)
-PY
     LLAMA_CPP_DIR=$LLAMA_SRC "$VENV/bin/python" "$CONVERT" "$hf" --outtype q8_0 \
         --outfile "$OLMOE" >"$work/convert.log" 2>&1 || { tail "$work/convert.log"; exit 1; }
     rm -rf "$hf"

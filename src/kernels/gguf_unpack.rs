@@ -33,7 +33,7 @@ fn scale_min(s: &[u32], j: usize) -> (u8, u8) {
 
 /// Sub-block `j`'s scale and min of the K-quant super-block whose scale words start `meta`
 /// (d and dmin, then the 12 bytes of 6-bit scales and mins).
-fn k_scale_min(meta: &[u32], j: usize) -> (f32, f32) {
+pub(crate) fn k_scale_min(meta: &[u32], j: usize) -> (f32, f32) {
     let (sc, m) = scale_min(&meta[1..4], j);
     (
         half(meta[0], false) * f32::from(sc),

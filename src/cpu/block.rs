@@ -13,10 +13,17 @@ use crate::spec::weight_format::WeightFormat;
 /// Values of a block: one GGUF group, one int4 or mxfp4 scale group.
 pub(crate) const BLOCK: usize = 32;
 
-/// The e2m1 value of each nibble.
-const E2M1: [f32; 16] = [
-    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
-];
+/// Twice the e2m1 value of each nibble (every one an integer; the scale is halved instead).
+const E2M1_TWICE: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// The two's-complement value of each nibble.
+const INT4: [i8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1];
+
+/// Each nibble less 8 (Q4_0's codes).
+const LESS_8: [i8; 16] = [-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7];
+
+/// Each nibble itself.
+const SAME: [i8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 
 /// Whether [`decode_block`] decodes `format` (the others decode whole rows with
 /// [`WeightFormat::decode_row`]).
@@ -38,27 +45,23 @@ pub(crate) fn has_blocks(format: WeightFormat) -> bool {
 }
 
 /// The f16 in the low (`high` false) or high half of `word`.
+#[inline(always)]
 fn half(word: u32, high: bool) -> f32 {
     f16::from_bits((word >> if high { 16 } else { 0 }) as u16).to_f32()
 }
 
-/// The 32 4-bit codes of the 4 words `words` (code `i` is nibble `i % 8` of word `i / 8`).
+/// Block `b` of `row` as `W` words (fixed lengths let the compiler vectorise).
 #[inline(always)]
-fn codes(words: &[u32]) -> [u8; BLOCK] {
-    let bytes: &[u8] = bytemuck::cast_slice(&words[..4]);
-    let mut out = [0; BLOCK];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = b & 15;
-        pair[1] = b >> 4;
-    }
-    out
+fn words<const W: usize>(row: &[u32], b: usize) -> &[u32; W] {
+    &row.as_chunks::<W>().0[b]
 }
 
-/// `out[i]` = `value(codes[i])`.
+/// `out[i]` = `q[i] · scale - offset` for the 32 values of a block.
 #[inline(always)]
-fn map(codes: &[u8; BLOCK], out: &mut [f32; BLOCK], value: impl Fn(u8) -> f32) {
-    for (o, &q) in out.iter_mut().zip(codes) {
-        *o = value(q);
+fn scaled<I: Isa>(isa: I, q: &[i8; BLOCK], scale: f32, offset: f32, out: &mut [f32; BLOCK]) {
+    let halves = q.as_chunks::<16>().0.iter();
+    for (q, out) in halves.zip(out.as_chunks_mut::<16>().0) {
+        isa.scaled(q, scale, offset, out);
     }
 }
 
@@ -77,12 +80,12 @@ pub(crate) fn decode_block<I: Isa>(
     use WeightFormat as F;
     match format {
         F::F32 => {
-            for (o, w) in out.iter_mut().zip(&row[BLOCK * b..][..BLOCK]) {
+            for (o, w) in out.iter_mut().zip(words::<BLOCK>(row, b)) {
                 *o = f32::from_bits(*w);
             }
         }
         F::F16 | F::Bf16 => {
-            let halves: &[u16] = bytemuck::cast_slice(&row[16 * b..][..16]);
+            let halves: &[u16; BLOCK] = bytemuck::cast_ref(words::<16>(row, b));
             if format == F::F16 {
                 isa.f16_to_f32(halves, out);
             } else {
@@ -96,37 +99,32 @@ pub(crate) fn decode_block<I: Isa>(
                 F::Int8 => f32::from_bits(meta[0]),
                 _ => half(meta[b / 2], b % 2 == 1),
             };
-            let bytes: &[u8] = bytemuck::cast_slice(&row[8 * b..][..8]);
-            for (o, q) in out.iter_mut().zip(bytes) {
-                *o = f32::from(*q as i8) * d;
-            }
+            scaled(isa, bytemuck::cast_ref(words::<8>(row, b)), d, 0.0, out);
         }
-        F::Int4 => {
-            let scale = f32::from_bits((meta[b / 2] >> (16 * (b % 2))) << 16);
-            map(&codes(&row[4 * b..]), out, |q| {
-                f32::from(((q << 4) as i8) >> 4) * scale
-            });
+        F::Int4 | F::Mxfp4 | F::Q4_0 | F::Q4K => {
+            let (table, scale, offset) = match format {
+                F::Int4 => (
+                    &INT4,
+                    f32::from_bits((meta[b / 2] >> (16 * (b % 2))) << 16),
+                    0.0,
+                ),
+                F::Mxfp4 => {
+                    let scale = e8m0_value((meta[b / 4] >> (8 * (b % 4))) as u8);
+                    (&E2M1_TWICE, 0.5 * scale, 0.0)
+                }
+                F::Q4_0 => (&LESS_8, half(meta[b / 2], b % 2 == 1), 0.0),
+                _ => {
+                    let (scale, min) = k_scale_min(&meta[4 * (b / 8)..], b % 8);
+                    (&SAME, scale, min)
+                }
+            };
+            let q = isa.nibbles(bytemuck::cast_ref(words::<4>(row, b)), table);
+            scaled(isa, &q, scale, offset, out);
         }
-        F::Mxfp4 => {
-            let scale = e8m0_value((meta[b / 4] >> (8 * (b % 4))) as u8);
-            map(&codes(&row[4 * b..]), out, |q| {
-                E2M1[usize::from(q & 15)] * scale
-            });
+        F::Q6K => {
+            let low = isa.nibbles(bytemuck::cast_ref(words::<4>(row, b)), &SAME);
+            q6k_block(isa, &low, words(meta, b / 8), b % 8, out);
         }
-        F::Q4_0 => {
-            let d = half(meta[b / 2], b % 2 == 1);
-            map(&codes(&row[4 * b..]), out, |q| d * (f32::from(q) - 8.0));
-        }
-        F::Q4K => {
-            let (scale, min) = k_scale_min(&meta[4 * (b / 8)..], b % 8);
-            map(&codes(&row[4 * b..]), out, |q| scale * f32::from(q) - min);
-        }
-        F::Q6K => q6k_block(
-            &codes(&row[4 * b..]),
-            &meta[21 * (b / 8)..][..21],
-            b % 8,
-            out,
-        ),
         _ => out.fill(0.0),
     }
 }
@@ -134,19 +132,25 @@ pub(crate) fn decode_block<I: Isa>(
 /// Q6_K's block `j` of its super-block, whose 21 scale words are `meta`: 16 words of the values'
 /// two high bits, 4 of 16-value i8 scales, the f16 `d`.
 #[inline(always)]
-fn q6k_block(low: &[u8; BLOCK], meta: &[u32], j: usize, out: &mut [f32; BLOCK]) {
+fn q6k_block<I: Isa>(
+    isa: I,
+    low: &[i8; BLOCK],
+    meta: &[u32; 21],
+    j: usize,
+    out: &mut [f32; BLOCK],
+) {
     let d = half(meta[20], false);
-    let scales: &[u8] = bytemuck::cast_slice(&meta[16..20]);
-    for (s, (out, low)) in out
-        .chunks_exact_mut(16)
-        .zip(low.chunks_exact(16))
-        .enumerate()
-    {
-        let (high, scale) = (meta[2 * j + s], d * f32::from(scales[2 * j + s] as i8));
-        for (i, (o, q)) in out.iter_mut().zip(low).enumerate() {
-            let q = q | ((((high >> (2 * i)) & 3) as u8) << 4);
-            *o = scale * f32::from(q as i8 - 32);
-        }
+    let scales: [u8; 16] = std::array::from_fn(|i| (meta[16 + i / 4] >> (8 * (i % 4))) as u8);
+    let halves = low
+        .as_chunks::<16>()
+        .0
+        .iter()
+        .zip(out.as_chunks_mut::<16>().0);
+    for (s, (low, out)) in halves.enumerate() {
+        let high = meta[2 * j + s];
+        let q: [i8; 16] =
+            std::array::from_fn(|i| (low[i] | (((high >> (2 * i)) & 3) as i8) << 4) - 32);
+        isa.scaled(&q, d * f32::from(scales[2 * j + s] as i8), 0.0, out);
     }
 }
 

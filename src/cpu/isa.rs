@@ -14,8 +14,17 @@ pub(crate) trait Isa: Copy {
     /// `acc + a · b`.
     fn mul_add(self, acc: f32, a: f32, b: f32) -> f32;
 
+    /// `sums[i]` = [`mul_add`](Self::mul_add)`(sums[i], a[i], b[i])`.
+    fn mul_add16(self, sums: &mut [f32; 16], a: &[f32; 16], b: &[f32; 16]);
+
     /// `out[i]` = the f32 of the f16 `halves[i]`, for 32 `halves`.
     fn f16_to_f32(self, halves: &[u16], out: &mut [f32; 32]);
+
+    /// The 32 nibbles of `bytes` (the low one of a byte first), each looked up in `table`.
+    fn nibbles(self, bytes: &[u8; 16], table: &[i8; 16]) -> [i8; 32];
+
+    /// `out[i]` = `q[i] · scale - offset`: a multiply, then a subtraction.
+    fn scaled(self, q: &[i8; 16], scale: f32, offset: f32, out: &mut [f32; 16]);
 }
 
 /// Portable code: a multiply then an add, f16 converted by `half`.
@@ -29,37 +38,32 @@ impl Isa for Portable {
     }
 
     #[inline(always)]
+    fn mul_add16(self, sums: &mut [f32; 16], a: &[f32; 16], b: &[f32; 16]) {
+        for ((s, a), b) in sums.iter_mut().zip(a).zip(b) {
+            *s += a * b;
+        }
+    }
+
+    #[inline(always)]
     fn f16_to_f32(self, halves: &[u16], out: &mut [f32; 32]) {
         bytemuck::cast_slice::<u16, f16>(halves).convert_to_f32_slice(out);
     }
-}
 
-/// AVX2, FMA and F16C, which this CPU has: only [`detect`] makes one.
-#[cfg(target_arch = "x86_64")]
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Avx2(());
-
-#[cfg(target_arch = "x86_64")]
-impl Isa for Avx2 {
     #[inline(always)]
-    fn mul_add(self, acc: f32, a: f32, b: f32) -> f32 {
-        // One rounding; a vfmadd where the caller is compiled with FMA.
-        a.mul_add(b, acc)
+    fn nibbles(self, bytes: &[u8; 16], table: &[i8; 16]) -> [i8; 32] {
+        std::array::from_fn(|i| table[usize::from((bytes[i / 2] >> (4 * (i % 2))) & 15)])
     }
 
     #[inline(always)]
-    fn f16_to_f32(self, halves: &[u16], out: &mut [f32; 32]) {
-        use std::arch::x86_64::{_mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
-        for (h, o) in halves.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
-            // SAFETY: an Avx2 exists only where the CPU has F16C and AVX ([`detect`]); the
-            // loads and stores are of 8 values inside the two arrays.
-            unsafe {
-                let v = _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast()));
-                _mm256_storeu_ps(o.as_mut_ptr(), v);
-            }
+    fn scaled(self, q: &[i8; 16], scale: f32, offset: f32, out: &mut [f32; 16]) {
+        for (o, q) in out.iter_mut().zip(q) {
+            *o = f32::from(*q) * scale - offset;
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use super::avx2::Avx2;
 
 /// The kernels this CPU runs.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +82,7 @@ pub(crate) fn detect() -> Kernels {
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c")
     {
-        return Kernels::Avx2(Avx2(()));
+        return Kernels::Avx2(Avx2::new());
     }
     Kernels::Portable
 }

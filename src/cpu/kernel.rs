@@ -12,6 +12,7 @@ use crate::cpu::block::{BLOCK, decode_block, has_blocks};
 use crate::cpu::isa::Avx2;
 use crate::cpu::isa::{Isa, Kernels, Portable};
 use crate::cpu::matmul::PackedMatrix;
+use crate::spec::weight_format::WeightFormat;
 
 /// Running sums of a dot product: two AVX or four SSE registers of products in flight.
 const LANES: usize = 16;
@@ -65,71 +66,107 @@ fn dots<I: Isa>(
     let (row, meta) = w.row(r);
     let buffer = &mut buffer[..k];
     if has_blocks(format) && k % BLOCK == 0 {
+        let decoded = Decoded {
+            isa,
+            format,
+            row,
+            meta,
+        };
         if outs.len() <= TILE {
-            return tiles(isa, k, x, outs, |b, values: &mut [f32; BLOCK]| {
-                decode_block(isa, format, row, meta, b, values);
-            });
+            return tiles(isa, k, x, outs, &decoded);
         }
         for (b, values) in buffer.as_chunks_mut().0.iter_mut().enumerate() {
-            decode_block(isa, format, row, meta, b, values);
+            decoded.block(b, values);
         }
     } else {
         format.decode_row(row, meta, k, buffer);
     }
-    tiles(isa, k, x, outs, |b, values: &mut [f32; BLOCK]| {
-        let block = &buffer[BLOCK * b..(BLOCK * b + BLOCK).min(k)];
-        values[..block.len()].copy_from_slice(block);
-    });
+    tiles(isa, k, x, outs, &Buffered(buffer));
 }
 
-/// The row whose block `b` (its last one possibly partial) `block` writes, dotted with the
-/// tokens of `x`, [`TILE`] tokens a pass.
-#[inline(always)]
-fn tiles<I: Isa>(
+/// Where the blocks of a row come from.
+trait Blocks {
+    /// Whole block `b` of the row, decoded into `values` or not.
+    fn block<'a>(&'a self, b: usize, values: &'a mut [f32; BLOCK]) -> &'a [f32; BLOCK];
+
+    /// The values after the row's whole blocks.
+    fn rest(&self) -> &[f32];
+}
+
+/// A row of a format that [`has_blocks`], of whole blocks, decoded block by block.
+struct Decoded<'a, I> {
     isa: I,
-    k: usize,
-    x: &[f32],
-    outs: &mut [f32],
-    mut block: impl FnMut(usize, &mut [f32; BLOCK]),
-) {
+    format: WeightFormat,
+    row: &'a [u32],
+    meta: &'a [u32],
+}
+
+impl<I: Isa> Blocks for Decoded<'_, I> {
+    #[inline(always)]
+    fn block<'a>(&'a self, b: usize, values: &'a mut [f32; BLOCK]) -> &'a [f32; BLOCK] {
+        decode_block(self.isa, self.format, self.row, self.meta, b, values);
+        values
+    }
+
+    #[inline(always)]
+    fn rest(&self) -> &[f32] {
+        &[]
+    }
+}
+
+/// A row decoded into a buffer.
+struct Buffered<'a>(&'a [f32]);
+
+impl Blocks for Buffered<'_> {
+    #[inline(always)]
+    fn block<'a>(&'a self, b: usize, _: &'a mut [f32; BLOCK]) -> &'a [f32; BLOCK] {
+        &self.0.as_chunks().0[b]
+    }
+
+    #[inline(always)]
+    fn rest(&self) -> &[f32] {
+        self.0.as_chunks::<BLOCK>().1
+    }
+}
+
+/// The row of `blocks` dotted with the tokens of `x`, [`TILE`] tokens a pass.
+#[inline(always)]
+fn tiles<I: Isa>(isa: I, k: usize, x: &[f32], outs: &mut [f32], blocks: &impl Blocks) {
     for (x, outs) in x.chunks(TILE * k).zip(outs.chunks_mut(TILE)) {
         match outs.len() {
-            1 => outs.copy_from_slice(&tile::<I, 1>(isa, k, x, &mut block)),
-            2 => outs.copy_from_slice(&tile::<I, 2>(isa, k, x, &mut block)),
-            3 => outs.copy_from_slice(&tile::<I, 3>(isa, k, x, &mut block)),
-            _ => outs.copy_from_slice(&tile::<I, TILE>(isa, k, x, &mut block)),
+            1 => outs.copy_from_slice(&tile::<I, 1>(isa, k, x, blocks)),
+            2 => outs.copy_from_slice(&tile::<I, 2>(isa, k, x, blocks)),
+            3 => outs.copy_from_slice(&tile::<I, 3>(isa, k, x, blocks)),
+            _ => outs.copy_from_slice(&tile::<I, TILE>(isa, k, x, blocks)),
         }
     }
 }
 
-/// The dot products of the row `block` writes with the `T` tokens of `x` (`[T, k]`), each in
+/// The dot products of the row of `blocks` with the `T` tokens of `x` (`[T, k]`), each in
 /// the order the module describes.
 #[inline(always)]
-fn tile<I: Isa, const T: usize>(
-    isa: I,
-    k: usize,
-    x: &[f32],
-    block: &mut impl FnMut(usize, &mut [f32; BLOCK]),
-) -> [f32; T] {
+fn tile<I: Isa, const T: usize>(isa: I, k: usize, x: &[f32], blocks: &impl Blocks) -> [f32; T] {
     let mut sums = [[0.0f32; LANES]; T];
     let mut tails = [0.0f32; T];
-    let mut values = [0.0f32; BLOCK];
-    for b in 0..k.div_ceil(BLOCK) {
-        block(b, &mut values);
-        let start = BLOCK * b;
-        let len = (k - start).min(BLOCK);
-        let whole = len / LANES * LANES;
-        for (t, (sums, tail)) in sums.iter_mut().zip(&mut tails).enumerate() {
-            let x = &x[t * k + start..][..len];
-            let chunks = values[..whole].as_chunks::<LANES>().0;
-            for (v, x) in chunks.iter().zip(x[..whole].as_chunks::<LANES>().0) {
-                for l in 0..LANES {
-                    sums[l] = isa.mul_add(sums[l], v[l], x[l]);
-                }
+    let mut scratch = [0.0f32; BLOCK];
+    let xs: [_; T] = std::array::from_fn(|t| x[t * k..(t + 1) * k].as_chunks::<BLOCK>());
+    for b in 0..k / BLOCK {
+        let values = blocks.block(b, &mut scratch).as_chunks::<LANES>().0;
+        for (sums, (x, _)) in sums.iter_mut().zip(&xs) {
+            for (v, x) in values.iter().zip(x[b].as_chunks::<LANES>().0) {
+                isa.mul_add16(sums, v, x);
             }
-            for (v, x) in values[whole..len].iter().zip(&x[whole..]) {
-                *tail = isa.mul_add(*tail, *v, *x);
-            }
+        }
+    }
+    let rest = blocks.rest();
+    let (whole, tail) = rest.as_chunks::<LANES>();
+    for ((sums, tail_sum), (_, x)) in sums.iter_mut().zip(&mut tails).zip(&xs) {
+        let (x_whole, x_tail) = x.as_chunks::<LANES>();
+        for (v, x) in whole.iter().zip(x_whole) {
+            isa.mul_add16(sums, v, x);
+        }
+        for (v, x) in tail.iter().zip(x_tail) {
+            *tail_sum = isa.mul_add(*tail_sum, *v, *x);
         }
     }
     std::array::from_fn(|t| {
@@ -149,7 +186,6 @@ fn tile<I: Isa, const T: usize>(
 mod tests {
     use super::*;
     use crate::cpu::isa::detect;
-    use crate::spec::weight_format::WeightFormat;
 
     /// Every instruction set this CPU has gives each row·token dot product of f64's value, from
     /// blocks (k 96) and from whole rows (k 40), for 1 to 6 tokens.

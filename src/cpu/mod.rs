@@ -10,6 +10,8 @@
 //! fixed order by one task ([`kernel`]), so the results depend neither on the number of threads
 //! nor on the number of tokens.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod block;
 pub mod expert;
 mod isa;

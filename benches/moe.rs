@@ -169,33 +169,43 @@ fn host_encode(c: &mut Criterion) {
     });
 }
 
-/// One OLMoE-1B-7B expert (hidden 2048, inter 1024) on the CPU, one thread per core, for 1
-/// and 8 tokens: time per expert and packed weight bytes per second.
+/// One OLMoE-1B-7B expert (hidden 2048, inter 1024) and one expert of the bench model (hidden
+/// 512, inter 256) on the CPU, one thread per core, for 1 and 8 tokens in the hot formats:
+/// time per expert and packed weight bytes per second.
 fn cpu_experts(c: &mut Criterion) {
     let m = model();
-    let (hidden, inter) = (m.hidden, m.inter);
     let cpu = CpuExperts::new(0).expect("CPU expert threads");
-    let weights = random_mlp(&mut Rng::new(5), hidden, inter, false);
     let mut group = c.benchmark_group("cpu_expert_olmoe");
-    group.sample_size(10);
-    for format in [
-        WeightFormat::F16,
-        WeightFormat::Int4,
-        WeightFormat::Mxfp4,
-        WeightFormat::Q4K,
-    ] {
-        let packed = weights.pack(ExpertFormat::uniform(format), hidden, inter);
-        let bytes = 4 * (packed.gate_up.len() + packed.down.len()) as u64;
-        group.throughput(Throughput::Bytes(bytes));
-        for n in [1, 8] {
-            let x = Rng::new(6).normals(n * hidden, 1.0);
-            let mut out = vec![0.0; n * hidden];
-            group.bench_function(format!("{format}_n{n}_t{}", cpu.threads()), |b| {
-                b.iter(|| {
-                    cpu.forward(&packed, hidden, inter, Glu::Silu, &x, n, &mut out)
-                        .expect("CPU expert")
-                })
-            });
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (hidden, inter) in [(m.hidden, m.inter), (512, 256)] {
+        let weights = random_mlp(&mut Rng::new(5), hidden, inter, false);
+        for format in [
+            WeightFormat::F16,
+            WeightFormat::Bf16,
+            WeightFormat::Q8_0,
+            WeightFormat::Q4_0,
+            WeightFormat::Q4K,
+            WeightFormat::Q6K,
+            WeightFormat::Int4,
+            WeightFormat::Mxfp4,
+        ] {
+            let packed = weights.pack(ExpertFormat::uniform(format), hidden, inter);
+            let bytes = 4 * (packed.gate_up.len() + packed.down.len()) as u64;
+            group.throughput(Throughput::Bytes(bytes));
+            for n in [1, 8] {
+                let x = Rng::new(6).normals(n * hidden, 1.0);
+                let mut out = vec![0.0; n * hidden];
+                let name = format!("h{hidden}_{format}_n{n}_t{}", cpu.threads());
+                group.bench_function(name, |b| {
+                    b.iter(|| {
+                        cpu.forward(&packed, hidden, inter, Glu::Silu, &x, n, &mut out)
+                            .expect("CPU expert")
+                    })
+                });
+            }
         }
     }
     group.finish();

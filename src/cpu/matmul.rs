@@ -1,9 +1,10 @@
 //! `x · Wᵀ` over a packed weight matrix on the CPU: rows in parallel, each decoded once and
-//! dotted with every token.
+//! dotted with every token ([`kernel`](super::kernel)).
 
 use rayon::prelude::*;
 
-use crate::cpu::dot::dot;
+use crate::cpu::isa::detect;
+use crate::cpu::kernel::row_dots;
 use crate::error::{Error, Result};
 use crate::spec::weight_format::WeightFormat;
 
@@ -62,18 +63,20 @@ impl<'a> PackedMatrix<'a> {
         self.k
     }
 
-    /// Row `r` as f32: read in place for f32 weights, decoded into `buffer` otherwise.
-    fn row<'b>(&'b self, r: usize, buffer: &'b mut [f32]) -> &'b [f32] {
+    /// The format of the weights.
+    pub(crate) fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// Row `r`'s value words and scale words.
+    pub(crate) fn row(&self, r: usize) -> (&'a [u32], &'a [u32]) {
         let (format, k) = (self.format, self.k);
         let words = format.row_words(k);
-        let row = &self.words[r * words..(r + 1) * words];
-        if format == WeightFormat::F32 {
-            return bytemuck::cast_slice(&row[..k]);
-        }
         let meta = format.scale_words(1, k);
-        let scales = &self.words[self.rows * words + r * meta..][..meta];
-        format.decode_row(row, scales, k, buffer);
-        &buffer[..k]
+        (
+            &self.words[r * words..(r + 1) * words],
+            &self.words[self.rows * words + r * meta..][..meta],
+        )
     }
 }
 
@@ -115,6 +118,7 @@ pub fn matmul(w: &PackedMatrix<'_>, x: &[f32], n: usize, out: &mut [f32]) -> Res
 
 /// `by_row[r · n + t]` = W[r] · x[t].
 fn by_rows(w: &PackedMatrix<'_>, x: &[f32], n: usize, by_row: &mut [f32]) {
+    let kernels = detect();
     by_row
         .par_chunks_mut(ROWS_PER_TASK * n)
         .enumerate()
@@ -122,10 +126,7 @@ fn by_rows(w: &PackedMatrix<'_>, x: &[f32], n: usize, by_row: &mut [f32]) {
             || vec![0.0f32; w.k],
             |buffer, (task, chunk)| {
                 for (i, outs) in chunk.chunks_exact_mut(n).enumerate() {
-                    let row = w.row(task * ROWS_PER_TASK + i, buffer);
-                    for (o, token) in outs.iter_mut().zip(x.chunks_exact(w.k)) {
-                        *o = dot(row, token);
-                    }
+                    row_dots(kernels, w, task * ROWS_PER_TASK + i, x, buffer, outs);
                 }
             },
         );

@@ -9,16 +9,19 @@ use super::weight_decode::nibbles;
 use crate::spec::weight_format::WeightFormat;
 
 /// The f32 of the f16 in the low (`high` false) or high half of `word`.
+#[inline]
 fn half(word: u32, high: bool) -> f32 {
     f16::from_bits((word >> if high { 16 } else { 0 }) as u16).to_f32()
 }
 
 /// Byte `i` of the little-endian words `words`.
+#[inline]
 fn byte(words: &[u32], i: usize) -> u8 {
     (words[i / 4] >> (8 * (i % 4))) as u8
 }
 
 /// ggml's `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min from the 12 packed bytes.
+#[inline]
 fn scale_min(s: &[u32], j: usize) -> (u8, u8) {
     let b = |i| byte(s, i);
     if j < 4 {
@@ -32,8 +35,10 @@ fn scale_min(s: &[u32], j: usize) -> (u8, u8) {
 }
 
 /// Sub-block `j`'s scale and min of the K-quant super-block whose scale words start `meta`
-/// (d and dmin, then the 12 bytes of 6-bit scales and mins).
-fn k_scale_min(meta: &[u32], j: usize) -> (f32, f32) {
+/// (d and dmin, then the 12 bytes of 6-bit scales and mins); inlined into the CPU kernels'
+/// block decoders.
+#[inline]
+pub(crate) fn k_scale_min(meta: &[u32], j: usize) -> (f32, f32) {
     let (sc, m) = scale_min(&meta[1..4], j);
     (
         half(meta[0], false) * f32::from(sc),

@@ -10,7 +10,7 @@ pub mod dense;
 pub mod expert_arena;
 pub mod gguf_formats;
 mod gguf_quantize;
-mod gguf_unpack;
+pub(crate) mod gguf_unpack;
 pub mod grouped_matmul;
 pub mod matmul;
 pub mod mxfp4;

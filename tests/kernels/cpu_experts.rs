@@ -167,3 +167,41 @@ fn bad_cpu_expert_input_is_an_error() {
         .to_string();
     assert!(e.contains("empty"), "{e}");
 }
+
+#[test]
+fn cpu_experts_give_a_token_the_same_bits_alone_and_in_a_batch() {
+    let cpu = CpuExperts::new(2).unwrap();
+    let mixed = ExpertFormat {
+        gate_up: WeightFormat::Q4K,
+        down: WeightFormat::Q6K,
+    };
+    let uniform = [
+        WeightFormat::F16,
+        WeightFormat::Q8_0,
+        WeightFormat::Int4,
+        WeightFormat::Mxfp4,
+        WeightFormat::Q5K,
+    ];
+    let tokens = 17;
+    // Rows of 256 and 96 values decode block by block; rows of 40 and 24 whole.
+    for (hidden, inter) in [(256, 96), (40, 24)] {
+        for format in uniform
+            .map(ExpertFormat::uniform)
+            .into_iter()
+            .chain([mixed])
+        {
+            let (packed, _) = expert(format, hidden, inter, true, 3);
+            let x = Rng::new(4).normals(tokens * hidden, 1.0);
+            let batch = forward(&cpu, &packed, hidden, inter, SWIGLU, &x);
+            for (t, (x, want)) in x.chunks(hidden).zip(batch.chunks(hidden)).enumerate() {
+                let alone = forward(&cpu, &packed, hidden, inter, SWIGLU, x);
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&alone),
+                    bits(want),
+                    "{format} hidden {hidden} token {t}"
+                );
+            }
+        }
+    }
+}

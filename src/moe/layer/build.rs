@@ -369,30 +369,6 @@ impl MoeLayer {
             readback: OnceCell::new(),
         })
     }
-
-    /// Uploads every expert into the slot of the same number (the arena must hold them all).
-    pub fn upload_all(&self, ctx: &Context, weights: &MoeWeights) -> Result<()> {
-        let e = self.spec.routing.experts;
-        if self.arena.slots < e {
-            return Err(Error::input(format!(
-                "{} slots cannot hold all {e} experts",
-                self.arena.slots
-            )));
-        }
-        for expert in 0..e {
-            let start = std::time::Instant::now();
-            let bias = self.spec.expert_bias;
-            self.arena
-                .upload_from(ctx, expert, weights.experts.as_ref(), expert, bias)?;
-            self.stats
-                .borrow_mut()
-                .uploaded(expert, false, start.elapsed());
-        }
-        let table: Vec<u32> = (0..e as u32).collect();
-        ExpertArena::write_table(ctx, &self.table, &table);
-        self.stats.borrow_mut().note_resident(e);
-        Ok(())
-    }
 }
 
 fn vec_to_pair(mut v: Vec<GroupedMatmul>) -> [GroupedMatmul; 2] {

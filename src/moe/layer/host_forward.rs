@@ -1,13 +1,15 @@
-//! The host-facing forward API: upload tokens, run the layer in chunks of at most
-//! `max_tokens`, read back the output (and, on request, the routing).
+//! The host-facing API: upload every expert, upload tokens, run the layer in chunks of at
+//! most `max_tokens`, read back the output (and, on request, the routing).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder, Staging, decode};
+use crate::kernels::expert_arena::ExpertArena;
 use crate::moe::layer::state::MoeLayer;
 use crate::moe::layer::step::MoeStep;
 use crate::moe::router::logit_cols;
 use crate::moe::step_buffers::read_checked;
 use crate::spec::routing::DynamicActivation;
+use crate::spec::weights::MoeWeights;
 
 /// What a forward step returns.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +34,30 @@ pub struct ForwardOptions {
 }
 
 impl MoeLayer {
+    /// Uploads every expert into the slot of the same number (the arena must hold them all).
+    pub fn upload_all(&self, ctx: &Context, weights: &MoeWeights) -> Result<()> {
+        let e = self.spec.routing.experts;
+        if self.arena.slots < e {
+            return Err(Error::input(format!(
+                "{} slots cannot hold all {e} experts",
+                self.arena.slots
+            )));
+        }
+        for expert in 0..e {
+            let start = std::time::Instant::now();
+            let bias = self.spec.expert_bias;
+            self.arena
+                .upload_from(ctx, expert, weights.experts.as_ref(), expert, bias)?;
+            self.stats
+                .borrow_mut()
+                .uploaded(expert, false, start.elapsed());
+        }
+        let table: Vec<u32> = (0..e as u32).collect();
+        ExpertArena::write_table(ctx, &self.table, &table);
+        self.stats.borrow_mut().note_resident(e);
+        Ok(())
+    }
+
     /// Runs the layer on `x` ([tokens, hidden], row-major) and returns [tokens, hidden].
     pub fn forward(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
         Ok(self

@@ -9,13 +9,13 @@ use std::arch::x86_64::{
 
 use crate::cpu::isa::Isa;
 
-/// AVX2, FMA and F16C, which this CPU has: only [`detect`](super::isa::detect) makes one, so
+/// AVX2, FMA and F16C, which this CPU has: only [`detect`](super::dispatch::detect) makes one, so
 /// that holding one proves the intrinsics below may run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Avx2(());
 
 impl Avx2 {
-    /// The proof; only for [`detect`](super::isa::detect), after it checked the CPU.
+    /// The proof; only for [`detect`](super::dispatch::detect), after it checked the CPU.
     pub(super) fn new() -> Self {
         Self(())
     }

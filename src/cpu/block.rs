@@ -157,7 +157,8 @@ fn q6k_block<I: Isa>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::isa::{Kernels, Portable, detect};
+    use crate::cpu::dispatch::{Kernels, detect};
+    use crate::cpu::isa::Portable;
 
     /// Every block of every block format equals the row `decode_row` gives, on each instruction
     /// set this CPU has.

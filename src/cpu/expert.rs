@@ -2,7 +2,8 @@
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use crate::cpu::matmul::{PackedMatrix, matmul, need};
+use crate::cpu::matmul::matmul;
+use crate::cpu::packed::{PackedMatrix, need};
 use crate::error::{Error, Result};
 use crate::spec::layer_spec::Glu;
 use crate::spec::weights::PackedExpert;

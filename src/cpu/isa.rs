@@ -61,28 +61,3 @@ impl Isa for Portable {
         }
     }
 }
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) use super::avx2::Avx2;
-
-/// The kernels this CPU runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Kernels {
-    /// [`Portable`].
-    Portable,
-    /// [`Avx2`].
-    #[cfg(target_arch = "x86_64")]
-    Avx2(Avx2),
-}
-
-/// The best kernels for this CPU (std caches what the CPU has, so this is cheap to call).
-pub(crate) fn detect() -> Kernels {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
-    {
-        return Kernels::Avx2(Avx2::new());
-    }
-    Kernels::Portable
-}

@@ -7,11 +7,12 @@
 //! to a tail sum, then the running sums add pairwise in a fixed tree and the tail last. A
 //! token's outputs therefore have the same bits alone and in a batch of any size, on any thread.
 
-use crate::cpu::block::{BLOCK, decode_block, has_blocks};
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::isa::Avx2;
-use crate::cpu::isa::{Isa, Kernels, Portable};
-use crate::cpu::matmul::PackedMatrix;
+use crate::cpu::avx2::Avx2;
+use crate::cpu::block::{BLOCK, decode_block, has_blocks};
+use crate::cpu::dispatch::Kernels;
+use crate::cpu::isa::{Isa, Portable};
+use crate::cpu::packed::PackedMatrix;
 use crate::spec::weight_format::WeightFormat;
 
 /// Running sums of a dot product: two AVX or four SSE registers of products in flight.
@@ -185,7 +186,7 @@ fn tile<I: Isa, const T: usize>(isa: I, k: usize, x: &[f32], blocks: &impl Block
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::isa::detect;
+    use crate::cpu::dispatch::detect;
 
     /// Every instruction set this CPU has gives each row·token dot product of f64's value, from
     /// blocks (k 96) and from whole rows (k 40), for 1 to 6 tokens.

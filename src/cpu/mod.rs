@@ -13,10 +13,13 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod block;
+mod dispatch;
 pub mod expert;
 mod isa;
 mod kernel;
 pub mod matmul;
+mod packed;
 
 pub use expert::CpuExperts;
-pub use matmul::{PackedMatrix, matmul};
+pub use matmul::matmul;
+pub use packed::PackedMatrix;

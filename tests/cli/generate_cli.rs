@@ -283,7 +283,8 @@ fn cli_generates_the_same_tokens_with_an_expert_cache_and_writes_statistics() {
     let ids: Vec<String> = prompt.iter().map(|i| i.to_string()).collect();
     let ids = ids.join(",");
     let d = temp_dir("generate-stats");
-    for (extra, cached) in [(vec![], false), (vec!["--expert-slots", "4"], true)] {
+    let cache = vec!["--expert-slots", "4", "--cpu-experts", "never"];
+    for (extra, cached) in [(vec![], false), (cache, true)] {
         let stats = d.join(format!("stats-{cached}.json"));
         let new_tokens = new.to_string();
         let mut args = vec![

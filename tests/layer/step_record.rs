@@ -7,8 +7,8 @@ use moe_gpu::kernels::matmul::{ExpertFormat, Glu, WeightFormat};
 use moe_gpu::kernels::tiling::TileKind;
 use moe_gpu::moe::layer::{CacheRounds, Permutation};
 use moe_gpu::moe::{
-    DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStep, ResidencyOptions,
-    RoutingSpec, StepRecord,
+    CpuOptions, DynamicActivation, ExpertBudget, LayerBuild, MoeLayer, MoeLayerSpec, MoeStep,
+    ResidencyOptions, RoutingSpec, StepRecord,
 };
 use moe_gpu::synthetic::random_moe_weights;
 
@@ -72,6 +72,7 @@ fn a_cached_step_records_its_rounds_and_uploads() {
     let options = ResidencyOptions {
         budget: ExpertBudget::SlotsPerLayer(2),
         prefetch: false,
+        cpu: CpuOptions::never(),
         ..Default::default()
     };
     let build = LayerBuild {

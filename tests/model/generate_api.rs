@@ -4,7 +4,7 @@
 
 use moe_gpu::kernels::matmul::WeightFormat;
 use moe_gpu::model::generate::FinishReason;
-use moe_gpu::moe::{ExpertBudget, ResidencyOptions};
+use moe_gpu::moe::{CpuOptions, ExpertBudget, ResidencyOptions};
 use moe_gpu::{GenerateOptions, Logits, Model, ModelOptions, Sampling, stop_tokens};
 use serde_json::json;
 
@@ -323,6 +323,7 @@ fn an_expert_cache_of_k_slots_generates_like_full_residency() {
             ModelOptions {
                 residency: ResidencyOptions {
                     budget: ExpertBudget::SlotsPerLayer(k),
+                    cpu: CpuOptions::never(),
                     ..Default::default()
                 },
                 ..Default::default()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cpu::CpuExperts;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, Staging};
 use crate::kernels::expert_arena::ExpertArena;
 use crate::moe::cost_model::{Miss, Rates};
@@ -41,6 +41,8 @@ pub(crate) struct CpuSide {
     ids: Staging,
     /// Receives the step's `[tokens, hidden]` input.
     x: Staging,
+    /// The step's ids and input, read by [`Self::read_inputs`].
+    inputs: Option<(Vec<u32>, Vec<f32>)>,
 }
 
 impl CpuSide {
@@ -80,6 +82,7 @@ impl CpuSide {
             )?,
             spec: spec.clone(),
             pool,
+            inputs: None,
         }))
     }
 
@@ -132,18 +135,26 @@ impl CpuSide {
         }
     }
 
-    /// Computes `experts` (ascending) for their pairs of the step of `tokens` tokens whose ids
-    /// and input [`Self::copy_inputs`] copied (the copies' submission must have finished).
-    pub fn compute(
-        &mut self,
-        ctx: &Context,
-        tokens: usize,
-        experts: &[usize],
-    ) -> Result<CpuRowsOut> {
-        let start = Instant::now();
+    /// Reads the step's ids and input that [`Self::copy_inputs`] copied, for
+    /// [`Self::compute`]: call it once the copies' submission is done and before the GPU's
+    /// GEMMs are submitted, since a readback waits for everything submitted.
+    pub fn read_inputs(&mut self, ctx: &Context, tokens: usize) -> Result<()> {
         let (h, k) = (self.spec.hidden, self.spec.routing.top_k);
         let ids: Vec<u32> = self.ids.read(ctx, tokens * k)?;
         let x: Vec<f32> = self.x.read(ctx, tokens * h)?;
+        self.inputs = Some((ids, x));
+        Ok(())
+    }
+
+    /// Computes `experts` (ascending) for their pairs of the step whose ids and input
+    /// [`Self::read_inputs`] read.
+    pub fn compute(&mut self, experts: &[usize]) -> Result<CpuRowsOut> {
+        let start = Instant::now();
+        let (h, k) = (self.spec.hidden, self.spec.routing.top_k);
+        let (ids, x) = self
+            .inputs
+            .take()
+            .ok_or_else(|| Error::input("the CPU experts' step inputs were not read"))?;
         let mut out = CpuRowsOut {
             pairs: Vec::new(),
             rows: Vec::new(),

@@ -55,6 +55,10 @@ impl MoeLayer {
             stats.record_prediction(p, &counts);
         }
         let (on_cpu, plan) = off.plan(&counts)?;
+        if let Some(cpu) = off.cpu.as_mut().filter(|_| !on_cpu.is_empty()) {
+            // Now, while nothing but the routing is submitted: a readback waits for it all.
+            cpu.read_inputs(ctx, tokens)?;
+        }
         stats.record_step(tokens, &counts, Some(&plan));
         let rounds = plan.rounds.len();
         if rounds == 0 {
@@ -89,7 +93,6 @@ impl MoeLayer {
         &self,
         ctx: &Context,
         rec: &mut Recorder<'_>,
-        tokens: usize,
         experts: &[usize],
     ) -> Result<()> {
         let offload = self
@@ -102,7 +105,7 @@ impl MoeLayer {
             .as_mut()
             .ok_or_else(|| Error::input("the layer has no CPU side"))?;
         rec.submit()?;
-        let out = cpu.compute(ctx, tokens, experts)?;
+        let out = cpu.compute(experts)?;
         let rows = out.pairs.len();
         let mut stats = self.stats.borrow_mut();
         stats.computed_on_cpu(experts.len(), rows, out.secs);

@@ -148,7 +148,7 @@ impl MoeLayer {
             shared.encode(ctx, pass, tokens);
         }
         if !on_cpu.is_empty() {
-            self.place_cpu_rows(ctx, rec, tokens, &on_cpu)?;
+            self.place_cpu_rows(ctx, rec, &on_cpu)?;
         }
         let pass = rec.pass();
         match fused {

@@ -14,7 +14,6 @@ use crate::moe::cost_model::{Miss, Rates};
 use crate::moe::cpu_options::{CpuOptions, CpuPolicy};
 use crate::moe::host_experts::{HostExperts, shared_pool};
 use crate::moe::rates;
-use crate::spec::INVALID;
 use crate::spec::layer_spec::MoeLayerSpec;
 use crate::spec::weights::ExpertSource;
 
@@ -163,7 +162,7 @@ impl CpuSide {
         let mut seen = Vec::with_capacity(experts.len());
         for &e in experts {
             let pairs: Vec<u32> = (0..ids.len() as u32)
-                .filter(|&p| ids[p as usize] != INVALID && ids[p as usize] as usize == e)
+                .filter(|&p| ids[p as usize] as usize == e)
                 .collect();
             if pairs.is_empty() {
                 continue;
